@@ -1,0 +1,541 @@
+//! Subscriptions, metered usage and top-up purchases.
+
+use async_graphql::{Context, Enum, ID, InputObject, Json, Object, SimpleObject};
+use chrono::{DateTime, Utc};
+use service::{
+    api_keys::Role,
+    pricing,
+    purchases::{self, TopUpOrder as Order},
+    subscriptions::{self, Subscription as Sub},
+};
+
+use super::{
+    catalog::{CatalogRef, Plan},
+    context::{RoleGuard, app, load, loaders},
+    credit_systems::CreditSystem,
+    customers::{self, Customer},
+    error::ApiResult,
+    ids::{self, Kind},
+    ledger::{Grant, LedgerEntry},
+    loaders::{GrantKey, PlanKey},
+    pagination::{self, Conn},
+    refs::{CreditSystemRefInput, CustomerRefInput},
+    scalars::{Credits, ExactDecimal},
+};
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq)]
+#[graphql(remote = "service::subscriptions::SubscriptionStatus")]
+pub enum SubscriptionStatus {
+    /// Starts in the future.
+    Scheduled,
+    Active,
+    Canceled,
+}
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq)]
+#[graphql(remote = "service::purchases::OrderStatus")]
+pub enum TopUpOrderStatus {
+    /// Waiting for its payment (24 hours).
+    Pending,
+    /// Paid: the credits were granted.
+    Paid,
+    Failed,
+    /// Not paid within 24 hours.
+    Expired,
+}
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq)]
+#[graphql(remote = "service::subscriptions::DenyReason")]
+pub enum EntitlementDenyReason {
+    /// No active plan of the customer includes the feature.
+    NotEntitled,
+    /// The plan needs a paid top-up first.
+    PurchaseRequired,
+    InsufficientCredits,
+    /// It would go below the plan's BLOCK low-credit limit.
+    LowCreditLimit,
+}
+
+/// A customer on a plan.
+pub struct Subscription(pub Sub);
+
+#[Object]
+impl Subscription {
+    async fn id(&self) -> ID {
+        ids::encode(Kind::Subscription, self.0.id)
+    }
+    async fn customer(&self, ctx: &Context<'_>) -> ApiResult<Option<Customer>> {
+        customers::customer(ctx, self.0.customer_id).await
+    }
+    async fn plan(&self, ctx: &Context<'_>) -> ApiResult<Option<Plan>> {
+        Ok(load(ctx, PlanKey(self.0.plan_id)).await?.map(Plan))
+    }
+    /// As of now.
+    async fn status(&self, ctx: &Context<'_>) -> ApiResult<SubscriptionStatus> {
+        Ok(self.0.status_at(loaders(ctx)?.loader().now()).into())
+    }
+    /// Billing periods are counted from here (month ends clamp).
+    async fn billing_anchor(&self) -> DateTime<Utc> {
+        self.0.billing_anchor
+    }
+    async fn started_at(&self) -> DateTime<Utc> {
+        self.0.started_at
+    }
+    /// The billing period containing now.
+    async fn current_period_start(&self, ctx: &Context<'_>) -> ApiResult<DateTime<Utc>> {
+        Ok(self.0.period_at(loaders(ctx)?.loader().now()).0)
+    }
+    async fn current_period_end(&self, ctx: &Context<'_>) -> ApiResult<DateTime<Utc>> {
+        Ok(self.0.period_at(loaders(ctx)?.loader().now()).1)
+    }
+    async fn cancel_at(&self) -> Option<DateTime<Utc>> {
+        self.0.cancel_at
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+}
+
+#[derive(SimpleObject)]
+pub struct TopUpQuoteLine {
+    /// Index into the price's tiers.
+    tier: i32,
+    quantity: ExactDecimal,
+    unit_amount: ExactDecimal,
+    amount: ExactDecimal,
+}
+
+/// What a quantity of credits costs (money in the price's currency,
+/// rounded half-up to its minor units).
+#[derive(SimpleObject)]
+pub struct TopUpQuote {
+    quantity: Credits,
+    subtotal: ExactDecimal,
+    tax: ExactDecimal,
+    total: ExactDecimal,
+    currency: String,
+    /// `subtotal ÷ quantity`, 6 places.
+    unit_price: ExactDecimal,
+    lines: Vec<TopUpQuoteLine>,
+}
+
+impl From<pricing::Quote> for TopUpQuote {
+    fn from(q: pricing::Quote) -> Self {
+        TopUpQuote {
+            quantity: Credits(q.quantity),
+            subtotal: ExactDecimal(q.subtotal),
+            tax: ExactDecimal(q.tax),
+            total: ExactDecimal(q.total),
+            currency: q.currency,
+            unit_price: ExactDecimal(q.unit_price),
+            lines: q
+                .lines
+                .into_iter()
+                .map(|l| TopUpQuoteLine {
+                    tier: i32::try_from(l.tier).unwrap_or(i32::MAX),
+                    quantity: ExactDecimal(l.quantity),
+                    unit_amount: ExactDecimal(l.unit_amount),
+                    amount: ExactDecimal(l.amount),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A purchase of credits.
+pub struct TopUpOrder(pub Order);
+
+#[Object]
+impl TopUpOrder {
+    async fn id(&self) -> ID {
+        ids::encode(Kind::Order, self.0.id)
+    }
+    async fn customer(&self, ctx: &Context<'_>) -> ApiResult<Option<Customer>> {
+        customers::customer(ctx, self.0.customer_id).await
+    }
+    async fn credit_system(&self, ctx: &Context<'_>) -> ApiResult<Option<CreditSystem>> {
+        customers::credit_system(ctx, self.0.credit_system_id).await
+    }
+    async fn quantity(&self) -> Credits {
+        Credits(self.0.quantity)
+    }
+    async fn quote(&self) -> TopUpQuote {
+        self.0.quote.clone().into()
+    }
+    /// As of now: a pending order past its 24 hours reads `EXPIRED`.
+    async fn status(&self, ctx: &Context<'_>) -> ApiResult<TopUpOrderStatus> {
+        Ok(self.0.status_at(loaders(ctx)?.loader().now()).into())
+    }
+    async fn gateway(&self) -> Option<&str> {
+        self.0.gateway.as_deref()
+    }
+    async fn payment_id(&self) -> Option<&str> {
+        self.0.payment_id.as_deref()
+    }
+    async fn paid_at(&self) -> Option<DateTime<Utc>> {
+        self.0.paid_at
+    }
+    async fn failure_reason(&self) -> Option<&str> {
+        self.0.failure_reason.as_deref()
+    }
+    /// The PURCHASED grant a paid order made.
+    async fn grant(&self, ctx: &Context<'_>) -> ApiResult<Option<Grant>> {
+        match self.0.grant_id {
+            Some(id) => Ok(load(ctx, GrantKey(id)).await?.map(Grant)),
+            None => Ok(None),
+        }
+    }
+    /// Created by auto top-up rather than a purchase request.
+    async fn automatic(&self) -> bool {
+        self.0.automatic
+    }
+    async fn expires_at(&self) -> DateTime<Utc> {
+        self.0.expires_at
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+}
+
+/// Whether usage would be allowed now, and what it would cost.
+#[derive(SimpleObject)]
+pub struct EntitlementCheck {
+    allowed: bool,
+    /// Credits the quantity would cost.
+    credit_cost: Option<Credits>,
+    credit_system: Option<CreditSystem>,
+    available: Option<Credits>,
+    /// Why not, when not allowed.
+    reason: Option<EntitlementDenyReason>,
+}
+
+#[derive(Default)]
+pub struct CommerceQuery;
+
+#[Object]
+impl CommerceQuery {
+    async fn subscription(&self, ctx: &Context<'_>, id: ID) -> ApiResult<Subscription> {
+        let (p, app) = app(ctx)?;
+        let id = ids::decode(Kind::Subscription, &id, "id")?;
+        Ok(Subscription(
+            subscriptions::get(&app.db, p.tenant_id, id).await?,
+        ))
+    }
+
+    /// What `quantity` credits would cost this customer now (no side
+    /// effects; any key may quote).
+    async fn quote_top_up(
+        &self,
+        ctx: &Context<'_>,
+        customer: CustomerRefInput,
+        credit_system: CreditSystemRefInput,
+        quantity: Credits,
+    ) -> ApiResult<TopUpQuote> {
+        let (p, app) = app(ctx)?;
+        let quote = purchases::quote_top_up(
+            &app.db,
+            app.clock(),
+            p.tenant_id,
+            &customer.parse("customer")?,
+            &credit_system.parse("creditSystem")?,
+            quantity.0,
+        )
+        .await?;
+        Ok(quote.into())
+    }
+
+    async fn top_up_order(&self, ctx: &Context<'_>, id: ID) -> ApiResult<TopUpOrder> {
+        let (p, app) = app(ctx)?;
+        let id = ids::decode(Kind::Order, &id, "id")?;
+        Ok(TopUpOrder(purchases::get(&app.db, p.tenant_id, id).await?))
+    }
+
+    /// Top-up orders, newest first.
+    async fn top_up_orders(
+        &self,
+        ctx: &Context<'_>,
+        customer: Option<CustomerRefInput>,
+        status: Option<TopUpOrderStatus>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> ApiResult<Conn<TopUpOrder>> {
+        let (p, app) = app(ctx)?;
+        let page = pagination::page_request(first, after)?;
+        let customer = customer.map(|c| c.parse("customer")).transpose()?;
+        let found = purchases::list(
+            &app.db,
+            app.clock(),
+            p.tenant_id,
+            customer.as_ref(),
+            status.map(Into::into),
+            page,
+        )
+        .await?;
+        Ok(pagination::connection(found, |o| o.id, TopUpOrder))
+    }
+
+    /// Whether `quantity` units of a feature could be used now, and at
+    /// what cost: for a frontend deciding whether to show a button.
+    async fn check_entitlement(
+        &self,
+        ctx: &Context<'_>,
+        customer: CustomerRefInput,
+        feature: CatalogRef,
+        #[graphql(default_with = "ExactDecimal(rust_decimal::Decimal::ONE)")]
+        quantity: ExactDecimal,
+    ) -> ApiResult<EntitlementCheck> {
+        let (p, app) = app(ctx)?;
+        let check = subscriptions::check_entitlement(
+            &app.db,
+            app.clock(),
+            p.tenant_id,
+            &customer.parse("customer")?,
+            &feature_ref(&feature)?,
+            quantity.0,
+        )
+        .await?;
+        let credit_system = match check.credit_system_id {
+            Some(id) => customers::credit_system(ctx, id).await?,
+            None => None,
+        };
+        Ok(EntitlementCheck {
+            allowed: check.allowed,
+            credit_cost: check.credit_cost.map(Credits),
+            credit_system,
+            available: check.available.map(Credits),
+            reason: check.reason.map(Into::into),
+        })
+    }
+}
+
+fn feature_ref(feature: &CatalogRef) -> ApiResult<service::catalog::Ref> {
+    Ok(match feature {
+        CatalogRef::Id(id) => service::catalog::Ref::Id(ids::decode(Kind::Feature, id, "feature")?),
+        CatalogRef::Key(k) => service::catalog::Ref::Key(k.clone()),
+    })
+}
+
+#[derive(InputObject)]
+pub struct SubscribeInput {
+    customer: CustomerRefInput,
+    plan: CatalogRef,
+    /// Default: now. Periods are anchored here.
+    start_at: Option<DateTime<Utc>>,
+    idempotency_key: String,
+}
+
+#[derive(SimpleObject)]
+pub struct SubscribePayload {
+    subscription: Subscription,
+    /// The first allowance grant of each credit system the plan includes.
+    grants: Vec<Grant>,
+}
+
+#[derive(InputObject)]
+pub struct CancelSubscriptionInput {
+    subscription: ID,
+    /// Default: now.
+    at: Option<DateTime<Utc>>,
+}
+
+#[derive(SimpleObject)]
+pub struct SubscriptionPayload {
+    subscription: Subscription,
+}
+
+#[derive(InputObject)]
+pub struct TrackUsageInput {
+    customer: CustomerRefInput,
+    feature: CatalogRef,
+    /// Units of the feature used (up to 6 decimal places).
+    quantity: ExactDecimal,
+    idempotency_key: String,
+    event_ref: Option<String>,
+    user_ref: Option<String>,
+    dimensions: Option<Json<serde_json::Value>>,
+    description: Option<String>,
+}
+
+#[derive(SimpleObject)]
+pub struct TrackUsagePayload {
+    /// The USAGE entry, with `feature` and `quantity`.
+    entry: LedgerEntry,
+}
+
+#[derive(InputObject)]
+pub struct PurchaseCreditsInput {
+    customer: CustomerRefInput,
+    credit_system: CreditSystemRefInput,
+    quantity: Credits,
+    idempotency_key: String,
+}
+
+#[derive(SimpleObject)]
+pub struct TopUpOrderPayload {
+    order: TopUpOrder,
+}
+
+#[derive(InputObject)]
+pub struct ConfirmTopUpPaymentInput {
+    order: ID,
+    /// Which gateway took the payment (`stripe`, `barion`, …).
+    gateway: String,
+    /// The gateway's id for the payment.
+    payment_id: String,
+    /// Default: now.
+    paid_at: Option<DateTime<Utc>>,
+}
+
+#[derive(InputObject)]
+pub struct FailTopUpPaymentInput {
+    order: ID,
+    reason: String,
+}
+
+#[derive(Default)]
+pub struct CommerceMutation;
+
+#[Object]
+impl CommerceMutation {
+    /// Puts a customer on a published plan: creates the plan's wallets and
+    /// grants the first allowance period.
+    #[graphql(guard = "RoleGuard(Role::Admin)")]
+    async fn subscribe(
+        &self,
+        ctx: &Context<'_>,
+        input: SubscribeInput,
+    ) -> ApiResult<SubscribePayload> {
+        let (p, app) = app(ctx)?;
+        let plan = match &input.plan {
+            CatalogRef::Id(id) => service::catalog::Ref::Id(ids::decode(Kind::Plan, id, "plan")?),
+            CatalogRef::Key(k) => service::catalog::Ref::Key(k.clone()),
+        };
+        let out = subscriptions::subscribe(
+            &app.db,
+            app.clock(),
+            p.tenant_id,
+            &subscriptions::SubscribeInput {
+                customer: input.customer.parse("customer")?,
+                plan,
+                start_at: input.start_at,
+                idempotency_key: input.idempotency_key,
+            },
+        )
+        .await?;
+        Ok(SubscribePayload {
+            subscription: Subscription(out.subscription),
+            grants: out.grants.into_iter().map(Grant).collect(),
+        })
+    }
+
+    /// Ends a subscription (now, or at a later instant). Granted credits
+    /// live out their own expiry. To change plan today: cancel, subscribe.
+    #[graphql(guard = "RoleGuard(Role::Admin)")]
+    async fn cancel_subscription(
+        &self,
+        ctx: &Context<'_>,
+        input: CancelSubscriptionInput,
+    ) -> ApiResult<SubscriptionPayload> {
+        let (p, app) = app(ctx)?;
+        let id = ids::decode(Kind::Subscription, &input.subscription, "subscription")?;
+        let sub = subscriptions::cancel(&app.db, app.clock(), p.tenant_id, id, input.at).await?;
+        Ok(SubscriptionPayload {
+            subscription: Subscription(sub),
+        })
+    }
+
+    /// Meters usage of a feature: consumes `quantity × creditCost` of the
+    /// customer's plan (`FEATURE_NOT_ENTITLED` without one).
+    #[graphql(guard = "RoleGuard(Role::Write)")]
+    async fn track_usage(
+        &self,
+        ctx: &Context<'_>,
+        input: TrackUsageInput,
+    ) -> ApiResult<TrackUsagePayload> {
+        let (p, app) = app(ctx)?;
+        let out = subscriptions::track_usage(
+            &app.db,
+            app.clock(),
+            p.tenant_id,
+            &subscriptions::TrackUsageInput {
+                customer: input.customer.parse("customer")?,
+                feature: feature_ref(&input.feature)?,
+                quantity: input.quantity.0,
+                idempotency_key: input.idempotency_key,
+                event_ref: input.event_ref,
+                user_ref: input.user_ref,
+                dimensions: input.dimensions.map(|d| d.0),
+                description: input.description,
+            },
+        )
+        .await?;
+        Ok(TrackUsagePayload {
+            entry: LedgerEntry(out.entry),
+        })
+    }
+
+    /// Creates a PENDING top-up order at the current quote. Pay it at any
+    /// gateway, then `confirmTopUpPayment`.
+    #[graphql(guard = "RoleGuard(Role::Write)")]
+    async fn purchase_credits(
+        &self,
+        ctx: &Context<'_>,
+        input: PurchaseCreditsInput,
+    ) -> ApiResult<TopUpOrderPayload> {
+        let (p, app) = app(ctx)?;
+        let order = purchases::purchase(
+            &app.db,
+            app.clock(),
+            p.tenant_id,
+            &input.customer.parse("customer")?,
+            &input.credit_system.parse("creditSystem")?,
+            input.quantity.0,
+            &input.idempotency_key,
+        )
+        .await?;
+        Ok(TopUpOrderPayload {
+            order: TopUpOrder(order),
+        })
+    }
+
+    /// Marks an order PAID and grants its credits, in one transaction.
+    /// Confirming again with the same payment id grants nothing more.
+    #[graphql(guard = "RoleGuard(Role::Write)")]
+    async fn confirm_top_up_payment(
+        &self,
+        ctx: &Context<'_>,
+        input: ConfirmTopUpPaymentInput,
+    ) -> ApiResult<TopUpOrderPayload> {
+        let (p, app) = app(ctx)?;
+        let id = ids::decode(Kind::Order, &input.order, "order")?;
+        let order = purchases::confirm_payment(
+            &app.db,
+            app.clock(),
+            p.tenant_id,
+            id,
+            &input.gateway,
+            &input.payment_id,
+            input.paid_at,
+        )
+        .await?;
+        Ok(TopUpOrderPayload {
+            order: TopUpOrder(order),
+        })
+    }
+
+    /// Marks a pending order FAILED.
+    #[graphql(guard = "RoleGuard(Role::Write)")]
+    async fn fail_top_up_payment(
+        &self,
+        ctx: &Context<'_>,
+        input: FailTopUpPaymentInput,
+    ) -> ApiResult<TopUpOrderPayload> {
+        let (p, app) = app(ctx)?;
+        let id = ids::decode(Kind::Order, &input.order, "order")?;
+        let order =
+            purchases::fail_payment(&app.db, app.clock(), p.tenant_id, id, &input.reason).await?;
+        Ok(TopUpOrderPayload {
+            order: TopUpOrder(order),
+        })
+    }
+}

@@ -1,0 +1,481 @@
+//! Batched loading for nested fields: one [`DataLoader`] per request,
+//! scoped to the caller's tenant and to one `now`, so a whole query sees one
+//! instant and costs the same number of statements for 1 customer as for 50.
+
+use std::{collections::HashMap, sync::Arc};
+
+use async_graphql::dataloader::{DataLoader, Loader};
+use chrono::{DateTime, Duration, Utc};
+use rust_decimal::Decimal;
+use service::{
+    Code, Db, DomainError,
+    catalog::{self, Entitlement, Feature, Plan, PlanCredit, Product},
+    credit_systems::{self, CreditSystem},
+    customers::{self, Customer},
+    ledger::{
+        Balance, Entry, Grant, Hold, Split, Wallet,
+        read::{self, EntryFilter, GrantFilter},
+    },
+    pagination::{Page, PageRequest},
+    purchases::{self, TopUpOrder},
+    subscriptions::{self, Subscription},
+};
+use uuid::Uuid;
+
+/// What loaders need: the database, the tenant, and the request's instant.
+pub struct Batch {
+    db: Db,
+    tenant_id: Uuid,
+    now: DateTime<Utc>,
+}
+
+pub type Loaders = DataLoader<Batch>;
+
+/// Keys per batch. A query within the limits (`first` ≤ 200, depth ≤ 12)
+/// that names more objects than this at one level costs one more statement
+/// per 5,000; below it, the statement count does not depend on the data.
+const BATCH_SIZE_MAX: usize = 5_000;
+
+/// How many turns a batch waits for before its 1 ms delay starts.
+///
+/// async-graphql resolves a list's items 32 at a time, yielding to the
+/// executor in between; a batch that only waited 1 ms of wall time could
+/// fire halfway through a level (slow machine, debug build) and cost a
+/// second statement. Each yield gives the request another turn, so a level
+/// of up to ~8,000 items is enqueued before its batch is taken.
+const YIELDS_BEFORE_BATCH: usize = 256;
+
+pub fn loaders(db: Db, tenant_id: Uuid, now: DateTime<Utc>) -> Loaders {
+    DataLoader::new(Batch { db, tenant_id, now }, |fetch| {
+        tokio::spawn(async move {
+            for _ in 0..YIELDS_BEFORE_BATCH {
+                tokio::task::yield_now().await;
+            }
+            fetch.await
+        })
+    })
+    .max_batch_size(BATCH_SIZE_MAX)
+}
+
+impl Batch {
+    pub fn now(&self) -> DateTime<Utc> {
+        self.now
+    }
+}
+
+/// A failed batch: logged, and answered as `INTERNAL`.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct LoadError(Arc<str>);
+
+impl DomainError for LoadError {
+    fn code(&self) -> Code {
+        Code::Internal
+    }
+}
+
+fn fail(e: impl std::fmt::Display) -> LoadError {
+    LoadError(e.to_string().into())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CustomerKey(pub Uuid);
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CreditSystemKey(pub Uuid);
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct WalletsOfCustomer(pub Uuid);
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct WalletKey(pub Uuid);
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct BalanceKey(pub Uuid);
+/// Wallet and days ahead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ExpiringKey(pub Uuid, pub i64);
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct BalanceAtKey(pub Uuid, pub DateTime<Utc>);
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct GrantPageKey(pub Uuid, pub GrantFilter, pub PageRequest);
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct EntryPageKey(pub Uuid, pub EntryFilter, pub PageRequest);
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SplitsKey(pub Uuid);
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct GrantKey(pub Uuid);
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct EntryKey(pub Uuid);
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct HoldKey(pub Uuid);
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ProductKey(pub Uuid);
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PlanKey(pub Uuid);
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FeatureKey(pub Uuid);
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PlanCreditsOfPlan(pub Uuid);
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct EntitlementsOfPlan(pub Uuid);
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SubscriptionsOfCustomer(pub Uuid);
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct OrderKey(pub Uuid);
+
+fn ids<K>(keys: &[K], id: impl Fn(&K) -> Uuid) -> Vec<Uuid> {
+    keys.iter().map(id).collect()
+}
+
+/// Groups keys that share their non-id part, so each group is one batch.
+fn groups<K: Clone, G: Eq + std::hash::Hash + Clone>(
+    keys: &[K],
+    group: impl Fn(&K) -> G,
+) -> HashMap<G, Vec<K>> {
+    let mut out: HashMap<G, Vec<K>> = HashMap::new();
+    for k in keys {
+        out.entry(group(k)).or_default().push(k.clone());
+    }
+    out
+}
+
+impl Loader<CustomerKey> for Batch {
+    type Value = Customer;
+    type Error = LoadError;
+
+    async fn load(
+        &self,
+        keys: &[CustomerKey],
+    ) -> Result<HashMap<CustomerKey, Customer>, LoadError> {
+        let rows = customers::by_ids(&self.db, self.tenant_id, &ids(keys, |k| k.0))
+            .await
+            .map_err(fail)?;
+        Ok(rows.into_iter().map(|c| (CustomerKey(c.id), c)).collect())
+    }
+}
+
+impl Loader<CreditSystemKey> for Batch {
+    type Value = CreditSystem;
+    type Error = LoadError;
+
+    async fn load(
+        &self,
+        keys: &[CreditSystemKey],
+    ) -> Result<HashMap<CreditSystemKey, CreditSystem>, LoadError> {
+        let rows = credit_systems::by_ids(&self.db, self.tenant_id, &ids(keys, |k| k.0))
+            .await
+            .map_err(fail)?;
+        Ok(rows
+            .into_iter()
+            .map(|c| (CreditSystemKey(c.id), c))
+            .collect())
+    }
+}
+
+impl Loader<WalletsOfCustomer> for Batch {
+    type Value = Vec<Wallet>;
+    type Error = LoadError;
+
+    async fn load(
+        &self,
+        keys: &[WalletsOfCustomer],
+    ) -> Result<HashMap<WalletsOfCustomer, Vec<Wallet>>, LoadError> {
+        let mut found = read::wallets_of_customers(&self.db, self.tenant_id, &ids(keys, |k| k.0))
+            .await
+            .map_err(fail)?;
+        Ok(keys
+            .iter()
+            .map(|k| (*k, found.remove(&k.0).unwrap_or_default()))
+            .collect())
+    }
+}
+
+impl Loader<WalletKey> for Batch {
+    type Value = Wallet;
+    type Error = LoadError;
+
+    async fn load(&self, keys: &[WalletKey]) -> Result<HashMap<WalletKey, Wallet>, LoadError> {
+        let rows = read::wallets_by_ids(&self.db, self.tenant_id, &ids(keys, |k| k.0))
+            .await
+            .map_err(fail)?;
+        Ok(rows.into_iter().map(|w| (WalletKey(w.id), w)).collect())
+    }
+}
+
+impl Loader<BalanceKey> for Batch {
+    type Value = Balance;
+    type Error = LoadError;
+
+    async fn load(&self, keys: &[BalanceKey]) -> Result<HashMap<BalanceKey, Balance>, LoadError> {
+        let found = read::balances(&self.db, self.tenant_id, &ids(keys, |k| k.0), self.now)
+            .await
+            .map_err(fail)?;
+        Ok(found
+            .into_iter()
+            .map(|(id, b)| (BalanceKey(id), b))
+            .collect())
+    }
+}
+
+impl Loader<ExpiringKey> for Batch {
+    type Value = Decimal;
+    type Error = LoadError;
+
+    async fn load(&self, keys: &[ExpiringKey]) -> Result<HashMap<ExpiringKey, Decimal>, LoadError> {
+        let mut out = HashMap::new();
+        for (days, keys) in groups(keys, |k| k.1) {
+            let until = self.now + Duration::days(days);
+            let found = read::expiring_between(
+                &self.db,
+                self.tenant_id,
+                &ids(&keys, |k| k.0),
+                self.now,
+                until,
+            )
+            .await
+            .map_err(fail)?;
+            for k in keys {
+                out.insert(k, found.get(&k.0).copied().unwrap_or_default());
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl Loader<BalanceAtKey> for Batch {
+    type Value = Decimal;
+    type Error = LoadError;
+
+    async fn load(
+        &self,
+        keys: &[BalanceAtKey],
+    ) -> Result<HashMap<BalanceAtKey, Decimal>, LoadError> {
+        let mut out = HashMap::new();
+        for (at, keys) in groups(keys, |k| k.1) {
+            let found = read::balances_at(&self.db, self.tenant_id, &ids(&keys, |k| k.0), at)
+                .await
+                .map_err(fail)?;
+            for k in keys {
+                out.insert(k, found.get(&k.0).copied().unwrap_or_default());
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl Loader<GrantPageKey> for Batch {
+    type Value = Page<Grant>;
+    type Error = LoadError;
+
+    async fn load(
+        &self,
+        keys: &[GrantPageKey],
+    ) -> Result<HashMap<GrantPageKey, Page<Grant>>, LoadError> {
+        let mut out = HashMap::new();
+        for ((filter, page), keys) in groups(keys, |k| (k.1, k.2)) {
+            let mut found = read::grant_pages(
+                &self.db,
+                self.tenant_id,
+                &ids(&keys, |k| k.0),
+                filter,
+                page,
+                self.now,
+            )
+            .await
+            .map_err(fail)?;
+            for k in keys {
+                if let Some(p) = found.remove(&k.0) {
+                    out.insert(k, p);
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl Loader<EntryPageKey> for Batch {
+    type Value = Page<Entry>;
+    type Error = LoadError;
+
+    async fn load(
+        &self,
+        keys: &[EntryPageKey],
+    ) -> Result<HashMap<EntryPageKey, Page<Entry>>, LoadError> {
+        let mut out = HashMap::new();
+        for ((filter, page), keys) in groups(keys, |k| (k.1.clone(), k.2)) {
+            let mut found = read::entry_pages(
+                &self.db,
+                self.tenant_id,
+                &ids(&keys, |k| k.0),
+                &filter,
+                page,
+            )
+            .await
+            .map_err(fail)?;
+            for k in keys {
+                if let Some(p) = found.remove(&k.0) {
+                    out.insert(k, p);
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl Loader<SplitsKey> for Batch {
+    type Value = Vec<Split>;
+    type Error = LoadError;
+
+    async fn load(&self, keys: &[SplitsKey]) -> Result<HashMap<SplitsKey, Vec<Split>>, LoadError> {
+        let mut found = read::splits_of_entries(&self.db, self.tenant_id, &ids(keys, |k| k.0))
+            .await
+            .map_err(fail)?;
+        Ok(keys
+            .iter()
+            .map(|k| (*k, found.remove(&k.0).unwrap_or_default()))
+            .collect())
+    }
+}
+
+impl Loader<GrantKey> for Batch {
+    type Value = Grant;
+    type Error = LoadError;
+
+    async fn load(&self, keys: &[GrantKey]) -> Result<HashMap<GrantKey, Grant>, LoadError> {
+        let rows = read::grants_by_ids(&self.db, self.tenant_id, &ids(keys, |k| k.0))
+            .await
+            .map_err(fail)?;
+        Ok(rows.into_iter().map(|g| (GrantKey(g.id), g)).collect())
+    }
+}
+
+impl Loader<EntryKey> for Batch {
+    type Value = Entry;
+    type Error = LoadError;
+
+    async fn load(&self, keys: &[EntryKey]) -> Result<HashMap<EntryKey, Entry>, LoadError> {
+        let rows = read::entries_by_ids(&self.db, self.tenant_id, &ids(keys, |k| k.0))
+            .await
+            .map_err(fail)?;
+        Ok(rows.into_iter().map(|e| (EntryKey(e.id), e)).collect())
+    }
+}
+
+impl Loader<HoldKey> for Batch {
+    type Value = Hold;
+    type Error = LoadError;
+
+    async fn load(&self, keys: &[HoldKey]) -> Result<HashMap<HoldKey, Hold>, LoadError> {
+        let rows = read::holds_by_ids(&self.db, self.tenant_id, &ids(keys, |k| k.0))
+            .await
+            .map_err(fail)?;
+        Ok(rows.into_iter().map(|h| (HoldKey(h.id), h)).collect())
+    }
+}
+
+impl Loader<ProductKey> for Batch {
+    type Value = Product;
+    type Error = LoadError;
+
+    async fn load(&self, keys: &[ProductKey]) -> Result<HashMap<ProductKey, Product>, LoadError> {
+        let rows = catalog::products_by_ids(&self.db, self.tenant_id, &ids(keys, |k| k.0))
+            .await
+            .map_err(fail)?;
+        Ok(rows.into_iter().map(|p| (ProductKey(p.id), p)).collect())
+    }
+}
+
+impl Loader<PlanKey> for Batch {
+    type Value = Plan;
+    type Error = LoadError;
+
+    async fn load(&self, keys: &[PlanKey]) -> Result<HashMap<PlanKey, Plan>, LoadError> {
+        let rows = catalog::plans_by_ids(&self.db, self.tenant_id, &ids(keys, |k| k.0))
+            .await
+            .map_err(fail)?;
+        Ok(rows.into_iter().map(|p| (PlanKey(p.id), p)).collect())
+    }
+}
+
+impl Loader<FeatureKey> for Batch {
+    type Value = Feature;
+    type Error = LoadError;
+
+    async fn load(&self, keys: &[FeatureKey]) -> Result<HashMap<FeatureKey, Feature>, LoadError> {
+        let rows = catalog::features_by_ids(&self.db, self.tenant_id, &ids(keys, |k| k.0))
+            .await
+            .map_err(fail)?;
+        Ok(rows.into_iter().map(|f| (FeatureKey(f.id), f)).collect())
+    }
+}
+
+impl Loader<PlanCreditsOfPlan> for Batch {
+    type Value = Vec<PlanCredit>;
+    type Error = LoadError;
+
+    async fn load(
+        &self,
+        keys: &[PlanCreditsOfPlan],
+    ) -> Result<HashMap<PlanCreditsOfPlan, Vec<PlanCredit>>, LoadError> {
+        let rows = catalog::plan_credits_of(self.db.reader(), self.tenant_id, &ids(keys, |k| k.0))
+            .await
+            .map_err(fail)?;
+        let mut out: HashMap<PlanCreditsOfPlan, Vec<PlanCredit>> =
+            keys.iter().map(|k| (*k, Vec::new())).collect();
+        for pc in rows {
+            out.entry(PlanCreditsOfPlan(pc.plan_id))
+                .or_default()
+                .push(pc);
+        }
+        Ok(out)
+    }
+}
+
+impl Loader<EntitlementsOfPlan> for Batch {
+    type Value = Vec<Entitlement>;
+    type Error = LoadError;
+
+    async fn load(
+        &self,
+        keys: &[EntitlementsOfPlan],
+    ) -> Result<HashMap<EntitlementsOfPlan, Vec<Entitlement>>, LoadError> {
+        let rows = catalog::entitlements_of(self.db.reader(), self.tenant_id, &ids(keys, |k| k.0))
+            .await
+            .map_err(fail)?;
+        let mut out: HashMap<EntitlementsOfPlan, Vec<Entitlement>> =
+            keys.iter().map(|k| (*k, Vec::new())).collect();
+        for e in rows {
+            out.entry(EntitlementsOfPlan(e.plan_id))
+                .or_default()
+                .push(e);
+        }
+        Ok(out)
+    }
+}
+
+impl Loader<SubscriptionsOfCustomer> for Batch {
+    type Value = Vec<Subscription>;
+    type Error = LoadError;
+
+    async fn load(
+        &self,
+        keys: &[SubscriptionsOfCustomer],
+    ) -> Result<HashMap<SubscriptionsOfCustomer, Vec<Subscription>>, LoadError> {
+        let mut found = subscriptions::of_customers(&self.db, self.tenant_id, &ids(keys, |k| k.0))
+            .await
+            .map_err(fail)?;
+        Ok(keys
+            .iter()
+            .map(|k| (*k, found.remove(&k.0).unwrap_or_default()))
+            .collect())
+    }
+}
+
+impl Loader<OrderKey> for Batch {
+    type Value = TopUpOrder;
+    type Error = LoadError;
+
+    async fn load(&self, keys: &[OrderKey]) -> Result<HashMap<OrderKey, TopUpOrder>, LoadError> {
+        let rows = purchases::by_ids(&self.db, self.tenant_id, &ids(keys, |k| k.0))
+            .await
+            .map_err(fail)?;
+        Ok(rows.into_iter().map(|o| (OrderKey(o.id), o)).collect())
+    }
+}

@@ -1,0 +1,352 @@
+//! HTTP routes: GraphQL (POST, with the GraphiQL IDE on GET), health and
+//! readiness. Every GraphQL request authenticates with a Bearer API key.
+
+use async_graphql::http::GraphiQLSource;
+use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
+use axum::{
+    Json, Router,
+    extract::State,
+    http::{HeaderMap, StatusCode, header},
+    response::{Html, IntoResponse, Response},
+    routing::get,
+};
+use std::sync::Arc;
+
+use service::{Clock, Db, DomainError, api_keys};
+use tower_http::{limit::RequestBodyLimitLayer, trace::TraceLayer};
+
+use crate::graphql::{AppSchema, error::annotate_request_errors, loaders};
+
+/// The largest request body accepted (413 above it).
+pub const BODY_LIMIT_BYTES: usize = 1024 * 1024;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub schema: AppSchema,
+    pub db: Db,
+    pub clock: Arc<dyn Clock>,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/graphql", get(graphiql).post(graphql))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/exports/entries.csv", get(export_entries))
+        .layer(RequestBodyLimitLayer::new(BODY_LIMIT_BYTES))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn graphiql() -> Html<String> {
+    Html(GraphiQLSource::build().endpoint("/graphql").finish())
+}
+
+/// The caller of a request with `Authorization: Bearer <key>`.
+async fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<api_keys::Principal, api_keys::Error> {
+    match bearer(headers) {
+        Some(key) => api_keys::authenticate(&state.db, key).await,
+        None => Err(api_keys::Error::Unauthenticated),
+    }
+}
+
+async fn graphql(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    req: GraphQLRequest,
+) -> Response {
+    let principal = match authenticate(&state, &headers).await {
+        Ok(p) => p,
+        Err(e) => return unauthenticated(&e),
+    };
+    let loaders = loaders::loaders(state.db.clone(), principal.tenant_id, state.clock.now());
+    let request = req.into_inner().data(principal).data(loaders);
+    let mut response = state.schema.execute(request).await;
+    annotate_request_errors(&mut response);
+    GraphQLResponse::from(response).into_response()
+}
+
+/// The key from `Authorization: Bearer <key>` (scheme case-insensitive).
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, key) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| key.trim())
+}
+
+/// 401 with a GraphQL-shaped body, so clients read one error format.
+fn unauthenticated(e: &api_keys::Error) -> Response {
+    let (status, code) = match e.code() {
+        service::Code::Internal => {
+            tracing::error!(error = %e, "authentication failed on the database");
+            (StatusCode::SERVICE_UNAVAILABLE, "INTERNAL")
+        }
+        _ => (StatusCode::UNAUTHORIZED, "UNAUTHENTICATED"),
+    };
+    let message = if status == StatusCode::UNAUTHORIZED {
+        "send a valid API key as `Authorization: Bearer <key>`"
+    } else {
+        "internal error"
+    };
+    let body = serde_json::json!({
+        "data": null,
+        "errors": [{ "message": message, "extensions": { "code": code } }],
+    });
+    (status, [(header::WWW_AUTHENTICATE, "Bearer")], Json(body)).into_response()
+}
+
+/// The process is up.
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// The database answers.
+async fn readyz(State(state): State<AppState>) -> Response {
+    match state.db.ping().await {
+        Ok(()) => "ready".into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness check failed");
+            (StatusCode::SERVICE_UNAVAILABLE, "database unreachable").into_response()
+        }
+    }
+}
+
+/// Prometheus text: job run counts, last duration and last success per job.
+/// Unauthenticated (operator data only, no tenant data): expose it on an
+/// internal network.
+async fn metrics(State(state): State<AppState>) -> Response {
+    let stats = match service::jobs::stats(&state.db).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "metrics: reading job runs failed");
+            return (StatusCode::SERVICE_UNAVAILABLE, "database unreachable").into_response();
+        }
+    };
+    let mut out = String::new();
+    out.push_str("# HELP credits_job_runs_total Scheduled job runs by outcome.\n");
+    out.push_str("# TYPE credits_job_runs_total counter\n");
+    for s in &stats {
+        let job = s.job.as_str();
+        out.push_str(&format!(
+            "credits_job_runs_total{{job=\"{job}\",status=\"succeeded\"}} {}\n",
+            s.succeeded
+        ));
+        out.push_str(&format!(
+            "credits_job_runs_total{{job=\"{job}\",status=\"failed\"}} {}\n",
+            s.failed
+        ));
+    }
+    out.push_str("# HELP credits_job_last_duration_seconds Duration of the latest finished run.\n");
+    out.push_str("# TYPE credits_job_last_duration_seconds gauge\n");
+    for s in &stats {
+        if let Some(ms) = s.last_duration_ms {
+            out.push_str(&format!(
+                "credits_job_last_duration_seconds{{job=\"{}\"}} {}.{:03}\n",
+                s.job.as_str(),
+                ms / 1000,
+                ms % 1000
+            ));
+        }
+    }
+    out.push_str(
+        "# HELP credits_job_last_success_timestamp_seconds Start of the latest successful run.\n",
+    );
+    out.push_str("# TYPE credits_job_last_success_timestamp_seconds gauge\n");
+    for s in &stats {
+        if let Some(at) = s.last_success_at {
+            out.push_str(&format!(
+                "credits_job_last_success_timestamp_seconds{{job=\"{}\"}} {}\n",
+                s.job.as_str(),
+                at.timestamp()
+            ));
+        }
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}
+
+/// Query parameters of the CSV export.
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExportParams {
+    /// The customer's external id.
+    customer: Option<String>,
+    /// The credit system's key.
+    credit_system: Option<String>,
+    /// RFC 3339; entries at or after.
+    from: Option<String>,
+    /// RFC 3339; entries before.
+    to: Option<String>,
+    /// Comma-separated entry types (`USAGE,GRANT`).
+    types: Option<String>,
+}
+
+/// An error of a plain HTTP route, in the GraphQL error shape.
+fn route_error(
+    status: StatusCode,
+    code: service::Code,
+    message: String,
+    field: Option<&str>,
+) -> Response {
+    let body = serde_json::json!({
+        "errors": [{ "message": message, "extensions": { "code": code.as_str(), "field": field } }],
+    });
+    (status, Json(body)).into_response()
+}
+
+fn domain_error(e: &impl DomainError) -> Response {
+    let status = match e.code() {
+        service::Code::NotFound => StatusCode::NOT_FOUND,
+        service::Code::Internal => {
+            tracing::error!(error = %e, "export failed");
+            return route_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                service::Code::Internal,
+                "internal error".into(),
+                None,
+            );
+        }
+        _ => StatusCode::BAD_REQUEST,
+    };
+    route_error(status, e.code(), e.to_string(), e.field())
+}
+
+/// `GET /exports/entries.csv`: the tenant's ledger (or one customer's,
+/// one credit system's, a time range, some entry types) as RFC 4180 CSV,
+/// streamed page by page in creation order. Any key may export.
+async fn export_entries(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    axum::extract::Query(params): axum::extract::Query<ExportParams>,
+) -> Response {
+    use service::{
+        credit_systems::{self, CreditSystemRef},
+        customers::{self, CustomerRef},
+        exports,
+        ledger::EntryType,
+    };
+    let principal = match authenticate(&state, &headers).await {
+        Ok(p) => p,
+        Err(e) => return unauthenticated(&e),
+    };
+    let tenant_id = principal.tenant_id;
+    let time = |value: &Option<String>| -> Result<Option<chrono::DateTime<chrono::Utc>>, ()> {
+        value
+            .as_deref()
+            .map(|v| {
+                chrono::DateTime::parse_from_rfc3339(v)
+                    .map(|t| service::clock::truncate_micros(t.into()))
+                    .map_err(|_| ())
+            })
+            .transpose()
+    };
+    let (from, to) = match (time(&params.from), time(&params.to)) {
+        (Ok(f), Ok(t)) => (f, t),
+        (from, _) => {
+            let field = if from.is_err() { "from" } else { "to" };
+            return route_error(
+                StatusCode::BAD_REQUEST,
+                service::Code::Validation,
+                format!("{field}: not an RFC 3339 time"),
+                Some(field),
+            );
+        }
+    };
+    let types = match &params.types {
+        None => None,
+        Some(list) => {
+            let parsed: Option<Vec<EntryType>> = list
+                .split(',')
+                .map(|t| EntryType::parse(t.trim()))
+                .collect();
+            match parsed {
+                Some(t) => Some(t),
+                None => {
+                    return route_error(
+                        StatusCode::BAD_REQUEST,
+                        service::Code::Validation,
+                        "types: unknown entry type".into(),
+                        Some("types"),
+                    );
+                }
+            }
+        }
+    };
+    let customer_id = match &params.customer {
+        Some(external) => match customers::get(
+            &state.db,
+            tenant_id,
+            &CustomerRef::ExternalId(external.clone()),
+        )
+        .await
+        {
+            Ok(c) => Some(c.id),
+            Err(e) => return domain_error(&e),
+        },
+        None => None,
+    };
+    let credit_system_id = match &params.credit_system {
+        Some(key) => {
+            match credit_systems::get(&state.db, tenant_id, &CreditSystemRef::Key(key.clone()))
+                .await
+            {
+                Ok(cs) => Some(cs.id),
+                Err(e) => return domain_error(&e),
+            }
+        }
+        None => None,
+    };
+    let filter = exports::ExportFilter {
+        scope: service::reports::Scope {
+            customer_id,
+            credit_system_id,
+        },
+        from,
+        to,
+        types,
+    };
+    let db = state.db.clone();
+    // State: (after, finished). The header goes first; then a page per
+    // poll, until a page comes back short.
+    let header = futures_util::stream::once(async {
+        Ok::<_, std::io::Error>(axum::body::Bytes::from(exports::csv_line(&exports::HEADER)))
+    });
+    let pages = futures_util::stream::unfold((None, false), move |(after, finished)| {
+        let db = db.clone();
+        let filter = filter.clone();
+        async move {
+            if finished {
+                return None;
+            }
+            match exports::page(&db, tenant_id, &filter, after, exports::PAGE_ROWS).await {
+                Ok(rows) => {
+                    let last = rows.last().map(|r| r.entry_id);
+                    let done = (rows.len() as u64) < exports::PAGE_ROWS;
+                    let mut chunk = String::new();
+                    for row in &rows {
+                        chunk.push_str(&exports::csv_line(&row.fields()));
+                    }
+                    Some((Ok(axum::body::Bytes::from(chunk)), (last.or(after), done)))
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "export page failed");
+                    Some((Err(std::io::Error::other("export failed")), (after, true)))
+                }
+            }
+        }
+    });
+    let body = axum::body::Body::from_stream(futures_util::StreamExt::chain(header, pages));
+    (
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+            (
+                header::CONTENT_DISPOSITION,
+                "attachment; filename=\"entries.csv\"",
+            ),
+        ],
+        body,
+    )
+        .into_response()
+}

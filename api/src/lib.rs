@@ -1,0 +1,7 @@
+//! The HTTP face of the engine: axum routes and the async-graphql schema.
+//! Resolvers are thin: parse, authorize, call one `service` function, map.
+
+pub mod config;
+pub mod graphql;
+pub mod http;
+pub mod server;

@@ -1,0 +1,119 @@
+//! `api`: serve GraphQL (default), print the schema, or manage tenants and
+//! keys from a shell.
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use service::{Db, SystemClock, api_keys::Role, tenants};
+
+use api::config::{DatabaseArgs, ServeArgs};
+
+#[derive(Debug, Parser)]
+#[command(name = "api", about = "The credits engine's GraphQL API")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Migrate the database and serve GraphQL (the default).
+    Serve(Box<ServeArgs>),
+    /// Print the GraphQL schema (SDL); `schema.graphql` is exactly this.
+    PrintSchema,
+    /// Manage tenants.
+    Tenants {
+        #[command(subcommand)]
+        command: TenantCommand,
+    },
+    /// Manage API keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TenantCommand {
+    /// Create a tenant (prints its id).
+    Create {
+        name: String,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeyCommand {
+    /// Create an API key and print it (shown once).
+    Create {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long, value_parser = parse_role)]
+        role: Role,
+        #[arg(long, default_value = "")]
+        name: String,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+}
+
+fn parse_role(s: &str) -> Result<Role, String> {
+    Role::parse(&s.to_ascii_uppercase()).ok_or_else(|| "expected ADMIN, WRITE or READ".into())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        None => serve(cli.serve).await,
+        Some(Command::Serve(args)) => serve(*args).await,
+        Some(Command::PrintSchema) => {
+            print!("{}", api::graphql::sdl());
+            Ok(())
+        }
+        Some(Command::Tenants {
+            command: TenantCommand::Create { name, database },
+        }) => {
+            let db = Db::connect_and_migrate(&database.db_config()).await?;
+            let tenant = tenants::create(&db, &SystemClock, &name)
+                .await
+                .context("create tenant")?;
+            println!("{}", api::graphql::ids::encode_tenant(tenant.id).as_str());
+            Ok(())
+        }
+        Some(Command::Keys {
+            command:
+                KeyCommand::Create {
+                    tenant,
+                    role,
+                    name,
+                    database,
+                },
+        }) => {
+            let db = Db::connect_and_migrate(&database.db_config()).await?;
+            let tenant = tenants::find_by_name(&db, &tenant)
+                .await
+                .context("find tenant")?;
+            let issued = service::api_keys::create(&db, &SystemClock, tenant.id, role, &name)
+                .await
+                .context("create key")?;
+            println!("{}", issued.secret);
+            Ok(())
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,sqlx=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    api::server::run(args, Arc::new(SystemClock), worker::shutdown_signal()).await
+}

@@ -1,0 +1,89 @@
+//! `api serve`: migrate, bootstrap an empty database, serve, and (embedded
+//! mode) run the worker in the same process; stop cleanly on a signal.
+
+use std::{future::Future, net::SocketAddr, sync::Arc};
+
+use anyhow::Context as _;
+use axum::Router;
+use service::{Clock, Db, tenants};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    config::ServeArgs,
+    graphql,
+    http::{self, AppState},
+};
+
+/// Runs until `shutdown` resolves.
+pub async fn run(
+    args: ServeArgs,
+    clock: Arc<dyn Clock>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let db = Db::connect_and_migrate(&args.database.db_config())
+        .await
+        .context("connect to and migrate the database")?;
+    let listener = TcpListener::bind(args.listen_addr)
+        .await
+        .with_context(|| format!("listen on {}", args.listen_addr))?;
+    let addr = listener.local_addr()?;
+    announce(&db, clock.as_ref(), addr).await?;
+
+    let token = CancellationToken::new();
+    tokio::spawn({
+        let token = token.clone();
+        async move {
+            shutdown.await;
+            token.cancel();
+        }
+    });
+    let worker = args.runs_worker().then(|| {
+        tokio::spawn(worker::run(
+            db.clone(),
+            clock.clone(),
+            args.worker_config.clone(),
+            token.clone(),
+        ))
+    });
+
+    axum::serve(listener, app(db, clock))
+        .with_graceful_shutdown(token.clone().cancelled_owned())
+        .await
+        .context("serve HTTP")?;
+    if let Some(worker) = worker {
+        token.cancel();
+        worker.await.context("worker task")??;
+    }
+    Ok(())
+}
+
+/// The whole HTTP application over a migrated database.
+pub fn app(db: Db, clock: Arc<dyn Clock>) -> Router {
+    http::router(AppState {
+        schema: graphql::schema(db.clone(), clock.clone()),
+        db,
+        clock,
+    })
+}
+
+/// On an empty database, creates the `default` tenant and prints its ADMIN
+/// key once; always says where GraphiQL is.
+async fn announce(db: &Db, clock: &dyn Clock, addr: SocketAddr) -> anyhow::Result<()> {
+    let url = format!("http://{addr}/graphql");
+    if let Some((tenant, key)) = tenants::bootstrap(db, clock)
+        .await
+        .context("create the default tenant")?
+    {
+        println!(
+            "Created tenant {:?} with an ADMIN API key (shown once; keep it):\n\n    {}\n",
+            tenant.name, key.secret
+        );
+        println!(
+            "GraphiQL: {url}\nIn GraphiQL's Headers tab put:\n    {{\"Authorization\": \"Bearer {}\"}}\nthen run:  {{ viewer {{ tenant {{ name }} role }} }}\n",
+            key.secret
+        );
+    }
+    tracing::info!(%url, "GraphQL listening");
+    Ok(())
+}

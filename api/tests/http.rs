@@ -1,0 +1,318 @@
+//! The real HTTP server on port 0: authentication, roles, tenancy, limits.
+
+mod common;
+
+use common::{TestApp, code, field};
+use serde_json::json;
+use service::api_keys::Role;
+
+const VIEWER: &str = "{ viewer { tenant { id name } role apiKeyId } }";
+const KEYS: &str =
+    "{ apiKeys(first: 200) { edges { node { id name role active } } pageInfo { hasNextPage } } }";
+const CREATE_KEY: &str = "mutation($input: CreateApiKeyInput!) { createApiKey(input: $input) { apiKey { id role hint } secret } }";
+const REVOKE_KEY: &str =
+    "mutation($id: ID!) { revokeApiKey(input: {id: $id}) { apiKey { id active revokedAt } } }";
+
+#[tokio::test]
+async fn health_and_readiness_answer_without_a_key() {
+    let app = TestApp::spawn().await;
+    let healthz = reqwest::get(app.url("/healthz")).await.unwrap();
+    assert_eq!(healthz.status(), 200);
+    let readyz = reqwest::get(app.url("/readyz")).await.unwrap();
+    assert_eq!(readyz.status(), 200);
+    // GraphiQL is served on GET.
+    let ide = reqwest::get(app.url("/graphql")).await.unwrap();
+    assert_eq!(ide.status(), 200);
+    assert!(ide.text().await.unwrap().contains("graphiql"));
+}
+
+#[tokio::test]
+async fn a_request_without_a_valid_key_is_401() {
+    let app = TestApp::spawn().await;
+    let (status, body) = app.gql(None, VIEWER, json!({})).await;
+    assert_eq!(status, 401);
+    assert_eq!(code(&body), "UNAUTHENTICATED");
+    for bad in [
+        "nonsense",
+        "ck_live_",
+        &app.admin_key[..app.admin_key.len() - 1],
+    ] {
+        let (status, body) = app.gql(Some(bad), VIEWER, json!({})).await;
+        assert_eq!(status, 401, "{bad}");
+        assert_eq!(code(&body), "UNAUTHENTICATED");
+    }
+}
+
+#[tokio::test]
+async fn the_viewer_is_the_keys_tenant_and_role() {
+    let app = TestApp::spawn().await;
+    let data = app.ok(&app.admin_key, VIEWER, json!({})).await;
+    assert_eq!(data["viewer"]["tenant"]["name"], "default");
+    assert_eq!(data["viewer"]["role"], "ADMIN");
+    let read = app.key(Role::Read).await;
+    let data = app.ok(&read, VIEWER, json!({})).await;
+    assert_eq!(data["viewer"]["role"], "READ");
+}
+
+#[tokio::test]
+async fn a_created_key_works_and_a_revoked_key_is_401() {
+    let app = TestApp::spawn().await;
+    let data = app
+        .ok(
+            &app.admin_key,
+            CREATE_KEY,
+            json!({ "input": { "role": "WRITE", "name": "billing backend" } }),
+        )
+        .await;
+    let secret = data["createApiKey"]["secret"].as_str().unwrap().to_owned();
+    let id = data["createApiKey"]["apiKey"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(data["createApiKey"]["apiKey"]["role"], "WRITE");
+    let viewer = app.ok(&secret, VIEWER, json!({})).await;
+    assert_eq!(viewer["viewer"]["role"], "WRITE");
+    assert_eq!(viewer["viewer"]["apiKeyId"], id.as_str());
+
+    let data = app
+        .ok(&app.admin_key, REVOKE_KEY, json!({ "id": id }))
+        .await;
+    assert_eq!(data["revokeApiKey"]["apiKey"]["active"], false);
+    let (status, body) = app.gql(Some(&secret), VIEWER, json!({})).await;
+    assert_eq!(status, 401);
+    assert_eq!(code(&body), "UNAUTHENTICATED");
+}
+
+#[tokio::test]
+async fn weaker_roles_are_forbidden_admin_fields_and_change_nothing() {
+    let app = TestApp::spawn().await;
+    let before = app.ok(&app.admin_key, KEYS, json!({})).await;
+    for role in [Role::Read, Role::Write] {
+        let key = app.key(role).await;
+        let (status, body) = app
+            .gql(
+                Some(&key),
+                CREATE_KEY,
+                json!({ "input": { "role": "ADMIN" } }),
+            )
+            .await;
+        assert_eq!(status, 200);
+        assert_eq!(code(&body), "FORBIDDEN", "{role:?}");
+        let (_, body) = app.gql(Some(&key), KEYS, json!({})).await;
+        assert_eq!(code(&body), "FORBIDDEN");
+    }
+    let after = app.ok(&app.admin_key, KEYS, json!({})).await;
+    let count = |v: &serde_json::Value| v["apiKeys"]["edges"].as_array().unwrap().len();
+    // Only the two keys this test made directly, no ADMIN key from the refused mutations.
+    assert_eq!(count(&after), count(&before) + 2);
+    let admins = after["apiKeys"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["node"]["role"] == "ADMIN")
+        .count();
+    assert_eq!(admins, 1);
+}
+
+#[tokio::test]
+async fn one_tenant_never_sees_another_tenants_keys() {
+    let app = TestApp::spawn().await;
+    let (_, b_key) = app.other_tenant("b").await;
+    let a_keys = app.ok(&app.admin_key, KEYS, json!({})).await;
+    let b_keys = app.ok(&b_key, KEYS, json!({})).await;
+    let ids = |v: &serde_json::Value| -> Vec<String> {
+        v["apiKeys"]["edges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["node"]["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let (a_ids, b_ids) = (ids(&a_keys), ids(&b_keys));
+    assert_eq!((a_ids.len(), b_ids.len()), (1, 1));
+    assert_ne!(a_ids, b_ids);
+
+    // B naming A's key gets NOT_FOUND, and A's key keeps working.
+    let (_, body) = app
+        .gql(Some(&b_key), REVOKE_KEY, json!({ "id": a_ids[0] }))
+        .await;
+    assert_eq!(code(&body), "NOT_FOUND");
+    app.ok(&app.admin_key, VIEWER, json!({})).await;
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_code_and_the_field() {
+    let app = TestApp::spawn().await;
+    let (_, body) = app
+        .gql(Some(&app.admin_key), REVOKE_KEY, json!({ "id": "cus_123" }))
+        .await;
+    assert_eq!((code(&body), field(&body)), ("VALIDATION", "id"));
+
+    let (_, body) = app
+        .gql(
+            Some(&app.admin_key),
+            "{ apiKeys(first: 500) { edges { cursor } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!((code(&body), field(&body)), ("VALIDATION", "first"));
+
+    let (_, body) = app
+        .gql(
+            Some(&app.admin_key),
+            r#"{ apiKeys(after: "bogus") { edges { cursor } } }"#,
+            json!({}),
+        )
+        .await;
+    assert_eq!((code(&body), field(&body)), ("VALIDATION", "after"));
+
+    let (_, body) = app
+        .gql(
+            Some(&app.admin_key),
+            CREATE_KEY,
+            json!({ "input": { "role": "ADMIN", "name": "x".repeat(101) } }),
+        )
+        .await;
+    assert_eq!((code(&body), field(&body)), ("VALIDATION", "name"));
+
+    let (_, body) = app
+        .gql(
+            Some(&app.admin_key),
+            CREATE_KEY,
+            json!({ "input": { "role": "ROOT" } }),
+        )
+        .await;
+    assert_eq!(code(&body), "VALIDATION");
+
+    // Revoking the last ADMIN key is a conflict, and the key still works.
+    let viewer = app.ok(&app.admin_key, VIEWER, json!({})).await;
+    let (_, body) = app
+        .gql(
+            Some(&app.admin_key),
+            REVOKE_KEY,
+            json!({ "id": viewer["viewer"]["apiKeyId"] }),
+        )
+        .await;
+    assert_eq!(code(&body), "CONFLICT");
+    app.ok(&app.admin_key, VIEWER, json!({})).await;
+
+    let (_, body) = app
+        .gql(Some(&app.admin_key), "{ viewer { nope } }", json!({}))
+        .await;
+    assert_eq!(code(&body), "VALIDATION");
+}
+
+#[tokio::test]
+async fn key_lists_paginate_with_opaque_cursors() {
+    let app = TestApp::spawn().await;
+    for _ in 0..4 {
+        app.key(Role::Read).await;
+    }
+    let query = "query($after: String) { apiKeys(first: 2, after: $after) { edges { node { id } } pageInfo { hasNextPage endCursor } } }";
+    let mut after = serde_json::Value::Null;
+    let mut seen = Vec::new();
+    for _ in 0..10 {
+        let data = app
+            .ok(&app.admin_key, query, json!({ "after": after }))
+            .await;
+        let conn = &data["apiKeys"];
+        for e in conn["edges"].as_array().unwrap() {
+            seen.push(e["node"]["id"].as_str().unwrap().to_owned());
+        }
+        if conn["pageInfo"]["hasNextPage"] == false {
+            break;
+        }
+        after = conn["pageInfo"]["endCursor"].clone();
+    }
+    assert_eq!(seen.len(), 5);
+    seen.dedup();
+    assert_eq!(seen.len(), 5);
+}
+
+#[tokio::test]
+async fn bodies_over_the_limit_are_refused() {
+    let app = TestApp::spawn().await;
+    let padding = " ".repeat(api::http::BODY_LIMIT_BYTES + 1);
+    let resp = reqwest::Client::new()
+        .post(app.url("/graphql"))
+        .bearer_auth(&app.admin_key)
+        .header("content-type", "application/json")
+        .body(format!(r#"{{"query":"{{ viewer {{ role }} }}{padding}"}}"#))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 413);
+}
+
+#[tokio::test]
+async fn queries_nested_too_deep_are_refused() {
+    let app = TestApp::spawn().await;
+    // 13 levels of introspection nesting, over the limit of 12.
+    let deep = "{ __schema { types { fields { type { fields { type { fields { type { fields { type { fields { type { name } } } } } } } } } } } } }";
+    let (status, body) = app.gql(Some(&app.admin_key), deep, json!({})).await;
+    assert_eq!(status, 200);
+    assert_eq!(code(&body), "VALIDATION");
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("deep"),
+        "{body}"
+    );
+    assert!(body["data"].is_null());
+}
+
+#[tokio::test]
+async fn job_runs_show_in_the_jobs_query_and_metrics() {
+    use service::jobs::{Job, record};
+    let app = TestApp::spawn().await;
+    let sweep = record(&app.t.db, &app.clock, Job::ExpirySweep, async {
+        service::expiry::sweep(&app.t.db, &app.clock, 10)
+            .await
+            .map(|r| r.wallets + r.orders)
+    })
+    .await
+    .unwrap();
+    assert_eq!(sweep, 0);
+    let failed: Result<u64, service::ledger::Error> =
+        record(&app.t.db, &app.clock, Job::AllowanceReset, async {
+            Err(service::ledger::Error::Conflict("boom".into(), "x"))
+        })
+        .await;
+    assert!(failed.is_err());
+    let data = app
+        .ok(
+            &app.admin_key,
+            "{ jobs { name lastSuccessAt recentRuns(first: 5) { status processed error } } }",
+            json!({}),
+        )
+        .await;
+    let jobs = data["jobs"].as_array().unwrap();
+    let by_name = |n: &str| jobs.iter().find(|j| j["name"] == n).unwrap().clone();
+    assert_eq!(
+        by_name("expiry_sweep")["recentRuns"][0]["status"],
+        "SUCCEEDED"
+    );
+    assert!(by_name("expiry_sweep")["lastSuccessAt"].is_string());
+    assert_eq!(
+        by_name("allowance_reset")["recentRuns"][0]["status"],
+        "FAILED"
+    );
+    assert_eq!(by_name("allowance_reset")["recentRuns"][0]["error"], "boom");
+    let read = app.key(Role::Read).await;
+    let (_, body) = app.gql(Some(&read), "{ jobs { name } }", json!({})).await;
+    assert_eq!(code(&body), "FORBIDDEN");
+
+    let metrics = reqwest::get(app.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"credits_job_runs_total{job="expiry_sweep",status="succeeded"} 1"#),
+        "{metrics}"
+    );
+    assert!(metrics.contains(r#"credits_job_runs_total{job="allowance_reset",status="failed"} 1"#));
+    assert!(metrics.contains("credits_job_last_duration_seconds{job=\"expiry_sweep\"}"));
+}

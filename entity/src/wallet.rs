@@ -1,0 +1,30 @@
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "wallet")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub customer_id: Uuid,
+    pub credit_system_id: Uuid,
+    /// Cache of the ledger: Σ grants' remaining − debt == the last entry's
+    /// balance after. Changed only together with an entry.
+    pub balance_micros: i64,
+    /// Overage not yet repaid by a later grant (≥ 0).
+    pub debt_micros: i64,
+    /// `seq` of the wallet's last entry (0 before the first).
+    pub last_seq: i64,
+    pub allow_overage: bool,
+    pub low_balance_threshold_micros: Option<i64>,
+    /// `OK`, `LOW` or `DEPLETED`: where the balance stood at the last
+    /// write, so each crossing is told once.
+    pub low_balance_state: String,
+    pub created_at: DateTimeUtc,
+    pub updated_at: DateTimeUtc,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

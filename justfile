@@ -1,0 +1,37 @@
+# Recipes for working on the credits engine. `just --list` shows them.
+# Install just with `cargo install just` if you don't have it.
+
+pg_url := env_var_or_default("TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+
+# Run the API with embedded SQLite and the worker in-process.
+dev:
+    cargo run -p api
+
+# Run the worker on its own (production: API with WORKER=off).
+worker:
+    cargo run -p worker
+
+# The whole test suite on SQLite.
+test:
+    cargo test --workspace
+
+# The whole test suite on PostgreSQL (a fresh database per test).
+test-pg:
+    TEST_DATABASE_URL={{pg_url}} cargo test --workspace
+
+# Regenerate schema.graphql from the code.
+schema:
+    cargo run -q -p api -- print-schema > schema.graphql
+
+# Formatting and lints, as CI runs them.
+lint:
+    cargo fmt --all --check
+    cargo clippy --workspace --all-targets -- -D warnings
+
+# Apply, roll back or inspect migrations: `just migrate up|down|status`.
+migrate *args:
+    cargo run -p migration -- {{args}}
+
+# Everything CI runs.
+ci:
+    bash .ci/run

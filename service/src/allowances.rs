@@ -1,0 +1,350 @@
+//! Allowance resets: at each period boundary a subscription's plan credits
+//! get their next period's INCLUDED credits (the last period's remainder
+//! expires at its end; with a rollover cap, up to the cap of it carries into
+//! the new period as a grant of its own, source `rollover`).
+//!
+//! Exactly once by construction: each period's grants carry idempotency
+//! keys derived from (subscription, plan credit, period start), and a
+//! unique `allowance_period` row records it; the subscription row is
+//! locked (`FOR UPDATE SKIP LOCKED` on PostgreSQL) so two workers split the
+//! work instead of doing it twice. A worker that was down catches up period
+//! by period — each missed period is granted and expired in order, so the
+//! ledger tells what every period held — at most [`PERIODS_PER_RUN_MAX`]
+//! periods per plan credit per run (the next run goes on).
+
+use chrono::{DateTime, Utc};
+use entity::{allowance_period, ledger_entry, subscription};
+use rust_decimal::Decimal;
+use sea_orm::{
+    ActiveModelTrait,
+    ActiveValue::Set,
+    ColumnTrait, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait, IntoActiveModel,
+    QueryFilter, QueryOrder, QuerySelect,
+    sea_query::{LockBehavior, LockType, OnConflict},
+};
+use uuid::Uuid;
+
+use crate::{
+    Clock, Db,
+    amount::{from_micros, to_micros},
+    catalog::{self, PlanCredit, Rollover},
+    credit_systems::CreditSystemRef,
+    customers::CustomerRef,
+    ledger::{self, Category, EntryType, Grant, WalletRef},
+    outbox::{self, EventType},
+    periods,
+    subscriptions::Error,
+};
+
+/// Periods one run grants per plan credit at most.
+pub const PERIODS_PER_RUN_MAX: u32 = 400;
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ResetReport {
+    pub subscriptions: u64,
+    pub periods: u64,
+}
+
+/// Grants every allowance period that has started by now, for at most
+/// `limit` due subscriptions.
+pub async fn reset_due(db: &Db, clock: &dyn Clock, limit: u64) -> Result<ResetReport, Error> {
+    let now = clock.now();
+    let due: Vec<Uuid> = subscription::Entity::find()
+        .filter(subscription::Column::NextResetAt.lte(now))
+        .order_by_asc(subscription::Column::NextResetAt)
+        .limit(limit)
+        .all(db.reader())
+        .await?
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    let mut report = ResetReport::default();
+    for id in due {
+        let periods = reset_one(db, clock, id, now).await?;
+        report.subscriptions += 1;
+        report.periods += periods;
+    }
+    Ok(report)
+}
+
+async fn reset_one(db: &Db, clock: &dyn Clock, id: Uuid, now: DateTime<Utc>) -> Result<u64, Error> {
+    let txn = db.begin_write().await?;
+    let Some(sub) = subscription::Entity::find_by_id(id)
+        .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
+        .one(&txn)
+        .await?
+    else {
+        return Ok(0); // another worker has it
+    };
+    if sub.next_reset_at.is_none_or(|at| at > now) {
+        return Ok(0); // done meanwhile
+    }
+    let plan_credits = catalog::plan_credits_of(&txn, sub.tenant_id, &[sub.plan_id]).await?;
+    let mut periods = 0;
+    for pc in plan_credits.iter().filter(|pc| pc.included.is_some()) {
+        for _ in 0..PERIODS_PER_RUN_MAX {
+            if !grant_next_period(&txn, clock, &sub, pc, now).await? {
+                break;
+            }
+            periods += 1;
+        }
+    }
+    let billing = catalog::find_plan(&txn, sub.tenant_id, &catalog::Ref::Id(sub.plan_id))
+        .await?
+        .map(|p| catalog::Plan::from(p).billing_interval.interval())
+        .unwrap_or(periods::Interval::Monthly);
+    let (start, end) = periods::period_at(sub.billing_anchor, billing, now.max(sub.started_at));
+    if sub.cancel_at.is_none_or(|c| start < c) {
+        for pc in &plan_credits {
+            crate::purchases::recurring_order_in(&txn, clock, &sub, pc, start).await?;
+        }
+    }
+    let next = next_reset_at(&txn, &sub, &plan_credits, billing, now).await?;
+    let mut active = sub.clone().into_active_model();
+    active.next_reset_at = Set(next);
+    active.current_period_start = Set(start);
+    active.current_period_end = Set(end);
+    active.updated_at = Set(now);
+    active.update(&txn).await?;
+    txn.commit().await?;
+    Ok(periods)
+}
+
+/// When the next period of any allowance, or (with a recurring price) the
+/// next billing period, starts (None: canceled before it, or nothing to
+/// reset).
+pub(crate) async fn next_reset_at(
+    conn: &impl ConnectionTrait,
+    sub: &subscription::Model,
+    plan_credits: &[PlanCredit],
+    billing: periods::Interval,
+    now: DateTime<Utc>,
+) -> Result<Option<DateTime<Utc>>, DbErr> {
+    let mut next: Option<DateTime<Utc>> = None;
+    let mut earliest =
+        |at: DateTime<Utc>| next = Some(next.map_or(at, |n: DateTime<Utc>| n.min(at)));
+    for pc in plan_credits.iter().filter(|pc| pc.included.is_some()) {
+        if let Some(last) = last_period(conn, sub, pc).await? {
+            earliest(last.period_end);
+        }
+    }
+    // Recurring prices order again at each billing period's start.
+    if plan_credits
+        .iter()
+        .any(|pc| pc.pricing.as_ref().is_some_and(|p| p.recurring.is_some()))
+    {
+        earliest(periods::period_at(sub.billing_anchor, billing, now.max(sub.started_at)).1);
+    }
+    Ok(next.filter(|at| sub.cancel_at.is_none_or(|c| *at < c)))
+}
+
+async fn last_period(
+    conn: &impl ConnectionTrait,
+    sub: &subscription::Model,
+    pc: &PlanCredit,
+) -> Result<Option<allowance_period::Model>, DbErr> {
+    allowance_period::Entity::find()
+        .filter(allowance_period::Column::TenantId.eq(sub.tenant_id))
+        .filter(allowance_period::Column::SubscriptionId.eq(sub.id))
+        .filter(allowance_period::Column::PlanCreditId.eq(pc.id))
+        .order_by_desc(allowance_period::Column::PeriodStart)
+        .one(conn)
+        .await
+}
+
+/// What a period's INCLUDED grants left unused: what remains in them plus
+/// what already expired from them.
+async fn unused(
+    conn: &impl ConnectionTrait,
+    tenant_id: Uuid,
+    grant_ids: &[Uuid],
+) -> Result<i64, DbErr> {
+    let mut total = 0;
+    for id in grant_ids {
+        if let Some(g) = entity::credit_grant::Entity::find_by_id(*id)
+            .one(conn)
+            .await?
+        {
+            if g.voided_at.is_some() {
+                continue;
+            }
+            total += g.remaining_micros;
+        }
+        let expired: i64 = ledger_entry::Entity::find()
+            .filter(ledger_entry::Column::TenantId.eq(tenant_id))
+            .filter(ledger_entry::Column::GrantId.eq(*id))
+            .filter(ledger_entry::Column::EntryType.eq(EntryType::Expiry.as_str()))
+            .all(conn)
+            .await?
+            .iter()
+            .map(|e| -e.amount_micros)
+            .sum();
+        total += expired;
+    }
+    Ok(total)
+}
+
+/// Grants one allowance period exactly once per (subscription, plan
+/// credit, period start) — the idempotency keys are derived from them and
+/// the `allowance_period` row records it: the INCLUDED allowance expiring at
+/// the period's end and, when `carry` > 0, the credits rolled over from the
+/// grant `carried_from`. A repeat returns the grants made the first time.
+/// `None` when the plan credit includes no allowance.
+pub(crate) async fn grant_period(
+    txn: &DatabaseTransaction,
+    clock: &dyn Clock,
+    sub: &subscription::Model,
+    pc: &PlanCredit,
+    (start, end): (DateTime<Utc>, DateTime<Utc>),
+    carry: i64,
+    carried_from: Option<Uuid>,
+) -> Result<Option<(Grant, Option<Grant>)>, Error> {
+    let Some(allowance) = &pc.included else {
+        return Ok(None);
+    };
+    let key = |what: &str| {
+        format!(
+            "{what}:{}:{}:{}",
+            sub.id.simple(),
+            pc.id.simple(),
+            start.timestamp_micros()
+        )
+    };
+    let grant = |amount: Decimal, reason: String, idempotency_key: String| ledger::GrantInput {
+        wallet: WalletRef {
+            customer: CustomerRef::Id(sub.customer_id),
+            credit_system: CreditSystemRef::Id(pc.credit_system_id),
+        },
+        amount,
+        category: Category::Included,
+        effective_at: Some(start),
+        expires_at: Some(end),
+        priority: None,
+        cost_basis: None,
+        reason,
+        metadata: None,
+        idempotency_key,
+    };
+    let period = format!("{} – {}", start.format("%Y-%m-%d"), end.format("%Y-%m-%d"));
+    let allowance_grant = ledger::grant_in(
+        txn,
+        clock,
+        sub.tenant_id,
+        &grant(
+            allowance.amount,
+            format!("allowance {period}"),
+            key("allowance"),
+        ),
+        Some(("allowance", sub.id.to_string())),
+        true,
+    )
+    .await?
+    .grant;
+    let rollover_grant = if carry > 0 {
+        Some(
+            ledger::grant_in(
+                txn,
+                clock,
+                sub.tenant_id,
+                &grant(
+                    from_micros(carry),
+                    format!("rollover into {period}"),
+                    key("rollover"),
+                ),
+                Some((
+                    "rollover",
+                    carried_from.map(|id| id.to_string()).unwrap_or_default(),
+                )),
+                true,
+            )
+            .await?
+            .grant,
+        )
+    } else {
+        None
+    };
+    allowance_period::Entity::insert(allowance_period::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        tenant_id: Set(sub.tenant_id),
+        subscription_id: Set(sub.id),
+        plan_credit_id: Set(pc.id),
+        period_start: Set(start),
+        period_end: Set(end),
+        grant_id: Set(allowance_grant.id),
+        rollover_grant_id: Set(rollover_grant.as_ref().map(|g| g.id)),
+        created_at: Set(clock.now()),
+    })
+    .on_conflict(
+        OnConflict::columns([
+            allowance_period::Column::TenantId,
+            allowance_period::Column::SubscriptionId,
+            allowance_period::Column::PlanCreditId,
+            allowance_period::Column::PeriodStart,
+        ])
+        .do_nothing()
+        .to_owned(),
+    )
+    .exec_without_returning(txn)
+    .await?;
+    Ok(Some((allowance_grant, rollover_grant)))
+}
+
+/// Grants the period after the last one granted, if it has started and the
+/// subscription still runs then. `false`: nothing (more) to grant.
+async fn grant_next_period(
+    txn: &DatabaseTransaction,
+    clock: &dyn Clock,
+    sub: &subscription::Model,
+    pc: &PlanCredit,
+    now: DateTime<Utc>,
+) -> Result<bool, Error> {
+    let Some(allowance) = &pc.included else {
+        return Ok(false);
+    };
+    let interval = allowance.reset_interval;
+    let last = last_period(txn, sub, pc).await?;
+    let start = match &last {
+        Some(p) => p.period_end,
+        None => periods::period_at(sub.billing_anchor, interval, now.max(sub.started_at)).0,
+    };
+    if start > now || sub.cancel_at.is_some_and(|c| c <= start) {
+        return Ok(false);
+    }
+    let n = periods::index_at(sub.billing_anchor, interval, start);
+    let end = periods::start_of(sub.billing_anchor, interval, n + 1);
+    let carry = match (allowance.rollover, &last) {
+        (Rollover::Capped(cap), Some(last)) => {
+            let mut previous = vec![last.grant_id];
+            previous.extend(last.rollover_grant_id);
+            let cap = to_micros(cap, 6, "rolloverCap").map_err(Error::Invalid)?;
+            unused(txn, sub.tenant_id, &previous).await?.min(cap)
+        }
+        _ => 0,
+    };
+    let carried_from = last.as_ref().map(|l| l.grant_id);
+    let Some((allowance_grant, _)) =
+        grant_period(txn, clock, sub, pc, (start, end), carry, carried_from).await?
+    else {
+        return Ok(false);
+    };
+    outbox::write(
+        txn,
+        vec![outbox::event(
+            sub.tenant_id,
+            EventType::AllowanceReset,
+            Some(allowance_grant.wallet_id),
+            serde_json::json!({
+                "subscriptionId": sub.id,
+                "customerId": sub.customer_id,
+                "creditSystemId": pc.credit_system_id,
+                "periodStart": start,
+                "periodEnd": end,
+                "granted": allowance.amount.to_string(),
+                "rolledOver": from_micros(carry).to_string(),
+            }),
+            now,
+        )],
+    )
+    .await?;
+    Ok(true)
+}

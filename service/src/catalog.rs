@@ -1,0 +1,1262 @@
+//! The catalog billing admins configure: products → plans → plan credits
+//! (a credit system's allowance and prices in a plan) and entitlements (a
+//! feature's cost in credits), plus the features themselves.
+//!
+//! Plans move `DRAFT → PUBLISHED → ARCHIVED`. Only drafts can change: a
+//! published plan's terms never move under its subscribers
+//! ([`duplicate_plan`] starts a new draft from it). Archived plans take no
+//! new subscriptions.
+
+use chrono::{DateTime, Utc};
+use entity::{credit_system, entitlement, feature, plan, plan_credit, product};
+use rust_decimal::Decimal;
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbErr,
+    EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, QuerySelect, SqlErr,
+};
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::{
+    Clock, Db,
+    amount::{from_micros, positive_micros, to_micros},
+    credit_systems::{self, CreditSystemRef, parse_key, parse_label},
+    error::{Code, DomainError, Invalid},
+    pagination::{Page, PageRequest},
+    periods::{CalendarDuration, Interval},
+    pricing::{self, Price},
+};
+
+// ---------------------------------------------------------------- types
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum PlanStatus {
+    Draft,
+    Published,
+    Archived,
+}
+
+impl PlanStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PlanStatus::Draft => "DRAFT",
+            PlanStatus::Published => "PUBLISHED",
+            PlanStatus::Archived => "ARCHIVED",
+        }
+    }
+
+    fn parse(s: &str) -> Self {
+        match s {
+            "PUBLISHED" => PlanStatus::Published,
+            "ARCHIVED" => PlanStatus::Archived,
+            _ => PlanStatus::Draft,
+        }
+    }
+}
+
+/// How often a plan is billed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum BillingInterval {
+    Monthly,
+    Annually,
+}
+
+impl BillingInterval {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BillingInterval::Monthly => "MONTHLY",
+            BillingInterval::Annually => "ANNUALLY",
+        }
+    }
+
+    pub fn interval(self) -> Interval {
+        match self {
+            BillingInterval::Monthly => Interval::Monthly,
+            BillingInterval::Annually => Interval::Annually,
+        }
+    }
+
+    fn parse(s: &str) -> Self {
+        if s == "ANNUALLY" {
+            BillingInterval::Annually
+        } else {
+            BillingInterval::Monthly
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Product {
+    pub id: Uuid,
+    pub key: String,
+    pub name: String,
+    pub description: String,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<product::Model> for Product {
+    fn from(m: product::Model) -> Self {
+        Self {
+            id: m.id,
+            key: m.key,
+            name: m.name,
+            description: m.description,
+            created_at: m.created_at,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    pub id: Uuid,
+    pub product_id: Uuid,
+    pub key: String,
+    pub name: String,
+    pub billing_interval: BillingInterval,
+    pub status: PlanStatus,
+    pub copied_from_plan_id: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+    pub published_at: Option<DateTime<Utc>>,
+}
+
+impl From<plan::Model> for Plan {
+    fn from(m: plan::Model) -> Self {
+        Self {
+            id: m.id,
+            product_id: m.product_id,
+            key: m.key,
+            name: m.name,
+            billing_interval: BillingInterval::parse(&m.billing_interval),
+            status: PlanStatus::parse(&m.status),
+            copied_from_plan_id: m.copied_from_plan_id,
+            created_at: m.created_at,
+            published_at: m.published_at,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Feature {
+    pub id: Uuid,
+    pub key: String,
+    pub name: String,
+    pub unit: String,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<feature::Model> for Feature {
+    fn from(m: feature::Model) -> Self {
+        Self {
+            id: m.id,
+            key: m.key,
+            name: m.name,
+            unit: m.unit,
+            created_at: m.created_at,
+        }
+    }
+}
+
+/// What happens to unused allowance at a reset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Rollover {
+    /// It expires with its period.
+    None,
+    /// Up to this much carries into the next period (as a new grant).
+    Capped(Decimal),
+}
+
+/// Credits a plan includes every reset interval.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Allowance {
+    pub amount: Decimal,
+    pub reset_interval: Interval,
+    pub rollover: Rollover,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Commitment {
+    Upfront,
+    PayAsYouGo,
+}
+
+impl Commitment {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Commitment::Upfront => "UPFRONT",
+            Commitment::PayAsYouGo => "PAY_AS_YOU_GO",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum LowCreditAction {
+    /// Notify only.
+    Alert,
+    /// Refuse consumption that would go below the limit (`LOW_CREDIT_LIMIT`).
+    Block,
+}
+
+impl LowCreditAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LowCreditAction::Alert => "ALERT",
+            LowCreditAction::Block => "BLOCK",
+        }
+    }
+}
+
+/// Credits granted and charged every billing cycle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RecurringPrice {
+    pub quantity: Decimal,
+    pub price: Price,
+}
+
+/// How a plan credit's credits are sold.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PlanPricing {
+    pub commitment: Commitment,
+    pub top_up_price: Option<Price>,
+    pub recurring: Option<RecurringPrice>,
+    pub min_quantity: Option<Decimal>,
+    pub max_quantity: Option<Decimal>,
+    /// How long purchased credits live; `None`: forever.
+    pub expiration: Option<CalendarDuration>,
+    pub low_credit_limit: Option<(Decimal, LowCreditAction)>,
+    /// A subscriber must pay for a top-up before metered usage.
+    pub mandatory_purchase: bool,
+    /// Below `below` available credits, a PENDING order for `quantity` is
+    /// created (at most one open at a time) for the tenant to charge.
+    pub auto_top_up: Option<AutoTopUp>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct AutoTopUp {
+    pub below: Decimal,
+    pub quantity: Decimal,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanCredit {
+    pub id: Uuid,
+    pub plan_id: Uuid,
+    pub credit_system_id: Uuid,
+    pub included: Option<Allowance>,
+    pub pricing: Option<PlanPricing>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl PlanCredit {
+    fn from_model(m: plan_credit::Model) -> Self {
+        let included = match (
+            m.included_micros,
+            m.reset_interval.as_deref().and_then(Interval::parse),
+        ) {
+            (Some(amount), Some(reset_interval)) => Some(Allowance {
+                amount: from_micros(amount),
+                reset_interval,
+                rollover: match m.rollover_cap_micros {
+                    Some(cap) if m.rollover == "CAPPED" => Rollover::Capped(from_micros(cap)),
+                    _ => Rollover::None,
+                },
+            }),
+            _ => None,
+        };
+        let price = |j: &Option<serde_json::Value>| {
+            j.as_ref()
+                .and_then(|v| serde_json::from_value::<Price>(v.clone()).ok())
+        };
+        let pricing = m.commitment.as_deref().map(|commitment| PlanPricing {
+            commitment: if commitment == "UPFRONT" {
+                Commitment::Upfront
+            } else {
+                Commitment::PayAsYouGo
+            },
+            top_up_price: price(&m.top_up_price),
+            recurring: match (price(&m.recurring_price), m.recurring_quantity_micros) {
+                (Some(price), Some(q)) => Some(RecurringPrice {
+                    quantity: from_micros(q),
+                    price,
+                }),
+                _ => None,
+            },
+            min_quantity: m.min_quantity_micros.map(from_micros),
+            max_quantity: m.max_quantity_micros.map(from_micros),
+            expiration: m
+                .purchase_expiration
+                .as_deref()
+                .and_then(CalendarDuration::parse),
+            low_credit_limit: m.low_credit_limit_micros.map(|l| {
+                (
+                    from_micros(l),
+                    if m.low_credit_action.as_deref() == Some("BLOCK") {
+                        LowCreditAction::Block
+                    } else {
+                        LowCreditAction::Alert
+                    },
+                )
+            }),
+            mandatory_purchase: m.mandatory_purchase,
+            auto_top_up: match (m.auto_top_up_below_micros, m.auto_top_up_quantity_micros) {
+                (Some(below), Some(quantity)) => Some(AutoTopUp {
+                    below: from_micros(below),
+                    quantity: from_micros(quantity),
+                }),
+                _ => None,
+            },
+        });
+        Self {
+            id: m.id,
+            plan_id: m.plan_id,
+            credit_system_id: m.credit_system_id,
+            included,
+            pricing,
+            created_at: m.created_at,
+            updated_at: m.updated_at,
+        }
+    }
+
+    /// The spending floor a BLOCK limit puts on subscribers' wallets.
+    pub fn spend_floor(&self) -> Option<Decimal> {
+        match self.pricing.as_ref()?.low_credit_limit? {
+            (limit, LowCreditAction::Block) => Some(limit),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entitlement {
+    pub id: Uuid,
+    pub plan_id: Uuid,
+    pub feature_id: Uuid,
+    pub credit_system_id: Uuid,
+    /// Credits one unit of the feature costs.
+    pub credit_cost: Decimal,
+}
+
+impl From<entitlement::Model> for Entitlement {
+    fn from(m: entitlement::Model) -> Self {
+        Self {
+            id: m.id,
+            plan_id: m.plan_id,
+            feature_id: m.feature_id,
+            credit_system_id: m.credit_system_id,
+            credit_cost: from_micros(m.credit_cost_micros),
+        }
+    }
+}
+
+/// Names a catalog object by id or key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum Ref {
+    Id(Uuid),
+    Key(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
+    #[error(transparent)]
+    CreditSystem(#[from] credit_systems::Error),
+    #[error("no {0} {1}")]
+    NotFound(&'static str, String),
+    #[error("{0}")]
+    Conflict(String, &'static str),
+    #[error("database error")]
+    Db(#[from] DbErr),
+}
+
+impl DomainError for Error {
+    fn code(&self) -> Code {
+        match self {
+            Error::Invalid(_) => Code::Validation,
+            Error::CreditSystem(e) => e.code(),
+            Error::NotFound(..) => Code::NotFound,
+            Error::Conflict(..) => Code::Conflict,
+            Error::Db(_) => Code::Internal,
+        }
+    }
+
+    fn field(&self) -> Option<&str> {
+        match self {
+            Error::Invalid(e) => Some(&e.field),
+            Error::CreditSystem(e) => e.field(),
+            Error::NotFound(what, _) => Some(what),
+            Error::Conflict(_, field) => Some(field),
+            Error::Db(_) => None,
+        }
+    }
+}
+
+fn describe(r: &Ref) -> String {
+    match r {
+        Ref::Id(_) => "with this id".into(),
+        Ref::Key(k) => format!("with key {k:?}"),
+    }
+}
+
+fn is_unique_violation(e: &DbErr) -> bool {
+    matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))
+}
+
+// ---------------------------------------------------------------- products
+
+pub async fn create_product(
+    db: &Db,
+    clock: &dyn Clock,
+    tenant_id: Uuid,
+    key: &str,
+    name: &str,
+    description: &str,
+) -> Result<Product, Error> {
+    let key = parse_key(key, "key")?;
+    let name = parse_label(name, "name", 100)?;
+    let now = clock.now();
+    let txn = db.begin_write().await?;
+    if let Some(existing) = find_product(&txn, tenant_id, &Ref::Key(key.clone())).await? {
+        return if existing.name == name && existing.description == description {
+            Ok(existing.into())
+        } else {
+            Err(Error::Conflict(
+                format!("a product with key {key:?} exists"),
+                "key",
+            ))
+        };
+    }
+    let model = product::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        tenant_id: Set(tenant_id),
+        key: Set(key.clone()),
+        name: Set(name),
+        description: Set(description.to_owned()),
+        created_at: Set(now),
+        updated_at: Set(now),
+    }
+    .insert(&txn)
+    .await
+    .map_err(|e| {
+        if is_unique_violation(&e) {
+            Error::Conflict(format!("a product with key {key:?} exists"), "key")
+        } else {
+            e.into()
+        }
+    })?;
+    txn.commit().await?;
+    Ok(model.into())
+}
+
+async fn find_product(
+    conn: &impl ConnectionTrait,
+    tenant_id: Uuid,
+    which: &Ref,
+) -> Result<Option<product::Model>, DbErr> {
+    let q = product::Entity::find().filter(product::Column::TenantId.eq(tenant_id));
+    match which {
+        Ref::Id(id) => q.filter(product::Column::Id.eq(*id)).one(conn).await,
+        Ref::Key(k) => {
+            q.filter(product::Column::Key.eq(k.as_str()))
+                .one(conn)
+                .await
+        }
+    }
+}
+
+pub async fn get_product(db: &Db, tenant_id: Uuid, which: &Ref) -> Result<Product, Error> {
+    find_product(db.reader(), tenant_id, which)
+        .await?
+        .map(Into::into)
+        .ok_or_else(|| Error::NotFound("product", describe(which)))
+}
+
+pub async fn list_products(
+    db: &Db,
+    tenant_id: Uuid,
+    page: PageRequest,
+) -> Result<Page<Product>, Error> {
+    let mut q = product::Entity::find().filter(product::Column::TenantId.eq(tenant_id));
+    if let Some(after) = page.after {
+        q = q.filter(product::Column::Id.gt(after));
+    }
+    let rows = q
+        .order_by_asc(product::Column::Id)
+        .limit(page.fetch_limit())
+        .all(db.reader())
+        .await?;
+    Ok(page.finish(rows.into_iter().map(Into::into).collect()))
+}
+
+// ---------------------------------------------------------------- features
+
+pub async fn create_feature(
+    db: &Db,
+    clock: &dyn Clock,
+    tenant_id: Uuid,
+    key: &str,
+    name: &str,
+    unit: &str,
+) -> Result<Feature, Error> {
+    let key = parse_key(key, "key")?;
+    let name = parse_label(name, "name", 100)?;
+    let unit = parse_label(unit, "unit", 50)?;
+    let txn = db.begin_write().await?;
+    if let Some(existing) = find_feature(&txn, tenant_id, &Ref::Key(key.clone())).await? {
+        return if existing.name == name && existing.unit == unit {
+            Ok(existing.into())
+        } else {
+            Err(Error::Conflict(
+                format!("a feature with key {key:?} exists"),
+                "key",
+            ))
+        };
+    }
+    let model = feature::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        tenant_id: Set(tenant_id),
+        key: Set(key.clone()),
+        name: Set(name),
+        unit: Set(unit),
+        created_at: Set(clock.now()),
+    }
+    .insert(&txn)
+    .await
+    .map_err(|e| {
+        if is_unique_violation(&e) {
+            Error::Conflict(format!("a feature with key {key:?} exists"), "key")
+        } else {
+            e.into()
+        }
+    })?;
+    txn.commit().await?;
+    Ok(model.into())
+}
+
+pub(crate) async fn find_feature(
+    conn: &impl ConnectionTrait,
+    tenant_id: Uuid,
+    which: &Ref,
+) -> Result<Option<feature::Model>, DbErr> {
+    let q = feature::Entity::find().filter(feature::Column::TenantId.eq(tenant_id));
+    match which {
+        Ref::Id(id) => q.filter(feature::Column::Id.eq(*id)).one(conn).await,
+        Ref::Key(k) => {
+            q.filter(feature::Column::Key.eq(k.as_str()))
+                .one(conn)
+                .await
+        }
+    }
+}
+
+pub async fn get_feature(db: &Db, tenant_id: Uuid, which: &Ref) -> Result<Feature, Error> {
+    find_feature(db.reader(), tenant_id, which)
+        .await?
+        .map(Into::into)
+        .ok_or_else(|| Error::NotFound("feature", describe(which)))
+}
+
+pub async fn list_features(
+    db: &Db,
+    tenant_id: Uuid,
+    page: PageRequest,
+) -> Result<Page<Feature>, Error> {
+    let mut q = feature::Entity::find().filter(feature::Column::TenantId.eq(tenant_id));
+    if let Some(after) = page.after {
+        q = q.filter(feature::Column::Id.gt(after));
+    }
+    let rows = q
+        .order_by_asc(feature::Column::Id)
+        .limit(page.fetch_limit())
+        .all(db.reader())
+        .await?;
+    Ok(page.finish(rows.into_iter().map(Into::into).collect()))
+}
+
+// ---------------------------------------------------------------- plans
+
+pub async fn create_plan(
+    db: &Db,
+    clock: &dyn Clock,
+    tenant_id: Uuid,
+    product: &Ref,
+    key: &str,
+    name: &str,
+    billing_interval: BillingInterval,
+) -> Result<Plan, Error> {
+    let key = parse_key(key, "key")?;
+    let name = parse_label(name, "name", 100)?;
+    let now = clock.now();
+    let txn = db.begin_write().await?;
+    let product = find_product(&txn, tenant_id, product)
+        .await?
+        .ok_or_else(|| Error::NotFound("product", describe(product)))?;
+    if let Some(existing) = find_plan(&txn, tenant_id, &Ref::Key(key.clone())).await? {
+        return if existing.product_id == product.id
+            && existing.name == name
+            && existing.billing_interval == billing_interval.as_str()
+        {
+            Ok(existing.into())
+        } else {
+            Err(Error::Conflict(
+                format!("a plan with key {key:?} exists"),
+                "key",
+            ))
+        };
+    }
+    let model = insert_plan(
+        &txn,
+        tenant_id,
+        product.id,
+        &key,
+        &name,
+        billing_interval,
+        None,
+        now,
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(model.into())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn insert_plan(
+    txn: &DatabaseTransaction,
+    tenant_id: Uuid,
+    product_id: Uuid,
+    key: &str,
+    name: &str,
+    billing_interval: BillingInterval,
+    copied_from: Option<Uuid>,
+    now: DateTime<Utc>,
+) -> Result<plan::Model, Error> {
+    plan::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        tenant_id: Set(tenant_id),
+        product_id: Set(product_id),
+        key: Set(key.to_owned()),
+        name: Set(name.to_owned()),
+        billing_interval: Set(billing_interval.as_str().to_owned()),
+        status: Set(PlanStatus::Draft.as_str().to_owned()),
+        copied_from_plan_id: Set(copied_from),
+        created_at: Set(now),
+        updated_at: Set(now),
+        published_at: Set(None),
+    }
+    .insert(txn)
+    .await
+    .map_err(|e| {
+        if is_unique_violation(&e) {
+            Error::Conflict(format!("a plan with key {key:?} exists"), "key")
+        } else {
+            e.into()
+        }
+    })
+}
+
+pub(crate) async fn find_plan(
+    conn: &impl ConnectionTrait,
+    tenant_id: Uuid,
+    which: &Ref,
+) -> Result<Option<plan::Model>, DbErr> {
+    let q = plan::Entity::find().filter(plan::Column::TenantId.eq(tenant_id));
+    match which {
+        Ref::Id(id) => q.filter(plan::Column::Id.eq(*id)).one(conn).await,
+        Ref::Key(k) => q.filter(plan::Column::Key.eq(k.as_str())).one(conn).await,
+    }
+}
+
+pub async fn get_plan(db: &Db, tenant_id: Uuid, which: &Ref) -> Result<Plan, Error> {
+    find_plan(db.reader(), tenant_id, which)
+        .await?
+        .map(Into::into)
+        .ok_or_else(|| Error::NotFound("plan", describe(which)))
+}
+
+/// The tenant's plans, oldest first, optionally of one product or status.
+pub async fn list_plans(
+    db: &Db,
+    tenant_id: Uuid,
+    product_id: Option<Uuid>,
+    status: Option<PlanStatus>,
+    page: PageRequest,
+) -> Result<Page<Plan>, Error> {
+    let mut q = plan::Entity::find().filter(plan::Column::TenantId.eq(tenant_id));
+    if let Some(p) = product_id {
+        q = q.filter(plan::Column::ProductId.eq(p));
+    }
+    if let Some(s) = status {
+        q = q.filter(plan::Column::Status.eq(s.as_str()));
+    }
+    if let Some(after) = page.after {
+        q = q.filter(plan::Column::Id.gt(after));
+    }
+    let rows = q
+        .order_by_asc(plan::Column::Id)
+        .limit(page.fetch_limit())
+        .all(db.reader())
+        .await?;
+    Ok(page.finish(rows.into_iter().map(Into::into).collect()))
+}
+
+/// Locks a plan for a change and checks it is a draft.
+async fn draft(
+    txn: &DatabaseTransaction,
+    tenant_id: Uuid,
+    which: &Ref,
+) -> Result<plan::Model, Error> {
+    let plan = plan::Entity::find()
+        .filter(plan::Column::TenantId.eq(tenant_id))
+        .filter(match which {
+            Ref::Id(id) => plan::Column::Id.eq(*id),
+            Ref::Key(k) => plan::Column::Key.eq(k.as_str()),
+        })
+        .lock_exclusive()
+        .one(txn)
+        .await?
+        .ok_or_else(|| Error::NotFound("plan", describe(which)))?;
+    if plan.status != PlanStatus::Draft.as_str() {
+        return Err(Error::Conflict(
+            format!(
+                "plan {:?} is {}: only drafts can change (duplicatePlan makes a new draft)",
+                plan.key, plan.status
+            ),
+            "plan",
+        ));
+    }
+    Ok(plan)
+}
+
+/// DRAFT → PUBLISHED: its terms are frozen from now on. Publishing a
+/// published plan returns it as it is.
+pub async fn publish_plan(
+    db: &Db,
+    clock: &dyn Clock,
+    tenant_id: Uuid,
+    which: &Ref,
+) -> Result<Plan, Error> {
+    set_status(db, clock, tenant_id, which, PlanStatus::Published).await
+}
+
+/// → ARCHIVED: no new subscriptions; existing ones go on.
+pub async fn archive_plan(
+    db: &Db,
+    clock: &dyn Clock,
+    tenant_id: Uuid,
+    which: &Ref,
+) -> Result<Plan, Error> {
+    set_status(db, clock, tenant_id, which, PlanStatus::Archived).await
+}
+
+async fn set_status(
+    db: &Db,
+    clock: &dyn Clock,
+    tenant_id: Uuid,
+    which: &Ref,
+    to: PlanStatus,
+) -> Result<Plan, Error> {
+    let txn = db.begin_write().await?;
+    let plan = find_plan(&txn, tenant_id, which)
+        .await?
+        .ok_or_else(|| Error::NotFound("plan", describe(which)))?;
+    let from = PlanStatus::parse(&plan.status);
+    if from == to {
+        return Ok(plan.into());
+    }
+    let allowed = matches!(
+        (from, to),
+        (PlanStatus::Draft, PlanStatus::Published)
+            | (PlanStatus::Draft, PlanStatus::Archived)
+            | (PlanStatus::Published, PlanStatus::Archived)
+    );
+    if !allowed {
+        return Err(Error::Conflict(
+            format!("a {} plan can't become {}", from.as_str(), to.as_str()),
+            "plan",
+        ));
+    }
+    let now = clock.now();
+    let mut active = plan.into_active_model();
+    active.status = Set(to.as_str().to_owned());
+    active.updated_at = Set(now);
+    if to == PlanStatus::Published {
+        active.published_at = Set(Some(now));
+    }
+    let plan = active.update(&txn).await?;
+    txn.commit().await?;
+    Ok(plan.into())
+}
+
+/// A new DRAFT with the same plan credits and entitlements.
+pub async fn duplicate_plan(
+    db: &Db,
+    clock: &dyn Clock,
+    tenant_id: Uuid,
+    which: &Ref,
+    key: &str,
+    name: &str,
+) -> Result<Plan, Error> {
+    let key = parse_key(key, "key")?;
+    let name = parse_label(name, "name", 100)?;
+    let now = clock.now();
+    let txn = db.begin_write().await?;
+    let source = find_plan(&txn, tenant_id, which)
+        .await?
+        .ok_or_else(|| Error::NotFound("plan", describe(which)))?;
+    if let Some(existing) = find_plan(&txn, tenant_id, &Ref::Key(key.clone())).await? {
+        return if existing.copied_from_plan_id == Some(source.id) && existing.name == name {
+            Ok(existing.into())
+        } else {
+            Err(Error::Conflict(
+                format!("a plan with key {key:?} exists"),
+                "key",
+            ))
+        };
+    }
+    let copy = insert_plan(
+        &txn,
+        tenant_id,
+        source.product_id,
+        &key,
+        &name,
+        BillingInterval::parse(&source.billing_interval),
+        Some(source.id),
+        now,
+    )
+    .await?;
+    for pc in plan_credit::Entity::find()
+        .filter(plan_credit::Column::TenantId.eq(tenant_id))
+        .filter(plan_credit::Column::PlanId.eq(source.id))
+        .all(&txn)
+        .await?
+    {
+        let mut row = pc.into_active_model();
+        row.id = Set(Uuid::now_v7());
+        row.plan_id = Set(copy.id);
+        row.created_at = Set(now);
+        row.updated_at = Set(now);
+        row.reset_all().insert(&txn).await?;
+    }
+    for e in entitlement::Entity::find()
+        .filter(entitlement::Column::TenantId.eq(tenant_id))
+        .filter(entitlement::Column::PlanId.eq(source.id))
+        .all(&txn)
+        .await?
+    {
+        let mut row = e.into_active_model();
+        row.id = Set(Uuid::now_v7());
+        row.plan_id = Set(copy.id);
+        row.created_at = Set(now);
+        row.reset_all().insert(&txn).await?;
+    }
+    txn.commit().await?;
+    Ok(copy.into())
+}
+
+// ---------------------------------------------------------------- plan credits
+
+/// What a plan credit says, as given (validated by [`attach_credit_system`]).
+#[derive(Debug, Clone, Default)]
+pub struct PlanCreditTerms {
+    pub included: Option<Allowance>,
+    pub pricing: Option<PlanPricing>,
+}
+
+fn validate_terms(
+    terms: &PlanCreditTerms,
+    precision: u32,
+) -> Result<plan_credit::ActiveModel, Invalid> {
+    let mut row = plan_credit::ActiveModel {
+        included_micros: Set(None),
+        reset_interval: Set(None),
+        rollover: Set("NONE".into()),
+        rollover_cap_micros: Set(None),
+        commitment: Set(None),
+        top_up_price: Set(None),
+        recurring_price: Set(None),
+        recurring_quantity_micros: Set(None),
+        min_quantity_micros: Set(None),
+        max_quantity_micros: Set(None),
+        purchase_expiration: Set(None),
+        low_credit_limit_micros: Set(None),
+        low_credit_action: Set(None),
+        mandatory_purchase: Set(false),
+        auto_top_up_below_micros: Set(None),
+        auto_top_up_quantity_micros: Set(None),
+        ..Default::default()
+    };
+    if terms.included.is_none() && terms.pricing.is_none() {
+        return Err(Invalid::new(
+            "included",
+            "a plan credit needs an included allowance, pricing, or both",
+        ));
+    }
+    if let Some(a) = &terms.included {
+        row.included_micros = Set(Some(positive_micros(
+            a.amount,
+            precision,
+            "included.amount",
+        )?));
+        row.reset_interval = Set(Some(a.reset_interval.as_str().to_owned()));
+        if let Rollover::Capped(cap) = a.rollover {
+            let cap = positive_micros(cap, precision, "included.rolloverCap")?;
+            row.rollover = Set("CAPPED".into());
+            row.rollover_cap_micros = Set(Some(cap));
+        }
+    }
+    if let Some(p) = &terms.pricing {
+        row.commitment = Set(Some(p.commitment.as_str().to_owned()));
+        let json = |price: &Price, field: &str| -> Result<serde_json::Value, Invalid> {
+            pricing::validate(price)
+                .map_err(|e| Invalid::new(format!("{field}.{}", e.field), e.message))?;
+            serde_json::to_value(price).map_err(|e| Invalid::new(field, e.to_string()))
+        };
+        if let Some(price) = &p.top_up_price {
+            row.top_up_price = Set(Some(json(price, "pricing.topUpPrice")?));
+        }
+        if let Some(r) = &p.recurring {
+            row.recurring_price = Set(Some(json(&r.price, "pricing.recurringPrice")?));
+            row.recurring_quantity_micros = Set(Some(positive_micros(
+                r.quantity,
+                precision,
+                "pricing.recurringPrice.quantity",
+            )?));
+        }
+        let min = p
+            .min_quantity
+            .map(|q| positive_micros(q, precision, "pricing.minQuantity"))
+            .transpose()?;
+        let max = p
+            .max_quantity
+            .map(|q| positive_micros(q, precision, "pricing.maxQuantity"))
+            .transpose()?;
+        if let (Some(min), Some(max)) = (min, max)
+            && min > max
+        {
+            return Err(Invalid::new(
+                "pricing.maxQuantity",
+                "must not be below minQuantity",
+            ));
+        }
+        row.min_quantity_micros = Set(min);
+        row.max_quantity_micros = Set(max);
+        row.purchase_expiration = Set(p.expiration.map(CalendarDuration::to_iso));
+        if let Some((limit, action)) = p.low_credit_limit {
+            let limit = to_micros(limit, precision, "pricing.lowCreditLimit")?;
+            if limit < 0 {
+                return Err(Invalid::new(
+                    "pricing.lowCreditLimit",
+                    "must not be negative",
+                ));
+            }
+            row.low_credit_limit_micros = Set(Some(limit));
+            row.low_credit_action = Set(Some(action.as_str().to_owned()));
+        }
+        if p.mandatory_purchase && p.top_up_price.is_none() {
+            return Err(Invalid::new(
+                "pricing.mandatoryPurchase",
+                "a mandatory purchase needs a top-up price",
+            ));
+        }
+        row.mandatory_purchase = Set(p.mandatory_purchase);
+        if let Some(auto) = p.auto_top_up {
+            if p.top_up_price.is_none() {
+                return Err(Invalid::new(
+                    "pricing.autoTopUp",
+                    "an auto top-up needs a top-up price",
+                ));
+            }
+            let below = to_micros(auto.below, precision, "pricing.autoTopUp.below")?;
+            if below <= 0 {
+                return Err(Invalid::new(
+                    "pricing.autoTopUp.below",
+                    "must be greater than 0",
+                ));
+            }
+            row.auto_top_up_below_micros = Set(Some(below));
+            row.auto_top_up_quantity_micros = Set(Some(positive_micros(
+                auto.quantity,
+                precision,
+                "pricing.autoTopUp.quantity",
+            )?));
+        }
+    }
+    Ok(row)
+}
+
+async fn precision_of(
+    txn: &DatabaseTransaction,
+    tenant_id: Uuid,
+    which: &CreditSystemRef,
+) -> Result<credit_system::Model, Error> {
+    Ok(credit_systems::resolve(txn, tenant_id, which).await?)
+}
+
+/// Attaches a credit system to a draft plan with its allowance and prices.
+pub async fn attach_credit_system(
+    db: &Db,
+    clock: &dyn Clock,
+    tenant_id: Uuid,
+    plan: &Ref,
+    credit_system: &CreditSystemRef,
+    terms: &PlanCreditTerms,
+) -> Result<PlanCredit, Error> {
+    let now = clock.now();
+    let txn = db.begin_write().await?;
+    let plan = draft(&txn, tenant_id, plan).await?;
+    let cs = precision_of(&txn, tenant_id, credit_system).await?;
+    let mut row = validate_terms(terms, cs.precision.clamp(0, 6) as u32)?;
+    row.id = Set(Uuid::now_v7());
+    row.tenant_id = Set(tenant_id);
+    row.plan_id = Set(plan.id);
+    row.credit_system_id = Set(cs.id);
+    row.created_at = Set(now);
+    row.updated_at = Set(now);
+    let model = row.insert(&txn).await.map_err(|e| {
+        if is_unique_violation(&e) {
+            Error::Conflict(
+                format!(
+                    "credit system {:?} is already attached to this plan",
+                    cs.key
+                ),
+                "creditSystem",
+            )
+        } else {
+            e.into()
+        }
+    })?;
+    txn.commit().await?;
+    Ok(PlanCredit::from_model(model))
+}
+
+/// Replaces a draft plan credit's allowance and prices.
+pub async fn update_plan_credit(
+    db: &Db,
+    clock: &dyn Clock,
+    tenant_id: Uuid,
+    plan_credit_id: Uuid,
+    terms: &PlanCreditTerms,
+) -> Result<PlanCredit, Error> {
+    let txn = db.begin_write().await?;
+    let existing = plan_credit::Entity::find_by_id(plan_credit_id)
+        .filter(plan_credit::Column::TenantId.eq(tenant_id))
+        .one(&txn)
+        .await?
+        .ok_or_else(|| Error::NotFound("planCredit", "with this id".into()))?;
+    draft(&txn, tenant_id, &Ref::Id(existing.plan_id)).await?;
+    let cs = precision_of(
+        &txn,
+        tenant_id,
+        &CreditSystemRef::Id(existing.credit_system_id),
+    )
+    .await?;
+    let mut row = validate_terms(terms, cs.precision.clamp(0, 6) as u32)?;
+    row.id = sea_orm::ActiveValue::Unchanged(existing.id);
+    row.updated_at = Set(clock.now());
+    let model = row.update(&txn).await?;
+    txn.commit().await?;
+    Ok(PlanCredit::from_model(model))
+}
+
+/// Removes a credit system (and the entitlements priced in it) from a draft.
+pub async fn detach_credit_system(
+    db: &Db,
+    tenant_id: Uuid,
+    plan: &Ref,
+    credit_system: &CreditSystemRef,
+) -> Result<Plan, Error> {
+    let txn = db.begin_write().await?;
+    let plan = draft(&txn, tenant_id, plan).await?;
+    let cs = precision_of(&txn, tenant_id, credit_system).await?;
+    let deleted = plan_credit::Entity::delete_many()
+        .filter(plan_credit::Column::TenantId.eq(tenant_id))
+        .filter(plan_credit::Column::PlanId.eq(plan.id))
+        .filter(plan_credit::Column::CreditSystemId.eq(cs.id))
+        .exec(&txn)
+        .await?;
+    if deleted.rows_affected == 0 {
+        return Err(Error::NotFound(
+            "creditSystem",
+            format!("{:?} on this plan", cs.key),
+        ));
+    }
+    entitlement::Entity::delete_many()
+        .filter(entitlement::Column::TenantId.eq(tenant_id))
+        .filter(entitlement::Column::PlanId.eq(plan.id))
+        .filter(entitlement::Column::CreditSystemId.eq(cs.id))
+        .exec(&txn)
+        .await?;
+    txn.commit().await?;
+    Ok(plan.into())
+}
+
+pub async fn plan_credits_of(
+    conn: &impl ConnectionTrait,
+    tenant_id: Uuid,
+    plan_ids: &[Uuid],
+) -> Result<Vec<PlanCredit>, DbErr> {
+    Ok(plan_credit::Entity::find()
+        .filter(plan_credit::Column::TenantId.eq(tenant_id))
+        .filter(plan_credit::Column::PlanId.is_in(plan_ids.iter().copied()))
+        .order_by_asc(plan_credit::Column::Id)
+        .all(conn)
+        .await?
+        .into_iter()
+        .map(PlanCredit::from_model)
+        .collect())
+}
+
+pub async fn plan_credit(db: &Db, tenant_id: Uuid, id: Uuid) -> Result<PlanCredit, Error> {
+    plan_credit::Entity::find_by_id(id)
+        .filter(plan_credit::Column::TenantId.eq(tenant_id))
+        .one(db.reader())
+        .await?
+        .map(PlanCredit::from_model)
+        .ok_or_else(|| Error::NotFound("planCredit", "with this id".into()))
+}
+
+// ---------------------------------------------------------------- entitlements
+
+/// Sets what one unit of a feature costs on a draft plan, in one of the
+/// plan's credit systems.
+pub async fn set_entitlement(
+    db: &Db,
+    clock: &dyn Clock,
+    tenant_id: Uuid,
+    plan: &Ref,
+    feature: &Ref,
+    credit_system: &CreditSystemRef,
+    credit_cost: Decimal,
+) -> Result<Entitlement, Error> {
+    let txn = db.begin_write().await?;
+    let plan = draft(&txn, tenant_id, plan).await?;
+    let feature = find_feature(&txn, tenant_id, feature)
+        .await?
+        .ok_or_else(|| Error::NotFound("feature", describe(feature)))?;
+    let cs = precision_of(&txn, tenant_id, credit_system).await?;
+    let attached = plan_credit::Entity::find()
+        .filter(plan_credit::Column::TenantId.eq(tenant_id))
+        .filter(plan_credit::Column::PlanId.eq(plan.id))
+        .filter(plan_credit::Column::CreditSystemId.eq(cs.id))
+        .one(&txn)
+        .await?;
+    if attached.is_none() {
+        return Err(Invalid::new(
+            "creditSystem",
+            format!(
+                "attach {:?} to the plan before pricing features in it",
+                cs.key
+            ),
+        )
+        .into());
+    }
+    let cost = positive_micros(credit_cost, cs.precision.clamp(0, 6) as u32, "creditCost")?;
+    let existing = entitlement::Entity::find()
+        .filter(entitlement::Column::TenantId.eq(tenant_id))
+        .filter(entitlement::Column::PlanId.eq(plan.id))
+        .filter(entitlement::Column::FeatureId.eq(feature.id))
+        .one(&txn)
+        .await?;
+    let model = match existing {
+        Some(e) => {
+            let mut active = e.into_active_model();
+            active.credit_system_id = Set(cs.id);
+            active.credit_cost_micros = Set(cost);
+            active.update(&txn).await?
+        }
+        None => {
+            entitlement::ActiveModel {
+                id: Set(Uuid::now_v7()),
+                tenant_id: Set(tenant_id),
+                plan_id: Set(plan.id),
+                feature_id: Set(feature.id),
+                credit_system_id: Set(cs.id),
+                credit_cost_micros: Set(cost),
+                created_at: Set(clock.now()),
+            }
+            .insert(&txn)
+            .await?
+        }
+    };
+    txn.commit().await?;
+    Ok(model.into())
+}
+
+pub async fn remove_entitlement(
+    db: &Db,
+    tenant_id: Uuid,
+    plan: &Ref,
+    feature: &Ref,
+) -> Result<Plan, Error> {
+    let txn = db.begin_write().await?;
+    let plan = draft(&txn, tenant_id, plan).await?;
+    let feature = find_feature(&txn, tenant_id, feature)
+        .await?
+        .ok_or_else(|| Error::NotFound("feature", describe(feature)))?;
+    entitlement::Entity::delete_many()
+        .filter(entitlement::Column::TenantId.eq(tenant_id))
+        .filter(entitlement::Column::PlanId.eq(plan.id))
+        .filter(entitlement::Column::FeatureId.eq(feature.id))
+        .exec(&txn)
+        .await?;
+    txn.commit().await?;
+    Ok(plan.into())
+}
+
+pub async fn entitlements_of(
+    conn: &impl ConnectionTrait,
+    tenant_id: Uuid,
+    plan_ids: &[Uuid],
+) -> Result<Vec<Entitlement>, DbErr> {
+    Ok(entitlement::Entity::find()
+        .filter(entitlement::Column::TenantId.eq(tenant_id))
+        .filter(entitlement::Column::PlanId.is_in(plan_ids.iter().copied()))
+        .order_by_asc(entitlement::Column::Id)
+        .all(conn)
+        .await?
+        .into_iter()
+        .map(Into::into)
+        .collect())
+}
+
+/// Plans, products and features by id, for batched reads.
+pub async fn plans_by_ids(db: &Db, tenant_id: Uuid, ids: &[Uuid]) -> Result<Vec<Plan>, DbErr> {
+    Ok(plan::Entity::find()
+        .filter(plan::Column::TenantId.eq(tenant_id))
+        .filter(plan::Column::Id.is_in(ids.iter().copied()))
+        .all(db.reader())
+        .await?
+        .into_iter()
+        .map(Into::into)
+        .collect())
+}
+
+pub async fn products_by_ids(
+    db: &Db,
+    tenant_id: Uuid,
+    ids: &[Uuid],
+) -> Result<Vec<Product>, DbErr> {
+    Ok(product::Entity::find()
+        .filter(product::Column::TenantId.eq(tenant_id))
+        .filter(product::Column::Id.is_in(ids.iter().copied()))
+        .all(db.reader())
+        .await?
+        .into_iter()
+        .map(Into::into)
+        .collect())
+}
+
+pub async fn features_by_ids(
+    db: &Db,
+    tenant_id: Uuid,
+    ids: &[Uuid],
+) -> Result<Vec<Feature>, DbErr> {
+    Ok(feature::Entity::find()
+        .filter(feature::Column::TenantId.eq(tenant_id))
+        .filter(feature::Column::Id.is_in(ids.iter().copied()))
+        .all(db.reader())
+        .await?
+        .into_iter()
+        .map(Into::into)
+        .collect())
+}

@@ -1,0 +1,180 @@
+//! Connecting to SQLite or PostgreSQL, and the write discipline of each.
+//!
+//! - **SQLite** (embedded): WAL, `synchronous=NORMAL`, a busy timeout and
+//!   foreign keys on every connection. Writes funnel through a pool of ONE
+//!   connection and start `BEGIN IMMEDIATE`, so writers queue instead of
+//!   failing with `database is locked`; reads use a separate pool of several
+//!   connections and never wait for a writer (WAL).
+//! - **PostgreSQL** (production): one pool for both; rows are locked inside
+//!   the write transaction where the rules need it.
+
+use std::time::Duration;
+
+use migration::{Migrator, MigratorTrait};
+use sea_orm::{
+    ConnectOptions, Database, DatabaseBackend, DatabaseConnection, DatabaseTransaction, DbErr,
+    SqliteTransactionMode, TransactionOptions, TransactionTrait,
+};
+
+pub use migration::DEFAULT_DATABASE_URL;
+
+/// How long an SQLite connection waits for the write lock before failing.
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Reader connections on SQLite when not configured.
+const SQLITE_READERS_DEFAULT: u32 = 4;
+/// Pool size on PostgreSQL when not configured.
+const POSTGRES_POOL_DEFAULT: u32 = 10;
+
+/// Connection settings.
+#[derive(Debug, Clone)]
+pub struct DbConfig {
+    pub url: String,
+    /// Pool size (PostgreSQL) or reader pool size (SQLite).
+    pub max_connections: Option<u32>,
+}
+
+impl DbConfig {
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            max_connections: None,
+        }
+    }
+}
+
+/// The database handle every service function takes.
+#[derive(Debug, Clone)]
+pub struct Db {
+    read: DatabaseConnection,
+    write: DatabaseConnection,
+}
+
+impl Db {
+    /// Connects (creating an SQLite file if `mode=rwc`), without migrating.
+    pub async fn connect(config: &DbConfig) -> Result<Self, DbErr> {
+        if config.url.starts_with("sqlite:") {
+            let in_memory = config.url.contains(":memory:") || config.url.contains("mode=memory");
+            let write = Database::connect(sqlite_options(&config.url, 1)).await?;
+            if in_memory {
+                // Every connection to `:memory:` is a database of its own:
+                // one connection serves reads and writes.
+                return Ok(Self {
+                    read: write.clone(),
+                    write,
+                });
+            }
+            let readers = config.max_connections.unwrap_or(SQLITE_READERS_DEFAULT);
+            let read = Database::connect(sqlite_options(&config.url, readers)).await?;
+            Ok(Self { read, write })
+        } else if config.url.starts_with("postgres:") || config.url.starts_with("postgresql:") {
+            let mut options = ConnectOptions::new(config.url.clone());
+            options
+                .max_connections(config.max_connections.unwrap_or(POSTGRES_POOL_DEFAULT))
+                .connect_timeout(Duration::from_secs(10))
+                .acquire_timeout(Duration::from_secs(30))
+                .sqlx_logging(false);
+            let conn = Database::connect(options).await?;
+            Ok(Self {
+                read: conn.clone(),
+                write: conn,
+            })
+        } else {
+            Err(DbErr::Custom(format!(
+                "DATABASE_URL must start with sqlite: or postgres:, got {:?}",
+                config.url.split(':').next().unwrap_or_default()
+            )))
+        }
+    }
+
+    /// Connects and applies pending migrations (idempotent).
+    pub async fn connect_and_migrate(config: &DbConfig) -> Result<Self, DbErr> {
+        let db = Self::connect(config).await?;
+        db.migrate().await?;
+        Ok(db)
+    }
+
+    /// Applies pending migrations.
+    pub async fn migrate(&self) -> Result<(), DbErr> {
+        Migrator::up(&self.write, None).await
+    }
+
+    /// Names of migrations not yet applied.
+    pub async fn pending_migrations(&self) -> Result<Vec<String>, DbErr> {
+        Ok(Migrator::get_pending_migrations(&self.read)
+            .await?
+            .iter()
+            .map(|m| m.name().to_owned())
+            .collect())
+    }
+
+    /// The connection for reads.
+    pub fn reader(&self) -> &DatabaseConnection {
+        &self.read
+    }
+
+    /// The connection for writes outside an explicit transaction (rare:
+    /// prefer [`Db::begin_write`]).
+    pub fn writer(&self) -> &DatabaseConnection {
+        &self.write
+    }
+
+    /// Starts a write transaction: `BEGIN IMMEDIATE` on SQLite (take the
+    /// write lock now, not at the first write), a plain `BEGIN` on
+    /// PostgreSQL.
+    pub async fn begin_write(&self) -> Result<DatabaseTransaction, DbErr> {
+        let mut options = TransactionOptions::default();
+        if self.backend() == DatabaseBackend::Sqlite {
+            options.sqlite_transaction_mode = Some(SqliteTransactionMode::Immediate);
+        }
+        self.write.begin_with_options(options).await
+    }
+
+    pub fn backend(&self) -> DatabaseBackend {
+        self.write.get_database_backend()
+    }
+
+    /// Succeeds when the database answers a trivial query.
+    pub async fn ping(&self) -> Result<(), DbErr> {
+        self.read.ping().await
+    }
+
+    /// Counts every statement either pool runs from now on (for tests that
+    /// show a query's cost does not grow with its data).
+    #[cfg(feature = "testing")]
+    pub fn count_statements(&mut self) -> std::sync::Arc<std::sync::atomic::AtomicU64> {
+        use std::sync::{
+            Arc,
+            atomic::{AtomicU64, Ordering},
+        };
+        let counter = Arc::new(AtomicU64::new(0));
+        for conn in [&mut self.read, &mut self.write] {
+            let counter = counter.clone();
+            conn.set_metric_callback(move |_| {
+                counter.fetch_add(1, Ordering::Relaxed);
+            });
+        }
+        counter
+    }
+
+    /// Closes both pools.
+    pub async fn close(self) -> Result<(), DbErr> {
+        self.read.close().await?;
+        self.write.close().await
+    }
+}
+
+fn sqlite_options(url: &str, max_connections: u32) -> ConnectOptions {
+    let mut options = ConnectOptions::new(url.to_owned());
+    options
+        .max_connections(max_connections)
+        .min_connections(1)
+        .acquire_timeout(Duration::from_secs(30))
+        .sqlx_logging(false)
+        .map_sqlx_sqlite_opts(|opts| {
+            opts.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+                .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
+                .busy_timeout(SQLITE_BUSY_TIMEOUT)
+                .foreign_keys(true)
+        });
+    options
+}

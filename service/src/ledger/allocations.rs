@@ -1,0 +1,205 @@
+//! Allocation down a customer tree: a partner moves credits to a client, a
+//! client to its events. One way only — to a descendant, never to an
+//! ancestor, a sibling's subtree or another tenant — and a transfer never
+//! extends a credit's life: each block drawn from the source becomes a
+//! `TRANSFER` grant on the target with the same expiry, priority and cost
+//! basis. Allocated credits can't be pulled back; an ADMIN's
+//! `adjustBalance` on both wallets is the escape hatch.
+
+use rust_decimal::Decimal;
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::{
+    Clock, Db,
+    amount::positive_micros,
+    credit_systems::{self, CreditSystemRef},
+    customers::{self, CustomerRef},
+    error::Invalid,
+    idempotency::{IdempotencyKey, fingerprint},
+    ledger::{
+        Attribution, Category, Entry, EntryType, Error, Grant,
+        book::{Book, Links, NewGrant},
+    },
+};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AllocateInput {
+    pub from: CustomerRef,
+    pub to: CustomerRef,
+    pub credit_system: CreditSystemRef,
+    pub amount: Decimal,
+    pub note: Option<String>,
+    pub idempotency_key: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct AllocateOutcome {
+    /// The source's TRANSFER_OUT entry.
+    pub out: Entry,
+    /// The target's TRANSFER_IN entry.
+    pub r#in: Entry,
+    /// The target's new grants, one per block drawn.
+    pub grants: Vec<Grant>,
+}
+
+/// Moves credits from a customer to one of its descendants.
+pub async fn allocate(
+    db: &Db,
+    clock: &dyn Clock,
+    tenant_id: Uuid,
+    input: &AllocateInput,
+) -> Result<AllocateOutcome, Error> {
+    let key = IdempotencyKey::parse(&input.idempotency_key)?;
+    if input
+        .note
+        .as_ref()
+        .is_some_and(|n| n.chars().count() > 1000)
+    {
+        return Err(Invalid::new("note", "must be at most 1000 characters").into());
+    }
+    let now = clock.now();
+    let txn = db.begin_write().await?;
+    let from = customers::resolve(&txn, tenant_id, &input.from).await?;
+    let to = customers::resolve(&txn, tenant_id, &input.to)
+        .await
+        .map_err(|e| match e {
+            customers::Error::NotFound(what) => {
+                Error::Invalid(Invalid::new("to", format!("no customer {what}")))
+            }
+            e => e.into(),
+        })?;
+    let cs = credit_systems::resolve(&txn, tenant_id, &input.credit_system).await?;
+    let amount = positive_micros(input.amount, cs.precision.clamp(0, 6) as u32, "amount")?;
+    let ancestors = customers::ancestors(&txn, tenant_id, to.id).await?;
+    if to.id == from.id || !ancestors.contains(&from.id) {
+        return Err(Invalid::new(
+            "to",
+            "credits move only down the tree, to a descendant of `from`",
+        )
+        .into());
+    }
+    let hash = fingerprint(&(from.id, to.id, cs.id, amount, &input.note));
+    // Source before target: credits only move down the tree, so every
+    // writer locks ancestors' wallets before descendants' and no two
+    // allocations can wait on each other in a cycle.
+    let Some(mut source) = Book::open(&txn, tenant_id, from.id, cs.id, now, false).await? else {
+        return Err(Error::InsufficientCredits {
+            requested: crate::amount::from_micros(amount),
+            available: Decimal::ZERO,
+        });
+    };
+    let mut target = Book::open(&txn, tenant_id, to.id, cs.id, now, true)
+        .await?
+        .ok_or(Error::NotFound("wallet", "to"))?;
+    if let Some(entry_id) = super::ops::check_key(&source, &key, "allocate", &hash).await? {
+        return replay(&txn, tenant_id, entry_id).await;
+    }
+    source.settle().await?;
+    target.settle().await?;
+    let attribution = Attribution {
+        description: input.note.clone(),
+        ..Attribution::default()
+    };
+    let out = source
+        .spend(
+            EntryType::TransferOut,
+            amount,
+            false,
+            None,
+            Links::default(),
+            &attribution,
+            Some(key.as_str()),
+        )
+        .map_err(|r| super::ops::refused(amount, r))?;
+    let mut splits = Vec::new();
+    for (grant_id, part) in source.splits_of(out.id) {
+        let Some(origin) = source.grant(grant_id).cloned() else {
+            continue;
+        };
+        let new_id = target
+            .insert_grant(NewGrant {
+                category: Category::Transfer,
+                amount: -part,
+                effective_at: now,
+                expires_at: origin.expires_at,
+                priority: origin.priority,
+                cost_basis: origin.cost_basis.clone(),
+                reason: input
+                    .note
+                    .clone()
+                    .unwrap_or_else(|| "allocation".to_owned()),
+                metadata: None,
+                source_kind: Some("transfer".into()),
+                source_id: Some(origin.id.to_string()),
+            })
+            .await?;
+        splits.push((new_id, -part));
+    }
+    let r#in = target.append(
+        EntryType::TransferIn,
+        amount,
+        Links {
+            refund_of_entry_id: Some(out.id),
+            ..Links::default()
+        },
+        &attribution,
+        None,
+        &splits,
+    );
+    target.book_time();
+    let grants: Vec<Grant> = splits
+        .iter()
+        .filter_map(|(id, _)| target.grant(*id).cloned().map(Into::into))
+        .collect();
+    super::ops::record_key(&source, clock, &key, "allocate", &hash, out.id).await?;
+    source.finish().await?;
+    target.finish().await?;
+    txn.commit().await?;
+    Ok(AllocateOutcome {
+        out: out.into(),
+        r#in: r#in.into(),
+        grants,
+    })
+}
+
+async fn replay(
+    conn: &impl sea_orm::ConnectionTrait,
+    tenant_id: Uuid,
+    out_id: Uuid,
+) -> Result<AllocateOutcome, Error> {
+    use entity::{credit_grant, entry_split, ledger_entry};
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    let out = ledger_entry::Entity::find_by_id(out_id)
+        .filter(ledger_entry::Column::TenantId.eq(tenant_id))
+        .one(conn)
+        .await?
+        .ok_or(Error::NotFound("entry", "idempotencyKey"))?;
+    let r#in = ledger_entry::Entity::find()
+        .filter(ledger_entry::Column::TenantId.eq(tenant_id))
+        .filter(ledger_entry::Column::RefundOfEntryId.eq(out_id))
+        .filter(ledger_entry::Column::EntryType.eq(EntryType::TransferIn.as_str()))
+        .one(conn)
+        .await?
+        .ok_or(Error::NotFound("entry", "idempotencyKey"))?;
+    let grant_ids: Vec<Uuid> = entry_split::Entity::find()
+        .filter(entry_split::Column::TenantId.eq(tenant_id))
+        .filter(entry_split::Column::EntryId.eq(r#in.id))
+        .all(conn)
+        .await?
+        .into_iter()
+        .map(|s| s.grant_id)
+        .collect();
+    let grants = credit_grant::Entity::find()
+        .filter(credit_grant::Column::Id.is_in(grant_ids))
+        .all(conn)
+        .await?
+        .into_iter()
+        .map(Into::into)
+        .collect();
+    Ok(AllocateOutcome {
+        out: out.into(),
+        r#in: r#in.into(),
+        grants,
+    })
+}

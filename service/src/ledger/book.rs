@@ -1,0 +1,837 @@
+//! One locked wallet inside one write transaction: the only place that
+//! appends entries and changes grants' remaining amounts, so the ledger
+//! rules are kept in one spot.
+//!
+//! Opening a book locks the wallet row (PostgreSQL `FOR UPDATE`; SQLite
+//! transactions are `IMMEDIATE` already), so writes to one wallet are
+//! serialized and never lose an update. Grant changes, entries and splits
+//! are collected in memory and written by [`Book::finish`] in a few
+//! statements, keeping the lock short.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Utc};
+use entity::{credit_grant, credit_hold, entry_split, hold_split, ledger_entry, wallet};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseTransaction, DbErr, EntityTrait,
+    IntoActiveModel, QueryFilter, QueryOrder, QuerySelect, sea_query::OnConflict,
+};
+use uuid::Uuid;
+
+use super::{
+    Attribution, Category, EntryType, HoldStatus,
+    burn::{self, Block},
+};
+use crate::{
+    amount::from_micros,
+    outbox::{self, EventType},
+};
+
+/// Where a wallet's available balance stands against its threshold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LowBalance {
+    Ok,
+    Low,
+    Depleted,
+}
+
+impl LowBalance {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LowBalance::Ok => "OK",
+            LowBalance::Low => "LOW",
+            LowBalance::Depleted => "DEPLETED",
+        }
+    }
+
+    fn parse(s: &str) -> Self {
+        match s {
+            "LOW" => LowBalance::Low,
+            "DEPLETED" => LowBalance::Depleted,
+            _ => LowBalance::Ok,
+        }
+    }
+
+    /// Pure: where `available` stands (`threshold` None: only depletion
+    /// counts).
+    pub fn of(available: i64, threshold: Option<i64>) -> Self {
+        if available <= 0 {
+            LowBalance::Depleted
+        } else if threshold.is_some_and(|t| available < t) {
+            LowBalance::Low
+        } else {
+            LowBalance::Ok
+        }
+    }
+
+    /// The event a move from `self` to `to` tells, if any: each crossing
+    /// once; back above the threshold re-arms.
+    pub fn crossing(self, to: LowBalance) -> Option<EventType> {
+        match (self, to) {
+            (a, b) if a == b => None,
+            (_, LowBalance::Depleted) => Some(EventType::WalletBalanceDepleted),
+            (LowBalance::Ok, LowBalance::Low) => Some(EventType::WalletBalanceLow),
+            (_, LowBalance::Ok) => Some(EventType::WalletBalanceRecovered),
+            (LowBalance::Depleted, LowBalance::Low) => None,
+            _ => None,
+        }
+    }
+}
+
+/// Rows per multi-row INSERT.
+const INSERT_CHUNK: usize = 500;
+
+/// What an entry points at besides its wallet.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Links {
+    pub grant_id: Option<Uuid>,
+    pub hold_id: Option<Uuid>,
+    pub refund_of_entry_id: Option<Uuid>,
+}
+
+/// A grant about to be created.
+#[derive(Debug, Clone)]
+pub(crate) struct NewGrant {
+    pub category: Category,
+    pub amount: i64,
+    pub effective_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub priority: i32,
+    pub cost_basis: Option<String>,
+    pub reason: String,
+    pub metadata: Option<serde_json::Value>,
+    pub source_kind: Option<String>,
+    pub source_id: Option<String>,
+}
+
+/// Why a debit was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    Insufficient { available: i64 },
+    BelowFloor { available: i64, floor: i64 },
+}
+
+pub(crate) struct Book<'t> {
+    pub txn: &'t DatabaseTransaction,
+    pub wallet: wallet::Model,
+    pub now: DateTime<Utc>,
+    grants: BTreeMap<Uuid, credit_grant::Model>,
+    dirty: BTreeSet<Uuid>,
+    entries: Vec<ledger_entry::Model>,
+    splits: Vec<entry_split::Model>,
+}
+
+impl<'t> Book<'t> {
+    /// Locks the wallet of (customer, credit system), creating it first if
+    /// `create` and it does not exist. `None`: no such wallet.
+    pub async fn open(
+        txn: &'t DatabaseTransaction,
+        tenant_id: Uuid,
+        customer_id: Uuid,
+        credit_system_id: Uuid,
+        now: DateTime<Utc>,
+        create: bool,
+    ) -> Result<Option<Book<'t>>, DbErr> {
+        let find = || {
+            wallet::Entity::find()
+                .filter(wallet::Column::TenantId.eq(tenant_id))
+                .filter(wallet::Column::CustomerId.eq(customer_id))
+                .filter(wallet::Column::CreditSystemId.eq(credit_system_id))
+                .lock_exclusive()
+        };
+        let mut found = find().one(txn).await?;
+        if found.is_none() && create {
+            wallet::Entity::insert(wallet::ActiveModel {
+                id: Set(Uuid::now_v7()),
+                tenant_id: Set(tenant_id),
+                customer_id: Set(customer_id),
+                credit_system_id: Set(credit_system_id),
+                balance_micros: Set(0),
+                debt_micros: Set(0),
+                last_seq: Set(0),
+                allow_overage: Set(false),
+                low_balance_threshold_micros: Set(None),
+                low_balance_state: Set(LowBalance::Ok.as_str().to_owned()),
+                created_at: Set(now),
+                updated_at: Set(now),
+            })
+            .on_conflict(
+                OnConflict::columns([
+                    wallet::Column::TenantId,
+                    wallet::Column::CustomerId,
+                    wallet::Column::CreditSystemId,
+                ])
+                .do_nothing()
+                .to_owned(),
+            )
+            .exec_without_returning(txn)
+            .await?;
+            found = find().one(txn).await?;
+        }
+        match found {
+            Some(wallet) => Ok(Some(Self::load(txn, wallet, now).await?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Locks a wallet by id.
+    pub async fn open_by_id(
+        txn: &'t DatabaseTransaction,
+        tenant_id: Uuid,
+        wallet_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Book<'t>>, DbErr> {
+        let found = wallet::Entity::find_by_id(wallet_id)
+            .filter(wallet::Column::TenantId.eq(tenant_id))
+            .lock_exclusive()
+            .one(txn)
+            .await?;
+        match found {
+            Some(wallet) => Ok(Some(Self::load(txn, wallet, now).await?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn load(
+        txn: &'t DatabaseTransaction,
+        wallet: wallet::Model,
+        now: DateTime<Utc>,
+    ) -> Result<Book<'t>, DbErr> {
+        let grants = credit_grant::Entity::find()
+            .filter(credit_grant::Column::TenantId.eq(wallet.tenant_id))
+            .filter(credit_grant::Column::WalletId.eq(wallet.id))
+            .filter(credit_grant::Column::RemainingMicros.gt(0))
+            .all(txn)
+            .await?;
+        Ok(Book {
+            txn,
+            wallet,
+            now,
+            grants: grants.into_iter().map(|g| (g.id, g)).collect(),
+            dirty: BTreeSet::new(),
+            entries: Vec::new(),
+            splits: Vec::new(),
+        })
+    }
+
+    pub fn tenant_id(&self) -> Uuid {
+        self.wallet.tenant_id
+    }
+
+    /// Makes sure these grants (of this wallet) are in memory, e.g. spent
+    /// ones a hold or refund gives back to.
+    pub async fn load_grants(&mut self, ids: &[Uuid]) -> Result<(), DbErr> {
+        let missing: Vec<Uuid> = ids
+            .iter()
+            .filter(|id| !self.grants.contains_key(id))
+            .copied()
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let found = credit_grant::Entity::find()
+            .filter(credit_grant::Column::TenantId.eq(self.tenant_id()))
+            .filter(credit_grant::Column::WalletId.eq(self.wallet.id))
+            .filter(credit_grant::Column::Id.is_in(missing))
+            .all(self.txn)
+            .await?;
+        self.grants.extend(found.into_iter().map(|g| (g.id, g)));
+        Ok(())
+    }
+
+    /// The splits appended so far for one entry (signed).
+    pub fn splits_of(&self, entry_id: Uuid) -> Vec<(Uuid, i64)> {
+        self.splits
+            .iter()
+            .filter(|s| s.entry_id == entry_id)
+            .map(|s| (s.grant_id, s.amount_micros))
+            .collect()
+    }
+
+    pub fn grant(&self, id: Uuid) -> Option<&credit_grant::Model> {
+        self.grants.get(&id)
+    }
+
+    fn blocks(&self) -> Vec<Block> {
+        self.grants
+            .values()
+            .map(|g| Block {
+                id: g.id,
+                remaining: g.remaining_micros,
+                effective_at: g.effective_at,
+                expires_at: g.expires_at,
+                priority: g.priority,
+                created_at: g.created_at,
+                voided: g.voided_at.is_some(),
+            })
+            .collect()
+    }
+
+    /// What can be spent now (live grants − debt); negative in debt.
+    pub fn available(&self) -> i64 {
+        burn::live_total(&self.blocks(), self.now) - self.wallet.debt_micros
+    }
+
+    fn change_remaining(&mut self, grant_id: Uuid, delta: i64) {
+        if let Some(g) = self.grants.get_mut(&grant_id) {
+            g.remaining_micros += delta;
+            debug_assert!(
+                g.remaining_micros >= 0 && g.remaining_micros <= g.amount_micros,
+                "grant {grant_id} remaining out of range"
+            );
+            self.dirty.insert(grant_id);
+        }
+    }
+
+    /// Appends an entry; `splits` (signed like the entry) are applied to
+    /// the grants they name.
+    pub fn append(
+        &mut self,
+        entry_type: EntryType,
+        amount: i64,
+        links: Links,
+        attribution: &Attribution,
+        idempotency_key: Option<&str>,
+        splits: &[(Uuid, i64)],
+    ) -> ledger_entry::Model {
+        self.wallet.last_seq += 1;
+        self.wallet.balance_micros += amount;
+        let entry = ledger_entry::Model {
+            id: Uuid::now_v7(),
+            tenant_id: self.tenant_id(),
+            wallet_id: self.wallet.id,
+            seq: self.wallet.last_seq,
+            entry_type: entry_type.as_str().to_owned(),
+            amount_micros: amount,
+            balance_after_micros: self.wallet.balance_micros,
+            grant_id: links.grant_id,
+            hold_id: links.hold_id,
+            refund_of_entry_id: links.refund_of_entry_id,
+            feature: attribution.feature.clone(),
+            quantity_micros: attribution.quantity_micros(),
+            event_ref: attribution.event_ref.clone(),
+            user_ref: attribution.user_ref.clone(),
+            dimensions: attribution.dimensions.clone(),
+            description: attribution.description.clone(),
+            idempotency_key: idempotency_key.map(str::to_owned),
+            created_at: self.now,
+        };
+        for &(grant_id, part) in splits {
+            self.change_remaining(grant_id, part);
+            self.splits.push(entry_split::Model {
+                id: Uuid::now_v7(),
+                tenant_id: entry.tenant_id,
+                entry_id: entry.id,
+                grant_id,
+                amount_micros: part,
+            });
+        }
+        self.entries.push(entry.clone());
+        entry
+    }
+
+    /// Inserts a grant holding nothing yet: the entry that fills it (its
+    /// split) comes with [`Book::append`].
+    pub async fn insert_grant(&mut self, new: NewGrant) -> Result<Uuid, DbErr> {
+        let grant = credit_grant::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            tenant_id: Set(self.tenant_id()),
+            wallet_id: Set(self.wallet.id),
+            category: Set(new.category.as_str().to_owned()),
+            amount_micros: Set(new.amount),
+            remaining_micros: Set(0),
+            debt_repaid_micros: Set(0),
+            effective_at: Set(new.effective_at),
+            expires_at: Set(new.expires_at),
+            priority: Set(new.priority),
+            cost_basis: Set(new.cost_basis),
+            reason: Set(new.reason),
+            metadata: Set(new.metadata),
+            source_kind: Set(new.source_kind),
+            source_id: Set(new.source_id),
+            voided_at: Set(None),
+            expiry_notified_at: Set(None),
+            created_at: Set(self.now),
+        }
+        .insert(self.txn)
+        .await?;
+        let id = grant.id;
+        self.grants.insert(id, grant);
+        Ok(id)
+    }
+
+    /// Creates a grant and the `entry_type` entry (GRANT, ADJUSTMENT,
+    /// TRANSFER_IN…) that fills it; a grant live now repays debt first.
+    pub async fn add_grant(
+        &mut self,
+        new: NewGrant,
+        entry_type: EntryType,
+        idempotency_key: Option<&str>,
+    ) -> Result<(Uuid, ledger_entry::Model), DbErr> {
+        let amount = new.amount;
+        let attribution = Attribution {
+            description: Some(new.reason.clone()),
+            ..Attribution::default()
+        };
+        let grant_id = self.insert_grant(new).await?;
+        let entry = self.append(
+            entry_type,
+            amount,
+            Links {
+                grant_id: Some(grant_id),
+                ..Links::default()
+            },
+            &attribution,
+            idempotency_key,
+            &[(grant_id, amount)],
+        );
+        self.book_time();
+        Ok((grant_id, entry))
+    }
+
+    /// Spends `amount` from live grants in spending order. Refused, with
+    /// nothing changed, when it would take `available` below `floor` (a
+    /// plan's BLOCK limit), or below zero without `allow_debt`; with it, the
+    /// shortfall becomes debt.
+    #[allow(clippy::too_many_arguments)]
+    pub fn spend(
+        &mut self,
+        entry_type: EntryType,
+        amount: i64,
+        allow_debt: bool,
+        floor: Option<i64>,
+        links: Links,
+        attribution: &Attribution,
+        idempotency_key: Option<&str>,
+    ) -> Result<ledger_entry::Model, Refusal> {
+        let available = self.available();
+        if let Some(floor) = floor
+            && available - amount < floor
+        {
+            return Err(Refusal::BelowFloor { available, floor });
+        }
+        if amount > available && !allow_debt {
+            return Err(Refusal::Insufficient {
+                available: available.max(0),
+            });
+        }
+        let draw = burn::draw(&self.blocks(), amount, self.now);
+        let splits: Vec<(Uuid, i64)> = draw.splits.iter().map(|&(id, x)| (id, -x)).collect();
+        self.wallet.debt_micros += draw.shortfall;
+        Ok(self.append(
+            entry_type,
+            -amount,
+            links,
+            attribution,
+            idempotency_key,
+            &splits,
+        ))
+    }
+
+    /// Books what time has done: releases holds past their deadline, then
+    /// writes EXPIRY (or VOID) entries for credits left in dead grants, then
+    /// repays debt from live grants.
+    pub async fn settle(&mut self) -> Result<(), DbErr> {
+        let expired_holds = credit_hold::Entity::find()
+            .filter(credit_hold::Column::TenantId.eq(self.tenant_id()))
+            .filter(credit_hold::Column::WalletId.eq(self.wallet.id))
+            .filter(credit_hold::Column::Status.eq(HoldStatus::Active.as_str()))
+            .filter(credit_hold::Column::ExpiresAt.lte(self.now))
+            .order_by_asc(credit_hold::Column::ExpiresAt)
+            .all(self.txn)
+            .await?;
+        for hold in expired_holds {
+            self.return_hold(hold, None, None).await?;
+        }
+        self.book_time();
+        Ok(())
+    }
+
+    /// EXPIRY / VOID entries for credits left in dead grants; then repays
+    /// debt from live grants (no entry: the balance does not change).
+    pub fn book_time(&mut self) {
+        let mut dead: Vec<(Option<DateTime<Utc>>, Uuid, EntryType, i64)> = self
+            .grants
+            .values()
+            .filter(|g| g.remaining_micros > 0)
+            .filter_map(|g| {
+                let kind = if g.voided_at.is_some() {
+                    EntryType::Void
+                } else if g.expires_at.is_some_and(|e| e <= self.now) {
+                    EntryType::Expiry
+                } else {
+                    return None;
+                };
+                Some((g.expires_at, g.id, kind, g.remaining_micros))
+            })
+            .collect();
+        dead.sort_by_key(|&(expires_at, id, _, _)| (expires_at, id));
+        for (_, grant_id, kind, remaining) in dead {
+            self.append(
+                kind,
+                -remaining,
+                Links {
+                    grant_id: Some(grant_id),
+                    ..Links::default()
+                },
+                &Attribution::default(),
+                None,
+                &[(grant_id, -remaining)],
+            );
+        }
+        if self.wallet.debt_micros > 0 {
+            let draw = burn::draw(&self.blocks(), self.wallet.debt_micros, self.now);
+            for (grant_id, x) in draw.splits {
+                self.change_remaining(grant_id, -x);
+                if let Some(g) = self.grants.get_mut(&grant_id) {
+                    g.debt_repaid_micros += x;
+                }
+                self.wallet.debt_micros -= x;
+            }
+        }
+    }
+
+    /// Creates a hold reserving `amount` from live grants (never debt, never
+    /// below `floor`).
+    pub async fn reserve(
+        &mut self,
+        amount: i64,
+        expires_at: DateTime<Utc>,
+        floor: Option<i64>,
+        attribution: &Attribution,
+        idempotency_key: Option<&str>,
+    ) -> Result<Result<(credit_hold::Model, ledger_entry::Model), Refusal>, DbErr> {
+        let available = self.available();
+        if let Some(floor) = floor
+            && available - amount < floor
+        {
+            return Ok(Err(Refusal::BelowFloor { available, floor }));
+        }
+        if amount > available {
+            return Ok(Err(Refusal::Insufficient {
+                available: available.max(0),
+            }));
+        }
+        let draw = burn::draw(&self.blocks(), amount, self.now);
+        let hold = credit_hold::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            tenant_id: Set(self.tenant_id()),
+            wallet_id: Set(self.wallet.id),
+            amount_micros: Set(amount),
+            captured_micros: Set(None),
+            status: Set(HoldStatus::Active.as_str().to_owned()),
+            expires_at: Set(expires_at),
+            feature: Set(attribution.feature.clone()),
+            event_ref: Set(attribution.event_ref.clone()),
+            user_ref: Set(attribution.user_ref.clone()),
+            dimensions: Set(attribution.dimensions.clone()),
+            description: Set(attribution.description.clone()),
+            created_at: Set(self.now),
+            settled_at: Set(None),
+        }
+        .insert(self.txn)
+        .await?;
+        let rows: Vec<hold_split::ActiveModel> = draw
+            .splits
+            .iter()
+            .enumerate()
+            .map(|(i, &(grant_id, x))| hold_split::ActiveModel {
+                id: Set(Uuid::now_v7()),
+                tenant_id: Set(hold.tenant_id),
+                hold_id: Set(hold.id),
+                grant_id: Set(grant_id),
+                position: Set(i as i32),
+                amount_micros: Set(x),
+            })
+            .collect();
+        if !rows.is_empty() {
+            hold_split::Entity::insert_many(rows)
+                .exec_without_returning(self.txn)
+                .await?;
+        }
+        let splits: Vec<(Uuid, i64)> = draw.splits.iter().map(|&(id, x)| (id, -x)).collect();
+        let entry = self.append(
+            EntryType::Hold,
+            -amount,
+            Links {
+                hold_id: Some(hold.id),
+                ..Links::default()
+            },
+            attribution,
+            idempotency_key,
+            &splits,
+        );
+        Ok(Ok((hold, entry)))
+    }
+
+    /// Returns a hold's credits to the grants they came from (RELEASE);
+    /// with `capture`, then spends that much of them again (USAGE). Credits
+    /// returned to dead grants expire (or are voided) at once.
+    pub async fn return_hold(
+        &mut self,
+        hold: credit_hold::Model,
+        capture: Option<i64>,
+        idempotency_key: Option<&str>,
+    ) -> Result<(credit_hold::Model, ledger_entry::Model), DbErr> {
+        let parts: Vec<(Uuid, i64)> = hold_split::Entity::find()
+            .filter(hold_split::Column::TenantId.eq(hold.tenant_id))
+            .filter(hold_split::Column::HoldId.eq(hold.id))
+            .order_by_asc(hold_split::Column::Position)
+            .all(self.txn)
+            .await?
+            .into_iter()
+            .map(|s| (s.grant_id, s.amount_micros))
+            .collect();
+        let ids: Vec<Uuid> = parts.iter().map(|(id, _)| *id).collect();
+        self.load_grants(&ids).await?;
+        let attribution = Attribution {
+            feature: hold.feature.clone(),
+            quantity: None,
+            event_ref: hold.event_ref.clone(),
+            user_ref: hold.user_ref.clone(),
+            dimensions: hold.dimensions.clone(),
+            description: hold.description.clone(),
+        };
+        let links = Links {
+            hold_id: Some(hold.id),
+            ..Links::default()
+        };
+        let release_key = if capture.is_some() {
+            None
+        } else {
+            idempotency_key
+        };
+        let mut entry = self.append(
+            EntryType::Release,
+            hold.amount_micros,
+            links,
+            &attribution,
+            release_key,
+            &parts,
+        );
+        let status = match capture {
+            Some(captured) => {
+                let taken: Vec<(Uuid, i64)> = burn::take_front(&parts, captured)
+                    .into_iter()
+                    .map(|(id, x)| (id, -x))
+                    .collect();
+                entry = self.append(
+                    EntryType::Usage,
+                    -captured,
+                    links,
+                    &attribution,
+                    idempotency_key,
+                    &taken,
+                );
+                HoldStatus::Captured
+            }
+            None => HoldStatus::Released,
+        };
+        let mut active = hold.into_active_model();
+        active.status = Set(status.as_str().to_owned());
+        active.captured_micros = Set(capture);
+        active.settled_at = Set(Some(self.now));
+        let hold = active.update(self.txn).await?;
+        self.book_time();
+        Ok((hold, entry))
+    }
+
+    /// Marks a grant voided and writes its VOID entry for what remains.
+    pub fn void(
+        &mut self,
+        grant_id: Uuid,
+        reason: &str,
+        idempotency_key: Option<&str>,
+    ) -> Option<ledger_entry::Model> {
+        let now = self.now;
+        let remaining = {
+            let g = self.grants.get_mut(&grant_id)?;
+            g.voided_at = Some(now);
+            g.remaining_micros
+        };
+        self.dirty.insert(grant_id);
+        let attribution = Attribution {
+            description: Some(reason.to_owned()),
+            ..Attribution::default()
+        };
+        Some(self.append(
+            EntryType::Void,
+            -remaining,
+            Links {
+                grant_id: Some(grant_id),
+                ..Links::default()
+            },
+            &attribution,
+            idempotency_key,
+            &[(grant_id, -remaining)],
+        ))
+    }
+
+    /// The outbox events of the entries collected so far.
+    fn entry_events(&self) -> Vec<entity::outbox_event::ActiveModel> {
+        self.entries
+            .iter()
+            .filter_map(|e| {
+                let kind = match (EntryType::parse(&e.entry_type)?, e.amount_micros > 0) {
+                    (EntryType::Grant | EntryType::Refund | EntryType::TransferIn, _)
+                    | (EntryType::Adjustment, true) => EventType::CreditsGranted,
+                    (EntryType::Usage, _) | (EntryType::Adjustment, false) => {
+                        EventType::CreditsConsumed
+                    }
+                    (EntryType::Expiry, _) => EventType::CreditsExpired,
+                    (EntryType::Void, _) => EventType::GrantVoided,
+                    _ => return None,
+                };
+                Some(outbox::event(
+                    e.tenant_id,
+                    kind,
+                    Some(e.wallet_id),
+                    serde_json::json!({
+                        "walletId": e.wallet_id,
+                        "customerId": self.wallet.customer_id,
+                        "creditSystemId": self.wallet.credit_system_id,
+                        "entryId": e.id,
+                        "entryType": e.entry_type,
+                        "amount": from_micros(e.amount_micros).to_string(),
+                        "balanceAfter": from_micros(e.balance_after_micros).to_string(),
+                        "grantId": e.grant_id,
+                        "feature": e.feature,
+                        "eventRef": e.event_ref,
+                    }),
+                    e.created_at,
+                ))
+            })
+            .collect()
+    }
+
+    /// The threshold a low-balance crossing is measured against: the
+    /// wallet's own, else the highest low-credit limit of the customer's
+    /// active plans for this credit system, else the credit system's
+    /// default (the tenant's).
+    async fn low_balance_threshold(&self) -> Result<Option<i64>, DbErr> {
+        if let Some(t) = self.wallet.low_balance_threshold_micros {
+            return Ok(Some(t));
+        }
+        let from_plans = super::read::plans_low_credit_limit(
+            self.txn,
+            self.wallet.tenant_id,
+            self.wallet.customer_id,
+            self.wallet.credit_system_id,
+            self.now,
+            false,
+        )
+        .await?;
+        if from_plans.is_some() {
+            return Ok(from_plans);
+        }
+        Ok(
+            entity::credit_system::Entity::find_by_id(self.wallet.credit_system_id)
+                .one(self.txn)
+                .await?
+                .and_then(|cs| cs.low_balance_threshold_micros),
+        )
+    }
+
+    /// Writes everything collected, the outbox events it causes, and the
+    /// wallet's new cache.
+    pub async fn finish(mut self) -> Result<wallet::Model, DbErr> {
+        let mut events = self.entry_events();
+        if !self.entries.is_empty() {
+            let threshold = self.low_balance_threshold().await?;
+            let available = self.available();
+            let before = LowBalance::parse(&self.wallet.low_balance_state);
+            let after = LowBalance::of(available, threshold);
+            if let Some(kind) = before.crossing(after) {
+                events.push(outbox::event(
+                    self.wallet.tenant_id,
+                    kind,
+                    Some(self.wallet.id),
+                    serde_json::json!({
+                        "walletId": self.wallet.id,
+                        "customerId": self.wallet.customer_id,
+                        "creditSystemId": self.wallet.credit_system_id,
+                        "available": from_micros(available).to_string(),
+                        "threshold": threshold.map(|t| from_micros(t).to_string()),
+                    }),
+                    self.now,
+                ));
+            }
+            self.wallet.low_balance_state = after.as_str().to_owned();
+        }
+        for id in &self.dirty {
+            let g = &self.grants[id];
+            credit_grant::Entity::update_many()
+                .col_expr(
+                    credit_grant::Column::RemainingMicros,
+                    g.remaining_micros.into(),
+                )
+                .col_expr(
+                    credit_grant::Column::DebtRepaidMicros,
+                    g.debt_repaid_micros.into(),
+                )
+                .col_expr(credit_grant::Column::VoidedAt, g.voided_at.into())
+                .filter(credit_grant::Column::Id.eq(*id))
+                .exec(self.txn)
+                .await?;
+        }
+        // Chunks keep each statement under SQLite's bound-parameter limit.
+        for chunk in self.entries.chunks(INSERT_CHUNK) {
+            ledger_entry::Entity::insert_many(
+                chunk
+                    .iter()
+                    .cloned()
+                    .map(IntoActiveModel::into_active_model),
+            )
+            .exec_without_returning(self.txn)
+            .await?;
+        }
+        for chunk in self.splits.chunks(INSERT_CHUNK) {
+            entry_split::Entity::insert_many(
+                chunk
+                    .iter()
+                    .cloned()
+                    .map(IntoActiveModel::into_active_model),
+            )
+            .exec_without_returning(self.txn)
+            .await?;
+        }
+        outbox::write(self.txn, events).await?;
+        let mut wallet = self.wallet.into_active_model();
+        wallet.reset(wallet::Column::BalanceMicros);
+        wallet.reset(wallet::Column::DebtMicros);
+        wallet.reset(wallet::Column::LastSeq);
+        wallet.reset(wallet::Column::LowBalanceState);
+        wallet.updated_at = Set(self.now);
+        wallet.update(self.txn).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_crossing_is_told_once_and_rearms_above_the_threshold() {
+        use LowBalance::*;
+        let t = Some(100);
+        assert_eq!(LowBalance::of(150, t), Ok);
+        assert_eq!(LowBalance::of(99, t), Low);
+        assert_eq!(LowBalance::of(100, t), Ok);
+        assert_eq!(LowBalance::of(0, t), Depleted);
+        assert_eq!(LowBalance::of(-5, None), Depleted);
+        assert_eq!(LowBalance::of(5, None), Ok);
+        let cases = [
+            (Ok, Low, Some(EventType::WalletBalanceLow)),
+            (Low, Low, None),
+            (Low, Depleted, Some(EventType::WalletBalanceDepleted)),
+            (Ok, Depleted, Some(EventType::WalletBalanceDepleted)),
+            (Depleted, Low, None),
+            (Depleted, Ok, Some(EventType::WalletBalanceRecovered)),
+            (Low, Ok, Some(EventType::WalletBalanceRecovered)),
+            (Ok, Ok, None),
+        ];
+        for (from, to, told) in cases {
+            assert_eq!(from.crossing(to), told, "{from:?} → {to:?}");
+        }
+    }
+}

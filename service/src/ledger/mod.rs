@@ -1,0 +1,532 @@
+//! The ledger: wallets, grants, entries, holds — and the rules that keep
+//! every balance exact (see DESIGN.md, "Ledger rules").
+//!
+//! # How a balance is kept
+//! - Credits live in **grants**; every change appends **entries** to the
+//!   wallet's ledger (`seq` 1, 2, 3…) whose `balance_after` is the running
+//!   sum of their amounts.
+//! - The wallet caches that sum: `wallet.balance == Σ grant.remaining − debt
+//!   == last entry's balance_after`, at every commit ([`audit::verify_wallet`]
+//!   checks it; every test ends with it).
+//! - **Debt** is overage (only with `allow_overage`): spending more than the
+//!   live grants hold. A later grant repays it before anything else.
+//! - **Holds** draw credits out of grants into a reservation (`HOLD` entry);
+//!   a capture returns them (`RELEASE`) and spends the captured part from
+//!   the same grants (`USAGE`), a release returns them all.
+//!
+//! # Time
+//! What time does to a wallet — a grant passing its `expires_at`, a hold
+//! passing its deadline — is written as `EXPIRY` / `RELEASE` entries by the
+//! next write on that wallet (before its own change) or by the expiry sweep,
+//! whichever comes first. Reads never wait for either: they compute
+//! balances from the grants and holds as of now, so an expired grant is
+//! never counted or spent, even before its `EXPIRY` entry exists.
+
+pub mod allocations;
+pub mod audit;
+mod book;
+pub mod burn;
+mod ops;
+pub mod read;
+pub mod tree;
+
+use chrono::{DateTime, Utc};
+use entity::{credit_grant, credit_hold, entry_split, ledger_entry, wallet};
+use rust_decimal::Decimal;
+use sea_orm::DbErr;
+use serde::Serialize;
+use serde_json::Value as Json;
+use uuid::Uuid;
+
+pub use ops::*;
+
+use crate::{
+    amount::from_micros,
+    credit_systems::{self, CreditSystemRef},
+    customers::{self, CustomerRef},
+    error::{Code, DomainError, Invalid},
+};
+
+/// The kind of a ledger entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub enum EntryType {
+    /// Credits granted (a new grant).
+    Grant,
+    /// Credits spent.
+    Usage,
+    /// What was left of a grant at its `expires_at`.
+    Expiry,
+    /// What was left of a grant when it was voided.
+    Void,
+    /// Spent credits given back (as new `REFUND` grants).
+    Refund,
+    /// An ADMIN's correction, up or down.
+    Adjustment,
+    /// Credits moved to a descendant customer.
+    TransferOut,
+    /// Credits received from an ancestor customer.
+    TransferIn,
+    /// Credits reserved by a hold.
+    Hold,
+    /// Reserved credits returned by a release or capture.
+    Release,
+    /// Credits applied to an invoice.
+    Invoice,
+}
+
+impl EntryType {
+    pub const ALL: [EntryType; 11] = [
+        EntryType::Grant,
+        EntryType::Usage,
+        EntryType::Expiry,
+        EntryType::Void,
+        EntryType::Refund,
+        EntryType::Adjustment,
+        EntryType::TransferOut,
+        EntryType::TransferIn,
+        EntryType::Hold,
+        EntryType::Release,
+        EntryType::Invoice,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EntryType::Grant => "GRANT",
+            EntryType::Usage => "USAGE",
+            EntryType::Expiry => "EXPIRY",
+            EntryType::Void => "VOID",
+            EntryType::Refund => "REFUND",
+            EntryType::Adjustment => "ADJUSTMENT",
+            EntryType::TransferOut => "TRANSFER_OUT",
+            EntryType::TransferIn => "TRANSFER_IN",
+            EntryType::Hold => "HOLD",
+            EntryType::Release => "RELEASE",
+            EntryType::Invoice => "INVOICE",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+}
+
+/// Why a grant exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub enum Category {
+    Promotional,
+    Admin,
+    Purchased,
+    Included,
+    Refund,
+    Transfer,
+}
+
+impl Category {
+    pub const ALL: [Category; 6] = [
+        Category::Promotional,
+        Category::Admin,
+        Category::Purchased,
+        Category::Included,
+        Category::Refund,
+        Category::Transfer,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Category::Promotional => "PROMOTIONAL",
+            Category::Admin => "ADMIN",
+            Category::Purchased => "PURCHASED",
+            Category::Included => "INCLUDED",
+            Category::Refund => "REFUND",
+            Category::Transfer => "TRANSFER",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+}
+
+/// The state of a hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum HoldStatus {
+    /// Reserving credits (until `expires_at`).
+    Active,
+    /// Settled by a capture.
+    Captured,
+    /// Returned, by a release or at its deadline.
+    Released,
+}
+
+impl HoldStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HoldStatus::Active => "ACTIVE",
+            HoldStatus::Captured => "CAPTURED",
+            HoldStatus::Released => "RELEASED",
+        }
+    }
+
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "CAPTURED" => HoldStatus::Captured,
+            "RELEASED" => HoldStatus::Released,
+            _ => HoldStatus::Active,
+        }
+    }
+}
+
+/// Who spent credits and on what: carried by usage entries and holds.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Attribution {
+    pub feature: Option<String>,
+    /// Units of the feature used (trackUsage); up to 6 decimal places.
+    pub quantity: Option<Decimal>,
+    pub event_ref: Option<String>,
+    pub user_ref: Option<String>,
+    pub dimensions: Option<Json>,
+    pub description: Option<String>,
+}
+
+impl Attribution {
+    /// The quantity as stored (validated to fit by [`Attribution::validate`]).
+    pub fn quantity_micros(&self) -> Option<i64> {
+        self.quantity.and_then(|q| {
+            crate::amount::to_micros(q, crate::amount::PRECISION_MAX, "quantity").ok()
+        })
+    }
+
+    /// Bounds every field (255 characters; dimensions a JSON object ≤ 4 KiB;
+    /// description 1000 characters).
+    pub fn validate(&self) -> Result<(), Invalid> {
+        for (field, value) in [
+            ("feature", &self.feature),
+            ("eventRef", &self.event_ref),
+            ("userRef", &self.user_ref),
+        ] {
+            if value
+                .as_ref()
+                .is_some_and(|v| v.is_empty() || v.len() > 255)
+            {
+                return Err(Invalid::new(field, "must be 1 to 255 characters"));
+            }
+        }
+        match &self.dimensions {
+            None | Some(Json::Object(_)) => {}
+            Some(_) => return Err(Invalid::new("dimensions", "must be a JSON object")),
+        }
+        if self
+            .dimensions
+            .as_ref()
+            .is_some_and(|d| d.to_string().len() > 4096)
+        {
+            return Err(Invalid::new(
+                "dimensions",
+                "must be at most 4096 bytes of JSON",
+            ));
+        }
+        if self
+            .description
+            .as_ref()
+            .is_some_and(|d| d.chars().count() > 1000)
+        {
+            return Err(Invalid::new(
+                "description",
+                "must be at most 1000 characters",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Names a wallet: a customer and a credit system.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WalletRef {
+    pub customer: CustomerRef,
+    pub credit_system: CreditSystemRef,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Wallet {
+    pub id: Uuid,
+    pub customer_id: Uuid,
+    pub credit_system_id: Uuid,
+    pub allow_overage: bool,
+    pub low_balance_threshold: Option<Decimal>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<wallet::Model> for Wallet {
+    fn from(m: wallet::Model) -> Self {
+        Self {
+            id: m.id,
+            customer_id: m.customer_id,
+            credit_system_id: m.credit_system_id,
+            allow_overage: m.allow_overage,
+            low_balance_threshold: m.low_balance_threshold_micros.map(from_micros),
+            created_at: m.created_at,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Grant {
+    pub id: Uuid,
+    pub wallet_id: Uuid,
+    pub category: Category,
+    pub amount: Decimal,
+    pub remaining: Decimal,
+    /// What of `amount` repaid overage debt when the grant arrived.
+    pub debt_repaid: Decimal,
+    pub effective_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub priority: i32,
+    pub cost_basis: Option<Decimal>,
+    pub reason: String,
+    pub metadata: Option<Json>,
+    pub source_kind: Option<String>,
+    pub source_id: Option<String>,
+    pub voided_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl Grant {
+    /// Spendable at `now`.
+    pub fn is_live(&self, now: DateTime<Utc>) -> bool {
+        self.voided_at.is_none()
+            && self.remaining > Decimal::ZERO
+            && self.effective_at <= now
+            && self.expires_at.is_none_or(|e| now < e)
+    }
+}
+
+impl From<credit_grant::Model> for Grant {
+    fn from(m: credit_grant::Model) -> Self {
+        Self {
+            id: m.id,
+            wallet_id: m.wallet_id,
+            category: Category::parse(&m.category).unwrap_or(Category::Admin),
+            amount: from_micros(m.amount_micros),
+            remaining: from_micros(m.remaining_micros),
+            debt_repaid: from_micros(m.debt_repaid_micros),
+            effective_at: m.effective_at,
+            expires_at: m.expires_at,
+            priority: m.priority,
+            cost_basis: m.cost_basis.and_then(|c| c.parse().ok()),
+            reason: m.reason,
+            metadata: m.metadata,
+            source_kind: m.source_kind,
+            source_id: m.source_id,
+            voided_at: m.voided_at,
+            created_at: m.created_at,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    pub id: Uuid,
+    pub wallet_id: Uuid,
+    pub seq: i64,
+    pub entry_type: EntryType,
+    /// Signed: credits in positive, out negative.
+    pub amount: Decimal,
+    pub balance_after: Decimal,
+    pub grant_id: Option<Uuid>,
+    pub hold_id: Option<Uuid>,
+    pub refund_of_entry_id: Option<Uuid>,
+    pub attribution: Attribution,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<ledger_entry::Model> for Entry {
+    fn from(m: ledger_entry::Model) -> Self {
+        Self {
+            id: m.id,
+            wallet_id: m.wallet_id,
+            seq: m.seq,
+            entry_type: EntryType::parse(&m.entry_type).unwrap_or(EntryType::Adjustment),
+            amount: from_micros(m.amount_micros),
+            balance_after: from_micros(m.balance_after_micros),
+            grant_id: m.grant_id,
+            hold_id: m.hold_id,
+            refund_of_entry_id: m.refund_of_entry_id,
+            attribution: Attribution {
+                feature: m.feature,
+                quantity: m.quantity_micros.map(from_micros),
+                event_ref: m.event_ref,
+                user_ref: m.user_ref,
+                dimensions: m.dimensions,
+                description: m.description,
+            },
+            created_at: m.created_at,
+        }
+    }
+}
+
+/// How much of an entry one grant gave or took (signed like the entry).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Split {
+    pub entry_id: Uuid,
+    pub grant_id: Uuid,
+    pub amount: Decimal,
+}
+
+impl From<entry_split::Model> for Split {
+    fn from(m: entry_split::Model) -> Self {
+        Self {
+            entry_id: m.entry_id,
+            grant_id: m.grant_id,
+            amount: from_micros(m.amount_micros),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hold {
+    pub id: Uuid,
+    pub wallet_id: Uuid,
+    pub amount: Decimal,
+    pub captured: Option<Decimal>,
+    /// As stored; a hold past `expires_at` reserves nothing even while it
+    /// still says `Active` (see [`Hold::status_at`]).
+    pub status: HoldStatus,
+    pub expires_at: DateTime<Utc>,
+    pub attribution: Attribution,
+    pub created_at: DateTime<Utc>,
+    pub settled_at: Option<DateTime<Utc>>,
+}
+
+impl Hold {
+    /// The status as of `now`: an active hold past its deadline is released.
+    pub fn status_at(&self, now: DateTime<Utc>) -> HoldStatus {
+        match self.status {
+            HoldStatus::Active if self.expires_at <= now => HoldStatus::Released,
+            s => s,
+        }
+    }
+}
+
+impl From<credit_hold::Model> for Hold {
+    fn from(m: credit_hold::Model) -> Self {
+        Self {
+            id: m.id,
+            wallet_id: m.wallet_id,
+            amount: from_micros(m.amount_micros),
+            captured: m.captured_micros.map(from_micros),
+            status: HoldStatus::parse(&m.status),
+            expires_at: m.expires_at,
+            attribution: Attribution {
+                feature: m.feature,
+                quantity: None,
+                event_ref: m.event_ref,
+                user_ref: m.user_ref,
+                dimensions: m.dimensions,
+                description: m.description,
+            },
+            created_at: m.created_at,
+            settled_at: m.settled_at,
+        }
+    }
+}
+
+/// A wallet's balance as of an instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Balance {
+    /// What can be spent now: live grants − debt (+ what expired holds
+    /// return to live grants).
+    pub available: Decimal,
+    /// Reserved by active holds.
+    pub pending: Decimal,
+    /// `available + pending`.
+    pub total: Decimal,
+    /// Live credits by category (before debt).
+    pub included: Decimal,
+    pub purchased: Decimal,
+    pub promotional: Decimal,
+    /// Granted but not yet effective.
+    pub scheduled: Decimal,
+    /// Overage not yet repaid.
+    pub debt: Decimal,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
+    #[error(transparent)]
+    Customer(#[from] customers::Error),
+    #[error(transparent)]
+    CreditSystem(#[from] credit_systems::Error),
+    #[error("no {0} with this id")]
+    NotFound(&'static str, &'static str),
+    #[error("insufficient credits: requested {requested}, available {available}")]
+    InsufficientCredits {
+        requested: Decimal,
+        available: Decimal,
+    },
+    #[error(
+        "this would take the available balance ({available}) below the plan's low-credit limit ({limit})"
+    )]
+    LowCreditLimit {
+        requested: Decimal,
+        available: Decimal,
+        limit: Decimal,
+    },
+    #[error("this idempotency key was used for a different request")]
+    IdempotencyConflict,
+    #[error("{0}")]
+    Conflict(String, &'static str),
+    #[error("database error")]
+    Db(#[from] DbErr),
+}
+
+impl DomainError for Error {
+    fn code(&self) -> Code {
+        match self {
+            Error::Invalid(_) => Code::Validation,
+            Error::Customer(e) => e.code(),
+            Error::CreditSystem(e) => e.code(),
+            Error::NotFound(..) => Code::NotFound,
+            Error::InsufficientCredits { .. } => Code::InsufficientCredits,
+            Error::LowCreditLimit { .. } => Code::LowCreditLimit,
+            Error::IdempotencyConflict => Code::IdempotencyConflict,
+            Error::Conflict(..) => Code::Conflict,
+            Error::Db(_) => Code::Internal,
+        }
+    }
+
+    fn field(&self) -> Option<&str> {
+        match self {
+            Error::Invalid(e) => Some(&e.field),
+            Error::Customer(e) => e.field(),
+            Error::CreditSystem(e) => e.field(),
+            Error::NotFound(_, field) | Error::Conflict(_, field) => Some(field),
+            Error::InsufficientCredits { .. } | Error::LowCreditLimit { .. } => Some("amount"),
+            Error::IdempotencyConflict => Some("idempotencyKey"),
+            Error::Db(_) => None,
+        }
+    }
+
+    fn details(&self) -> Vec<(&'static str, String)> {
+        match self {
+            Error::InsufficientCredits {
+                requested,
+                available,
+            } => vec![
+                ("requested", requested.normalize().to_string()),
+                ("available", available.normalize().to_string()),
+            ],
+            Error::LowCreditLimit {
+                requested,
+                available,
+                limit,
+            } => vec![
+                ("requested", requested.normalize().to_string()),
+                ("available", available.normalize().to_string()),
+                ("limit", limit.normalize().to_string()),
+            ],
+            _ => Vec::new(),
+        }
+    }
+}

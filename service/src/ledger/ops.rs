@@ -1,0 +1,983 @@
+//! The ledger's writes. Each one: validate the input, resolve the wallet,
+//! lock it, replay or refuse a used idempotency key, book what time has
+//! done, apply the change, record the key, commit. All or nothing.
+
+use chrono::{DateTime, Duration, Utc};
+use entity::{credit_grant, credit_hold, credit_system, entry_split, ledger_entry, wallet};
+use rust_decimal::Decimal;
+use sea_orm::DatabaseTransaction;
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel,
+    QueryFilter, QueryOrder,
+};
+use serde_json::Value as Json;
+use uuid::Uuid;
+
+use super::{
+    Attribution, Category, Entry, EntryType, Error, Grant, Hold, HoldStatus, Split, Wallet,
+    WalletRef,
+    book::{Book, Links, NewGrant, Refusal},
+    burn,
+};
+use crate::{
+    Clock, Db,
+    amount::{from_micros, positive_micros, to_micros},
+    clock::truncate_micros,
+    credit_systems, customers,
+    error::Invalid,
+    idempotency::{self, IdempotencyKey, Seen, fingerprint},
+};
+
+/// The longest a hold may reserve credits.
+pub const HOLD_DURATION_MAX: Duration = Duration::days(90);
+const REASON_LEN_MAX: usize = 1000;
+
+fn parse_reason(reason: &str) -> Result<String, Invalid> {
+    let reason = reason.trim();
+    if reason.is_empty() || reason.chars().count() > REASON_LEN_MAX {
+        return Err(Invalid::new(
+            "reason",
+            format!("must be 1 to {REASON_LEN_MAX} characters"),
+        ));
+    }
+    Ok(reason.to_owned())
+}
+
+fn parse_metadata(metadata: &Option<Json>) -> Result<Option<Json>, Invalid> {
+    match metadata {
+        None | Some(Json::Null) => Ok(None),
+        Some(m @ Json::Object(_)) if m.to_string().len() <= 16 * 1024 => Ok(Some(m.clone())),
+        Some(Json::Object(_)) => Err(Invalid::new("metadata", "must be at most 16 KiB of JSON")),
+        Some(_) => Err(Invalid::new("metadata", "must be a JSON object")),
+    }
+}
+
+async fn resolve(
+    conn: &impl ConnectionTrait,
+    tenant_id: Uuid,
+    wallet: &WalletRef,
+) -> Result<(Uuid, credit_system::Model), Error> {
+    let customer = customers::resolve(conn, tenant_id, &wallet.customer).await?;
+    let credit_system = credit_systems::resolve(conn, tenant_id, &wallet.credit_system).await?;
+    Ok((customer.id, credit_system))
+}
+
+fn precision(cs: &credit_system::Model) -> u32 {
+    cs.precision.clamp(0, 6) as u32
+}
+
+async fn precision_of_wallet(
+    conn: &impl ConnectionTrait,
+    wallet: &wallet::Model,
+) -> Result<u32, Error> {
+    let cs = credit_system::Entity::find_by_id(wallet.credit_system_id)
+        .one(conn)
+        .await?
+        .ok_or(Error::NotFound("credit system", "creditSystem"))?;
+    Ok(precision(&cs))
+}
+
+fn insufficient(requested: i64, available: i64) -> Error {
+    Error::InsufficientCredits {
+        requested: from_micros(requested),
+        available: from_micros(available),
+    }
+}
+
+pub(super) fn refused(requested: i64, refusal: Refusal) -> Error {
+    match refusal {
+        Refusal::Insufficient { available } => insufficient(requested, available),
+        Refusal::BelowFloor { available, floor } => Error::LowCreditLimit {
+            requested: from_micros(requested),
+            available: from_micros(available),
+            limit: from_micros(floor),
+        },
+    }
+}
+
+/// Checks the key on the locked wallet: `Ok(Some(id))` is a replay of the
+/// request that produced entry `id`.
+pub(super) async fn check_key(
+    book: &Book<'_>,
+    key: &IdempotencyKey,
+    operation: &str,
+    hash: &str,
+) -> Result<Option<Uuid>, Error> {
+    match idempotency::check(book.txn, book.tenant_id(), key, operation, hash).await? {
+        Seen::New => Ok(None),
+        Seen::Replay(id) => Ok(Some(id)),
+        Seen::Conflict => Err(Error::IdempotencyConflict),
+    }
+}
+
+pub(super) async fn record_key(
+    book: &Book<'_>,
+    clock: &dyn Clock,
+    key: &IdempotencyKey,
+    operation: &str,
+    hash: &str,
+    entry_id: Uuid,
+) -> Result<(), Error> {
+    idempotency::record(
+        book.txn,
+        clock,
+        book.tenant_id(),
+        key,
+        operation,
+        hash,
+        entry_id,
+    )
+    .await?;
+    Ok(())
+}
+
+/// The lowest `available` spending may leave: the highest BLOCK low-credit
+/// limit among the customer's subscriptions active now whose plan includes
+/// this credit system. `None`: no floor (zero, or debt with overage).
+async fn spend_floor(
+    conn: &impl ConnectionTrait,
+    tenant_id: Uuid,
+    customer_id: Uuid,
+    credit_system_id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<Option<i64>, Error> {
+    Ok(super::read::plans_low_credit_limit(
+        conn,
+        tenant_id,
+        customer_id,
+        credit_system_id,
+        now,
+        true,
+    )
+    .await?)
+}
+
+// ---------------------------------------------------------------- loading
+
+async fn load_entry(
+    conn: &impl ConnectionTrait,
+    tenant_id: Uuid,
+    id: Uuid,
+) -> Result<ledger_entry::Model, Error> {
+    ledger_entry::Entity::find_by_id(id)
+        .filter(ledger_entry::Column::TenantId.eq(tenant_id))
+        .one(conn)
+        .await?
+        .ok_or(Error::NotFound("entry", "entry"))
+}
+
+async fn load_grant(
+    conn: &impl ConnectionTrait,
+    tenant_id: Uuid,
+    id: Uuid,
+) -> Result<credit_grant::Model, Error> {
+    credit_grant::Entity::find_by_id(id)
+        .filter(credit_grant::Column::TenantId.eq(tenant_id))
+        .one(conn)
+        .await?
+        .ok_or(Error::NotFound("grant", "grant"))
+}
+
+async fn load_hold(
+    conn: &impl ConnectionTrait,
+    tenant_id: Uuid,
+    id: Uuid,
+) -> Result<credit_hold::Model, Error> {
+    credit_hold::Entity::find_by_id(id)
+        .filter(credit_hold::Column::TenantId.eq(tenant_id))
+        .one(conn)
+        .await?
+        .ok_or(Error::NotFound("hold", "hold"))
+}
+
+async fn load_splits(
+    conn: &impl ConnectionTrait,
+    tenant_id: Uuid,
+    entry_id: Uuid,
+) -> Result<Vec<entry_split::Model>, Error> {
+    Ok(entry_split::Entity::find()
+        .filter(entry_split::Column::TenantId.eq(tenant_id))
+        .filter(entry_split::Column::EntryId.eq(entry_id))
+        .order_by_asc(entry_split::Column::Id)
+        .all(conn)
+        .await?)
+}
+
+async fn grants_of_splits(
+    conn: &impl ConnectionTrait,
+    tenant_id: Uuid,
+    splits: &[entry_split::Model],
+) -> Result<Vec<Grant>, Error> {
+    let mut grants = Vec::with_capacity(splits.len());
+    for s in splits {
+        grants.push(load_grant(conn, tenant_id, s.grant_id).await?.into());
+    }
+    Ok(grants)
+}
+
+// ---------------------------------------------------------------- grant
+
+#[derive(Debug, Clone)]
+pub struct GrantInput {
+    pub wallet: WalletRef,
+    pub amount: Decimal,
+    pub category: Category,
+    /// Default: now.
+    pub effective_at: Option<DateTime<Utc>>,
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Lower is spent first among grants expiring together. Default 0.
+    pub priority: Option<i32>,
+    /// Price paid per credit.
+    pub cost_basis: Option<Decimal>,
+    pub reason: String,
+    pub metadata: Option<Json>,
+    pub idempotency_key: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct GrantOutcome {
+    pub grant: Grant,
+    pub entry: Entry,
+}
+
+/// Grants credits to a wallet (created on first use). A grant effective
+/// now repays any overage debt first.
+pub async fn grant(
+    db: &Db,
+    clock: &dyn Clock,
+    tenant_id: Uuid,
+    input: &GrantInput,
+) -> Result<GrantOutcome, Error> {
+    let txn = db.begin_write().await?;
+    let out = grant_in(&txn, clock, tenant_id, input, None, false).await?;
+    txn.commit().await?;
+    Ok(out)
+}
+
+/// [`grant`] inside a write transaction the caller commits; `source` says
+/// what made the grant (`("order", id)`, `("allowance", id)`, …).
+/// `catch_up` lets a scheduled job grant a period already over (the grant
+/// is booked and expires at once, so the ledger tells what each missed
+/// period held).
+pub(crate) async fn grant_in(
+    txn: &DatabaseTransaction,
+    clock: &dyn Clock,
+    tenant_id: Uuid,
+    input: &GrantInput,
+    source: Option<(&str, String)>,
+    catch_up: bool,
+) -> Result<GrantOutcome, Error> {
+    let key = IdempotencyKey::parse(&input.idempotency_key)?;
+    let reason = parse_reason(&input.reason)?;
+    let metadata = parse_metadata(&input.metadata)?;
+    if input.category == Category::Transfer {
+        return Err(Invalid::new("category", "TRANSFER grants come only from allocations").into());
+    }
+    if input.cost_basis.is_some_and(|c| c < Decimal::ZERO) {
+        return Err(Invalid::new("costBasis", "must not be negative").into());
+    }
+    let now = clock.now();
+    let effective_at = input.effective_at.map(truncate_micros).unwrap_or(now);
+    let expires_at = input.expires_at.map(truncate_micros);
+    if let Some(e) = expires_at
+        && (e <= effective_at || (e <= now && !catch_up))
+    {
+        return Err(Invalid::new("expiresAt", "must be after now and after effectiveAt").into());
+    }
+    let (customer_id, cs) = resolve(txn, tenant_id, &input.wallet).await?;
+    let amount = positive_micros(input.amount, precision(&cs), "amount")?;
+    let priority = input.priority.unwrap_or(0);
+    let hash = fingerprint(&(
+        customer_id,
+        cs.id,
+        amount,
+        input.category,
+        input.effective_at,
+        expires_at,
+        priority,
+        input.cost_basis,
+        &reason,
+        &metadata,
+    ));
+    let mut book = Book::open(txn, tenant_id, customer_id, cs.id, now, true)
+        .await?
+        .ok_or(Error::NotFound("wallet", "customer"))?;
+    if let Some(entry_id) = check_key(&book, &key, "grant", &hash).await? {
+        return replay_grant(txn, tenant_id, entry_id).await;
+    }
+    book.settle().await?;
+    let (grant_id, entry) = book
+        .add_grant(
+            NewGrant {
+                category: input.category,
+                amount,
+                effective_at,
+                expires_at,
+                priority,
+                cost_basis: input.cost_basis.map(|c| c.normalize().to_string()),
+                reason,
+                metadata,
+                source_kind: source.as_ref().map(|(kind, _)| (*kind).to_owned()),
+                source_id: source.map(|(_, id)| id),
+            },
+            EntryType::Grant,
+            Some(key.as_str()),
+        )
+        .await?;
+    let grant = book.grant(grant_id).cloned();
+    record_key(&book, clock, &key, "grant", &hash, entry.id).await?;
+    book.finish().await?;
+    Ok(GrantOutcome {
+        grant: grant.ok_or(Error::NotFound("grant", "grant"))?.into(),
+        entry: entry.into(),
+    })
+}
+
+async fn replay_grant(
+    conn: &impl ConnectionTrait,
+    tenant_id: Uuid,
+    entry_id: Uuid,
+) -> Result<GrantOutcome, Error> {
+    let entry = load_entry(conn, tenant_id, entry_id).await?;
+    let grant_id = entry.grant_id.ok_or(Error::NotFound("grant", "grant"))?;
+    Ok(GrantOutcome {
+        grant: load_grant(conn, tenant_id, grant_id).await?.into(),
+        entry: entry.into(),
+    })
+}
+
+// ---------------------------------------------------------------- consume
+
+#[derive(Debug, Clone)]
+pub struct ConsumeInput {
+    pub wallet: WalletRef,
+    pub amount: Decimal,
+    pub attribution: Attribution,
+    pub idempotency_key: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct ConsumeOutcome {
+    /// The USAGE entry (its `balance_after` is the wallet's balance).
+    pub entry: Entry,
+    /// Which grants it drew from, in spending order.
+    pub splits: Vec<Split>,
+}
+
+/// Spends credits: soonest-expiring first, all or nothing (or into debt
+/// when the wallet allows overage).
+pub async fn consume(
+    db: &Db,
+    clock: &dyn Clock,
+    tenant_id: Uuid,
+    input: &ConsumeInput,
+) -> Result<ConsumeOutcome, Error> {
+    let key = IdempotencyKey::parse(&input.idempotency_key)?;
+    input.attribution.validate()?;
+    let now = clock.now();
+    let txn = db.begin_write().await?;
+    let (customer_id, cs) = resolve(&txn, tenant_id, &input.wallet).await?;
+    let amount = positive_micros(input.amount, precision(&cs), "amount")?;
+    let hash = fingerprint(&(customer_id, cs.id, amount, &input.attribution));
+    let Some(mut book) = Book::open(&txn, tenant_id, customer_id, cs.id, now, false).await? else {
+        if let Seen::Conflict = idempotency::check(&txn, tenant_id, &key, "consume", &hash).await? {
+            return Err(Error::IdempotencyConflict);
+        }
+        return Err(insufficient(amount, 0));
+    };
+    if let Some(entry_id) = check_key(&book, &key, "consume", &hash).await? {
+        return replay_consume(&txn, tenant_id, entry_id).await;
+    }
+    book.settle().await?;
+    let allow_debt = book.wallet.allow_overage;
+    let floor = spend_floor(&txn, tenant_id, customer_id, cs.id, now).await?;
+    let entry = book
+        .spend(
+            EntryType::Usage,
+            amount,
+            allow_debt,
+            floor,
+            Links::default(),
+            &input.attribution,
+            Some(key.as_str()),
+        )
+        .map_err(|r| refused(amount, r))?;
+    record_key(&book, clock, &key, "consume", &hash, entry.id).await?;
+    book.finish().await?;
+    let splits = load_splits(&txn, tenant_id, entry.id).await?;
+    txn.commit().await?;
+    Ok(ConsumeOutcome {
+        entry: entry.into(),
+        splits: splits.into_iter().map(Into::into).collect(),
+    })
+}
+
+async fn replay_consume(
+    conn: &impl ConnectionTrait,
+    tenant_id: Uuid,
+    entry_id: Uuid,
+) -> Result<ConsumeOutcome, Error> {
+    let entry = load_entry(conn, tenant_id, entry_id).await?;
+    let splits = load_splits(conn, tenant_id, entry_id).await?;
+    Ok(ConsumeOutcome {
+        entry: entry.into(),
+        splits: splits.into_iter().map(Into::into).collect(),
+    })
+}
+
+// ---------------------------------------------------------------- void
+
+#[derive(Debug, Clone)]
+pub struct VoidOutcome {
+    pub grant: Grant,
+    /// The VOID entry for what remained (what was spent stays spent).
+    pub entry: Entry,
+}
+
+/// Removes what remains of one grant.
+pub async fn void_grant(
+    db: &Db,
+    clock: &dyn Clock,
+    tenant_id: Uuid,
+    grant_id: Uuid,
+    reason: &str,
+    idempotency_key: &str,
+) -> Result<VoidOutcome, Error> {
+    let key = IdempotencyKey::parse(idempotency_key)?;
+    let reason = parse_reason(reason)?;
+    let now = clock.now();
+    let txn = db.begin_write().await?;
+    let grant = load_grant(&txn, tenant_id, grant_id).await?;
+    let hash = fingerprint(&(grant_id, &reason));
+    let mut book = Book::open_by_id(&txn, tenant_id, grant.wallet_id, now)
+        .await?
+        .ok_or(Error::NotFound("wallet", "grant"))?;
+    if let Some(entry_id) = check_key(&book, &key, "void", &hash).await? {
+        let entry = load_entry(&txn, tenant_id, entry_id).await?;
+        return Ok(VoidOutcome {
+            grant: load_grant(&txn, tenant_id, grant_id).await?.into(),
+            entry: entry.into(),
+        });
+    }
+    if grant.voided_at.is_some() {
+        return Err(Error::Conflict(
+            "this grant is already voided".into(),
+            "grant",
+        ));
+    }
+    book.settle().await?;
+    book.load_grants(&[grant_id]).await?;
+    let entry = book
+        .void(grant_id, &reason, Some(key.as_str()))
+        .ok_or(Error::NotFound("grant", "grant"))?;
+    let grant = book.grant(grant_id).cloned();
+    record_key(&book, clock, &key, "void", &hash, entry.id).await?;
+    book.finish().await?;
+    txn.commit().await?;
+    Ok(VoidOutcome {
+        grant: grant.ok_or(Error::NotFound("grant", "grant"))?.into(),
+        entry: entry.into(),
+    })
+}
+
+// ---------------------------------------------------------------- adjust
+
+#[derive(Debug, Clone)]
+pub struct AdjustInput {
+    pub wallet: WalletRef,
+    /// Signed, not zero.
+    pub amount: Decimal,
+    pub reason: String,
+    pub idempotency_key: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct AdjustOutcome {
+    pub entry: Entry,
+    /// The never-expiring ADMIN grant an upward adjustment creates.
+    pub grant: Option<Grant>,
+}
+
+/// An ADMIN's correction as an ADJUSTMENT entry: up creates a
+/// never-expiring `ADMIN` grant; down spends like usage (into debt only if
+/// the wallet allows overage).
+pub async fn adjust(
+    db: &Db,
+    clock: &dyn Clock,
+    tenant_id: Uuid,
+    input: &AdjustInput,
+) -> Result<AdjustOutcome, Error> {
+    let key = IdempotencyKey::parse(&input.idempotency_key)?;
+    let reason = parse_reason(&input.reason)?;
+    let now = clock.now();
+    let txn = db.begin_write().await?;
+    let (customer_id, cs) = resolve(&txn, tenant_id, &input.wallet).await?;
+    let amount = to_micros(input.amount, precision(&cs), "amount")?;
+    if amount == 0 {
+        return Err(Invalid::new("amount", "must not be 0").into());
+    }
+    let hash = fingerprint(&(customer_id, cs.id, amount, &reason));
+    let mut book = Book::open(&txn, tenant_id, customer_id, cs.id, now, true)
+        .await?
+        .ok_or(Error::NotFound("wallet", "customer"))?;
+    if let Some(entry_id) = check_key(&book, &key, "adjust", &hash).await? {
+        let entry = load_entry(&txn, tenant_id, entry_id).await?;
+        let grant = match entry.grant_id {
+            Some(id) => Some(load_grant(&txn, tenant_id, id).await?.into()),
+            None => None,
+        };
+        return Ok(AdjustOutcome {
+            entry: entry.into(),
+            grant,
+        });
+    }
+    book.settle().await?;
+    let (entry, grant_id) = if amount > 0 {
+        let (grant_id, entry) = book
+            .add_grant(
+                NewGrant {
+                    category: Category::Admin,
+                    amount,
+                    effective_at: now,
+                    expires_at: None,
+                    priority: 0,
+                    cost_basis: None,
+                    reason,
+                    metadata: None,
+                    source_kind: Some("adjustment".into()),
+                    source_id: None,
+                },
+                EntryType::Adjustment,
+                Some(key.as_str()),
+            )
+            .await?;
+        (entry, Some(grant_id))
+    } else {
+        let allow_debt = book.wallet.allow_overage;
+        let attribution = Attribution {
+            description: Some(reason),
+            ..Attribution::default()
+        };
+        let entry = book
+            .spend(
+                EntryType::Adjustment,
+                -amount,
+                allow_debt,
+                None,
+                Links::default(),
+                &attribution,
+                Some(key.as_str()),
+            )
+            .map_err(|r| refused(-amount, r))?;
+        (entry, None)
+    };
+    let grant = grant_id.and_then(|id| book.grant(id).cloned());
+    record_key(&book, clock, &key, "adjust", &hash, entry.id).await?;
+    book.finish().await?;
+    txn.commit().await?;
+    Ok(AdjustOutcome {
+        entry: entry.into(),
+        grant: grant.map(Into::into),
+    })
+}
+
+// ---------------------------------------------------------------- refund
+
+#[derive(Debug, Clone)]
+pub struct RefundInput {
+    /// The USAGE entry to refund.
+    pub entry_id: Uuid,
+    /// Default: all that is left to refund of that entry.
+    pub amount: Option<Decimal>,
+    pub reason: String,
+    pub idempotency_key: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct RefundOutcome {
+    /// The REFUND entry.
+    pub entry: Entry,
+    /// The REFUND grants it created, each keeping the expiry, priority and
+    /// cost basis of the grant the credits were spent from.
+    pub grants: Vec<Grant>,
+}
+
+/// Gives spent credits back, at most what the entry spent minus earlier
+/// refunds. Credits whose original grant has expired since come back and
+/// expire at once: a refund never extends a credit's life.
+pub async fn refund_usage(
+    db: &Db,
+    clock: &dyn Clock,
+    tenant_id: Uuid,
+    input: &RefundInput,
+) -> Result<RefundOutcome, Error> {
+    let key = IdempotencyKey::parse(&input.idempotency_key)?;
+    let reason = parse_reason(&input.reason)?;
+    let now = clock.now();
+    let txn = db.begin_write().await?;
+    let usage = load_entry(&txn, tenant_id, input.entry_id).await?;
+    if usage.entry_type != EntryType::Usage.as_str() {
+        return Err(Invalid::new("entry", "only USAGE entries can be refunded").into());
+    }
+    let mut book = Book::open_by_id(&txn, tenant_id, usage.wallet_id, now)
+        .await?
+        .ok_or(Error::NotFound("wallet", "entry"))?;
+    let precision = precision_of_wallet(&txn, &book.wallet).await?;
+    let requested = input
+        .amount
+        .map(|a| positive_micros(a, precision, "amount"))
+        .transpose()?;
+    let hash = fingerprint(&(input.entry_id, requested, &reason));
+    if let Some(entry_id) = check_key(&book, &key, "refund", &hash).await? {
+        let entry = load_entry(&txn, tenant_id, entry_id).await?;
+        let splits = load_splits(&txn, tenant_id, entry_id).await?;
+        return Ok(RefundOutcome {
+            entry: entry.into(),
+            grants: grants_of_splits(&txn, tenant_id, &splits).await?,
+        });
+    }
+    let already: i64 = ledger_entry::Entity::find()
+        .filter(ledger_entry::Column::TenantId.eq(tenant_id))
+        .filter(ledger_entry::Column::RefundOfEntryId.eq(usage.id))
+        .all(&txn)
+        .await?
+        .iter()
+        .map(|e| e.amount_micros)
+        .sum();
+    let refundable = -usage.amount_micros - already;
+    if refundable <= 0 {
+        return Err(Error::Conflict(
+            "this entry is already fully refunded".into(),
+            "entry",
+        ));
+    }
+    let amount = requested.unwrap_or(refundable);
+    if amount > refundable {
+        return Err(Invalid::new(
+            "amount",
+            format!(
+                "at most {} of this entry is left to refund",
+                from_micros(refundable)
+            ),
+        )
+        .into());
+    }
+    book.settle().await?;
+    let draws: Vec<(Uuid, i64)> = load_splits(&txn, tenant_id, usage.id)
+        .await?
+        .into_iter()
+        .map(|s| (s.grant_id, -s.amount_micros))
+        .collect();
+    let sources: Vec<Uuid> = draws.iter().map(|(id, _)| *id).collect();
+    book.load_grants(&sources).await?;
+    let mut portions: Vec<(Option<Uuid>, i64)> = burn::refund_portions(&draws, already, amount)
+        .into_iter()
+        .map(|(id, x)| (Some(id), x))
+        .collect();
+    // What the usage put into debt has no source grant: it comes back as a
+    // never-expiring refund grant (which repays the debt if it is still owed).
+    let from_grants: i64 = portions.iter().map(|(_, x)| x).sum();
+    if from_grants < amount {
+        portions.push((None, amount - from_grants));
+    }
+    let mut splits = Vec::new();
+    for (source, part) in portions {
+        let source = source.and_then(|id| book.grant(id).cloned());
+        let grant_id = book
+            .insert_grant(NewGrant {
+                category: Category::Refund,
+                amount: part,
+                effective_at: now,
+                expires_at: source.as_ref().and_then(|s| s.expires_at),
+                priority: source.as_ref().map_or(0, |s| s.priority),
+                cost_basis: source.as_ref().and_then(|s| s.cost_basis.clone()),
+                reason: reason.clone(),
+                metadata: None,
+                source_kind: Some("refund".into()),
+                source_id: Some(usage.id.to_string()),
+            })
+            .await?;
+        splits.push((grant_id, part));
+    }
+    let entry = book.append(
+        EntryType::Refund,
+        amount,
+        Links {
+            refund_of_entry_id: Some(usage.id),
+            ..Links::default()
+        },
+        &Attribution {
+            description: Some(reason),
+            ..Attribution::default()
+        },
+        Some(key.as_str()),
+        &splits,
+    );
+    book.book_time();
+    let grants: Vec<Grant> = splits
+        .iter()
+        .filter_map(|(id, _)| book.grant(*id).cloned().map(Into::into))
+        .collect();
+    record_key(&book, clock, &key, "refund", &hash, entry.id).await?;
+    book.finish().await?;
+    txn.commit().await?;
+    Ok(RefundOutcome {
+        entry: entry.into(),
+        grants,
+    })
+}
+
+// ---------------------------------------------------------------- holds
+
+#[derive(Debug, Clone)]
+pub struct HoldInput {
+    pub wallet: WalletRef,
+    pub amount: Decimal,
+    /// When the hold stops reserving, if not captured or released before.
+    pub expires_at: DateTime<Utc>,
+    pub attribution: Attribution,
+    pub idempotency_key: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct HoldOutcome {
+    pub hold: Hold,
+    /// The HOLD, USAGE (capture) or RELEASE entry.
+    pub entry: Option<Entry>,
+}
+
+/// Reserves credits: they leave `available` and enter `pending` until the
+/// hold is captured, released, or reaches `expires_at` (at most 90 days).
+/// Holds never go into debt.
+pub async fn create_hold(
+    db: &Db,
+    clock: &dyn Clock,
+    tenant_id: Uuid,
+    input: &HoldInput,
+) -> Result<HoldOutcome, Error> {
+    let key = IdempotencyKey::parse(&input.idempotency_key)?;
+    input.attribution.validate()?;
+    let now = clock.now();
+    let expires_at = truncate_micros(input.expires_at);
+    if expires_at <= now || expires_at > now + HOLD_DURATION_MAX {
+        return Err(Invalid::new("expiresAt", "must be after now and within 90 days").into());
+    }
+    let txn = db.begin_write().await?;
+    let (customer_id, cs) = resolve(&txn, tenant_id, &input.wallet).await?;
+    let amount = positive_micros(input.amount, precision(&cs), "amount")?;
+    let hash = fingerprint(&(customer_id, cs.id, amount, expires_at, &input.attribution));
+    let Some(mut book) = Book::open(&txn, tenant_id, customer_id, cs.id, now, false).await? else {
+        return Err(insufficient(amount, 0));
+    };
+    if let Some(entry_id) = check_key(&book, &key, "hold", &hash).await? {
+        return replay_hold(&txn, tenant_id, entry_id).await;
+    }
+    book.settle().await?;
+    let floor = spend_floor(&txn, tenant_id, customer_id, cs.id, now).await?;
+    let (hold, entry) = book
+        .reserve(
+            amount,
+            expires_at,
+            floor,
+            &input.attribution,
+            Some(key.as_str()),
+        )
+        .await?
+        .map_err(|r| refused(amount, r))?;
+    record_key(&book, clock, &key, "hold", &hash, entry.id).await?;
+    book.finish().await?;
+    txn.commit().await?;
+    Ok(HoldOutcome {
+        hold: hold.into(),
+        entry: Some(entry.into()),
+    })
+}
+
+async fn replay_hold(
+    conn: &impl ConnectionTrait,
+    tenant_id: Uuid,
+    entry_id: Uuid,
+) -> Result<HoldOutcome, Error> {
+    let entry = load_entry(conn, tenant_id, entry_id).await?;
+    let hold_id = entry.hold_id.ok_or(Error::NotFound("hold", "hold"))?;
+    Ok(HoldOutcome {
+        hold: load_hold(conn, tenant_id, hold_id).await?.into(),
+        entry: Some(entry.into()),
+    })
+}
+
+/// Settles a hold for `amount` (≤ held): that much becomes a USAGE entry
+/// drawn from the same grants, the rest returns. A hold past its deadline
+/// can no longer be captured (`CONFLICT`).
+pub async fn capture_hold(
+    db: &Db,
+    clock: &dyn Clock,
+    tenant_id: Uuid,
+    hold_id: Uuid,
+    amount: Decimal,
+    idempotency_key: &str,
+) -> Result<HoldOutcome, Error> {
+    settle_hold(db, clock, tenant_id, hold_id, Some(amount), idempotency_key).await
+}
+
+/// Returns all of a hold's credits. Releasing a released hold returns it
+/// as it is.
+pub async fn release_hold(
+    db: &Db,
+    clock: &dyn Clock,
+    tenant_id: Uuid,
+    hold_id: Uuid,
+    idempotency_key: &str,
+) -> Result<HoldOutcome, Error> {
+    settle_hold(db, clock, tenant_id, hold_id, None, idempotency_key).await
+}
+
+async fn settle_hold(
+    db: &Db,
+    clock: &dyn Clock,
+    tenant_id: Uuid,
+    hold_id: Uuid,
+    capture: Option<Decimal>,
+    idempotency_key: &str,
+) -> Result<HoldOutcome, Error> {
+    let key = IdempotencyKey::parse(idempotency_key)?;
+    let operation = if capture.is_some() {
+        "capture"
+    } else {
+        "release"
+    };
+    let now = clock.now();
+    let txn = db.begin_write().await?;
+    let hold = load_hold(&txn, tenant_id, hold_id).await?;
+    let mut book = Book::open_by_id(&txn, tenant_id, hold.wallet_id, now)
+        .await?
+        .ok_or(Error::NotFound("wallet", "hold"))?;
+    let captured = match capture {
+        Some(a) => {
+            let precision = precision_of_wallet(&txn, &book.wallet).await?;
+            Some(positive_micros(a, precision, "amount")?)
+        }
+        None => None,
+    };
+    let hash = fingerprint(&(hold_id, captured));
+    if let Some(entry_id) = check_key(&book, &key, operation, &hash).await? {
+        return replay_hold(&txn, tenant_id, entry_id).await;
+    }
+    book.settle().await?;
+    // Settling may just have released it at its deadline.
+    let hold = load_hold(&txn, tenant_id, hold_id).await?;
+    match (HoldStatus::parse(&hold.status), captured) {
+        (HoldStatus::Active, _) => {}
+        (HoldStatus::Released, None) => {
+            book.finish().await?;
+            txn.commit().await?;
+            return Ok(HoldOutcome {
+                hold: hold.into(),
+                entry: None,
+            });
+        }
+        (status, _) => {
+            return Err(Error::Conflict(
+                format!("this hold is {} already", status.as_str()),
+                "hold",
+            ));
+        }
+    }
+    if let Some(c) = captured
+        && c > hold.amount_micros
+    {
+        return Err(Invalid::new(
+            "amount",
+            format!(
+                "can't capture more than the {} held",
+                from_micros(hold.amount_micros)
+            ),
+        )
+        .into());
+    }
+    let (hold, entry) = book.return_hold(hold, captured, Some(key.as_str())).await?;
+    record_key(&book, clock, &key, operation, &hash, entry.id).await?;
+    book.finish().await?;
+    txn.commit().await?;
+    Ok(HoldOutcome {
+        hold: hold.into(),
+        entry: Some(entry.into()),
+    })
+}
+
+/// Books what time has done to one wallet (expiries, hold releases) and
+/// nothing else: the expiry sweep's unit of work.
+pub async fn settle_wallet(db: &Db, clock: &dyn Clock, wallet_id: Uuid) -> Result<(), Error> {
+    let txn = db.begin_write().await?;
+    let tenant_id = match wallet::Entity::find_by_id(wallet_id).one(&txn).await? {
+        Some(w) => w.tenant_id,
+        None => return Ok(()),
+    };
+    if let Some(mut book) = Book::open_by_id(&txn, tenant_id, wallet_id, clock.now()).await? {
+        book.settle().await?;
+        book.finish().await?;
+    }
+    txn.commit().await?;
+    Ok(())
+}
+
+/// Makes sure the wallet of (customer, credit system) exists, inside the
+/// caller's write transaction.
+pub(crate) async fn ensure_wallet_in(
+    txn: &DatabaseTransaction,
+    tenant_id: Uuid,
+    customer_id: Uuid,
+    credit_system_id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<(), Error> {
+    Book::open(txn, tenant_id, customer_id, credit_system_id, now, true).await?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------- wallet options
+
+#[derive(Debug, Clone, Default)]
+pub struct WalletOptions {
+    pub allow_overage: Option<bool>,
+    /// `Some(None)` clears the threshold.
+    pub low_balance_threshold: Option<Option<Decimal>>,
+}
+
+/// Sets a wallet's options, creating the wallet if it does not exist yet.
+/// Setting the same options again changes nothing (naturally idempotent).
+pub async fn configure_wallet(
+    db: &Db,
+    clock: &dyn Clock,
+    tenant_id: Uuid,
+    wallet: &WalletRef,
+    options: &WalletOptions,
+) -> Result<Wallet, Error> {
+    let now = clock.now();
+    let txn = db.begin_write().await?;
+    let (customer_id, cs) = resolve(&txn, tenant_id, wallet).await?;
+    let threshold = match &options.low_balance_threshold {
+        Some(Some(t)) => {
+            let micros = to_micros(*t, precision(&cs), "lowBalanceThreshold")?;
+            if micros < 0 {
+                return Err(Invalid::new("lowBalanceThreshold", "must not be negative").into());
+            }
+            Some(Some(micros))
+        }
+        Some(None) => Some(None),
+        None => None,
+    };
+    let book = Book::open(&txn, tenant_id, customer_id, cs.id, now, true)
+        .await?
+        .ok_or(Error::NotFound("wallet", "customer"))?;
+    let mut active = book.wallet.into_active_model();
+    if let Some(allow) = options.allow_overage {
+        active.allow_overage = Set(allow);
+    }
+    if let Some(t) = threshold {
+        active.low_balance_threshold_micros = Set(t);
+    }
+    active.updated_at = Set(now);
+    let updated = active.update(&txn).await?;
+    txn.commit().await?;
+    Ok(updated.into())
+}

@@ -1,0 +1,513 @@
+//! Batched reads for the API: each function answers for many wallets (or
+//! entries, or grants) in a constant number of statements, so a nested
+//! query costs the same for 1 customer as for 50. Balances are computed as
+//! of `now` from grants and holds, so they are right before any sweep.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use entity::{credit_grant, credit_hold, entry_split, ledger_entry, wallet};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseBackend, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    Statement, Value,
+};
+use uuid::Uuid;
+
+use super::{Balance, Entry, EntryType, Grant, Hold, Split, Wallet};
+use crate::{
+    Db,
+    amount::from_micros,
+    pagination::{Page, PageRequest},
+};
+
+/// `?` placeholders become `$1, $2, …` on PostgreSQL.
+pub(crate) fn statement(backend: DatabaseBackend, sql: &str, values: Vec<Value>) -> Statement {
+    let sql = if backend == DatabaseBackend::Postgres {
+        let mut out = String::with_capacity(sql.len() + 16);
+        let mut n = 0;
+        for c in sql.chars() {
+            if c == '?' {
+                n += 1;
+                out.push('$');
+                out.push_str(&n.to_string());
+            } else {
+                out.push(c);
+            }
+        }
+        out
+    } else {
+        sql.to_owned()
+    };
+    Statement::from_sql_and_values(backend, sql, values)
+}
+
+fn list(n: usize) -> String {
+    vec!["?"; n].join(", ")
+}
+
+fn uuids(ids: &[Uuid]) -> impl Iterator<Item = Value> + '_ {
+    ids.iter().map(|id| Value::from(*id))
+}
+
+/// The highest `lowCreditLimit` among the customer's subscriptions active
+/// at `now` whose plan includes this credit system (only `BLOCK` limits
+/// with `block_only`). Both the spending floor and the low-balance
+/// threshold come from it.
+pub(crate) async fn plans_low_credit_limit(
+    conn: &impl ConnectionTrait,
+    tenant_id: Uuid,
+    customer_id: Uuid,
+    credit_system_id: Uuid,
+    now: DateTime<Utc>,
+    block_only: bool,
+) -> Result<Option<i64>, DbErr> {
+    let sql = format!(
+        "SELECT MAX(pc.low_credit_limit_micros) AS limit_micros \
+         FROM subscription s JOIN plan_credit pc ON pc.plan_id = s.plan_id AND pc.tenant_id = s.tenant_id \
+         WHERE s.tenant_id = ? AND s.customer_id = ? AND pc.credit_system_id = ? \
+           AND s.started_at <= ? AND (s.cancel_at IS NULL OR s.cancel_at > ?){}",
+        if block_only {
+            " AND pc.low_credit_action = 'BLOCK'"
+        } else {
+            ""
+        }
+    );
+    let values = vec![
+        tenant_id.into(),
+        customer_id.into(),
+        credit_system_id.into(),
+        now.into(),
+        now.into(),
+    ];
+    let row = conn
+        .query_one_raw(statement(conn.get_database_backend(), &sql, values))
+        .await?;
+    Ok(match row {
+        Some(row) => row.try_get::<Option<i64>>("", "limit_micros")?,
+        None => None,
+    })
+}
+
+/// The wallets of these customers, oldest first per customer.
+pub async fn wallets_of_customers(
+    db: &Db,
+    tenant_id: Uuid,
+    customer_ids: &[Uuid],
+) -> Result<HashMap<Uuid, Vec<Wallet>>, DbErr> {
+    let rows = wallet::Entity::find()
+        .filter(wallet::Column::TenantId.eq(tenant_id))
+        .filter(wallet::Column::CustomerId.is_in(customer_ids.iter().copied()))
+        .order_by_asc(wallet::Column::Id)
+        .all(db.reader())
+        .await?;
+    let mut out: HashMap<Uuid, Vec<Wallet>> = HashMap::new();
+    for w in rows {
+        out.entry(w.customer_id).or_default().push(w.into());
+    }
+    Ok(out)
+}
+
+/// Balances as of `now` (wallets with nothing get zeros).
+pub async fn balances(
+    db: &Db,
+    tenant_id: Uuid,
+    wallet_ids: &[Uuid],
+    now: DateTime<Utc>,
+) -> Result<HashMap<Uuid, Balance>, DbErr> {
+    if wallet_ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let conn = db.reader();
+    let backend = conn.get_database_backend();
+    let n = wallet_ids.len();
+    let sql = format!(
+        "SELECT w.id AS wallet_id, w.debt_micros AS debt, \
+           CAST(COALESCE(SUM(CASE WHEN g.live = 1 THEN g.remaining_micros ELSE 0 END), 0) AS BIGINT) AS live, \
+           CAST(COALESCE(SUM(CASE WHEN g.live = 1 AND g.category = 'INCLUDED' THEN g.remaining_micros ELSE 0 END), 0) AS BIGINT) AS included, \
+           CAST(COALESCE(SUM(CASE WHEN g.live = 1 AND g.category = 'PURCHASED' THEN g.remaining_micros ELSE 0 END), 0) AS BIGINT) AS purchased, \
+           CAST(COALESCE(SUM(CASE WHEN g.live = 1 AND g.category = 'PROMOTIONAL' THEN g.remaining_micros ELSE 0 END), 0) AS BIGINT) AS promotional, \
+           CAST(COALESCE(SUM(CASE WHEN g.scheduled = 1 THEN g.remaining_micros ELSE 0 END), 0) AS BIGINT) AS scheduled \
+         FROM wallet w LEFT JOIN ( \
+           SELECT wallet_id, category, remaining_micros, \
+             CASE WHEN voided_at IS NULL AND effective_at <= ? AND (expires_at IS NULL OR expires_at > ?) THEN 1 ELSE 0 END AS live, \
+             CASE WHEN voided_at IS NULL AND effective_at > ? THEN 1 ELSE 0 END AS scheduled \
+           FROM credit_grant WHERE tenant_id = ? AND wallet_id IN ({list}) AND remaining_micros > 0 \
+         ) g ON g.wallet_id = w.id \
+         WHERE w.tenant_id = ? AND w.id IN ({list}) \
+         GROUP BY w.id, w.debt_micros",
+        list = list(n)
+    );
+    let mut values: Vec<Value> = vec![now.into(), now.into(), now.into(), tenant_id.into()];
+    values.extend(uuids(wallet_ids));
+    values.push(tenant_id.into());
+    values.extend(uuids(wallet_ids));
+    let mut out = HashMap::new();
+    for row in conn.query_all_raw(statement(backend, &sql, values)).await? {
+        let wallet_id: Uuid = row.try_get("", "wallet_id")?;
+        let debt: i64 = row.try_get("", "debt")?;
+        let live: i64 = row.try_get("", "live")?;
+        out.insert(
+            wallet_id,
+            (
+                Balance {
+                    included: from_micros(row.try_get("", "included")?),
+                    purchased: from_micros(row.try_get("", "purchased")?),
+                    promotional: from_micros(row.try_get("", "promotional")?),
+                    scheduled: from_micros(row.try_get("", "scheduled")?),
+                    debt: from_micros(debt),
+                    ..Balance::default()
+                },
+                live - debt,
+            ),
+        );
+    }
+
+    // Active holds: reserved while before their deadline; after it, what
+    // they return to still-live grants is available again.
+    let sql = format!(
+        "SELECT h.wallet_id AS wallet_id, \
+           CAST(COALESCE(SUM(CASE WHEN h.expires_at > ? THEN s.amount_micros ELSE 0 END), 0) AS BIGINT) AS pending, \
+           CAST(COALESCE(SUM(CASE WHEN h.expires_at <= ? AND g.voided_at IS NULL AND g.effective_at <= ? \
+             AND (g.expires_at IS NULL OR g.expires_at > ?) THEN s.amount_micros ELSE 0 END), 0) AS BIGINT) AS releasable \
+         FROM credit_hold h JOIN hold_split s ON s.hold_id = h.id JOIN credit_grant g ON g.id = s.grant_id \
+         WHERE h.tenant_id = ? AND h.wallet_id IN ({list}) AND h.status = 'ACTIVE' \
+         GROUP BY h.wallet_id",
+        list = list(n)
+    );
+    let mut values: Vec<Value> = vec![
+        now.into(),
+        now.into(),
+        now.into(),
+        now.into(),
+        tenant_id.into(),
+    ];
+    values.extend(uuids(wallet_ids));
+    let mut holds: HashMap<Uuid, (i64, i64)> = HashMap::new();
+    for row in conn.query_all_raw(statement(backend, &sql, values)).await? {
+        holds.insert(
+            row.try_get("", "wallet_id")?,
+            (row.try_get("", "pending")?, row.try_get("", "releasable")?),
+        );
+    }
+    Ok(out
+        .into_iter()
+        .map(|(id, (mut balance, available))| {
+            let (pending, releasable) = holds.get(&id).copied().unwrap_or_default();
+            let available = available + releasable;
+            balance.available = from_micros(available);
+            balance.pending = from_micros(pending);
+            balance.total = from_micros(available + pending);
+            (id, balance)
+        })
+        .collect())
+}
+
+/// Live credits expiring in `(now, until]`, per wallet.
+pub async fn expiring_between(
+    db: &Db,
+    tenant_id: Uuid,
+    wallet_ids: &[Uuid],
+    now: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> Result<HashMap<Uuid, rust_decimal::Decimal>, DbErr> {
+    if wallet_ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let conn = db.reader();
+    let sql = format!(
+        "SELECT wallet_id, CAST(SUM(remaining_micros) AS BIGINT) AS amount FROM credit_grant \
+         WHERE tenant_id = ? AND wallet_id IN ({}) AND remaining_micros > 0 AND voided_at IS NULL \
+           AND effective_at <= ? AND expires_at IS NOT NULL AND expires_at > ? AND expires_at <= ? \
+         GROUP BY wallet_id",
+        list(wallet_ids.len())
+    );
+    let mut values: Vec<Value> = vec![tenant_id.into()];
+    values.extend(uuids(wallet_ids));
+    values.extend([now.into(), now.into(), until.into()]);
+    let mut out = HashMap::new();
+    for row in conn
+        .query_all_raw(statement(conn.get_database_backend(), &sql, values))
+        .await?
+    {
+        out.insert(
+            row.try_get::<Uuid>("", "wallet_id")?,
+            from_micros(row.try_get("", "amount")?),
+        );
+    }
+    Ok(out)
+}
+
+/// The booked balance (last `balance_after`) at or before `at`, per wallet.
+pub async fn balances_at(
+    db: &Db,
+    tenant_id: Uuid,
+    wallet_ids: &[Uuid],
+    at: DateTime<Utc>,
+) -> Result<HashMap<Uuid, rust_decimal::Decimal>, DbErr> {
+    if wallet_ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let conn = db.reader();
+    let sql = format!(
+        "SELECT wallet_id, balance_after_micros FROM ( \
+           SELECT wallet_id, balance_after_micros, \
+             ROW_NUMBER() OVER (PARTITION BY wallet_id ORDER BY seq DESC) AS rn \
+           FROM ledger_entry WHERE tenant_id = ? AND wallet_id IN ({}) AND created_at <= ? \
+         ) t WHERE rn = 1",
+        list(wallet_ids.len())
+    );
+    let mut values: Vec<Value> = vec![tenant_id.into()];
+    values.extend(uuids(wallet_ids));
+    values.push(at.into());
+    let mut out: HashMap<Uuid, rust_decimal::Decimal> = wallet_ids
+        .iter()
+        .map(|id| (*id, rust_decimal::Decimal::ZERO))
+        .collect();
+    for row in conn
+        .query_all_raw(statement(conn.get_database_backend(), &sql, values))
+        .await?
+    {
+        out.insert(
+            row.try_get("", "wallet_id")?,
+            from_micros(row.try_get("", "balance_after_micros")?),
+        );
+    }
+    Ok(out)
+}
+
+/// Which grants a list shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct GrantFilter {
+    /// `Some(true)`: only spendable now; `Some(false)`: only not.
+    pub live: Option<bool>,
+}
+
+/// A page of grants per wallet, newest first.
+pub async fn grant_pages(
+    db: &Db,
+    tenant_id: Uuid,
+    wallet_ids: &[Uuid],
+    filter: GrantFilter,
+    page: PageRequest,
+    now: DateTime<Utc>,
+) -> Result<HashMap<Uuid, Page<Grant>>, DbErr> {
+    if wallet_ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let conn = db.reader();
+    let live = "(remaining_micros > 0 AND voided_at IS NULL AND effective_at <= ? AND (expires_at IS NULL OR expires_at > ?))";
+    let mut values: Vec<Value> = vec![tenant_id.into()];
+    values.extend(uuids(wallet_ids));
+    let mut conditions = String::new();
+    match filter.live {
+        Some(true) => {
+            conditions.push_str(&format!(" AND {live}"));
+            values.extend([now.into(), now.into()]);
+        }
+        Some(false) => {
+            conditions.push_str(&format!(" AND NOT {live}"));
+            values.extend([now.into(), now.into()]);
+        }
+        None => {}
+    }
+    if let Some(after) = page.after {
+        conditions.push_str(" AND id < ?");
+        values.push(after.into());
+    }
+    values.push((page.fetch_limit() as i64).into());
+    let sql = format!(
+        "SELECT * FROM ( \
+           SELECT credit_grant.*, ROW_NUMBER() OVER (PARTITION BY wallet_id ORDER BY id DESC) AS rn \
+           FROM credit_grant WHERE tenant_id = ? AND wallet_id IN ({}){conditions} \
+         ) t WHERE rn <= ? ORDER BY wallet_id, id DESC",
+        list(wallet_ids.len())
+    );
+    let rows = credit_grant::Entity::find()
+        .from_raw_sql(statement(conn.get_database_backend(), &sql, values))
+        .all(conn)
+        .await?;
+    let mut grouped: HashMap<Uuid, Vec<Grant>> = HashMap::new();
+    for g in rows {
+        grouped.entry(g.wallet_id).or_default().push(g.into());
+    }
+    Ok(wallet_ids
+        .iter()
+        .map(|id| (*id, page.finish(grouped.remove(id).unwrap_or_default())))
+        .collect())
+}
+
+/// Which entries a list shows.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct EntryFilter {
+    pub types: Option<Vec<EntryType>>,
+    /// `[from, to)` on `created_at`.
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+    pub feature: Option<String>,
+    pub event_ref: Option<String>,
+    pub user_ref: Option<String>,
+}
+
+/// A page of entries per wallet, newest first (highest `seq`).
+pub async fn entry_pages(
+    db: &Db,
+    tenant_id: Uuid,
+    wallet_ids: &[Uuid],
+    filter: &EntryFilter,
+    page: PageRequest,
+) -> Result<HashMap<Uuid, Page<Entry>>, DbErr> {
+    if wallet_ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let conn = db.reader();
+    let mut values: Vec<Value> = vec![tenant_id.into()];
+    values.extend(uuids(wallet_ids));
+    let mut conditions = String::new();
+    if let Some(types) = &filter.types {
+        if types.is_empty() {
+            return Ok(wallet_ids
+                .iter()
+                .map(|id| (*id, page.finish(Vec::new())))
+                .collect());
+        }
+        conditions.push_str(&format!(" AND entry_type IN ({})", list(types.len())));
+        values.extend(types.iter().map(|t| Value::from(t.as_str())));
+    }
+    if let Some(from) = filter.from {
+        conditions.push_str(" AND created_at >= ?");
+        values.push(from.into());
+    }
+    if let Some(to) = filter.to {
+        conditions.push_str(" AND created_at < ?");
+        values.push(to.into());
+    }
+    for (col, value) in [
+        ("feature", &filter.feature),
+        ("event_ref", &filter.event_ref),
+        ("user_ref", &filter.user_ref),
+    ] {
+        if let Some(v) = value {
+            conditions.push_str(&format!(" AND {col} = ?"));
+            values.push(v.as_str().into());
+        }
+    }
+    if let Some(after) = page.after {
+        conditions.push_str(
+            " AND seq < (SELECT c.seq FROM ledger_entry c WHERE c.tenant_id = ? AND c.id = ?)",
+        );
+        values.push(tenant_id.into());
+        values.push(after.into());
+    }
+    values.push((page.fetch_limit() as i64).into());
+    let sql = format!(
+        "SELECT * FROM ( \
+           SELECT ledger_entry.*, ROW_NUMBER() OVER (PARTITION BY wallet_id ORDER BY seq DESC) AS rn \
+           FROM ledger_entry WHERE tenant_id = ? AND wallet_id IN ({}){conditions} \
+         ) t WHERE rn <= ? ORDER BY wallet_id, seq DESC",
+        list(wallet_ids.len())
+    );
+    let rows = ledger_entry::Entity::find()
+        .from_raw_sql(statement(conn.get_database_backend(), &sql, values))
+        .all(conn)
+        .await?;
+    let mut grouped: HashMap<Uuid, Vec<Entry>> = HashMap::new();
+    for e in rows {
+        grouped.entry(e.wallet_id).or_default().push(e.into());
+    }
+    Ok(wallet_ids
+        .iter()
+        .map(|id| (*id, page.finish(grouped.remove(id).unwrap_or_default())))
+        .collect())
+}
+
+/// The splits of these entries, in the order they were drawn.
+pub async fn splits_of_entries(
+    db: &Db,
+    tenant_id: Uuid,
+    entry_ids: &[Uuid],
+) -> Result<HashMap<Uuid, Vec<Split>>, DbErr> {
+    let rows = entry_split::Entity::find()
+        .filter(entry_split::Column::TenantId.eq(tenant_id))
+        .filter(entry_split::Column::EntryId.is_in(entry_ids.iter().copied()))
+        .order_by_asc(entry_split::Column::Id)
+        .all(db.reader())
+        .await?;
+    let mut out: HashMap<Uuid, Vec<Split>> = HashMap::new();
+    for s in rows {
+        out.entry(s.entry_id).or_default().push(s.into());
+    }
+    Ok(out)
+}
+
+pub async fn grants_by_ids(db: &Db, tenant_id: Uuid, ids: &[Uuid]) -> Result<Vec<Grant>, DbErr> {
+    Ok(credit_grant::Entity::find()
+        .filter(credit_grant::Column::TenantId.eq(tenant_id))
+        .filter(credit_grant::Column::Id.is_in(ids.iter().copied()))
+        .all(db.reader())
+        .await?
+        .into_iter()
+        .map(Into::into)
+        .collect())
+}
+
+pub async fn wallets_by_ids(db: &Db, tenant_id: Uuid, ids: &[Uuid]) -> Result<Vec<Wallet>, DbErr> {
+    Ok(wallet::Entity::find()
+        .filter(wallet::Column::TenantId.eq(tenant_id))
+        .filter(wallet::Column::Id.is_in(ids.iter().copied()))
+        .all(db.reader())
+        .await?
+        .into_iter()
+        .map(Into::into)
+        .collect())
+}
+
+pub async fn entries_by_ids(db: &Db, tenant_id: Uuid, ids: &[Uuid]) -> Result<Vec<Entry>, DbErr> {
+    Ok(ledger_entry::Entity::find()
+        .filter(ledger_entry::Column::TenantId.eq(tenant_id))
+        .filter(ledger_entry::Column::Id.is_in(ids.iter().copied()))
+        .all(db.reader())
+        .await?
+        .into_iter()
+        .map(Into::into)
+        .collect())
+}
+
+pub async fn holds_by_ids(db: &Db, tenant_id: Uuid, ids: &[Uuid]) -> Result<Vec<Hold>, DbErr> {
+    Ok(credit_hold::Entity::find()
+        .filter(credit_hold::Column::TenantId.eq(tenant_id))
+        .filter(credit_hold::Column::Id.is_in(ids.iter().copied()))
+        .all(db.reader())
+        .await?
+        .into_iter()
+        .map(Into::into)
+        .collect())
+}
+
+/// A wallet of a customer in a credit system, if it exists.
+pub async fn wallet_of(
+    db: &Db,
+    tenant_id: Uuid,
+    customer_id: Uuid,
+    credit_system_id: Uuid,
+) -> Result<Option<Wallet>, DbErr> {
+    Ok(wallet::Entity::find()
+        .filter(wallet::Column::TenantId.eq(tenant_id))
+        .filter(wallet::Column::CustomerId.eq(customer_id))
+        .filter(wallet::Column::CreditSystemId.eq(credit_system_id))
+        .one(db.reader())
+        .await?
+        .map(Into::into))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_numbered_for_postgres() {
+        let s = statement(DatabaseBackend::Postgres, "a = ? AND b IN (?, ?)", vec![]);
+        assert_eq!(s.sql, "a = $1 AND b IN ($2, $3)");
+        let s = statement(DatabaseBackend::Sqlite, "a = ?", vec![]);
+        assert_eq!(s.sql, "a = ?");
+    }
+}

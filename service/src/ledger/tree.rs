@@ -1,0 +1,248 @@
+//! What a partner sees of its customer tree: its own totals, and per child
+//! what was allocated to it, used and left, as a percentage and a status.
+//!
+//! For one credit system:
+//! - **allocated**: credits received by TRANSFER_IN (from ancestors);
+//! - **used**: credits spent by the child itself (USAGE, less refunds) —
+//!   what it passed further down is not "used";
+//! - **remaining**: its available balance now;
+//! - **usage %** = used ÷ allocated × 100 (0 when nothing was allocated),
+//!   and the status: `HEALTHY` below the tenant's watch threshold (75 %),
+//!   `WATCH` up to the critical one (90 %), `CRITICAL` from it on.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use entity::{customer, tenant};
+use rust_decimal::Decimal;
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Value,
+};
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::read::{self, statement};
+use crate::{
+    Db,
+    amount::from_micros,
+    error::Invalid,
+    pagination::{Page, PageRequest},
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Health {
+    Healthy,
+    Watch,
+    Critical,
+}
+
+/// The tenant's thresholds (usage %): WATCH from `watch`, CRITICAL from
+/// `critical`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Thresholds {
+    pub watch: Decimal,
+    pub critical: Decimal,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Self {
+            watch: Decimal::from(75),
+            critical: Decimal::from(90),
+        }
+    }
+}
+
+impl Thresholds {
+    pub fn new(watch: Decimal, critical: Decimal) -> Result<Self, Invalid> {
+        if watch <= Decimal::ZERO || critical <= watch || critical > Decimal::from(1000) {
+            return Err(Invalid::new(
+                "criticalPercent",
+                "thresholds must satisfy 0 < watchPercent < criticalPercent",
+            ));
+        }
+        Ok(Self { watch, critical })
+    }
+
+    /// Pure: the status of a usage percentage.
+    pub fn health(&self, usage_percent: Decimal) -> Health {
+        if usage_percent >= self.critical {
+            Health::Critical
+        } else if usage_percent >= self.watch {
+            Health::Watch
+        } else {
+            Health::Healthy
+        }
+    }
+}
+
+/// used ÷ allocated × 100, to 2 places (0 without an allocation).
+pub fn usage_percent(used: Decimal, allocated: Decimal) -> Decimal {
+    if allocated <= Decimal::ZERO {
+        return Decimal::ZERO;
+    }
+    (used * Decimal::from(100) / allocated).round_dp(2)
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TreeSummary {
+    pub customer_id: Uuid,
+    pub allocated: Decimal,
+    pub allocated_out: Decimal,
+    pub used: Decimal,
+    pub purchased: Decimal,
+    pub remaining: Decimal,
+    pub usage_percent: Decimal,
+    pub health: Health,
+}
+
+pub async fn thresholds(db: &Db, tenant_id: Uuid) -> Result<Thresholds, DbErr> {
+    let t = tenant::Entity::find_by_id(tenant_id)
+        .one(db.reader())
+        .await?;
+    Ok(match t {
+        Some(t) => match (t.watch_percent_micros, t.critical_percent_micros) {
+            (Some(w), Some(c)) => Thresholds {
+                watch: from_micros(w),
+                critical: from_micros(c),
+            },
+            _ => Thresholds::default(),
+        },
+        None => Thresholds::default(),
+    })
+}
+
+/// Sums per customer in one credit system, in one statement (plus the
+/// balances').
+pub async fn summaries(
+    db: &Db,
+    tenant_id: Uuid,
+    credit_system_id: Uuid,
+    customer_ids: &[Uuid],
+    now: DateTime<Utc>,
+) -> Result<HashMap<Uuid, TreeSummary>, super::Error> {
+    if customer_ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let conn = db.reader();
+    let sql = format!(
+        "SELECT w.customer_id AS customer_id, w.id AS wallet_id, \
+           CAST(COALESCE(SUM(CASE WHEN e.entry_type = 'TRANSFER_IN' THEN e.amount_micros ELSE 0 END), 0) AS BIGINT) AS allocated, \
+           CAST(COALESCE(SUM(CASE WHEN e.entry_type = 'TRANSFER_OUT' THEN -e.amount_micros ELSE 0 END), 0) AS BIGINT) AS allocated_out, \
+           CAST(COALESCE(SUM(CASE WHEN e.entry_type IN ('USAGE', 'REFUND') THEN -e.amount_micros ELSE 0 END), 0) AS BIGINT) AS used, \
+           CAST(COALESCE((SELECT SUM(g.amount_micros) FROM credit_grant g WHERE g.wallet_id = w.id AND g.category = 'PURCHASED'), 0) AS BIGINT) AS purchased \
+         FROM wallet w LEFT JOIN ledger_entry e ON e.wallet_id = w.id AND e.tenant_id = w.tenant_id \
+         WHERE w.tenant_id = ? AND w.credit_system_id = ? AND w.customer_id IN ({}) \
+         GROUP BY w.customer_id, w.id",
+        vec!["?"; customer_ids.len()].join(", ")
+    );
+    let mut values: Vec<Value> = vec![tenant_id.into(), credit_system_id.into()];
+    values.extend(customer_ids.iter().map(|id| Value::from(*id)));
+    let rows = conn
+        .query_all_raw(statement(conn.get_database_backend(), &sql, values))
+        .await?;
+    let mut sums = Vec::new();
+    for row in rows {
+        sums.push((
+            row.try_get::<Uuid>("", "customer_id")?,
+            row.try_get::<Uuid>("", "wallet_id")?,
+            row.try_get::<i64>("", "allocated")?,
+            row.try_get::<i64>("", "allocated_out")?,
+            row.try_get::<i64>("", "used")?,
+            row.try_get::<i64>("", "purchased")?,
+        ));
+    }
+    let wallet_ids: Vec<Uuid> = sums.iter().map(|s| s.1).collect();
+    let balances = read::balances(db, tenant_id, &wallet_ids, now).await?;
+    let thresholds = thresholds(db, tenant_id).await?;
+    let mut out: HashMap<Uuid, TreeSummary> = customer_ids
+        .iter()
+        .map(|id| (*id, empty(*id, &thresholds)))
+        .collect();
+    for (customer_id, wallet_id, allocated, allocated_out, used, purchased) in sums {
+        let (allocated, used) = (from_micros(allocated), from_micros(used));
+        let percent = usage_percent(used, allocated);
+        out.insert(
+            customer_id,
+            TreeSummary {
+                customer_id,
+                allocated,
+                allocated_out: from_micros(allocated_out),
+                used,
+                purchased: from_micros(purchased),
+                remaining: balances
+                    .get(&wallet_id)
+                    .map(|b| b.available)
+                    .unwrap_or_default(),
+                usage_percent: percent,
+                health: thresholds.health(percent),
+            },
+        );
+    }
+    Ok(out)
+}
+
+fn empty(customer_id: Uuid, thresholds: &Thresholds) -> TreeSummary {
+    TreeSummary {
+        customer_id,
+        allocated: Decimal::ZERO,
+        allocated_out: Decimal::ZERO,
+        used: Decimal::ZERO,
+        purchased: Decimal::ZERO,
+        remaining: Decimal::ZERO,
+        usage_percent: Decimal::ZERO,
+        health: thresholds.health(Decimal::ZERO),
+    }
+}
+
+/// A page of a customer's direct children (oldest first), by id.
+pub async fn children(
+    db: &Db,
+    tenant_id: Uuid,
+    parent_id: Uuid,
+    page: PageRequest,
+) -> Result<Page<Uuid>, super::Error> {
+    let mut q = customer::Entity::find()
+        .select_only()
+        .column(customer::Column::Id)
+        .filter(customer::Column::TenantId.eq(tenant_id))
+        .filter(customer::Column::ParentId.eq(parent_id));
+    if let Some(after) = page.after {
+        q = q.filter(customer::Column::Id.gt(after));
+    }
+    let ids: Vec<Uuid> = q
+        .order_by_asc(customer::Column::Id)
+        .limit(page.fetch_limit())
+        .into_tuple()
+        .all(db.reader())
+        .await?;
+    Ok(page.finish(ids))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::str::FromStr;
+
+    use super::*;
+
+    #[test]
+    fn statuses_at_the_thresholds() {
+        let t = Thresholds::default();
+        let d = |s: &str| Decimal::from_str(s).unwrap();
+        for (percent, health) in [
+            ("0", Health::Healthy),
+            ("74.9", Health::Healthy),
+            ("75", Health::Watch),
+            ("89.9", Health::Watch),
+            ("90", Health::Critical),
+            ("120", Health::Critical),
+        ] {
+            assert_eq!(t.health(d(percent)), health, "{percent}");
+        }
+        assert_eq!(usage_percent(d("749"), d("1000")), d("74.9"));
+        assert_eq!(usage_percent(d("1"), d("3")), d("33.33"));
+        assert_eq!(usage_percent(d("5"), d("0")), d("0"));
+        assert!(Thresholds::new(d("90"), d("75")).is_err());
+        assert!(Thresholds::new(d("60"), d("80")).is_ok());
+    }
+}

@@ -1,0 +1,53 @@
+//! The domain of the credits engine. Knows SeaORM; knows nothing of GraphQL,
+//! HTTP, queues or mail.
+//!
+//! # Glossary (one word, one meaning)
+//! - **tenant** — a business using the engine; every row belongs to one.
+//! - **API key** — a secret a tenant's systems authenticate with; carries a
+//!   [`api_keys::Role`].
+//! - **principal** — who is making a request: a tenant and a role.
+//! - **credit system** — a kind of credit (tokens, SMS, HUF) with its unit
+//!   labels and precision.
+//! - **wallet** — the balance of one customer in one credit system.
+//! - **grant** — a block of credits in a wallet, with its own expiry and
+//!   priority; spending draws from grants.
+//! - **entry** — one immutable line of the ledger (never "transaction": that
+//!   word belongs to the database).
+//! - **hold** — credits reserved before the real amount is known.
+//! - **allowance** — what a plan includes per period; **reset** — granting
+//!   the next period's allowance; **expiry** — removing what is left of a
+//!   grant at its `expires_at`.
+//!
+//! Time is always a parameter ([`clock::Clock`]); timestamps are UTC, `*_at`,
+//! truncated to microseconds (the precision both databases store), and
+//! ranges are `[start, end)`.
+
+pub mod allowances;
+pub mod amount;
+pub mod api_keys;
+pub mod catalog;
+pub mod clock;
+pub mod credit_systems;
+pub mod customers;
+pub mod db;
+pub mod error;
+pub mod expiry;
+pub mod exports;
+pub mod idempotency;
+pub mod jobs;
+pub mod ledger;
+pub mod notifications;
+pub mod outbox;
+pub mod pagination;
+pub mod periods;
+pub mod pricing;
+pub mod purchases;
+pub mod reports;
+pub mod subscriptions;
+pub mod tenants;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use clock::{Clock, FixedClock, SystemClock};
+pub use db::Db;
+pub use error::{Code, DomainError};

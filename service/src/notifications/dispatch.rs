@@ -1,0 +1,170 @@
+//! Outbox → deliveries, exactly once: a batch of undispatched events
+//! becomes webhook deliveries and emails, and is marked dispatched, in one
+//! transaction (PostgreSQL: `FOR UPDATE SKIP LOCKED`, so workers split
+//! batches).
+
+use std::collections::HashMap;
+
+use entity::{customer, outbox_event, webhook_endpoint};
+use rust_decimal::Decimal;
+use sea_orm::{
+    ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    sea_query::{Expr, LockBehavior, LockType},
+};
+use uuid::Uuid;
+
+use super::{email, webhooks};
+use crate::{
+    Clock, Db,
+    credit_systems::{self, CreditSystemRef},
+    outbox::EventType,
+};
+
+/// Dispatches at most `limit` events; returns how many.
+pub async fn dispatch(db: &Db, clock: &dyn Clock, limit: u64) -> Result<u64, webhooks::Error> {
+    let now = clock.now();
+    let txn = db.begin_write().await?;
+    let events = outbox_event::Entity::find()
+        .filter(outbox_event::Column::DispatchedAt.is_null())
+        .order_by_asc(outbox_event::Column::Id)
+        .limit(limit)
+        .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
+        .all(&txn)
+        .await?;
+    if events.is_empty() {
+        return Ok(0);
+    }
+    let tenants: Vec<Uuid> = events.iter().map(|e| e.tenant_id).collect();
+    let endpoints = webhook_endpoint::Entity::find()
+        .filter(webhook_endpoint::Column::TenantId.is_in(tenants))
+        .filter(webhook_endpoint::Column::Enabled.eq(true))
+        .all(&txn)
+        .await?;
+    let mut by_tenant: HashMap<Uuid, Vec<webhooks::Endpoint>> = HashMap::new();
+    for e in endpoints {
+        by_tenant.entry(e.tenant_id).or_default().push(e.into());
+    }
+    let mut deliveries = Vec::new();
+    let mut emails = Vec::new();
+    for event in &events {
+        let Some(kind) = EventType::parse(&event.event_type) else {
+            continue;
+        };
+        let body = serde_json::json!({
+            "id": event.id,
+            "type": event.event_type,
+            "createdAt": event.created_at,
+            "tenant": event.tenant_id,
+            "data": event.payload,
+        })
+        .to_string();
+        for endpoint in by_tenant.get(&event.tenant_id).into_iter().flatten() {
+            if endpoint.events.contains(&kind) {
+                deliveries.push(webhooks::new_delivery(
+                    event.tenant_id,
+                    endpoint.id,
+                    event.id,
+                    &event.event_type,
+                    body.clone(),
+                    now,
+                ));
+            }
+        }
+        if matches!(
+            kind,
+            EventType::WalletBalanceLow | EventType::WalletBalanceDepleted
+        ) && let Some(email) = low_balance_email(&txn, event, kind, now).await?
+        {
+            emails.push(email);
+        }
+    }
+    for chunk in deliveries.chunks(500) {
+        entity::webhook_delivery::Entity::insert_many(chunk.to_vec())
+            .exec_without_returning(&txn)
+            .await?;
+    }
+    for chunk in emails.chunks(500) {
+        entity::email_delivery::Entity::insert_many(chunk.to_vec())
+            .exec_without_returning(&txn)
+            .await?;
+    }
+    let ids: Vec<Uuid> = events.iter().map(|e| e.id).collect();
+    outbox_event::Entity::update_many()
+        .col_expr(outbox_event::Column::DispatchedAt, Expr::value(now))
+        .filter(outbox_event::Column::Id.is_in(ids))
+        .exec(&txn)
+        .await?;
+    txn.commit().await?;
+    // Consumption may have crossed an auto top-up trigger.
+    let mut consumed: Vec<(Uuid, Uuid)> = events
+        .iter()
+        .filter(|e| e.event_type == EventType::CreditsConsumed.as_str())
+        .filter_map(|e| Some((e.tenant_id, e.wallet_id?)))
+        .collect();
+    consumed.sort();
+    consumed.dedup();
+    for (tenant_id, wallet_id) in consumed {
+        if let Err(e) = crate::purchases::auto_top_up(db, clock, tenant_id, wallet_id).await {
+            tracing::warn!(error = %e, %wallet_id, "auto top-up failed");
+        }
+    }
+    Ok(events.len() as u64)
+}
+
+async fn low_balance_email(
+    txn: &sea_orm::DatabaseTransaction,
+    event: &outbox_event::Model,
+    kind: EventType,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Option<entity::email_delivery::ActiveModel>, webhooks::Error> {
+    let p = &event.payload;
+    let id = |k: &str| {
+        p.get(k)
+            .and_then(|v| v.as_str())
+            .and_then(|s| Uuid::try_parse(s).ok())
+    };
+    let amount = |k: &str| {
+        p.get(k)
+            .and_then(|v| v.as_str())
+            .and_then(|s| s.parse::<Decimal>().ok())
+    };
+    let (Some(customer_id), Some(cs_id), Some(available)) =
+        (id("customerId"), id("creditSystemId"), amount("available"))
+    else {
+        return Ok(None);
+    };
+    let Some(customer) = customer::Entity::find_by_id(customer_id)
+        .filter(customer::Column::TenantId.eq(event.tenant_id))
+        .one(txn)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let Some(to) = customer.email.as_deref() else {
+        return Ok(None); // no address: the webhook still tells the tenant
+    };
+    let cs = match credit_systems::resolve(txn, event.tenant_id, &CreditSystemRef::Id(cs_id)).await
+    {
+        Ok(cs) => credit_systems::CreditSystem::from(cs),
+        Err(_) => return Ok(None),
+    };
+    let Some((subject, body)) =
+        email::low_balance_message(kind, &customer.name, &cs, available, amount("threshold"))
+    else {
+        return Ok(None);
+    };
+    let kind_name = if kind == EventType::WalletBalanceLow {
+        "balance_low"
+    } else {
+        "balance_depleted"
+    };
+    Ok(Some(email::new_email(
+        event.tenant_id,
+        Some(event.id),
+        kind_name,
+        to,
+        subject,
+        body,
+        now,
+    )))
+}

@@ -1,0 +1,67 @@
+//! Telling people (email) and systems (webhooks) what happened.
+//!
+//! Ledger changes write outbox events in their own transaction
+//! ([`crate::outbox`]); [`dispatch`] turns committed events into delivery
+//! rows (one per subscribed webhook endpoint, one email per low-balance
+//! crossing) and marks them dispatched in one transaction, so each event
+//! is dispatched exactly once. [`webhooks::deliver_due`] and
+//! [`email::send_due`] then send what is due, retrying on a finite
+//! schedule, each attempt recorded. The transports are traits the worker
+//! implements (lettre, reqwest): this crate knows no mail or HTTP library.
+
+pub mod dispatch;
+pub mod email;
+pub mod retry;
+pub mod webhooks;
+
+use std::{future::Future, time::Duration};
+
+pub use dispatch::dispatch;
+
+/// An email to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmailMessage {
+    pub to: String,
+    pub subject: String,
+    pub body: String,
+}
+
+/// Why an email was not sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendError {
+    /// Retrying won't help (a refused address, a malformed message).
+    pub permanent: bool,
+    pub message: String,
+}
+
+/// Sends email (SMTP, or files for development).
+pub trait Mailer: Send + Sync {
+    fn send(&self, message: &EmailMessage) -> impl Future<Output = Result<(), SendError>> + Send;
+}
+
+/// What an endpoint answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpReply {
+    pub status: u16,
+    /// `Retry-After`, when given (seconds or an HTTP date).
+    pub retry_after: Option<Duration>,
+    /// The start of the body (for the attempt log).
+    pub body_snippet: String,
+}
+
+/// Why no answer came.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransportError {
+    Timeout,
+    Connect(String),
+}
+
+/// POSTs webhook bodies.
+pub trait WebhookTransport: Send + Sync {
+    fn post(
+        &self,
+        url: &str,
+        headers: &[(String, String)],
+        body: &str,
+    ) -> impl Future<Output = Result<HttpReply, TransportError>> + Send;
+}

@@ -1,0 +1,756 @@
+//! Webhook endpoints, signatures and deliveries.
+//!
+//! # Verifying a delivery (what a receiver does)
+//! Each POST carries `Credits-Webhook-Id` (the event id: deduplicate on
+//! it), `Credits-Webhook-Timestamp` (Unix seconds) and
+//! `Credits-Webhook-Signature: v1=<hex>` where `<hex>` is
+//! HMAC-SHA256(secret, "<timestamp>.<raw body>"). Recompute it over the raw
+//! bytes, compare in constant time, and refuse timestamps more than five
+//! minutes away from your clock (replays). [`verify`] does exactly that.
+//!
+//! # Delivery
+//! Timeouts, connection errors, 5xx, 408 and 429 are retried on
+//! [`super::retry::WEBHOOK_DELAYS`] (at least `Retry-After`); other answers
+//! stop at once. Every attempt is kept. An endpoint whose deliveries fail
+//! for good [`DISABLE_AFTER`] times in a row is disabled and the tenant's
+//! admin email is told. Delivery is at least once: a worker that dies after
+//! sending but before recording may send again, with the same event id.
+
+use chrono::{DateTime, Duration, Utc};
+use entity::{tenant, webhook_attempt, webhook_delivery, webhook_endpoint};
+use hmac::{Hmac, KeyInit, Mac};
+use rand::RngCore;
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DbErr, EntityTrait, IntoActiveModel,
+    QueryFilter, QueryOrder, QuerySelect, sea_query::Expr,
+};
+use sha2::Sha256;
+use uuid::Uuid;
+
+use super::{
+    WebhookTransport, email,
+    retry::{self, Outcome, WEBHOOK_DELAYS},
+};
+use crate::{
+    Clock, Db,
+    error::{Code, DomainError, Invalid},
+    outbox::EventType,
+    pagination::{Page, PageRequest},
+};
+
+/// Deliveries failing for good in a row before an endpoint is disabled.
+pub const DISABLE_AFTER: i32 = 3;
+/// How long a worker holds a delivery it is sending.
+const LEASE: Duration = Duration::minutes(2);
+/// Signatures older or newer than this are refused by [`verify`].
+pub const TOLERANCE_SECS: i64 = 300;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub id: Uuid,
+    pub url: String,
+    pub description: String,
+    pub events: Vec<EventType>,
+    pub enabled: bool,
+    pub consecutive_failures: i32,
+    pub disabled_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<webhook_endpoint::Model> for Endpoint {
+    fn from(m: webhook_endpoint::Model) -> Self {
+        let events = m
+            .events
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().and_then(EventType::parse))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Self {
+            id: m.id,
+            url: m.url,
+            description: m.description,
+            events,
+            enabled: m.enabled,
+            consecutive_failures: m.consecutive_failures,
+            disabled_at: m.disabled_at,
+            created_at: m.created_at,
+        }
+    }
+}
+
+/// An endpoint just created or re-keyed: the only time its secret is shown.
+#[derive(Debug, Clone)]
+pub struct EndpointWithSecret {
+    pub endpoint: Endpoint,
+    pub secret: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    pub number: i32,
+    pub attempted_at: DateTime<Utc>,
+    pub status_code: Option<i32>,
+    pub duration_ms: i64,
+    pub error: Option<String>,
+    pub response_snippet: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub id: Uuid,
+    pub endpoint_id: Uuid,
+    pub event_id: Uuid,
+    pub event_type: String,
+    pub body: String,
+    pub status: String,
+    pub attempts: i32,
+    pub next_attempt_at: DateTime<Utc>,
+    pub last_status_code: Option<i32>,
+    pub created_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+impl From<webhook_delivery::Model> for Delivery {
+    fn from(m: webhook_delivery::Model) -> Self {
+        Self {
+            id: m.id,
+            endpoint_id: m.endpoint_id,
+            event_id: m.event_id,
+            event_type: m.event_type,
+            body: m.body,
+            status: m.status,
+            attempts: m.attempts,
+            next_attempt_at: m.next_attempt_at,
+            last_status_code: m.last_status_code,
+            created_at: m.created_at,
+            finished_at: m.finished_at,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
+    #[error("no {0} with this id")]
+    NotFound(&'static str),
+    #[error("database error")]
+    Db(#[from] DbErr),
+}
+
+impl DomainError for Error {
+    fn code(&self) -> Code {
+        match self {
+            Error::Invalid(_) => Code::Validation,
+            Error::NotFound(_) => Code::NotFound,
+            Error::Db(_) => Code::Internal,
+        }
+    }
+
+    fn field(&self) -> Option<&str> {
+        match self {
+            Error::Invalid(e) => Some(&e.field),
+            Error::NotFound(what) => Some(what),
+            Error::Db(_) => None,
+        }
+    }
+}
+
+// ---------------------------------------------------------------- signing
+
+/// `v1=<hex HMAC-SHA256(secret, "<timestamp>.<body>")>`
+pub fn sign(secret: &str, timestamp: i64, body: &str) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key");
+    mac.update(timestamp.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body.as_bytes());
+    format!("v1={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// What a receiver does: checks the signature over the raw body, in
+/// constant time, and that the timestamp is within five minutes of `now`.
+pub fn verify(
+    secret: &str,
+    timestamp: &str,
+    signature: &str,
+    body: &str,
+    now: DateTime<Utc>,
+) -> bool {
+    let Ok(ts) = timestamp.parse::<i64>() else {
+        return false;
+    };
+    if (now.timestamp() - ts).abs() > TOLERANCE_SECS {
+        return false;
+    }
+    let Some(hex_sig) = signature.strip_prefix("v1=") else {
+        return false;
+    };
+    let Ok(given) = hex::decode(hex_sig) else {
+        return false;
+    };
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key");
+    mac.update(timestamp.as_bytes());
+    mac.update(b".");
+    mac.update(body.as_bytes());
+    mac.verify_slice(&given).is_ok()
+}
+
+fn new_secret() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    format!("whsec_{}", hex::encode(bytes))
+}
+
+// ---------------------------------------------------------------- endpoints
+
+fn parse_url(url: &str) -> Result<String, Invalid> {
+    let url = url.trim();
+    let ok = (url.starts_with("https://") || url.starts_with("http://"))
+        && url.len() <= 2000
+        && url
+            .split("://")
+            .nth(1)
+            .is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/'))
+        && !url.contains(char::is_whitespace);
+    if ok {
+        Ok(url.to_owned())
+    } else {
+        Err(Invalid::new("url", "must be an http:// or https:// URL"))
+    }
+}
+
+fn parse_events(events: &[String]) -> Result<serde_json::Value, Invalid> {
+    if events.is_empty() {
+        return Err(Invalid::new("events", "name at least one event type"));
+    }
+    let mut parsed = Vec::new();
+    for e in events {
+        let t = EventType::parse(e).ok_or_else(|| {
+            Invalid::new(
+                "events",
+                format!(
+                    "unknown event type {e:?}; known: {}",
+                    EventType::ALL.map(EventType::as_str).join(", ")
+                ),
+            )
+        })?;
+        if !parsed.contains(&t.as_str()) {
+            parsed.push(t.as_str());
+        }
+    }
+    Ok(serde_json::json!(parsed))
+}
+
+/// Creates an endpoint (ADMIN); its signing secret is returned this once.
+/// `credits.consumed` is delivered only to endpoints that name it.
+pub async fn create_endpoint(
+    db: &Db,
+    clock: &dyn Clock,
+    tenant_id: Uuid,
+    url: &str,
+    events: &[String],
+    description: &str,
+) -> Result<EndpointWithSecret, Error> {
+    let url = parse_url(url)?;
+    let events = parse_events(events)?;
+    let secret = new_secret();
+    let now = clock.now();
+    let txn = db.begin_write().await?;
+    let m = webhook_endpoint::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        tenant_id: Set(tenant_id),
+        url: Set(url),
+        description: Set(description.chars().take(1000).collect()),
+        events: Set(events),
+        secret: Set(secret.clone()),
+        enabled: Set(true),
+        consecutive_failures: Set(0),
+        disabled_at: Set(None),
+        created_at: Set(now),
+        updated_at: Set(now),
+    }
+    .insert(&txn)
+    .await?;
+    txn.commit().await?;
+    Ok(EndpointWithSecret {
+        endpoint: m.into(),
+        secret,
+    })
+}
+
+async fn find(db: &Db, tenant_id: Uuid, id: Uuid) -> Result<webhook_endpoint::Model, Error> {
+    webhook_endpoint::Entity::find_by_id(id)
+        .filter(webhook_endpoint::Column::TenantId.eq(tenant_id))
+        .one(db.writer())
+        .await?
+        .ok_or(Error::NotFound("endpoint"))
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct EndpointPatch {
+    pub url: Option<String>,
+    pub events: Option<Vec<String>>,
+    pub description: Option<String>,
+    /// `true` re-enables a disabled endpoint (and forgets its failures).
+    pub enabled: Option<bool>,
+}
+
+pub async fn update_endpoint(
+    db: &Db,
+    clock: &dyn Clock,
+    tenant_id: Uuid,
+    id: Uuid,
+    patch: &EndpointPatch,
+) -> Result<Endpoint, Error> {
+    let m = find(db, tenant_id, id).await?;
+    let mut active = m.into_active_model();
+    if let Some(url) = &patch.url {
+        active.url = Set(parse_url(url)?);
+    }
+    if let Some(events) = &patch.events {
+        active.events = Set(parse_events(events)?);
+    }
+    if let Some(d) = &patch.description {
+        active.description = Set(d.chars().take(1000).collect());
+    }
+    if let Some(enabled) = patch.enabled {
+        active.enabled = Set(enabled);
+        if enabled {
+            active.consecutive_failures = Set(0);
+            active.disabled_at = Set(None);
+        }
+    }
+    active.updated_at = Set(clock.now());
+    let txn = db.begin_write().await?;
+    let m = active.update(&txn).await?;
+    txn.commit().await?;
+    Ok(m.into())
+}
+
+/// A new secret, returned this once; the old one stops signing at once.
+pub async fn rotate_secret(
+    db: &Db,
+    clock: &dyn Clock,
+    tenant_id: Uuid,
+    id: Uuid,
+) -> Result<EndpointWithSecret, Error> {
+    let m = find(db, tenant_id, id).await?;
+    let secret = new_secret();
+    let mut active = m.into_active_model();
+    active.secret = Set(secret.clone());
+    active.updated_at = Set(clock.now());
+    let txn = db.begin_write().await?;
+    let m = active.update(&txn).await?;
+    txn.commit().await?;
+    Ok(EndpointWithSecret {
+        endpoint: m.into(),
+        secret,
+    })
+}
+
+/// Deletes an endpoint with its deliveries and their attempts.
+pub async fn delete_endpoint(db: &Db, tenant_id: Uuid, id: Uuid) -> Result<Endpoint, Error> {
+    let m = find(db, tenant_id, id).await?;
+    let txn = db.begin_write().await?;
+    let deliveries: Vec<Uuid> = webhook_delivery::Entity::find()
+        .select_only()
+        .column(webhook_delivery::Column::Id)
+        .filter(webhook_delivery::Column::TenantId.eq(tenant_id))
+        .filter(webhook_delivery::Column::EndpointId.eq(id))
+        .into_tuple()
+        .all(&txn)
+        .await?;
+    for chunk in deliveries.chunks(500) {
+        webhook_attempt::Entity::delete_many()
+            .filter(webhook_attempt::Column::DeliveryId.is_in(chunk.iter().copied()))
+            .exec(&txn)
+            .await?;
+    }
+    webhook_delivery::Entity::delete_many()
+        .filter(webhook_delivery::Column::TenantId.eq(tenant_id))
+        .filter(webhook_delivery::Column::EndpointId.eq(id))
+        .exec(&txn)
+        .await?;
+    webhook_endpoint::Entity::delete_by_id(id)
+        .exec(&txn)
+        .await?;
+    txn.commit().await?;
+    Ok(m.into())
+}
+
+pub async fn list_endpoints(
+    db: &Db,
+    tenant_id: Uuid,
+    page: PageRequest,
+) -> Result<Page<Endpoint>, Error> {
+    let mut q =
+        webhook_endpoint::Entity::find().filter(webhook_endpoint::Column::TenantId.eq(tenant_id));
+    if let Some(after) = page.after {
+        q = q.filter(webhook_endpoint::Column::Id.gt(after));
+    }
+    let rows = q
+        .order_by_asc(webhook_endpoint::Column::Id)
+        .limit(page.fetch_limit())
+        .all(db.reader())
+        .await?;
+    Ok(page.finish(rows.into_iter().map(Into::into).collect()))
+}
+
+/// Deliveries, newest first, optionally of one endpoint and one status.
+pub async fn list_deliveries(
+    db: &Db,
+    tenant_id: Uuid,
+    endpoint_id: Option<Uuid>,
+    status: Option<&str>,
+    page: PageRequest,
+) -> Result<Page<Delivery>, Error> {
+    let mut q =
+        webhook_delivery::Entity::find().filter(webhook_delivery::Column::TenantId.eq(tenant_id));
+    if let Some(e) = endpoint_id {
+        q = q.filter(webhook_delivery::Column::EndpointId.eq(e));
+    }
+    if let Some(s) = status {
+        q = q.filter(webhook_delivery::Column::Status.eq(s));
+    }
+    if let Some(after) = page.after {
+        q = q.filter(webhook_delivery::Column::Id.lt(after));
+    }
+    let rows = q
+        .order_by_desc(webhook_delivery::Column::Id)
+        .limit(page.fetch_limit())
+        .all(db.reader())
+        .await?;
+    Ok(page.finish(rows.into_iter().map(Into::into).collect()))
+}
+
+/// The attempts of these deliveries, in order.
+pub async fn attempts_of(
+    db: &Db,
+    tenant_id: Uuid,
+    delivery_ids: &[Uuid],
+) -> Result<Vec<(Uuid, Attempt)>, Error> {
+    Ok(webhook_attempt::Entity::find()
+        .filter(webhook_attempt::Column::TenantId.eq(tenant_id))
+        .filter(webhook_attempt::Column::DeliveryId.is_in(delivery_ids.iter().copied()))
+        .order_by_asc(webhook_attempt::Column::Number)
+        .all(db.reader())
+        .await?
+        .into_iter()
+        .map(|a| {
+            (
+                a.delivery_id,
+                Attempt {
+                    number: a.number,
+                    attempted_at: a.attempted_at,
+                    status_code: a.status_code,
+                    duration_ms: a.duration_ms,
+                    error: a.error,
+                    response_snippet: a.response_snippet,
+                },
+            )
+        })
+        .collect())
+}
+
+/// Sends a delivery's event again, as a new delivery (attempts from 1).
+pub async fn redeliver(
+    db: &Db,
+    clock: &dyn Clock,
+    tenant_id: Uuid,
+    delivery_id: Uuid,
+) -> Result<Delivery, Error> {
+    let d = webhook_delivery::Entity::find_by_id(delivery_id)
+        .filter(webhook_delivery::Column::TenantId.eq(tenant_id))
+        .one(db.reader())
+        .await?
+        .ok_or(Error::NotFound("delivery"))?;
+    let now = clock.now();
+    let txn = db.begin_write().await?;
+    let m = new_delivery(
+        tenant_id,
+        d.endpoint_id,
+        d.event_id,
+        &d.event_type,
+        d.body,
+        now,
+    )
+    .insert(&txn)
+    .await?;
+    txn.commit().await?;
+    Ok(m.into())
+}
+
+pub(crate) fn new_delivery(
+    tenant_id: Uuid,
+    endpoint_id: Uuid,
+    event_id: Uuid,
+    event_type: &str,
+    body: String,
+    now: DateTime<Utc>,
+) -> webhook_delivery::ActiveModel {
+    webhook_delivery::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        tenant_id: Set(tenant_id),
+        endpoint_id: Set(endpoint_id),
+        event_id: Set(event_id),
+        event_type: Set(event_type.to_owned()),
+        body: Set(body),
+        status: Set("PENDING".into()),
+        attempts: Set(0),
+        next_attempt_at: Set(now),
+        lease_until: Set(None),
+        last_status_code: Set(None),
+        created_at: Set(now),
+        finished_at: Set(None),
+    }
+}
+
+// ---------------------------------------------------------------- sending
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SendReport {
+    pub attempted: u64,
+    pub delivered: u64,
+    pub failed: u64,
+}
+
+/// Sends every delivery due now (at most `limit`), one attempt each.
+pub async fn deliver_due(
+    db: &Db,
+    clock: &dyn Clock,
+    transport: &impl WebhookTransport,
+    limit: u64,
+) -> Result<SendReport, Error> {
+    let now = clock.now();
+    let due = webhook_delivery::Entity::find()
+        .filter(webhook_delivery::Column::Status.eq("PENDING"))
+        .filter(webhook_delivery::Column::NextAttemptAt.lte(now))
+        .order_by_asc(webhook_delivery::Column::NextAttemptAt)
+        .limit(limit)
+        .all(db.reader())
+        .await?;
+    let mut report = SendReport::default();
+    for d in due {
+        // Claim it: whoever sets the lease sends it.
+        let txn = db.begin_write().await?;
+        let claimed = webhook_delivery::Entity::update_many()
+            .col_expr(
+                webhook_delivery::Column::LeaseUntil,
+                Expr::value(now + LEASE),
+            )
+            .filter(webhook_delivery::Column::Id.eq(d.id))
+            .filter(webhook_delivery::Column::Status.eq("PENDING"))
+            .filter(
+                sea_orm::Condition::any()
+                    .add(webhook_delivery::Column::LeaseUntil.is_null())
+                    .add(webhook_delivery::Column::LeaseUntil.lt(now)),
+            )
+            .exec(&txn)
+            .await?;
+        txn.commit().await?;
+        if claimed.rows_affected == 0 {
+            continue;
+        }
+        let Some(endpoint) = webhook_endpoint::Entity::find_by_id(d.endpoint_id)
+            .one(db.reader())
+            .await?
+        else {
+            continue;
+        };
+        report.attempted += 1;
+        let outcome = attempt(db, clock, transport, &endpoint, d).await?;
+        match outcome {
+            Outcome::Delivered => report.delivered += 1,
+            Outcome::Stop => report.failed += 1,
+            Outcome::Retry => {}
+        }
+    }
+    Ok(report)
+}
+
+async fn attempt(
+    db: &Db,
+    clock: &dyn Clock,
+    transport: &impl WebhookTransport,
+    endpoint: &webhook_endpoint::Model,
+    d: webhook_delivery::Model,
+) -> Result<Outcome, Error> {
+    let number = d.attempts + 1;
+    let (outcome, status, retry_after, snippet, error, duration_ms) = if endpoint.enabled {
+        let timestamp = clock.now().timestamp();
+        let headers = vec![
+            ("Content-Type".to_owned(), "application/json".to_owned()),
+            ("Credits-Webhook-Id".to_owned(), d.event_id.to_string()),
+            (
+                "Credits-Webhook-Timestamp".to_owned(),
+                timestamp.to_string(),
+            ),
+            (
+                "Credits-Webhook-Signature".to_owned(),
+                sign(&endpoint.secret, timestamp, &d.body),
+            ),
+        ];
+        let started = std::time::Instant::now();
+        let result = transport.post(&endpoint.url, &headers, &d.body).await;
+        let duration_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
+        match result {
+            Ok(reply) => (
+                retry::classify(Some(reply.status)),
+                Some(i32::from(reply.status)),
+                reply.retry_after,
+                reply.body_snippet,
+                None,
+                duration_ms,
+            ),
+            Err(e) => (
+                Outcome::Retry,
+                None,
+                None,
+                String::new(),
+                Some(match e {
+                    super::TransportError::Timeout => "timeout".to_owned(),
+                    super::TransportError::Connect(m) => format!("connection: {m}"),
+                }),
+                duration_ms,
+            ),
+        }
+    } else {
+        (
+            Outcome::Stop,
+            None,
+            None,
+            String::new(),
+            Some("endpoint disabled".to_owned()),
+            0,
+        )
+    };
+    let now = clock.now();
+    let seed = d.id.as_u128() as u64;
+    let next = match outcome {
+        Outcome::Retry => retry::next_delay(
+            &WEBHOOK_DELAYS,
+            u32::try_from(number).unwrap_or(u32::MAX),
+            retry_after,
+            seed,
+        ),
+        _ => None,
+    };
+    let txn = db.begin_write().await?;
+    webhook_attempt::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        tenant_id: Set(d.tenant_id),
+        delivery_id: Set(d.id),
+        number: Set(number),
+        attempted_at: Set(now),
+        status_code: Set(status),
+        duration_ms: Set(duration_ms),
+        error: Set(error),
+        response_snippet: Set(snippet.chars().take(500).collect()),
+    }
+    .insert(&txn)
+    .await?;
+    let (final_outcome, status_text) = match (outcome, next) {
+        (Outcome::Delivered, _) => (Outcome::Delivered, "DELIVERED"),
+        (Outcome::Retry, Some(_)) => (Outcome::Retry, "PENDING"),
+        _ => (Outcome::Stop, "FAILED"),
+    };
+    let mut active = d.into_active_model();
+    active.attempts = Set(number);
+    active.status = Set(status_text.to_owned());
+    active.last_status_code = Set(status);
+    active.lease_until = Set(None);
+    if let Some(delay) = next {
+        active.next_attempt_at = Set(now + Duration::from_std(delay).unwrap_or(Duration::days(1)));
+    } else {
+        active.finished_at = Set(Some(now));
+    }
+    active.update(&txn).await?;
+    // The endpoint's health: a delivery done for good counts.
+    if endpoint.enabled {
+        match final_outcome {
+            Outcome::Delivered if endpoint.consecutive_failures != 0 => {
+                let mut e = endpoint.clone().into_active_model();
+                e.consecutive_failures = Set(0);
+                e.update(&txn).await?;
+            }
+            Outcome::Stop => {
+                let failures = endpoint.consecutive_failures + 1;
+                let mut e = endpoint.clone().into_active_model();
+                e.consecutive_failures = Set(failures);
+                if failures >= DISABLE_AFTER {
+                    e.enabled = Set(false);
+                    e.disabled_at = Set(Some(now));
+                    if let Some(admin) = tenant::Entity::find_by_id(endpoint.tenant_id)
+                        .one(&txn)
+                        .await?
+                        .and_then(|t| t.admin_email)
+                    {
+                        email::queue_endpoint_disabled(&txn, endpoint, &admin, failures, now)
+                            .await?;
+                    }
+                }
+                e.update(&txn).await?;
+            }
+            _ => {}
+        }
+    }
+    txn.commit().await?;
+    Ok(final_outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    #[test]
+    fn signatures_verify_the_way_a_receiver_checks_them() {
+        let now = Utc.timestamp_opt(1_800_000_000, 0).unwrap();
+        let body = r#"{"id":"1","type":"credits.granted"}"#;
+        let sig = sign("whsec_test", now.timestamp(), body);
+        assert!(sig.starts_with("v1="));
+        let ts = now.timestamp().to_string();
+        assert!(verify("whsec_test", &ts, &sig, body, now));
+        assert!(!verify("whsec_other", &ts, &sig, body, now));
+        assert!(!verify(
+            "whsec_test",
+            &ts,
+            &sig,
+            &body.replace('1', "2"),
+            now
+        ));
+        assert!(!verify(
+            "whsec_test",
+            &ts,
+            &sig,
+            body,
+            now + Duration::seconds(301)
+        ));
+        assert!(!verify("whsec_test", "x", &sig, body, now));
+    }
+
+    #[test]
+    fn urls_and_events_are_checked() {
+        assert!(parse_url("https://hooks.example.com/credits").is_ok());
+        assert!(parse_url("http://127.0.0.1:8080/x").is_ok());
+        for bad in [
+            "ftp://x",
+            "https://",
+            "hooks.example.com",
+            "https:///x",
+            "https://a b",
+        ] {
+            assert_eq!(parse_url(bad).unwrap_err().field, "url", "{bad}");
+        }
+        assert!(parse_events(&["credits.granted".into()]).is_ok());
+        assert_eq!(parse_events(&[]).unwrap_err().field, "events");
+        assert_eq!(
+            parse_events(&["credits.nope".into()]).unwrap_err().field,
+            "events"
+        );
+    }
+}

@@ -1,0 +1,100 @@
+//! The outbox: events written in the same database transaction as the
+//! change that caused them, so a rolled-back change tells no one and a
+//! committed one is never lost. The worker turns them into emails and
+//! webhook deliveries after commit.
+
+use chrono::{DateTime, Utc};
+use entity::outbox_event;
+use sea_orm::{ActiveValue::Set, ConnectionTrait, DbErr, EntityTrait};
+use serde::Serialize;
+use uuid::Uuid;
+
+/// What happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub enum EventType {
+    CreditsGranted,
+    CreditsConsumed,
+    CreditsExpired,
+    CreditsExpiringSoon,
+    GrantVoided,
+    WalletBalanceLow,
+    WalletBalanceDepleted,
+    WalletBalanceRecovered,
+    TopupPaid,
+    TopupFailed,
+    TopupRequested,
+    AllowanceReset,
+}
+
+impl EventType {
+    pub const ALL: [EventType; 12] = [
+        EventType::CreditsGranted,
+        EventType::CreditsConsumed,
+        EventType::CreditsExpired,
+        EventType::CreditsExpiringSoon,
+        EventType::GrantVoided,
+        EventType::WalletBalanceLow,
+        EventType::WalletBalanceDepleted,
+        EventType::WalletBalanceRecovered,
+        EventType::TopupPaid,
+        EventType::TopupFailed,
+        EventType::TopupRequested,
+        EventType::AllowanceReset,
+    ];
+
+    /// The name webhooks carry (`credits.granted`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::CreditsGranted => "credits.granted",
+            EventType::CreditsConsumed => "credits.consumed",
+            EventType::CreditsExpired => "credits.expired",
+            EventType::CreditsExpiringSoon => "credits.expiring_soon",
+            EventType::GrantVoided => "grant.voided",
+            EventType::WalletBalanceLow => "wallet.balance_low",
+            EventType::WalletBalanceDepleted => "wallet.balance_depleted",
+            EventType::WalletBalanceRecovered => "wallet.balance_recovered",
+            EventType::TopupPaid => "topup.paid",
+            EventType::TopupFailed => "topup.failed",
+            EventType::TopupRequested => "topup.requested",
+            EventType::AllowanceReset => "allowance.reset",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+}
+
+/// An event row to insert with the change that caused it.
+pub fn event(
+    tenant_id: Uuid,
+    event_type: EventType,
+    wallet_id: Option<Uuid>,
+    payload: serde_json::Value,
+    at: DateTime<Utc>,
+) -> outbox_event::ActiveModel {
+    outbox_event::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        tenant_id: Set(tenant_id),
+        event_type: Set(event_type.as_str().to_owned()),
+        wallet_id: Set(wallet_id),
+        payload: Set(payload),
+        created_at: Set(at),
+        dispatched_at: Set(None),
+    }
+}
+
+/// Inserts events (none is fine), in chunks.
+pub async fn write(
+    conn: &impl ConnectionTrait,
+    events: Vec<outbox_event::ActiveModel>,
+) -> Result<(), DbErr> {
+    let mut events = events.into_iter().peekable();
+    while events.peek().is_some() {
+        let chunk: Vec<_> = events.by_ref().take(500).collect();
+        outbox_event::Entity::insert_many(chunk)
+            .exec_without_returning(conn)
+            .await?;
+    }
+    Ok(())
+}

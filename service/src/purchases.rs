@@ -1,0 +1,744 @@
+//! Buying credits: a quote from the customer's plan, a `PENDING` order,
+//! and — once the payment gateway (any, outside the engine) says so — the
+//! credits granted in the same transaction that marks the order `PAID`.
+//!
+//! - Prices come from the plan credit of the customer's oldest active
+//!   subscription whose plan sells that credit system (its top-up price).
+//! - `confirm_payment` is safe to repeat: confirming a paid order with the
+//!   same payment id returns it (one grant); another payment id is a
+//!   `CONFLICT`.
+//! - Orders not paid within 24 hours are `EXPIRED` (computed when read; the
+//!   expiry sweep also writes it down) and can't be confirmed any more: if
+//!   money arrives late, refund it at the gateway or create a new order.
+//! - Purchased credits are `PURCHASED` grants with cost basis = total ÷
+//!   quantity (6 places, half-up) and the plan credit's expiration counted
+//!   from the confirmation.
+
+use chrono::{DateTime, Duration, Utc};
+use entity::top_up_order;
+use rust_decimal::{Decimal, RoundingStrategy};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait,
+    IntoActiveModel, QueryFilter, QueryOrder, QuerySelect,
+};
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::{
+    Clock, Db,
+    amount::{from_micros, positive_micros, to_micros},
+    catalog::{self, PlanCredit},
+    clock::truncate_micros,
+    credit_systems::{self, CreditSystemRef},
+    customers::{self, CustomerRef},
+    error::{Code, DomainError, Invalid},
+    idempotency::{self, IdempotencyKey, Seen, fingerprint},
+    ledger::{self, Category, WalletRef},
+    outbox::{self, EventType},
+    pagination::{Page, PageRequest},
+    pricing::{self, Quote},
+    subscriptions::{self, SubscriptionStatus},
+};
+
+/// How long a pending order waits for its payment.
+pub const ORDER_PAYMENT_WINDOW: Duration = Duration::hours(24);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum OrderStatus {
+    Pending,
+    Paid,
+    Failed,
+    Expired,
+}
+
+impl OrderStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderStatus::Pending => "PENDING",
+            OrderStatus::Paid => "PAID",
+            OrderStatus::Failed => "FAILED",
+            OrderStatus::Expired => "EXPIRED",
+        }
+    }
+
+    fn parse(s: &str) -> Self {
+        match s {
+            "PAID" => OrderStatus::Paid,
+            "FAILED" => OrderStatus::Failed,
+            "EXPIRED" => OrderStatus::Expired,
+            _ => OrderStatus::Pending,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopUpOrder {
+    pub id: Uuid,
+    pub customer_id: Uuid,
+    pub credit_system_id: Uuid,
+    pub plan_credit_id: Uuid,
+    pub quantity: Decimal,
+    pub quote: Quote,
+    /// As stored; see [`TopUpOrder::status_at`].
+    pub status: OrderStatus,
+    pub gateway: Option<String>,
+    pub payment_id: Option<String>,
+    pub paid_at: Option<DateTime<Utc>>,
+    pub failure_reason: Option<String>,
+    pub grant_id: Option<Uuid>,
+    pub automatic: bool,
+    pub expires_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl TopUpOrder {
+    /// A pending order past its payment window reads `Expired`.
+    pub fn status_at(&self, now: DateTime<Utc>) -> OrderStatus {
+        match self.status {
+            OrderStatus::Pending if self.expires_at <= now => OrderStatus::Expired,
+            s => s,
+        }
+    }
+}
+
+impl TryFrom<top_up_order::Model> for TopUpOrder {
+    type Error = DbErr;
+
+    fn try_from(m: top_up_order::Model) -> Result<Self, DbErr> {
+        let quote: Quote = serde_json::from_value(m.quote)
+            .map_err(|e| DbErr::Custom(format!("order {} has an unreadable quote: {e}", m.id)))?;
+        Ok(Self {
+            id: m.id,
+            customer_id: m.customer_id,
+            credit_system_id: m.credit_system_id,
+            plan_credit_id: m.plan_credit_id,
+            quantity: from_micros(m.quantity_micros),
+            quote,
+            status: OrderStatus::parse(&m.status),
+            gateway: m.gateway,
+            payment_id: m.payment_id,
+            paid_at: m.paid_at,
+            failure_reason: m.failure_reason,
+            grant_id: m.grant_id,
+            automatic: m.automatic,
+            expires_at: m.expires_at,
+            created_at: m.created_at,
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
+    #[error(transparent)]
+    Customer(#[from] customers::Error),
+    #[error(transparent)]
+    CreditSystem(#[from] credit_systems::Error),
+    #[error(transparent)]
+    Subscription(#[from] subscriptions::Error),
+    #[error(transparent)]
+    Ledger(#[from] ledger::Error),
+    #[error("no top-up order with this id")]
+    NotFound,
+    #[error("{0}")]
+    Conflict(String, &'static str),
+    #[error("this idempotency key was used for a different request")]
+    IdempotencyConflict,
+    #[error("database error")]
+    Db(#[from] DbErr),
+}
+
+impl DomainError for Error {
+    fn code(&self) -> Code {
+        match self {
+            Error::Invalid(_) => Code::Validation,
+            Error::Customer(e) => e.code(),
+            Error::CreditSystem(e) => e.code(),
+            Error::Subscription(e) => e.code(),
+            Error::Ledger(e) => e.code(),
+            Error::NotFound => Code::NotFound,
+            Error::Conflict(..) => Code::Conflict,
+            Error::IdempotencyConflict => Code::IdempotencyConflict,
+            Error::Db(_) => Code::Internal,
+        }
+    }
+
+    fn field(&self) -> Option<&str> {
+        match self {
+            Error::Invalid(e) => Some(&e.field),
+            Error::Customer(e) => e.field(),
+            Error::CreditSystem(e) => e.field(),
+            Error::Subscription(e) => e.field(),
+            Error::Ledger(e) => e.field(),
+            Error::NotFound => Some("order"),
+            Error::Conflict(_, f) => Some(f),
+            Error::IdempotencyConflict => Some("idempotencyKey"),
+            Error::Db(_) => None,
+        }
+    }
+}
+
+/// The plan credit that sells this credit system to this customer now.
+async fn selling_plan_credit(
+    db: &Db,
+    tenant_id: Uuid,
+    customer_id: Uuid,
+    credit_system_id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<Option<PlanCredit>, Error> {
+    let subs = subscriptions::of_customers(db, tenant_id, &[customer_id])
+        .await?
+        .remove(&customer_id)
+        .unwrap_or_default();
+    for sub in subs
+        .iter()
+        .filter(|s| s.status_at(now) == SubscriptionStatus::Active)
+    {
+        let found = catalog::plan_credits_of(db.reader(), tenant_id, &[sub.plan_id])
+            .await?
+            .into_iter()
+            .find(|pc| {
+                pc.credit_system_id == credit_system_id
+                    && pc
+                        .pricing
+                        .as_ref()
+                        .is_some_and(|p| p.top_up_price.is_some())
+            });
+        if found.is_some() {
+            return Ok(found);
+        }
+    }
+    Ok(None)
+}
+
+struct Priced {
+    customer_id: Uuid,
+    credit_system_id: Uuid,
+    plan_credit: PlanCredit,
+    quantity_micros: i64,
+    quote: Quote,
+}
+
+async fn price(
+    db: &Db,
+    now: DateTime<Utc>,
+    tenant_id: Uuid,
+    customer: &CustomerRef,
+    credit_system: &CreditSystemRef,
+    quantity: Decimal,
+) -> Result<Priced, Error> {
+    let customer = customers::resolve(db.reader(), tenant_id, customer).await?;
+    let cs = credit_systems::resolve(db.reader(), tenant_id, credit_system).await?;
+    let quantity_micros = positive_micros(quantity, cs.precision.clamp(0, 6) as u32, "quantity")?;
+    let plan_credit = selling_plan_credit(db, tenant_id, customer.id, cs.id, now)
+        .await?
+        .ok_or_else(|| {
+            Invalid::new(
+                "creditSystem",
+                format!("no active plan of this customer sells {:?} top-ups", cs.key),
+            )
+        })?;
+    let pricing = plan_credit
+        .pricing
+        .as_ref()
+        .ok_or_else(|| Invalid::new("creditSystem", "no pricing"))?;
+    if let Some(min) = pricing.min_quantity
+        && quantity < min
+    {
+        return Err(Invalid::new(
+            "quantity",
+            format!("the plan sells at least {min} per purchase"),
+        )
+        .into());
+    }
+    if let Some(max) = pricing.max_quantity
+        && quantity > max
+    {
+        return Err(Invalid::new(
+            "quantity",
+            format!("the plan sells at most {max} per purchase"),
+        )
+        .into());
+    }
+    let top_up = pricing
+        .top_up_price
+        .as_ref()
+        .ok_or_else(|| Invalid::new("creditSystem", "no top-up price"))?;
+    let quote = pricing::quote(top_up, quantity)?;
+    Ok(Priced {
+        customer_id: customer.id,
+        credit_system_id: cs.id,
+        plan_credit,
+        quantity_micros,
+        quote,
+    })
+}
+
+/// What `quantity` credits would cost this customer now. No side effects.
+pub async fn quote_top_up(
+    db: &Db,
+    clock: &dyn Clock,
+    tenant_id: Uuid,
+    customer: &CustomerRef,
+    credit_system: &CreditSystemRef,
+    quantity: Decimal,
+) -> Result<Quote, Error> {
+    Ok(price(
+        db,
+        clock.now(),
+        tenant_id,
+        customer,
+        credit_system,
+        quantity,
+    )
+    .await?
+    .quote)
+}
+
+/// Creates a `PENDING` order at the current quote.
+pub async fn purchase(
+    db: &Db,
+    clock: &dyn Clock,
+    tenant_id: Uuid,
+    customer: &CustomerRef,
+    credit_system: &CreditSystemRef,
+    quantity: Decimal,
+    idempotency_key: &str,
+) -> Result<TopUpOrder, Error> {
+    let key = IdempotencyKey::parse(idempotency_key)?;
+    let now = clock.now();
+    let priced = price(db, now, tenant_id, customer, credit_system, quantity).await?;
+    let txn = db.begin_write().await?;
+    let hash = fingerprint(&(
+        priced.customer_id,
+        priced.credit_system_id,
+        priced.quantity_micros,
+    ));
+    match idempotency::check(&txn, tenant_id, &key, "purchase", &hash).await? {
+        Seen::Replay(id) => return load(&txn, tenant_id, id).await,
+        Seen::Conflict => return Err(Error::IdempotencyConflict),
+        Seen::New => {}
+    }
+    let model = new_order(tenant_id, &priced, false, now)?
+        .insert(&txn)
+        .await?;
+    idempotency::record(&txn, clock, tenant_id, &key, "purchase", &hash, model.id).await?;
+    txn.commit().await?;
+    Ok(model.try_into()?)
+}
+
+/// A `PENDING` order at a quote, waiting [`ORDER_PAYMENT_WINDOW`] for its
+/// payment. Money is stored as micro-units of the currency.
+fn new_order(
+    tenant_id: Uuid,
+    priced: &Priced,
+    automatic: bool,
+    now: DateTime<Utc>,
+) -> Result<top_up_order::ActiveModel, Error> {
+    let money = |d: Decimal| to_micros(d, 6, "quantity");
+    Ok(top_up_order::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        tenant_id: Set(tenant_id),
+        customer_id: Set(priced.customer_id),
+        credit_system_id: Set(priced.credit_system_id),
+        plan_credit_id: Set(priced.plan_credit.id),
+        quantity_micros: Set(priced.quantity_micros),
+        currency: Set(priced.quote.currency.clone()),
+        subtotal_micros: Set(money(priced.quote.subtotal)?),
+        tax_micros: Set(money(priced.quote.tax)?),
+        total_micros: Set(money(priced.quote.total)?),
+        quote: Set(serde_json::to_value(&priced.quote).map_err(|e| DbErr::Custom(e.to_string()))?),
+        status: Set(OrderStatus::Pending.as_str().to_owned()),
+        gateway: Set(None),
+        payment_id: Set(None),
+        paid_at: Set(None),
+        failure_reason: Set(None),
+        grant_id: Set(None),
+        automatic: Set(automatic),
+        expires_at: Set(now + ORDER_PAYMENT_WINDOW),
+        created_at: Set(now),
+        updated_at: Set(now),
+    })
+}
+
+async fn load(conn: &impl ConnectionTrait, tenant_id: Uuid, id: Uuid) -> Result<TopUpOrder, Error> {
+    Ok(top_up_order::Entity::find_by_id(id)
+        .filter(top_up_order::Column::TenantId.eq(tenant_id))
+        .one(conn)
+        .await?
+        .ok_or(Error::NotFound)?
+        .try_into()?)
+}
+
+pub async fn get(db: &Db, tenant_id: Uuid, id: Uuid) -> Result<TopUpOrder, Error> {
+    load(db.reader(), tenant_id, id).await
+}
+
+fn parse_ref(value: &str, field: &str) -> Result<String, Invalid> {
+    let v = value.trim();
+    if v.is_empty() || v.len() > 255 {
+        return Err(Invalid::new(field, "must be 1 to 255 characters"));
+    }
+    Ok(v.to_owned())
+}
+
+/// The gateway says the order is paid: mark it `PAID` and grant the credits,
+/// in one transaction.
+pub async fn confirm_payment(
+    db: &Db,
+    clock: &dyn Clock,
+    tenant_id: Uuid,
+    order_id: Uuid,
+    gateway: &str,
+    payment_id: &str,
+    paid_at: Option<DateTime<Utc>>,
+) -> Result<TopUpOrder, Error> {
+    let gateway = parse_ref(gateway, "gateway")?;
+    let payment_id = parse_ref(payment_id, "paymentId")?;
+    let now = clock.now();
+    let paid_at = paid_at.map(truncate_micros).unwrap_or(now);
+    if paid_at > now {
+        return Err(Invalid::new("paidAt", "can't be in the future").into());
+    }
+    let txn = db.begin_write().await?;
+    let order = top_up_order::Entity::find_by_id(order_id)
+        .filter(top_up_order::Column::TenantId.eq(tenant_id))
+        .lock_exclusive()
+        .one(&txn)
+        .await?
+        .ok_or(Error::NotFound)?;
+    let view = TopUpOrder::try_from(order.clone())?;
+    match view.status_at(now) {
+        OrderStatus::Pending => {}
+        OrderStatus::Paid if view.payment_id.as_deref() == Some(payment_id.as_str()) => {
+            return Ok(view);
+        }
+        OrderStatus::Paid => {
+            return Err(Error::Conflict(
+                "this order was paid by another payment".into(),
+                "paymentId",
+            ));
+        }
+        status => {
+            return Err(Error::Conflict(
+                format!("this order is {} and can't be paid", status.as_str()),
+                "order",
+            ));
+        }
+    }
+    let pc = catalog::plan_credit(db, tenant_id, order.plan_credit_id)
+        .await
+        .map_err(|e| Error::Conflict(e.to_string(), "order"))?;
+    let expiration = pc.pricing.as_ref().and_then(|p| p.expiration);
+    let quantity = from_micros(order.quantity_micros);
+    let cost_basis = (view.quote.total / quantity)
+        .round_dp_with_strategy(6, RoundingStrategy::MidpointAwayFromZero);
+    let grant = ledger::grant_in(
+        &txn,
+        clock,
+        tenant_id,
+        &ledger::GrantInput {
+            wallet: WalletRef {
+                customer: CustomerRef::Id(order.customer_id),
+                credit_system: CreditSystemRef::Id(order.credit_system_id),
+            },
+            amount: quantity,
+            category: Category::Purchased,
+            effective_at: None,
+            expires_at: expiration.map(|e| e.after(now)),
+            priority: None,
+            cost_basis: Some(cost_basis),
+            reason: format!("top-up order {}", order.id.simple()),
+            metadata: Some(serde_json::json!({
+                "orderId": order.id.simple().to_string(),
+                "gateway": gateway,
+                "paymentId": payment_id,
+            })),
+            idempotency_key: format!("order:{}", order.id.simple()),
+        },
+        Some(("order", order.id.simple().to_string())),
+        false,
+    )
+    .await?;
+    let mut active = order.into_active_model();
+    active.status = Set(OrderStatus::Paid.as_str().to_owned());
+    active.gateway = Set(Some(gateway));
+    active.payment_id = Set(Some(payment_id));
+    active.paid_at = Set(Some(paid_at));
+    active.grant_id = Set(Some(grant.grant.id));
+    active.updated_at = Set(now);
+    let order = active.update(&txn).await?;
+    outbox::write(&txn, vec![order_event(&order, EventType::TopupPaid, now)]).await?;
+    txn.commit().await?;
+    Ok(order.try_into()?)
+}
+
+fn order_event(
+    order: &top_up_order::Model,
+    kind: EventType,
+    now: DateTime<Utc>,
+) -> entity::outbox_event::ActiveModel {
+    outbox::event(
+        order.tenant_id,
+        kind,
+        None,
+        serde_json::json!({
+            "orderId": order.id,
+            "customerId": order.customer_id,
+            "creditSystemId": order.credit_system_id,
+            "quantity": from_micros(order.quantity_micros).to_string(),
+            "total": from_micros(order.total_micros).to_string(),
+            "currency": order.currency,
+            "status": order.status,
+            "gateway": order.gateway,
+            "paymentId": order.payment_id,
+            "failureReason": order.failure_reason,
+        }),
+        now,
+    )
+}
+
+/// The gateway says the payment failed. Failing a failed order again
+/// returns it; a paid or expired order can't fail.
+pub async fn fail_payment(
+    db: &Db,
+    clock: &dyn Clock,
+    tenant_id: Uuid,
+    order_id: Uuid,
+    reason: &str,
+) -> Result<TopUpOrder, Error> {
+    let reason = parse_ref(reason, "reason")?;
+    let now = clock.now();
+    let txn = db.begin_write().await?;
+    let order = top_up_order::Entity::find_by_id(order_id)
+        .filter(top_up_order::Column::TenantId.eq(tenant_id))
+        .lock_exclusive()
+        .one(&txn)
+        .await?
+        .ok_or(Error::NotFound)?;
+    let view = TopUpOrder::try_from(order.clone())?;
+    match view.status_at(now) {
+        OrderStatus::Pending => {}
+        OrderStatus::Failed => return Ok(view),
+        status => {
+            return Err(Error::Conflict(
+                format!("this order is {} and can't fail", status.as_str()),
+                "order",
+            ));
+        }
+    }
+    let mut active = order.into_active_model();
+    active.status = Set(OrderStatus::Failed.as_str().to_owned());
+    active.failure_reason = Set(Some(reason));
+    active.updated_at = Set(now);
+    let order = active.update(&txn).await?;
+    outbox::write(&txn, vec![order_event(&order, EventType::TopupFailed, now)]).await?;
+    txn.commit().await?;
+    Ok(order.try_into()?)
+}
+
+/// A customer's orders, newest first, optionally of one status (as of now).
+pub async fn list(
+    db: &Db,
+    clock: &dyn Clock,
+    tenant_id: Uuid,
+    customer: Option<&CustomerRef>,
+    status: Option<OrderStatus>,
+    page: PageRequest,
+) -> Result<Page<TopUpOrder>, Error> {
+    let now = clock.now();
+    let mut q = top_up_order::Entity::find().filter(top_up_order::Column::TenantId.eq(tenant_id));
+    if let Some(c) = customer {
+        let c = customers::resolve(db.reader(), tenant_id, c).await?;
+        q = q.filter(top_up_order::Column::CustomerId.eq(c.id));
+    }
+    q = match status {
+        None => q,
+        Some(OrderStatus::Pending) => q
+            .filter(top_up_order::Column::Status.eq("PENDING"))
+            .filter(top_up_order::Column::ExpiresAt.gt(now)),
+        Some(OrderStatus::Expired) => q.filter(
+            sea_orm::Condition::any()
+                .add(top_up_order::Column::Status.eq("EXPIRED"))
+                .add(
+                    sea_orm::Condition::all()
+                        .add(top_up_order::Column::Status.eq("PENDING"))
+                        .add(top_up_order::Column::ExpiresAt.lte(now)),
+                ),
+        ),
+        Some(s) => q.filter(top_up_order::Column::Status.eq(s.as_str())),
+    };
+    if let Some(after) = page.after {
+        q = q.filter(top_up_order::Column::Id.lt(after));
+    }
+    let rows = q
+        .order_by_desc(top_up_order::Column::Id)
+        .limit(page.fetch_limit())
+        .all(db.reader())
+        .await?;
+    let items = rows
+        .into_iter()
+        .map(TopUpOrder::try_from)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(page.finish(items))
+}
+
+/// Auto top-up: when the customer's plan sets one for this credit system
+/// and the wallet's available balance is below its trigger, creates a
+/// `PENDING` automatic order for the configured quantity and emits
+/// `topup.requested` — at most one open automatic order per wallet (the
+/// wallet row is locked while checking). The tenant's backend charges it
+/// and confirms it like any order. Checked after each consumption.
+pub async fn auto_top_up(
+    db: &Db,
+    clock: &dyn Clock,
+    tenant_id: Uuid,
+    wallet_id: Uuid,
+) -> Result<Option<TopUpOrder>, Error> {
+    let now = clock.now();
+    let Some(wallet) = entity::wallet::Entity::find_by_id(wallet_id)
+        .filter(entity::wallet::Column::TenantId.eq(tenant_id))
+        .one(db.reader())
+        .await?
+    else {
+        return Ok(None);
+    };
+    let Some(pc) = selling_plan_credit(
+        db,
+        tenant_id,
+        wallet.customer_id,
+        wallet.credit_system_id,
+        now,
+    )
+    .await?
+    else {
+        return Ok(None);
+    };
+    let Some(auto) = pc.pricing.as_ref().and_then(|p| p.auto_top_up) else {
+        return Ok(None);
+    };
+    let available = ledger::read::balances(db, tenant_id, &[wallet_id], now)
+        .await?
+        .remove(&wallet_id)
+        .map(|b| b.available)
+        .unwrap_or_default();
+    if available >= auto.below {
+        return Ok(None);
+    }
+    let priced = match price(
+        db,
+        now,
+        tenant_id,
+        &CustomerRef::Id(wallet.customer_id),
+        &CreditSystemRef::Id(wallet.credit_system_id),
+        auto.quantity,
+    )
+    .await
+    {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(error = %e, %wallet_id, "auto top-up could not be priced");
+            return Ok(None);
+        }
+    };
+    let txn = db.begin_write().await?;
+    entity::wallet::Entity::find_by_id(wallet_id)
+        .lock_exclusive()
+        .one(&txn)
+        .await?;
+    let open = top_up_order::Entity::find()
+        .filter(top_up_order::Column::TenantId.eq(tenant_id))
+        .filter(top_up_order::Column::CustomerId.eq(wallet.customer_id))
+        .filter(top_up_order::Column::CreditSystemId.eq(wallet.credit_system_id))
+        .filter(top_up_order::Column::Automatic.eq(true))
+        .filter(top_up_order::Column::Status.eq("PENDING"))
+        .filter(top_up_order::Column::ExpiresAt.gt(now))
+        .one(&txn)
+        .await?;
+    if open.is_some() {
+        return Ok(None);
+    }
+    let order = new_order(tenant_id, &priced, true, now)?
+        .insert(&txn)
+        .await?;
+    outbox::write(
+        &txn,
+        vec![order_event(&order, EventType::TopupRequested, now)],
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(Some(order.try_into()?))
+}
+
+/// A plan credit's recurring price, for the billing period starting at
+/// `period_start`: a `PENDING` automatic order for its quantity and
+/// `topup.requested`, for the tenant's backend to charge; once confirmed,
+/// the credits are granted like any purchase. Exactly once per
+/// (subscription, plan credit, period start). Nothing without a recurring
+/// price. Missed periods are not billed after the fact: only the current
+/// one is ordered.
+pub(crate) async fn recurring_order_in(
+    txn: &sea_orm::DatabaseTransaction,
+    clock: &dyn Clock,
+    sub: &entity::subscription::Model,
+    pc: &PlanCredit,
+    period_start: DateTime<Utc>,
+) -> Result<Option<Uuid>, crate::subscriptions::Error> {
+    let Some(recurring) = pc.pricing.as_ref().and_then(|p| p.recurring.as_ref()) else {
+        return Ok(None);
+    };
+    let key = IdempotencyKey::parse(&format!(
+        "recurring:{}:{}:{}",
+        sub.id.simple(),
+        pc.id.simple(),
+        period_start.timestamp_micros()
+    ))?;
+    let hash = fingerprint(&(sub.id, pc.id, period_start));
+    if let Seen::Replay(_) | Seen::Conflict =
+        idempotency::check(txn, sub.tenant_id, &key, "recurring", &hash).await?
+    {
+        return Ok(None);
+    }
+    let quote = pricing::quote(&recurring.price, recurring.quantity)?;
+    let priced = Priced {
+        customer_id: sub.customer_id,
+        credit_system_id: pc.credit_system_id,
+        plan_credit: pc.clone(),
+        quantity_micros: to_micros(recurring.quantity, 6, "quantity")?,
+        quote,
+    };
+    let now = clock.now();
+    let order = new_order(sub.tenant_id, &priced, true, now)
+        .map_err(|e| crate::subscriptions::Error::Conflict(e.to_string(), "plan"))?
+        .insert(txn)
+        .await?;
+    outbox::write(
+        txn,
+        vec![order_event(&order, EventType::TopupRequested, now)],
+    )
+    .await?;
+    idempotency::record(
+        txn,
+        clock,
+        sub.tenant_id,
+        &key,
+        "recurring",
+        &hash,
+        order.id,
+    )
+    .await?;
+    Ok(Some(order.id))
+}
+
+/// Orders by id, for batched reads.
+pub async fn by_ids(db: &Db, tenant_id: Uuid, ids: &[Uuid]) -> Result<Vec<TopUpOrder>, DbErr> {
+    top_up_order::Entity::find()
+        .filter(top_up_order::Column::TenantId.eq(tenant_id))
+        .filter(top_up_order::Column::Id.is_in(ids.iter().copied()))
+        .all(db.reader())
+        .await?
+        .into_iter()
+        .map(TopUpOrder::try_from)
+        .collect()
+}

@@ -1,0 +1,619 @@
+//! Subscriptions: a customer on a published plan, with a billing anchor and
+//! a current period; the plan's allowances granted per period; and metered
+//! usage priced by the plan's entitlements.
+//!
+//! - `subscribe` creates the customer's wallets for the plan's credit
+//!   systems and grants the first allowance period of each (category
+//!   `INCLUDED`, expiring at the period's end; rollover, when the plan has
+//!   it, is done at the reset by carrying credits into a new grant).
+//!   A subscription starting in the future gets its first allowance as a
+//!   scheduled grant. A backdated start grants only the period containing
+//!   now.
+//! - `cancel` ends the subscription at an instant (default now): from then
+//!   on it meters nothing and gets no new allowance; credits already
+//!   granted live out their own expiry.
+//! - Changing plan is not a single operation yet: cancel, then subscribe to
+//!   the new plan (both take effect at the instant you give).
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use entity::{allowance_period, subscription, top_up_order};
+use rust_decimal::Decimal;
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait,
+    IntoActiveModel, QueryFilter, QueryOrder,
+};
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::{
+    Clock, Db,
+    amount::positive_micros,
+    catalog::{self, BillingInterval, Entitlement, PlanCredit, PlanStatus, Ref},
+    clock::truncate_micros,
+    credit_systems::CreditSystemRef,
+    customers::{self, CustomerRef},
+    error::{Code, DomainError, Invalid},
+    idempotency::{self, IdempotencyKey, Seen, fingerprint},
+    ledger::{self, Attribution, Grant, WalletRef, read},
+    periods,
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum SubscriptionStatus {
+    /// Starts in the future.
+    Scheduled,
+    Active,
+    Canceled,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subscription {
+    pub id: Uuid,
+    pub customer_id: Uuid,
+    pub plan_id: Uuid,
+    pub billing_anchor: DateTime<Utc>,
+    pub started_at: DateTime<Utc>,
+    pub cancel_at: Option<DateTime<Utc>>,
+    pub billing_interval: BillingInterval,
+    pub created_at: DateTime<Utc>,
+}
+
+impl Subscription {
+    fn from_model(m: subscription::Model, billing_interval: BillingInterval) -> Self {
+        Self {
+            id: m.id,
+            customer_id: m.customer_id,
+            plan_id: m.plan_id,
+            billing_anchor: m.billing_anchor,
+            started_at: m.started_at,
+            cancel_at: m.cancel_at,
+            billing_interval,
+            created_at: m.created_at,
+        }
+    }
+
+    pub fn status_at(&self, now: DateTime<Utc>) -> SubscriptionStatus {
+        if self.cancel_at.is_some_and(|c| c <= now) {
+            SubscriptionStatus::Canceled
+        } else if self.started_at > now {
+            SubscriptionStatus::Scheduled
+        } else {
+            SubscriptionStatus::Active
+        }
+    }
+
+    /// The billing period `[start, end)` containing `now`.
+    pub fn period_at(&self, now: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>) {
+        periods::period_at(self.billing_anchor, self.billing_interval.interval(), now)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
+    #[error(transparent)]
+    Customer(#[from] customers::Error),
+    #[error(transparent)]
+    Catalog(#[from] catalog::Error),
+    #[error(transparent)]
+    Ledger(#[from] ledger::Error),
+    #[error("no subscription with this id")]
+    NotFound,
+    #[error("{0}")]
+    Conflict(String, &'static str),
+    #[error("the customer's active plans don't include feature {0:?}")]
+    NotEntitled(String),
+    #[error("the plan needs a paid top-up of {0:?} before usage")]
+    PurchaseRequired(String),
+    #[error("this idempotency key was used for a different request")]
+    IdempotencyConflict,
+    #[error("database error")]
+    Db(#[from] DbErr),
+}
+
+impl DomainError for Error {
+    fn code(&self) -> Code {
+        match self {
+            Error::Invalid(_) => Code::Validation,
+            Error::Customer(e) => e.code(),
+            Error::Catalog(e) => e.code(),
+            Error::Ledger(e) => e.code(),
+            Error::NotFound => Code::NotFound,
+            Error::Conflict(..) => Code::Conflict,
+            Error::NotEntitled(_) => Code::FeatureNotEntitled,
+            Error::PurchaseRequired(_) => Code::PurchaseRequired,
+            Error::IdempotencyConflict => Code::IdempotencyConflict,
+            Error::Db(_) => Code::Internal,
+        }
+    }
+
+    fn field(&self) -> Option<&str> {
+        match self {
+            Error::Invalid(e) => Some(&e.field),
+            Error::Customer(e) => e.field(),
+            Error::Catalog(e) => e.field(),
+            Error::Ledger(e) => e.field(),
+            Error::NotFound => Some("subscription"),
+            Error::Conflict(_, f) => Some(f),
+            Error::NotEntitled(_) => Some("feature"),
+            Error::PurchaseRequired(_) => Some("customer"),
+            Error::IdempotencyConflict => Some("idempotencyKey"),
+            Error::Db(_) => None,
+        }
+    }
+
+    fn details(&self) -> Vec<(&'static str, String)> {
+        match self {
+            Error::Ledger(e) => e.details(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+async fn interval_of(
+    conn: &impl ConnectionTrait,
+    tenant_id: Uuid,
+    plan_id: Uuid,
+) -> Result<BillingInterval, Error> {
+    Ok(catalog::find_plan(conn, tenant_id, &Ref::Id(plan_id))
+        .await?
+        .map(|p| catalog::Plan::from(p).billing_interval)
+        .unwrap_or(BillingInterval::Monthly))
+}
+
+#[derive(Debug, Clone)]
+pub struct SubscribeInput {
+    pub customer: CustomerRef,
+    pub plan: Ref,
+    /// Default: now.
+    pub start_at: Option<DateTime<Utc>>,
+    pub idempotency_key: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct SubscribeOutcome {
+    pub subscription: Subscription,
+    /// The first allowance of each of the plan's credit systems.
+    pub grants: Vec<Grant>,
+}
+
+/// Puts a customer on a published plan.
+pub async fn subscribe(
+    db: &Db,
+    clock: &dyn Clock,
+    tenant_id: Uuid,
+    input: &SubscribeInput,
+) -> Result<SubscribeOutcome, Error> {
+    let key = IdempotencyKey::parse(&input.idempotency_key)?;
+    let now = clock.now();
+    let start = input.start_at.map(truncate_micros).unwrap_or(now);
+    let txn = db.begin_write().await?;
+    let customer = customers::resolve(&txn, tenant_id, &input.customer).await?;
+    let plan = catalog::find_plan(&txn, tenant_id, &input.plan)
+        .await?
+        .map(catalog::Plan::from)
+        .ok_or_else(|| catalog::Error::NotFound("plan", "with this id or key".into()))?;
+    let hash = fingerprint(&(customer.id, plan.id, input.start_at));
+    match idempotency::check(&txn, tenant_id, &key, "subscribe", &hash).await? {
+        Seen::Replay(id) => {
+            let subscription = load(&txn, tenant_id, id).await?;
+            let grants = allowance_grants(&txn, tenant_id, id).await?;
+            return Ok(SubscribeOutcome {
+                subscription,
+                grants,
+            });
+        }
+        Seen::Conflict => return Err(Error::IdempotencyConflict),
+        Seen::New => {}
+    }
+    match plan.status {
+        PlanStatus::Published => {}
+        PlanStatus::Draft => {
+            return Err(Error::Conflict(
+                format!("plan {:?} is a draft: publish it first", plan.key),
+                "plan",
+            ));
+        }
+        PlanStatus::Archived => {
+            return Err(Error::Conflict(
+                format!(
+                    "plan {:?} is archived and takes no new subscriptions",
+                    plan.key
+                ),
+                "plan",
+            ));
+        }
+    }
+    let (period_start, period_end) =
+        periods::period_at(start, plan.billing_interval.interval(), now.max(start));
+    let model = subscription::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        tenant_id: Set(tenant_id),
+        customer_id: Set(customer.id),
+        plan_id: Set(plan.id),
+        billing_anchor: Set(start),
+        started_at: Set(start),
+        current_period_start: Set(period_start),
+        current_period_end: Set(period_end),
+        cancel_at: Set(None),
+        next_reset_at: Set(None),
+        created_at: Set(now),
+        updated_at: Set(now),
+    }
+    .insert(&txn)
+    .await?;
+    let plan_credits = catalog::plan_credits_of(&txn, tenant_id, &[plan.id]).await?;
+    let mut grants = Vec::new();
+    for pc in &plan_credits {
+        ledger::ensure_wallet_in(&txn, tenant_id, customer.id, pc.credit_system_id, now).await?;
+        if let Some(allowance) = &pc.included {
+            let period = periods::period_at(start, allowance.reset_interval, now.max(start));
+            if let Some((grant, _)) =
+                crate::allowances::grant_period(&txn, clock, &model, pc, period, 0, None).await?
+            {
+                grants.push(grant);
+            }
+        }
+        crate::purchases::recurring_order_in(&txn, clock, &model, pc, period_start).await?;
+    }
+    let next = crate::allowances::next_reset_at(
+        &txn,
+        &model,
+        &plan_credits,
+        plan.billing_interval.interval(),
+        now,
+    )
+    .await?;
+    let mut active = model.clone().into_active_model();
+    active.next_reset_at = Set(next);
+    let model = active.update(&txn).await?;
+    idempotency::record(&txn, clock, tenant_id, &key, "subscribe", &hash, model.id).await?;
+    txn.commit().await?;
+    Ok(SubscribeOutcome {
+        subscription: Subscription::from_model(model, plan.billing_interval),
+        grants,
+    })
+}
+
+async fn allowance_grants(
+    conn: &impl ConnectionTrait,
+    tenant_id: Uuid,
+    subscription_id: Uuid,
+) -> Result<Vec<Grant>, Error> {
+    let ids: Vec<Uuid> = allowance_period::Entity::find()
+        .filter(allowance_period::Column::TenantId.eq(tenant_id))
+        .filter(allowance_period::Column::SubscriptionId.eq(subscription_id))
+        .order_by_asc(allowance_period::Column::PeriodStart)
+        .all(conn)
+        .await?
+        .into_iter()
+        .map(|p| p.grant_id)
+        .collect();
+    let mut grants = Vec::new();
+    for id in ids {
+        if let Some(g) = entity::credit_grant::Entity::find_by_id(id)
+            .one(conn)
+            .await?
+        {
+            grants.push(g.into());
+        }
+    }
+    Ok(grants)
+}
+
+async fn load(
+    conn: &impl ConnectionTrait,
+    tenant_id: Uuid,
+    id: Uuid,
+) -> Result<Subscription, Error> {
+    let m = subscription::Entity::find_by_id(id)
+        .filter(subscription::Column::TenantId.eq(tenant_id))
+        .one(conn)
+        .await?
+        .ok_or(Error::NotFound)?;
+    let interval = interval_of(conn, tenant_id, m.plan_id).await?;
+    Ok(Subscription::from_model(m, interval))
+}
+
+pub async fn get(db: &Db, tenant_id: Uuid, id: Uuid) -> Result<Subscription, Error> {
+    load(db.reader(), tenant_id, id).await
+}
+
+/// Ends a subscription at `at` (default now; not in the past). Cancelling
+/// again keeps the earlier end.
+pub async fn cancel(
+    db: &Db,
+    clock: &dyn Clock,
+    tenant_id: Uuid,
+    id: Uuid,
+    at: Option<DateTime<Utc>>,
+) -> Result<Subscription, Error> {
+    let now = clock.now();
+    let at = at.map(truncate_micros).unwrap_or(now);
+    if at < now {
+        return Err(Invalid::new("at", "can't cancel in the past").into());
+    }
+    let txn = db.begin_write().await?;
+    let m = subscription::Entity::find_by_id(id)
+        .filter(subscription::Column::TenantId.eq(tenant_id))
+        .one(&txn)
+        .await?
+        .ok_or(Error::NotFound)?;
+    let interval = interval_of(&txn, tenant_id, m.plan_id).await?;
+    if m.cancel_at.is_some_and(|c| c <= at) {
+        return Ok(Subscription::from_model(m, interval));
+    }
+    let mut active = m.into_active_model();
+    active.cancel_at = Set(Some(at.max(now)));
+    active.updated_at = Set(now);
+    let m = active.update(&txn).await?;
+    txn.commit().await?;
+    Ok(Subscription::from_model(m, interval))
+}
+
+/// The subscriptions of these customers, oldest first.
+pub async fn of_customers(
+    db: &Db,
+    tenant_id: Uuid,
+    customer_ids: &[Uuid],
+) -> Result<HashMap<Uuid, Vec<Subscription>>, Error> {
+    let rows = subscription::Entity::find()
+        .filter(subscription::Column::TenantId.eq(tenant_id))
+        .filter(subscription::Column::CustomerId.is_in(customer_ids.iter().copied()))
+        .order_by_asc(subscription::Column::StartedAt)
+        .all(db.reader())
+        .await?;
+    let plan_ids: Vec<Uuid> = rows.iter().map(|s| s.plan_id).collect();
+    let intervals: HashMap<Uuid, BillingInterval> = catalog::plans_by_ids(db, tenant_id, &plan_ids)
+        .await?
+        .into_iter()
+        .map(|p| (p.id, p.billing_interval))
+        .collect();
+    let mut out: HashMap<Uuid, Vec<Subscription>> = HashMap::new();
+    for s in rows {
+        let interval = intervals
+            .get(&s.plan_id)
+            .copied()
+            .unwrap_or(BillingInterval::Monthly);
+        out.entry(s.customer_id)
+            .or_default()
+            .push(Subscription::from_model(s, interval));
+    }
+    Ok(out)
+}
+
+/// The entitlement that prices `feature` for `customer` now: from the
+/// oldest active subscription whose plan has it.
+async fn entitlement_for(
+    db: &Db,
+    tenant_id: Uuid,
+    customer_id: Uuid,
+    feature_id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<Option<(Subscription, Entitlement, Option<PlanCredit>)>, Error> {
+    let subs: Vec<Subscription> = of_customers(db, tenant_id, &[customer_id])
+        .await?
+        .remove(&customer_id)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|s| s.status_at(now) == SubscriptionStatus::Active)
+        .collect();
+    if subs.is_empty() {
+        return Ok(None);
+    }
+    let plan_ids: Vec<Uuid> = subs.iter().map(|s| s.plan_id).collect();
+    let entitlements = catalog::entitlements_of(db.reader(), tenant_id, &plan_ids).await?;
+    for sub in subs {
+        if let Some(e) = entitlements
+            .iter()
+            .find(|e| e.plan_id == sub.plan_id && e.feature_id == feature_id)
+        {
+            let pc = catalog::plan_credits_of(db.reader(), tenant_id, &[sub.plan_id])
+                .await?
+                .into_iter()
+                .find(|pc| pc.credit_system_id == e.credit_system_id);
+            return Ok(Some((sub, e.clone(), pc)));
+        }
+    }
+    Ok(None)
+}
+
+/// Whether a mandatory purchase is still owed: the plan requires one and no
+/// top-up of that credit system was paid since the subscription started.
+async fn purchase_owed(
+    db: &Db,
+    tenant_id: Uuid,
+    sub: &Subscription,
+    pc: Option<&PlanCredit>,
+) -> Result<bool, Error> {
+    let required = pc
+        .and_then(|pc| pc.pricing.as_ref())
+        .is_some_and(|p| p.mandatory_purchase);
+    if !required {
+        return Ok(false);
+    }
+    let Some(pc) = pc else { return Ok(false) };
+    let paid = top_up_order::Entity::find()
+        .filter(top_up_order::Column::TenantId.eq(tenant_id))
+        .filter(top_up_order::Column::CustomerId.eq(sub.customer_id))
+        .filter(top_up_order::Column::CreditSystemId.eq(pc.credit_system_id))
+        .filter(top_up_order::Column::Status.eq("PAID"))
+        .filter(top_up_order::Column::PaidAt.gte(sub.started_at))
+        .one(db.reader())
+        .await?;
+    Ok(paid.is_none())
+}
+
+fn cost(quantity: Decimal, unit_cost: Decimal, precision: u32) -> Result<Decimal, Invalid> {
+    let total = quantity * unit_cost;
+    positive_micros(total, precision, "quantity").map_err(|_| {
+        Invalid::new(
+            "quantity",
+            format!(
+                "{quantity} × {unit_cost} = {} has more decimals than the credit system allows ({precision})",
+                total.normalize()
+            ),
+        )
+    })?;
+    Ok(total)
+}
+
+#[derive(Debug, Clone)]
+pub struct TrackUsageInput {
+    pub customer: CustomerRef,
+    pub feature: Ref,
+    /// Units of the feature used (> 0, up to 6 decimal places).
+    pub quantity: Decimal,
+    pub idempotency_key: String,
+    pub event_ref: Option<String>,
+    pub user_ref: Option<String>,
+    pub dimensions: Option<serde_json::Value>,
+    pub description: Option<String>,
+}
+
+/// Meters usage of a feature: looks up what the customer's plan charges for
+/// it and consumes `quantity × creditCost` credits under the ledger's rules
+/// (spending order, all or nothing, idempotency key, BLOCK limits).
+pub async fn track_usage(
+    db: &Db,
+    clock: &dyn Clock,
+    tenant_id: Uuid,
+    input: &TrackUsageInput,
+) -> Result<ledger::ConsumeOutcome, Error> {
+    if input.quantity <= Decimal::ZERO {
+        return Err(Invalid::new("quantity", "must be greater than 0").into());
+    }
+    let now = clock.now();
+    let customer = customers::resolve(db.reader(), tenant_id, &input.customer).await?;
+    let feature = catalog::find_feature(db.reader(), tenant_id, &input.feature)
+        .await?
+        .ok_or_else(|| catalog::Error::NotFound("feature", "with this id or key".into()))?;
+    let (sub, entitlement, pc) = entitlement_for(db, tenant_id, customer.id, feature.id, now)
+        .await?
+        .ok_or_else(|| Error::NotEntitled(feature.key.clone()))?;
+    if purchase_owed(db, tenant_id, &sub, pc.as_ref()).await? {
+        return Err(Error::PurchaseRequired(feature.key));
+    }
+    let cs = crate::credit_systems::get(
+        db,
+        tenant_id,
+        &CreditSystemRef::Id(entitlement.credit_system_id),
+    )
+    .await
+    .map_err(catalog::Error::from)?;
+    let amount = cost(input.quantity, entitlement.credit_cost, cs.precision)?;
+    Ok(ledger::consume(
+        db,
+        clock,
+        tenant_id,
+        &ledger::ConsumeInput {
+            wallet: WalletRef {
+                customer: CustomerRef::Id(customer.id),
+                credit_system: CreditSystemRef::Id(cs.id),
+            },
+            amount,
+            attribution: Attribution {
+                feature: Some(feature.key),
+                quantity: Some(input.quantity),
+                event_ref: input.event_ref.clone(),
+                user_ref: input.user_ref.clone(),
+                dimensions: input.dimensions.clone(),
+                description: input.description.clone(),
+            },
+            idempotency_key: input.idempotency_key.clone(),
+        },
+    )
+    .await?)
+}
+
+/// Why usage would be refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum DenyReason {
+    NotEntitled,
+    PurchaseRequired,
+    InsufficientCredits,
+    LowCreditLimit,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntitlementCheck {
+    pub allowed: bool,
+    /// Credits `quantity` units would cost.
+    pub credit_cost: Option<Decimal>,
+    pub credit_system_id: Option<Uuid>,
+    /// Spendable now in that credit system.
+    pub available: Option<Decimal>,
+    pub reason: Option<DenyReason>,
+}
+
+/// Whether `quantity` units of a feature could be used now, with no side
+/// effects: for a frontend deciding whether to show a button.
+pub async fn check_entitlement(
+    db: &Db,
+    clock: &dyn Clock,
+    tenant_id: Uuid,
+    customer: &CustomerRef,
+    feature: &Ref,
+    quantity: Decimal,
+) -> Result<EntitlementCheck, Error> {
+    if quantity <= Decimal::ZERO {
+        return Err(Invalid::new("quantity", "must be greater than 0").into());
+    }
+    let now = clock.now();
+    let customer = customers::resolve(db.reader(), tenant_id, customer).await?;
+    let feature = catalog::find_feature(db.reader(), tenant_id, feature)
+        .await?
+        .ok_or_else(|| catalog::Error::NotFound("feature", "with this id or key".into()))?;
+    let denied = |reason| EntitlementCheck {
+        allowed: false,
+        credit_cost: None,
+        credit_system_id: None,
+        available: None,
+        reason: Some(reason),
+    };
+    let Some((sub, entitlement, pc)) =
+        entitlement_for(db, tenant_id, customer.id, feature.id, now).await?
+    else {
+        return Ok(denied(DenyReason::NotEntitled));
+    };
+    let cs = crate::credit_systems::get(
+        db,
+        tenant_id,
+        &CreditSystemRef::Id(entitlement.credit_system_id),
+    )
+    .await
+    .map_err(catalog::Error::from)?;
+    let credit_cost = cost(quantity, entitlement.credit_cost, cs.precision)?;
+    let wallet = read::wallet_of(db, tenant_id, customer.id, cs.id).await?;
+    let (available, overage) = match &wallet {
+        Some(w) => (
+            read::balances(db, tenant_id, &[w.id], now)
+                .await?
+                .remove(&w.id)
+                .unwrap_or_default()
+                .available,
+            w.allow_overage,
+        ),
+        None => (Decimal::ZERO, false),
+    };
+    let floor = pc.as_ref().and_then(PlanCredit::spend_floor);
+    let reason = if purchase_owed(db, tenant_id, &sub, pc.as_ref()).await? {
+        Some(DenyReason::PurchaseRequired)
+    } else if floor.is_some_and(|f| available - credit_cost < f) {
+        Some(DenyReason::LowCreditLimit)
+    } else if credit_cost > available && !overage {
+        Some(DenyReason::InsufficientCredits)
+    } else {
+        None
+    };
+    Ok(EntitlementCheck {
+        allowed: reason.is_none(),
+        credit_cost: Some(credit_cost),
+        credit_system_id: Some(cs.id),
+        available: Some(available),
+        reason,
+    })
+}

@@ -1,0 +1,172 @@
+//! A tenant with a credit system and a customer on a fresh test database.
+#![allow(dead_code)]
+
+use std::str::FromStr;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use rust_decimal::Decimal;
+use service::{
+    Clock, FixedClock,
+    credit_systems::{self, CreditSystemRef, Kind, NewCreditSystem},
+    customers::{self, CustomerRef, NewCustomer},
+    ledger::{self, Attribution, Category, WalletRef, audit},
+    tenants,
+    testing::TestDb,
+};
+use uuid::Uuid;
+
+pub fn d(s: &str) -> Decimal {
+    Decimal::from_str(s).unwrap()
+}
+
+pub fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 1, 31, 12, 0, 0).unwrap()
+}
+
+pub struct World {
+    pub t: TestDb,
+    pub clock: FixedClock,
+    pub tenant_id: Uuid,
+    pub customer_id: Uuid,
+    pub credit_system_id: Uuid,
+    next_key: std::sync::atomic::AtomicU64,
+}
+
+impl World {
+    /// A credit system `tokens` with `precision` places and customer `acme`.
+    pub async fn new(precision: i32) -> Self {
+        let t = TestDb::new().await;
+        let clock = FixedClock::new(t0());
+        let tenant = tenants::create(&t.db, &clock, "acme-corp").await.unwrap();
+        let cs = credit_systems::create(
+            &t.db,
+            &clock,
+            tenant.id,
+            &NewCreditSystem {
+                key: "tokens".into(),
+                name: "AI tokens".into(),
+                description: String::new(),
+                unit_singular: "token".into(),
+                unit_plural: "tokens".into(),
+                precision,
+                kind: Kind::Units,
+                currency: None,
+            },
+        )
+        .await
+        .unwrap();
+        let customer = customers::create(
+            &t.db,
+            &clock,
+            tenant.id,
+            &NewCustomer {
+                external_id: "acme".into(),
+                name: "Acme".into(),
+                email: Some("billing@acme.test".into()),
+                metadata: None,
+                parent: None,
+            },
+        )
+        .await
+        .unwrap();
+        Self {
+            t,
+            clock,
+            tenant_id: tenant.id,
+            customer_id: customer.id,
+            credit_system_id: cs.id,
+            next_key: Default::default(),
+        }
+    }
+
+    pub fn key(&self) -> String {
+        let n = self
+            .next_key
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        format!("key-{n}")
+    }
+
+    pub fn wallet(&self) -> WalletRef {
+        WalletRef {
+            customer: CustomerRef::Id(self.customer_id),
+            credit_system: CreditSystemRef::Id(self.credit_system_id),
+        }
+    }
+
+    pub fn grant_input(&self, amount: &str) -> ledger::GrantInput {
+        ledger::GrantInput {
+            wallet: self.wallet(),
+            amount: d(amount),
+            category: Category::Promotional,
+            effective_at: None,
+            expires_at: None,
+            priority: None,
+            cost_basis: None,
+            reason: "test".into(),
+            metadata: None,
+            idempotency_key: self.key(),
+        }
+    }
+
+    pub async fn grant(&self, amount: &str, expires_in: Option<Duration>) -> ledger::Grant {
+        let mut input = self.grant_input(amount);
+        input.expires_at = expires_in.map(|d| self.clock.now() + d);
+        ledger::grant(&self.t.db, &self.clock, self.tenant_id, &input)
+            .await
+            .unwrap()
+            .grant
+    }
+
+    pub fn consume_input(&self, amount: &str) -> ledger::ConsumeInput {
+        ledger::ConsumeInput {
+            wallet: self.wallet(),
+            amount: d(amount),
+            attribution: Attribution::default(),
+            idempotency_key: self.key(),
+        }
+    }
+
+    pub async fn consume(&self, amount: &str) -> Result<ledger::ConsumeOutcome, ledger::Error> {
+        ledger::consume(
+            &self.t.db,
+            &self.clock,
+            self.tenant_id,
+            &self.consume_input(amount),
+        )
+        .await
+    }
+
+    pub async fn wallet_id(&self) -> Uuid {
+        ledger::read::wallet_of(
+            &self.t.db,
+            self.tenant_id,
+            self.customer_id,
+            self.credit_system_id,
+        )
+        .await
+        .unwrap()
+        .expect("wallet exists")
+        .id
+    }
+
+    pub async fn balance(&self) -> ledger::Balance {
+        let id = self.wallet_id().await;
+        ledger::read::balances(&self.t.db, self.tenant_id, &[id], self.clock.now())
+            .await
+            .unwrap()
+            .remove(&id)
+            .unwrap()
+    }
+
+    /// The wallet's ledger keeps every invariant.
+    pub async fn verify(&self) {
+        let id = self.wallet_id().await;
+        let problems = audit::verify_wallet(self.t.db.reader(), self.tenant_id, id)
+            .await
+            .unwrap();
+        assert!(
+            problems.is_empty(),
+            "ledger invariants broken: {problems:#?}"
+        );
+    }
+}
