@@ -1,7 +1,7 @@
 //! `api serve`: migrate, bootstrap an empty database, serve, and (embedded
 //! mode) run the worker in the same process; stop cleanly on a signal.
 
-use std::{future::Future, net::SocketAddr, sync::Arc};
+use std::{future::Future, io::Write as _, net::SocketAddr, sync::Arc};
 
 use anyhow::Context as _;
 use axum::Router;
@@ -75,14 +75,20 @@ async fn announce(db: &Db, clock: &dyn Clock, addr: SocketAddr) -> anyhow::Resul
         .await
         .context("create the default tenant")?
     {
-        println!(
+        // A server must not die because nobody reads its stdout (a closed
+        // pipe would make `println!` panic), so write errors are ignored.
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(
+            out,
             "Created tenant {:?} with an ADMIN API key (shown once; keep it):\n\n    {}\n",
             tenant.name, key.secret
         );
-        println!(
+        let _ = writeln!(
+            out,
             "GraphiQL: {url}\nIn GraphiQL's Headers tab put:\n    {{\"Authorization\": \"Bearer {}\"}}\nthen run:  {{ viewer {{ tenant {{ name }} role }} }}\n",
             key.secret
         );
+        let _ = out.flush();
     }
     tracing::info!(%url, "GraphQL listening");
     Ok(())

@@ -29,26 +29,36 @@ async fn serve_prints_a_working_key_and_stops_on_sigterm() {
         .expect("start the api binary");
 
     let stdout = child.stdout.take().unwrap();
-    let (key, url) = tokio::task::spawn_blocking(move || {
+    // Read until the key and URL are known, then keep draining stdout on a
+    // thread so the server never writes into a closed pipe.
+    let (found_tx, found_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
         let (mut key, mut url) = (None, None);
+        let mut sent = false;
         for line in BufReader::new(stdout).lines() {
-            let line = line.unwrap();
+            let Ok(line) = line else { break };
             let line = line.trim();
             if key.is_none() && line.starts_with("ck_live_") {
                 key = Some(line.to_owned());
             }
             if let Some(u) = line.strip_prefix("GraphiQL: ") {
                 url = Some(u.to_owned());
-                break;
+            }
+            if !sent && key.is_some() && url.is_some() {
+                sent = found_tx.send((key.clone(), url.clone())).is_ok();
             }
         }
-        (
-            key.expect("a key on stdout"),
-            url.expect("the URL on stdout"),
-        )
-    })
-    .await
-    .unwrap();
+        if !sent {
+            let _ = found_tx.send((key, url));
+        }
+    });
+    let (key, url) = tokio::task::spawn_blocking(move || found_rx.recv().unwrap())
+        .await
+        .unwrap();
+    let (key, url) = (
+        key.expect("a key on stdout"),
+        url.expect("the URL on stdout"),
+    );
 
     let body: Value = reqwest::Client::new()
         .post(&url)
