@@ -49,6 +49,12 @@ pub struct ServeArgs {
     pub listen_addr: SocketAddr,
     #[arg(long, env = "WORKER", value_enum, default_value = "auto")]
     pub worker: WorkerMode,
+    /// Browser origins allowed to call the API (CORS), comma-separated,
+    /// e.g. `https://app.example.com,http://localhost:5173`; `*` allows
+    /// any. Empty (default): no CORS headers, browsers on other origins are
+    /// refused by the browser.
+    #[arg(long, env = "CORS_ORIGINS", value_delimiter = ',', default_value = "")]
+    pub cors_origins: Vec<String>,
     #[command(flatten)]
     pub worker_config: worker::WorkerConfig,
 }

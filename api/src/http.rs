@@ -1,19 +1,29 @@
-//! HTTP routes: GraphQL (POST, with the GraphiQL IDE on GET), health and
-//! readiness. Every GraphQL request authenticates with a Bearer API key.
+//! HTTP routes: GraphQL (POST, with the GraphiQL IDE on GET), GraphQL
+//! subscriptions over WebSocket (`/graphql/ws`, graphql-ws protocol),
+//! health and readiness. Every GraphQL request authenticates with a Bearer
+//! API key or customer token (on WebSocket: the `Authorization` header of
+//! the upgrade, or `{"Authorization": "Bearer …"}` in `connection_init`,
+//! which is what browsers can send).
 
 use async_graphql::http::GraphiQLSource;
-use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
+use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket};
 use axum::{
     Json, Router,
-    extract::State,
+    extract::{State, WebSocketUpgrade},
     http::{HeaderMap, StatusCode, header},
     response::{Html, IntoResponse, Response},
     routing::get,
 };
 use std::sync::Arc;
 
-use service::{Clock, Db, DomainError, api_keys};
-use tower_http::{limit::RequestBodyLimitLayer, trace::TraceLayer};
+use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
+use axum::http::Method;
+use service::{Clock, Db, DomainError, api_keys, customer_tokens};
+use tower_http::{
+    cors::{AllowOrigin, CorsLayer},
+    limit::RequestBodyLimitLayer,
+    trace::TraceLayer,
+};
 
 use crate::graphql::{AppSchema, error::annotate_request_errors, loaders};
 
@@ -30,6 +40,7 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/graphql", get(graphiql).post(graphql))
+        .route("/graphql/ws", get(graphql_ws))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -39,8 +50,46 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// The CORS layer for `CORS_ORIGINS` (`None` when empty). Browsers send
+/// credentials as `Authorization` headers (customer tokens), never
+/// cookies, so no credentialed CORS is needed.
+pub fn cors(origins: &[String]) -> anyhow::Result<Option<CorsLayer>> {
+    let origins: Vec<&str> = origins
+        .iter()
+        .map(|o| o.trim())
+        .filter(|o| !o.is_empty())
+        .collect();
+    if origins.is_empty() {
+        return Ok(None);
+    }
+    let allow = if origins.contains(&"*") {
+        AllowOrigin::any()
+    } else {
+        let values = origins
+            .iter()
+            .map(|o| {
+                o.parse::<header::HeaderValue>()
+                    .map_err(|_| anyhow::anyhow!("CORS_ORIGINS: {o:?} is not a valid origin"))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        AllowOrigin::list(values)
+    };
+    Ok(Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
+            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+            .max_age(std::time::Duration::from_secs(3600)),
+    ))
+}
+
 async fn graphiql() -> Html<String> {
-    Html(GraphiQLSource::build().endpoint("/graphql").finish())
+    Html(
+        GraphiQLSource::build()
+            .endpoint("/graphql")
+            .subscription_endpoint("/graphql/ws")
+            .finish(),
+    )
 }
 
 /// The caller of a request with `Authorization: Bearer <key>`.
@@ -49,9 +98,72 @@ async fn authenticate(
     headers: &HeaderMap,
 ) -> Result<api_keys::Principal, api_keys::Error> {
     match bearer(headers) {
-        Some(key) => api_keys::authenticate(&state.db, key).await,
+        Some(credential) => authenticate_bearer(state, credential).await,
         None => Err(api_keys::Error::Unauthenticated),
     }
+}
+
+/// An API key (`ck_live_…`) or a customer token (`ct_…`).
+async fn authenticate_bearer(
+    state: &AppState,
+    credential: &str,
+) -> Result<api_keys::Principal, api_keys::Error> {
+    if customer_tokens::is_customer_token(credential) {
+        customer_tokens::authenticate(&state.db, state.clock.as_ref(), credential).await
+    } else {
+        api_keys::authenticate(&state.db, credential).await
+    }
+}
+
+/// `GET /graphql/ws`: subscriptions. The credential may come with the
+/// upgrade request or, from browsers, in the `connection_init` payload; a
+/// connection without a valid one is closed at init.
+async fn graphql_ws(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    protocol: GraphQLProtocol,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let from_header = match bearer(&headers) {
+        Some(credential) => match authenticate_bearer(&state, credential).await {
+            Ok(p) => Some(p),
+            Err(e) => return unauthenticated(&e),
+        },
+        None => None,
+    };
+    let schema = state.schema.clone();
+    upgrade
+        .protocols(ALL_WEBSOCKET_PROTOCOLS)
+        .on_upgrade(move |socket| {
+            GraphQLWebSocket::new(socket, schema, protocol)
+                .on_connection_init(move |payload| async move {
+                    let principal = match from_header {
+                        Some(p) => p,
+                        None => {
+                            let credential = payload
+                                .get("Authorization")
+                                .or_else(|| payload.get("authorization"))
+                                .and_then(|v| v.as_str())
+                                .and_then(|v| v.split_once(' '))
+                                .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+                                .map(|(_, c)| c.trim().to_owned())
+                                .ok_or_else(|| async_graphql::Error::new("UNAUTHENTICATED"))?;
+                            authenticate_bearer(&state, &credential)
+                                .await
+                                .map_err(|_| async_graphql::Error::new("UNAUTHENTICATED"))?
+                        }
+                    };
+                    let mut data = async_graphql::Data::default();
+                    data.insert(loaders::loaders(
+                        state.db.clone(),
+                        principal.tenant_id,
+                        state.clock.now(),
+                    ));
+                    data.insert(principal);
+                    Ok(data)
+                })
+                .serve()
+        })
 }
 
 async fn graphql(
@@ -231,6 +343,14 @@ async fn export_entries(
         Ok(p) => p,
         Err(e) => return unauthenticated(&e),
     };
+    if principal.customer_scope().is_some() {
+        return route_error(
+            StatusCode::FORBIDDEN,
+            service::Code::Forbidden,
+            "a customer token can't export the ledger; use an API key".into(),
+            None,
+        );
+    }
     let tenant_id = principal.tenant_id;
     let time = |value: &Option<String>| -> Result<Option<chrono::DateTime<chrono::Utc>>, ()> {
         value

@@ -21,6 +21,8 @@ pub async fn run(
     clock: Arc<dyn Clock>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    // Bad CORS origins fail the start, not the first browser request.
+    http::cors(&args.cors_origins)?;
     let db = Db::connect_and_migrate(&args.database.db_config())
         .await
         .context("connect to and migrate the database")?;
@@ -47,7 +49,11 @@ pub async fn run(
         ))
     });
 
-    axum::serve(listener, app(db, clock))
+    let mut router = app(db, clock);
+    if let Some(cors) = http::cors(&args.cors_origins)? {
+        router = router.layer(cors);
+    }
+    axum::serve(listener, router)
         .with_graceful_shutdown(token.clone().cancelled_owned())
         .await
         .context("serve HTTP")?;

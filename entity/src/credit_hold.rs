@@ -20,6 +20,8 @@ pub struct Model {
     pub description: Option<String>,
     pub created_at: DateTimeUtc,
     pub settled_at: Option<DateTimeUtc>,
+    /// The invoice this hold pays, if any (settled only through it).
+    pub invoice_id: Option<Uuid>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

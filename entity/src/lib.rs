@@ -17,6 +17,7 @@ pub mod entry_split;
 pub mod feature;
 pub mod hold_split;
 pub mod idempotency_record;
+pub mod invoice;
 pub mod job_run;
 pub mod job_tick;
 pub mod ledger_entry;

@@ -16,6 +16,7 @@ mod m20261122_000004_jobs;
 mod m20261122_000005_notifications;
 mod m20261122_000006_auto_top_up;
 mod m20261122_000007_reporting;
+mod m20261122_000008_invoices_and_tokens;
 
 pub struct Migrator;
 
@@ -30,6 +31,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000005_notifications::Migration),
             Box::new(m20261122_000006_auto_top_up::Migration),
             Box::new(m20261122_000007_reporting::Migration),
+            Box::new(m20261122_000008_invoices_and_tokens::Migration),
         ]
     }
 }

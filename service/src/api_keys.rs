@@ -65,8 +65,27 @@ impl Role {
 pub struct Principal {
     pub tenant_id: Uuid,
     pub tenant_name: String,
-    pub key_id: Uuid,
     pub role: Role,
+    pub credential: Credential,
+}
+
+/// What a request authenticated with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential {
+    /// An API key (a tenant's backend or operator).
+    ApiKey(Uuid),
+    /// A customer token (a browser): reads one customer's subtree only.
+    CustomerToken(crate::customer_tokens::CustomerScope),
+}
+
+impl Principal {
+    /// The customer scope of a customer token; `None` for API keys.
+    pub fn customer_scope(&self) -> Option<&crate::customer_tokens::CustomerScope> {
+        match &self.credential {
+            Credential::CustomerToken(scope) => Some(scope),
+            Credential::ApiKey(_) => None,
+        }
+    }
 }
 
 /// A key as shown to people: never its secret.
@@ -242,8 +261,8 @@ pub async fn authenticate(db: &Db, presented: &str) -> Result<Principal, Error> 
     Ok(Principal {
         tenant_id: key.tenant_id,
         tenant_name: tenant.name,
-        key_id: key.id,
         role,
+        credential: Credential::ApiKey(key.id),
     })
 }
 

@@ -94,6 +94,7 @@ async fn insert(
         watch_percent_micros: Set(None),
         critical_percent_micros: Set(None),
         time_zone: Set(None),
+        customer_token_secret: Set(None),
         created_at: Set(clock.now()),
     };
     match model.insert(conn).await {

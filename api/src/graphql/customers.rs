@@ -7,6 +7,7 @@ use service::{api_keys::Role, customers, ledger::tree};
 use super::{
     context::{RoleGuard, app, load},
     credit_systems::CreditSystem,
+    customer_access,
     error::{ApiError, ApiResult},
     ids::{self, Kind},
     ledger::Wallet,
@@ -40,7 +41,7 @@ impl Customer {
     /// The customer above this one (partner → client → event).
     async fn parent(&self, ctx: &Context<'_>) -> ApiResult<Option<Customer>> {
         match self.0.parent_id {
-            Some(id) => Ok(load(ctx, CustomerKey(id)).await?.map(Customer)),
+            Some(id) => customer(ctx, id).await,
             None => Ok(None),
         }
     }
@@ -107,6 +108,7 @@ impl Customer {
         first: Option<i32>,
         after: Option<String>,
     ) -> ApiResult<Conn<TreeSummary>> {
+        customer_access::ensure_descendants_readable(ctx)?;
         let (p, app) = super::context::app(ctx)?;
         let page = pagination::page_request(first, after)?;
         let cs = service::credit_systems::get(
@@ -171,9 +173,9 @@ impl CustomerQuery {
             }
         }
         .parse("id")?;
-        Ok(Customer(
-            customers::get(&app.db, p.tenant_id, &which).await?,
-        ))
+        let found = customers::get(&app.db, p.tenant_id, &which).await?;
+        customer_access::ensure_readable(ctx, found.id).await?;
+        Ok(Customer(found))
     }
 
     /// The tenant's customers, newest first. `search` matches the start of
@@ -333,7 +335,9 @@ impl TreeSummary {
 }
 
 /// Loads a customer for a nested field.
+/// Refuses, for a customer token, one outside its scope.
 pub async fn customer(ctx: &Context<'_>, id: uuid::Uuid) -> ApiResult<Option<Customer>> {
+    customer_access::ensure_readable(ctx, id).await?;
     Ok(load(ctx, CustomerKey(id)).await?.map(Customer))
 }
 

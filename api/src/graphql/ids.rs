@@ -28,6 +28,7 @@ pub enum Kind {
     WebhookEndpoint,
     WebhookDelivery,
     Email,
+    Invoice,
 }
 
 impl Kind {
@@ -51,6 +52,7 @@ impl Kind {
             Kind::WebhookEndpoint => "whe",
             Kind::WebhookDelivery => "whd",
             Kind::Email => "eml",
+            Kind::Invoice => "inv",
         }
     }
 }

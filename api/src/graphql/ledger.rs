@@ -402,12 +402,22 @@ impl LedgerEntry {
             None => Ok(None),
         }
     }
-    /// For a REFUND: the USAGE entry refunded.
+    /// For a REFUND: the USAGE entry refunded; for a TRANSFER_IN: the
+    /// ancestor's TRANSFER_OUT (a customer token must be able to read
+    /// that customer).
     async fn refund_of(&self, ctx: &Context<'_>) -> ApiResult<Option<LedgerEntry>> {
-        match self.0.refund_of_entry_id {
-            Some(id) => Ok(load(ctx, EntryKey(id)).await?.map(LedgerEntry)),
-            None => Ok(None),
+        let Some(id) = self.0.refund_of_entry_id else {
+            return Ok(None);
+        };
+        let Some(entry) = load(ctx, EntryKey(id)).await? else {
+            return Ok(None);
+        };
+        if entry.wallet_id != self.0.wallet_id
+            && let Some(wallet) = load(ctx, WalletKey(entry.wallet_id)).await?
+        {
+            super::customer_access::ensure_readable(ctx, wallet.customer_id).await?;
         }
+        Ok(Some(LedgerEntry(entry)))
     }
     /// Which grants this entry drew from or filled, and how much each.
     async fn splits(&self, ctx: &Context<'_>) -> ApiResult<Vec<Split>> {

@@ -2,17 +2,21 @@
 
 use std::sync::Arc;
 
-use async_graphql::{EmptySubscription, MergedObject, Schema, SchemaBuilder};
-use service::{Clock, Db};
+use async_graphql::{MergedObject, Schema, SchemaBuilder};
+use service::{Clock, Db, live::WalletFeed};
 
 mod catalog;
 mod commerce;
 pub mod context;
 mod credit_systems;
+mod customer_access;
+mod customer_tokens;
 mod customers;
 pub mod error;
 pub mod ids;
+mod invoices;
 mod ledger;
+mod live;
 pub mod loaders;
 mod notifications;
 mod operations;
@@ -40,6 +44,7 @@ pub struct QueryRoot(
     operations::OperationsQuery,
     notifications::NotificationQuery,
     reports::ReportQuery,
+    invoices::InvoiceQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -53,25 +58,33 @@ pub struct MutationRoot(
     commerce::CommerceMutation,
     notifications::NotificationMutation,
     reports::ReportMutation,
+    invoices::InvoiceMutation,
+    customer_tokens::CustomerTokenMutation,
 );
 
-pub type AppSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
+pub type AppSchema = Schema<QueryRoot, MutationRoot, live::SubscriptionRoot>;
 
-fn builder() -> SchemaBuilder<QueryRoot, MutationRoot, EmptySubscription> {
+fn builder() -> SchemaBuilder<QueryRoot, MutationRoot, live::SubscriptionRoot> {
     Schema::build(
         QueryRoot::default(),
         MutationRoot::default(),
-        EmptySubscription,
+        live::SubscriptionRoot,
     )
+    .extension(customer_access::CustomerTokenFence)
     .limit_depth(DEPTH_MAX)
     .limit_complexity(COMPLEXITY_MAX)
     .limit_recursive_depth(32)
 }
 
-/// The schema with what every resolver needs: the database and the clock.
-/// Each request adds its [`service::api_keys::Principal`].
+/// The schema with what every resolver needs: the database, the clock and
+/// the process's feed of wallet changes (started here: call it inside the
+/// tokio runtime). Each request adds its
+/// [`service::api_keys::Principal`].
 pub fn schema(db: Db, clock: Arc<dyn Clock>) -> AppSchema {
-    builder().data(context::AppContext { db, clock }).finish()
+    builder()
+        .data(WalletFeed::start(db.clone()))
+        .data(context::AppContext { db, clock })
+        .finish()
 }
 
 /// The SDL, as checked in at `schema.graphql`.

@@ -82,7 +82,12 @@ impl TenancyQuery {
                 name: p.tenant_name.clone(),
             },
             role: p.role.into(),
-            api_key_id: ids::encode(Kind::ApiKey, p.key_id),
+            api_key_id: match p.credential {
+                api_keys::Credential::ApiKey(id) => ids::encode(Kind::ApiKey, id),
+                api_keys::Credential::CustomerToken(_) => {
+                    return Err(super::error::ApiError::forbidden("READ"));
+                }
+            },
         })
     }
 

@@ -252,7 +252,7 @@ impl<'t> Book<'t> {
         self.grants.get(&id)
     }
 
-    fn blocks(&self) -> Vec<Block> {
+    pub fn blocks(&self) -> Vec<Block> {
         self.grants
             .values()
             .map(|g| Block {
@@ -500,6 +500,7 @@ impl<'t> Book<'t> {
         floor: Option<i64>,
         attribution: &Attribution,
         idempotency_key: Option<&str>,
+        invoice_id: Option<Uuid>,
     ) -> Result<Result<(credit_hold::Model, ledger_entry::Model), Refusal>, DbErr> {
         let available = self.available();
         if let Some(floor) = floor
@@ -528,6 +529,7 @@ impl<'t> Book<'t> {
             description: Set(attribution.description.clone()),
             created_at: Set(self.now),
             settled_at: Set(None),
+            invoice_id: Set(invoice_id),
         }
         .insert(self.txn)
         .await?;
@@ -565,8 +567,9 @@ impl<'t> Book<'t> {
     }
 
     /// Returns a hold's credits to the grants they came from (RELEASE);
-    /// with `capture`, then spends that much of them again (USAGE). Credits
-    /// returned to dead grants expire (or are voided) at once.
+    /// with `capture`, then spends that much of them again (USAGE, or
+    /// INVOICE for a hold that pays an invoice). Credits returned to dead
+    /// grants expire (or are voided) at once.
     pub async fn return_hold(
         &mut self,
         hold: credit_hold::Model,
@@ -615,8 +618,13 @@ impl<'t> Book<'t> {
                     .into_iter()
                     .map(|(id, x)| (id, -x))
                     .collect();
+                let kind = if hold.invoice_id.is_some() {
+                    EntryType::Invoice
+                } else {
+                    EntryType::Usage
+                };
                 entry = self.append(
-                    EntryType::Usage,
+                    kind,
                     -captured,
                     links,
                     &attribution,
@@ -675,7 +683,7 @@ impl<'t> Book<'t> {
                 let kind = match (EntryType::parse(&e.entry_type)?, e.amount_micros > 0) {
                     (EntryType::Grant | EntryType::Refund | EntryType::TransferIn, _)
                     | (EntryType::Adjustment, true) => EventType::CreditsGranted,
-                    (EntryType::Usage, _) | (EntryType::Adjustment, false) => {
+                    (EntryType::Usage | EntryType::Invoice, _) | (EntryType::Adjustment, false) => {
                         EventType::CreditsConsumed
                     }
                     (EntryType::Expiry, _) => EventType::CreditsExpired,

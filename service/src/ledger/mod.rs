@@ -26,6 +26,7 @@ pub mod allocations;
 pub mod audit;
 mod book;
 pub mod burn;
+pub mod invoices;
 mod ops;
 pub mod read;
 pub mod tree;

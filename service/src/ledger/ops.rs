@@ -781,6 +781,7 @@ pub async fn create_hold(
             floor,
             &input.attribution,
             Some(key.as_str()),
+            None,
         )
         .await?
         .map_err(|r| refused(amount, r))?;
@@ -849,6 +850,12 @@ async fn settle_hold(
     let now = clock.now();
     let txn = db.begin_write().await?;
     let hold = load_hold(&txn, tenant_id, hold_id).await?;
+    if hold.invoice_id.is_some() {
+        return Err(Error::Conflict(
+            "this hold pays an invoice: finalizeInvoice or voidInvoice settles it".into(),
+            "hold",
+        ));
+    }
     let mut book = Book::open_by_id(&txn, tenant_id, hold.wallet_id, now)
         .await?
         .ok_or(Error::NotFound("wallet", "hold"))?;

@@ -1,0 +1,102 @@
+//! What a customer token (a browser's credential) may do, enforced in two
+//! places so no resolver has to remember it:
+//!
+//! - [`CustomerTokenFence`], a schema extension, answers `FORBIDDEN` for
+//!   every root field except `Query.customer` and
+//!   `Subscription.walletUpdated` — so every other query, and every
+//!   mutation, is refused before its resolver runs.
+//! - [`ensure_readable`] is called wherever a `Customer` is produced (the
+//!   root `customer` field, `Customer.parent`, nested `customer` links) and
+//!   refuses customers outside the token's scope: its own customer, plus
+//!   its descendants if the token includes them. `Customer.children` needs
+//!   a token that includes descendants.
+//!
+//! API keys pass through untouched.
+
+use std::sync::Arc;
+
+use async_graphql::{
+    Context, ServerResult, Value,
+    extensions::{Extension, ExtensionContext, ExtensionFactory, NextResolve, ResolveInfo},
+};
+use service::{Code, api_keys::Principal};
+use uuid::Uuid;
+
+use super::{
+    context::app,
+    error::{ApiError, ApiResult},
+};
+
+/// Root fields a customer token may use.
+const ALLOWED_ROOT_FIELDS: [(&str, &str); 2] =
+    [("Query", "customer"), ("Subscription", "walletUpdated")];
+
+fn refused() -> ApiError {
+    ApiError::new(
+        Code::Forbidden,
+        "a customer token can read only its customer (and descendants it includes); use an API key",
+        None,
+    )
+}
+
+pub struct CustomerTokenFence;
+
+impl ExtensionFactory for CustomerTokenFence {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(CustomerTokenFence)
+    }
+}
+
+#[async_trait::async_trait]
+impl Extension for CustomerTokenFence {
+    async fn resolve(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        info: ResolveInfo<'_>,
+        next: NextResolve<'_>,
+    ) -> ServerResult<Option<Value>> {
+        let is_root = info.path_node.parent.is_none();
+        let token = ctx
+            .data_opt::<Principal>()
+            .is_some_and(|p| p.customer_scope().is_some());
+        if token
+            && is_root
+            && !info.is_for_introspection
+            && !ALLOWED_ROOT_FIELDS.contains(&(info.parent_type, info.name))
+        {
+            let err: async_graphql::Error = refused().into();
+            let mut server_error = err.into_server_error(async_graphql::Pos::default());
+            server_error.path = info
+                .path_node
+                .to_string_vec()
+                .into_iter()
+                .map(async_graphql::PathSegment::Field)
+                .collect();
+            return Err(server_error);
+        }
+        next.run(ctx, info).await
+    }
+}
+
+/// Refuses, for a customer token, a customer outside its scope.
+pub async fn ensure_readable(ctx: &Context<'_>, customer_id: Uuid) -> ApiResult<()> {
+    let (p, app) = app(ctx)?;
+    if let Some(scope) = p.customer_scope()
+        && !scope
+            .covers(app.db.reader(), p.tenant_id, customer_id)
+            .await
+            .map_err(|e| ApiError::from(service::ledger::Error::from(e)))?
+    {
+        return Err(refused());
+    }
+    Ok(())
+}
+
+/// Refuses a customer token that does not include descendants.
+pub fn ensure_descendants_readable(ctx: &Context<'_>) -> ApiResult<()> {
+    let (p, _) = app(ctx)?;
+    match p.customer_scope() {
+        Some(scope) if !scope.include_descendants => Err(refused()),
+        _ => Ok(()),
+    }
+}

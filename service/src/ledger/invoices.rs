@@ -1,0 +1,510 @@
+//! Invoices paid with credits. The tenant's billing system asks to apply a
+//! customer's money-valued credits to an invoice; the credits are **held**
+//! (they leave `available`, show in `pending`) until the invoice is
+//! finalized (the holds are captured as `INVOICE` entries) or voided (the
+//! holds are released).
+//!
+//! Rules:
+//! - Only `MONETARY` credit systems in the invoice's currency pay; across
+//!   several such wallets the credits expiring soonest go first (then the
+//!   usual spending order: priority, age). Debt and the plans' low-credit
+//!   limits are not considered: an invoice takes what is available, never
+//!   more, and what it can't cover stays due.
+//! - One application per invoice id (per tenant): a retry with the same
+//!   idempotency key returns the original; another key is `CONFLICT`.
+//! - No wallet in the currency, or nothing available: nothing is applied,
+//!   the whole subtotal stays due and `note` says why. Such an invoice still
+//!   counts as applied (finalize/void work on it and change nothing).
+//! - Held credits wait at most 90 days (the hold limit): past
+//!   `holds_until` they return to the wallet and finalizing is `CONFLICT`.
+//! - Invoice holds are settled only through their invoice; `captureHold` /
+//!   `releaseHold` on them is `CONFLICT`.
+
+use chrono::{DateTime, Utc};
+use entity::{credit_hold, credit_system, invoice, wallet};
+use rust_decimal::Decimal;
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction,
+    EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, SqlErr,
+};
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::{
+    Attribution, Error, HoldStatus,
+    book::Book,
+    burn::{self, Block},
+    ops::HOLD_DURATION_MAX,
+};
+use crate::{
+    Clock, Db,
+    amount::from_micros,
+    credit_systems::Kind,
+    customers::{self, CustomerRef},
+    error::Invalid,
+    idempotency::{self, IdempotencyKey, Seen, fingerprint},
+    pricing::minor_units,
+};
+
+const OPERATION: &str = "invoice.apply";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InvoiceStatus {
+    /// Credits are held for it.
+    Pending,
+    /// The held credits were spent (INVOICE entries).
+    Finalized,
+    /// The held credits went back.
+    Voided,
+}
+
+impl InvoiceStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InvoiceStatus::Pending => "PENDING",
+            InvoiceStatus::Finalized => "FINALIZED",
+            InvoiceStatus::Voided => "VOIDED",
+        }
+    }
+
+    fn parse(s: &str) -> Self {
+        match s {
+            "FINALIZED" => InvoiceStatus::Finalized,
+            "VOIDED" => InvoiceStatus::Voided,
+            _ => InvoiceStatus::Pending,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invoice {
+    pub id: Uuid,
+    pub customer_id: Uuid,
+    pub external_id: String,
+    pub currency: String,
+    pub subtotal: Decimal,
+    pub credit_applied: Decimal,
+    /// `subtotal − credit_applied`: what the customer still pays.
+    pub total_due: Decimal,
+    pub note: Option<String>,
+    pub status: InvoiceStatus,
+    pub holds_until: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+    pub settled_at: Option<DateTime<Utc>>,
+}
+
+impl From<invoice::Model> for Invoice {
+    fn from(m: invoice::Model) -> Self {
+        Invoice {
+            id: m.id,
+            customer_id: m.customer_id,
+            external_id: m.external_id,
+            currency: m.currency,
+            subtotal: from_micros(m.subtotal_micros),
+            credit_applied: from_micros(m.credit_applied_micros),
+            total_due: from_micros(m.subtotal_micros - m.credit_applied_micros),
+            note: m.note,
+            status: InvoiceStatus::parse(&m.status),
+            holds_until: m.holds_until,
+            created_at: m.created_at,
+            settled_at: m.settled_at,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ApplyInput {
+    pub customer: CustomerRef,
+    pub external_id: String,
+    pub currency: String,
+    pub subtotal: Decimal,
+    pub idempotency_key: String,
+}
+
+/// Validated input.
+#[derive(Serialize)]
+struct Request {
+    customer_id: Uuid,
+    external_id: String,
+    currency: String,
+    subtotal: i64,
+}
+
+fn parse_external_id(s: &str, field: &str) -> Result<String, Invalid> {
+    let s = s.trim();
+    if s.is_empty() || s.chars().count() > 255 {
+        return Err(Invalid::new(field, "must be 1 to 255 characters"));
+    }
+    Ok(s.to_owned())
+}
+
+fn parse_currency(s: &str) -> Result<String, Invalid> {
+    if s.len() != 3 || !s.bytes().all(|b| b.is_ascii_alphabetic()) {
+        return Err(Invalid::new(
+            "invoice.currency",
+            format!("must be a 3-letter ISO 4217 code such as EUR, not {s:?}"),
+        ));
+    }
+    Ok(s.to_ascii_uppercase())
+}
+
+fn parse_subtotal(value: Decimal, currency: &str) -> Result<i64, Invalid> {
+    let field = "invoice.subtotal";
+    let minor = minor_units(currency);
+    if value.normalize().scale() > minor {
+        return Err(Invalid::new(
+            field,
+            format!("{value} has more decimal places than {currency}'s {minor}"),
+        ));
+    }
+    crate::amount::positive_micros(value, 6, field)
+}
+
+/// Applies the customer's credits in the invoice's currency, up to its
+/// subtotal, and holds them until [`finalize`] or [`void`].
+pub async fn apply_credits(
+    db: &Db,
+    clock: &dyn Clock,
+    tenant_id: Uuid,
+    input: &ApplyInput,
+) -> Result<Invoice, Error> {
+    let key = IdempotencyKey::parse(&input.idempotency_key)?;
+    let external_id = parse_external_id(&input.external_id, "invoice.externalId")?;
+    let currency = parse_currency(&input.currency)?;
+    let subtotal = parse_subtotal(input.subtotal, &currency)?;
+    // A concurrent first application of the same invoice loses the race on
+    // the unique (tenant, external id) index; the second try sees the
+    // winner and answers as a replay or a conflict.
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match try_apply(
+            db,
+            clock,
+            tenant_id,
+            input,
+            &key,
+            &external_id,
+            &currency,
+            subtotal,
+        )
+        .await
+        {
+            Err(Error::Db(e))
+                if tries < 2
+                    && matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) =>
+            {
+                continue;
+            }
+            other => return other,
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn try_apply(
+    db: &Db,
+    clock: &dyn Clock,
+    tenant_id: Uuid,
+    input: &ApplyInput,
+    key: &IdempotencyKey,
+    external_id: &str,
+    currency: &str,
+    subtotal: i64,
+) -> Result<Invoice, Error> {
+    let now = clock.now();
+    let txn = db.begin_write().await?;
+    let customer = customers::resolve(&txn, tenant_id, &input.customer).await?;
+    let hash = fingerprint(&Request {
+        customer_id: customer.id,
+        external_id: external_id.to_owned(),
+        currency: currency.to_owned(),
+        subtotal,
+    });
+    match idempotency::check(&txn, tenant_id, key, OPERATION, &hash).await? {
+        Seen::Replay(id) => return Ok(load(&txn, tenant_id, id).await?.into()),
+        Seen::Conflict => return Err(Error::IdempotencyConflict),
+        Seen::New => {}
+    }
+    if find(&txn, tenant_id, external_id).await?.is_some() {
+        return Err(Error::Conflict(
+            format!(
+                "credits were applied to invoice {external_id:?} already (one application per invoice)"
+            ),
+            "invoice.externalId",
+        ));
+    }
+
+    // The customer's wallets of MONETARY systems, and which are in this
+    // currency; locked in id order so two invoices never deadlock.
+    let systems: Vec<credit_system::Model> = credit_system::Entity::find()
+        .filter(credit_system::Column::TenantId.eq(tenant_id))
+        .filter(credit_system::Column::Kind.eq(Kind::Monetary.as_str()))
+        .all(&txn)
+        .await?;
+    let wallets: Vec<wallet::Model> = wallet::Entity::find()
+        .filter(wallet::Column::TenantId.eq(tenant_id))
+        .filter(wallet::Column::CustomerId.eq(customer.id))
+        .filter(wallet::Column::CreditSystemId.is_in(systems.iter().map(|s| s.id)))
+        .order_by_asc(wallet::Column::Id)
+        .all(&txn)
+        .await?;
+    let currency_of = |w: &wallet::Model| {
+        systems
+            .iter()
+            .find(|s| s.id == w.credit_system_id)
+            .and_then(|s| s.currency.clone())
+            .unwrap_or_default()
+    };
+    let mut books = Vec::new();
+    let mut units = Vec::new();
+    for w in wallets.iter().filter(|w| currency_of(w) == currency) {
+        if let Some(mut book) = Book::open_by_id(&txn, tenant_id, w.id, now).await? {
+            book.settle().await?;
+            let precision = systems
+                .iter()
+                .find(|s| s.id == w.credit_system_id)
+                .map_or(6, |s| s.precision.clamp(0, 6) as u32);
+            units.push(10_i64.pow(6 - precision));
+            books.push(book);
+        }
+    }
+
+    let shares = shares(&books, &units, subtotal, now);
+    let applied: i64 = shares.iter().sum();
+    let invoice_id = Uuid::now_v7();
+    let holds_until = now + HOLD_DURATION_MAX;
+    let attribution = Attribution {
+        description: Some(format!("invoice {external_id}")),
+        ..Attribution::default()
+    };
+    for (book, &share) in books.iter_mut().zip(&shares) {
+        if share == 0 {
+            continue;
+        }
+        book.reserve(
+            share,
+            holds_until,
+            None,
+            &attribution,
+            None,
+            Some(invoice_id),
+        )
+        .await?
+        .map_err(|r| super::ops::refused(share, r))?;
+    }
+    let note = (applied < subtotal).then(|| {
+        let others: Vec<String> = {
+            let mut c: Vec<String> = wallets.iter().map(currency_of).collect();
+            c.sort();
+            c.dedup();
+            c.retain(|c| c != currency);
+            c
+        };
+        if books.is_empty() && others.is_empty() {
+            format!("the customer has no {currency} credits")
+        } else if books.is_empty() {
+            format!(
+                "the customer has no {currency} credits (it has credits in {}); currencies are never converted",
+                others.join(", ")
+            )
+        } else if applied == 0 {
+            format!("the customer's {currency} credits are used up")
+        } else {
+            format!(
+                "the customer had only {} {currency} of credits available",
+                from_micros(applied)
+            )
+        }
+    });
+    let model = invoice::ActiveModel {
+        id: Set(invoice_id),
+        tenant_id: Set(tenant_id),
+        customer_id: Set(customer.id),
+        external_id: Set(external_id.to_owned()),
+        currency: Set(currency.to_owned()),
+        subtotal_micros: Set(subtotal),
+        credit_applied_micros: Set(applied),
+        note: Set(note),
+        status: Set(InvoiceStatus::Pending.as_str().to_owned()),
+        holds_until: Set(holds_until),
+        created_at: Set(now),
+        settled_at: Set(None),
+    }
+    .insert(&txn)
+    .await?;
+    idempotency::record(&txn, clock, tenant_id, key, OPERATION, &hash, invoice_id).await?;
+    for book in books {
+        book.finish().await?;
+    }
+    txn.commit().await?;
+    Ok(model.into())
+}
+
+/// Pure: how much each wallet pays of `amount`, taking live blocks across
+/// all of them in spending order (soonest expiry first), never more than a
+/// wallet's available balance, in whole units of its precision.
+fn shares(books: &[Book<'_>], units: &[i64], amount: i64, now: DateTime<Utc>) -> Vec<i64> {
+    let mut blocks: Vec<(usize, Block)> = books
+        .iter()
+        .enumerate()
+        .flat_map(|(i, b)| b.blocks().into_iter().map(move |block| (i, block)))
+        .filter(|(_, b)| b.is_live(now))
+        .collect();
+    blocks.sort_by(|(_, a), (_, b)| burn::spend_order(a, b));
+    let mut caps: Vec<i64> = books.iter().map(|b| b.available().max(0)).collect();
+    let mut shares = vec![0; books.len()];
+    let mut left = amount;
+    for (i, block) in blocks {
+        let take = left.min(block.remaining).min(caps[i]);
+        let take = take - take % units[i];
+        shares[i] += take;
+        caps[i] -= take;
+        left -= take;
+        if left == 0 {
+            break;
+        }
+    }
+    shares
+}
+
+async fn find(
+    conn: &impl ConnectionTrait,
+    tenant_id: Uuid,
+    external_id: &str,
+) -> Result<Option<invoice::Model>, Error> {
+    Ok(invoice::Entity::find()
+        .filter(invoice::Column::TenantId.eq(tenant_id))
+        .filter(invoice::Column::ExternalId.eq(external_id))
+        .one(conn)
+        .await?)
+}
+
+async fn load(
+    conn: &impl ConnectionTrait,
+    tenant_id: Uuid,
+    id: Uuid,
+) -> Result<invoice::Model, Error> {
+    invoice::Entity::find_by_id(id)
+        .filter(invoice::Column::TenantId.eq(tenant_id))
+        .one(conn)
+        .await?
+        .ok_or(Error::NotFound("invoice", "invoice"))
+}
+
+/// An invoice by its external id.
+pub async fn get(db: &Db, tenant_id: Uuid, external_id: &str) -> Result<Option<Invoice>, Error> {
+    Ok(find(db.reader(), tenant_id, external_id.trim())
+        .await?
+        .map(Into::into))
+}
+
+/// Spends the held credits (INVOICE entries). Finalizing a finalized
+/// invoice returns it; a voided one, or one whose holds lapsed, is
+/// `CONFLICT`.
+pub async fn finalize(
+    db: &Db,
+    clock: &dyn Clock,
+    tenant_id: Uuid,
+    external_id: &str,
+) -> Result<Invoice, Error> {
+    settle(db, clock, tenant_id, external_id, InvoiceStatus::Finalized).await
+}
+
+/// Returns the held credits. Voiding a voided invoice returns it; a
+/// finalized one is `CONFLICT`.
+pub async fn void(
+    db: &Db,
+    clock: &dyn Clock,
+    tenant_id: Uuid,
+    external_id: &str,
+) -> Result<Invoice, Error> {
+    settle(db, clock, tenant_id, external_id, InvoiceStatus::Voided).await
+}
+
+async fn settle(
+    db: &Db,
+    clock: &dyn Clock,
+    tenant_id: Uuid,
+    external_id: &str,
+    to: InvoiceStatus,
+) -> Result<Invoice, Error> {
+    let external_id = parse_external_id(external_id, "externalId")?;
+    let now = clock.now();
+    let txn = db.begin_write().await?;
+    let invoice = find(&txn, tenant_id, &external_id)
+        .await?
+        .ok_or(Error::NotFound("invoice", "externalId"))?;
+    match InvoiceStatus::parse(&invoice.status) {
+        InvoiceStatus::Pending => {}
+        s if s == to => return Ok(invoice.into()),
+        s => {
+            return Err(Error::Conflict(
+                format!("invoice {external_id:?} is {} already", s.as_str()),
+                "externalId",
+            ));
+        }
+    }
+    if to == InvoiceStatus::Finalized
+        && invoice.credit_applied_micros > 0
+        && now >= invoice.holds_until
+    {
+        return Err(Error::Conflict(
+            format!(
+                "the credits held for invoice {external_id:?} went back to the wallet at {}; void it and apply credits to a new invoice id",
+                invoice.holds_until.to_rfc3339()
+            ),
+            "externalId",
+        ));
+    }
+    settle_holds(
+        &txn,
+        tenant_id,
+        invoice.id,
+        now,
+        to == InvoiceStatus::Finalized,
+    )
+    .await?;
+    let mut active = invoice.into_active_model();
+    active.status = Set(to.as_str().to_owned());
+    active.settled_at = Set(Some(now));
+    let invoice = active.update(&txn).await?;
+    txn.commit().await?;
+    Ok(invoice.into())
+}
+
+/// Captures (all of) or releases the invoice's active holds, wallet by
+/// wallet in id order.
+async fn settle_holds(
+    txn: &DatabaseTransaction,
+    tenant_id: Uuid,
+    invoice_id: Uuid,
+    now: DateTime<Utc>,
+    capture: bool,
+) -> Result<(), Error> {
+    let holds = credit_hold::Entity::find()
+        .filter(credit_hold::Column::TenantId.eq(tenant_id))
+        .filter(credit_hold::Column::InvoiceId.eq(invoice_id))
+        .order_by_asc(credit_hold::Column::WalletId)
+        .all(txn)
+        .await?;
+    for hold in holds {
+        let mut book = Book::open_by_id(txn, tenant_id, hold.wallet_id, now)
+            .await?
+            .ok_or(Error::NotFound("wallet", "externalId"))?;
+        // Settling releases a hold past its deadline; what is left active
+        // is settled here.
+        book.settle().await?;
+        let hold = credit_hold::Entity::find_by_id(hold.id)
+            .one(txn)
+            .await?
+            .ok_or(Error::NotFound("hold", "externalId"))?;
+        if HoldStatus::parse(&hold.status) == HoldStatus::Active {
+            let amount = hold.amount_micros;
+            book.return_hold(hold, capture.then_some(amount), None)
+                .await?;
+        }
+        book.finish().await?;
+    }
+    Ok(())
+}
