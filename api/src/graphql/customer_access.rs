@@ -3,7 +3,7 @@
 //!
 //! - [`CustomerTokenFence`], a schema extension, answers `FORBIDDEN` for
 //!   every root field except `Query.customer` and
-//!   `Subscription.walletUpdated` — so every other query, and every
+//!   `SubscriptionRoot.walletUpdated` — so every other query, and every
 //!   mutation, is refused before its resolver runs.
 //! - [`ensure_readable`] is called wherever a `Customer` is produced (the
 //!   root `customer` field, `Customer.parent`, nested `customer` links) and
@@ -27,9 +27,10 @@ use super::{
     error::{ApiError, ApiResult},
 };
 
-/// Root fields a customer token may use.
+/// Root fields a customer token may use (the subscription root is
+/// `SubscriptionRoot`: `Subscription` names a customer's plan).
 const ALLOWED_ROOT_FIELDS: [(&str, &str); 2] =
-    [("Query", "customer"), ("Subscription", "walletUpdated")];
+    [("Query", "customer"), ("SubscriptionRoot", "walletUpdated")];
 
 fn refused() -> ApiError {
     ApiError::new(
