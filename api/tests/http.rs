@@ -316,3 +316,37 @@ async fn job_runs_show_in_the_jobs_query_and_metrics() {
     assert!(metrics.contains(r#"credits_job_runs_total{job="allowance_reset",status="failed"} 1"#));
     assert!(metrics.contains("credits_job_last_duration_seconds{job=\"expiry_sweep\"}"));
 }
+
+#[tokio::test]
+async fn cors_answers_only_the_configured_origins() {
+    common::install_tls_provider();
+    let t = service::testing::TestDb::new().await;
+    let clock = std::sync::Arc::new(service::SystemClock);
+    let cors = api::http::cors(&["https://app.example".into(), " ".into()])
+        .unwrap()
+        .expect("a CORS layer");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = api::server::app(t.db.clone(), clock).layer(cors);
+    tokio::spawn(axum::serve(listener, app).into_future());
+    let preflight = |origin: &'static str| {
+        reqwest::Client::new()
+            .request(reqwest::Method::OPTIONS, format!("http://{addr}/graphql"))
+            .header("Origin", origin)
+            .header("Access-Control-Request-Method", "POST")
+            .header(
+                "Access-Control-Request-Headers",
+                "authorization,content-type",
+            )
+            .send()
+    };
+    let ok = preflight("https://app.example").await.unwrap();
+    assert_eq!(
+        ok.headers()["access-control-allow-origin"],
+        "https://app.example"
+    );
+    let other = preflight("https://evil.example").await.unwrap();
+    assert!(other.headers().get("access-control-allow-origin").is_none());
+    assert!(api::http::cors(&[]).unwrap().is_none());
+    assert!(api::http::cors(&["bad\norigin".into()]).is_err());
+}
