@@ -224,3 +224,40 @@ async fn another_currency_uses_nothing_and_says_why() {
     assert_eq!(none["invoice"], Value::Null);
     app.verify_all().await;
 }
+
+#[tokio::test]
+async fn held_credits_go_back_after_90_days_and_the_invoice_can_only_be_voided() {
+    let app = TestApp::spawn().await;
+    setup(&app).await;
+    let write = app.key(Role::Write).await;
+    let data = app
+        .ok(&write, APPLY, apply("INV-6", "USD", "40", "i1"))
+        .await;
+    assert_eq!(data["applyCreditsToInvoice"]["creditApplied"], "40");
+    app.clock.advance(chrono::Duration::days(91));
+    // The promo credits expired meanwhile; the service credit is back.
+    let b = app.ok(&write, BALANCES, json!({})).await;
+    assert_eq!(
+        b["customer"]["usd"]["balance"],
+        json!({"available": "50", "pending": "0"})
+    );
+    let (_, body) = app
+        .gql(
+            Some(&write),
+            r#"mutation { finalizeInvoice(externalId: "INV-6") { status } }"#,
+            json!({}),
+        )
+        .await;
+    assert_eq!(code(&body), "CONFLICT");
+    let voided = app
+        .ok(
+            &write,
+            r#"mutation { voidInvoice(externalId: "INV-6") { status } }"#,
+            json!({}),
+        )
+        .await;
+    assert_eq!(voided["voidInvoice"]["status"], "VOIDED");
+    let b = app.ok(&write, BALANCES, json!({})).await;
+    assert_eq!(b["customer"]["usd"]["balance"]["available"], "50");
+    app.verify_all().await;
+}
