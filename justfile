@@ -35,3 +35,11 @@ migrate *args:
 # Everything CI runs.
 ci:
     bash .ci/run
+
+# Benchmarks against baselines measured in the same run (local PostgreSQL
+# at BENCH_DATABASE_URL, default postgres://postgres@127.0.0.1:5432/postgres):
+# prints the ratio table and writes bench/results/<date>.md.
+# `just bench --quick` takes ~2 minutes; see README "Performance".
+bench *args:
+    cargo build --release -p api
+    cargo run --release -p bench -- {{args}}
