@@ -40,6 +40,6 @@ ci:
 # at BENCH_DATABASE_URL, default postgres://postgres@127.0.0.1:5432/postgres):
 # prints the ratio table and writes bench/results/<date>.md.
 # `just bench --quick` takes ~2 minutes; see README "Performance".
+# (The bench binary builds the release api binary first.)
 bench *args:
-    cargo build --release -p api
     cargo run --release -p bench -- {{args}}

@@ -57,7 +57,7 @@ struct Args {
     )]
     pg_url: String,
     /// The `api` binary to measure (default: `api` next to this binary,
-    /// built first with `cargo build --release -p api` when run by cargo).
+    /// built first with `cargo build --release -p api -p bench` when run by cargo).
     #[arg(long)]
     api_bin: Option<PathBuf>,
     /// Serve the API inside this process instead of the release binary.
@@ -92,8 +92,11 @@ fn api_binary() -> anyhow::Result<PathBuf> {
             "bench: building the api binary ({})",
             if release { "release" } else { "debug" }
         );
+        // With `-p bench` the features unify as in the outer `cargo run -p
+        // bench` (service's `testing`, which only adds code nothing calls):
+        // the libraries are shared and only the api binary is linked.
         let mut cmd = std::process::Command::new(cargo);
-        cmd.args(["build", "-q", "-p", "api"]);
+        cmd.args(["build", "-q", "-p", "api", "-p", "bench"]);
         if release {
             cmd.arg("--release");
         }

@@ -64,6 +64,12 @@ pub async fn setup(api: &Api, db: &Db) -> anyhow::Result<Vec<uuid::Uuid>> {
     }
     let cs = credit_system_id(db, tenant, "nested-a").await?;
     wallets.extend(seed::wallets(db, tenant, &small, &spec(cs, 1), now).await?);
+    if db.backend() == sea_orm::DatabaseBackend::Postgres {
+        // Fresh statistics after the bulk seed and the consume runs, as
+        // autovacuum would have them in production.
+        use sea_orm::ConnectionTrait;
+        db.writer().execute_unprepared("ANALYZE").await?;
+    }
     Ok(wallets.into_iter().map(|w| w.id).collect())
 }
 
