@@ -3,7 +3,7 @@
 
 mod common;
 
-use chrono::Duration;
+use chrono::{Duration, TimeZone, Utc};
 use common::{TestApp, code, field};
 use serde_json::{Value, json};
 use service::api_keys::Role;
@@ -85,6 +85,27 @@ async fn readme_catalog_walk_through_runs_as_written() {
         balances.contains(&("cabina".into(), "250000".into())),
         "{balances:?}"
     );
+    // The purchase history: only PURCHASED grants, each with its payment.
+    let purchases: Vec<Value> = customer["wallets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|w| w["purchases"]["edges"].as_array().unwrap().clone())
+        .map(|e| e["node"].clone())
+        .collect();
+    assert_eq!(
+        purchases,
+        vec![json!({
+            "category": "PURCHASED",
+            "amount": "250000",
+            "order": {
+                "gateway": "stripe",
+                "paymentId": "pi_3Nx",
+                "quote": {"total": "137500.00", "currency": "EUR"}
+            }
+        })],
+        "the AI wallet's INCLUDED grant is not a purchase"
+    );
     let check = &a[7]["checkEntitlement"];
     assert_eq!(
         check,
@@ -146,6 +167,31 @@ async fn published_plans_are_frozen_and_archived_plans_take_no_subscribers() {
     let set = r#"mutation { setEntitlement(input: {plan: {key: "ai-pro"}, feature: {key: "api.call"}, creditSystem: {key: "ai-tokens"}, creditCost: "1"}) { entitlement { id } } }"#;
     let (_, body) = app.gql(Some(&app.admin_key), set, json!({})).await;
     assert_eq!(code(&body), "CONFLICT");
+    let credit = app
+        .ok(
+            &app.admin_key,
+            r#"{ plan(key: "ai-pro") { credits { id } } }"#,
+            json!({}),
+        )
+        .await["plan"]["credits"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let update = format!(
+        r#"mutation {{ updatePlanCredit(input: {{planCredit: "{credit}", included: {{amount: "1", resetInterval: MONTHLY}}}}) {{ planCredit {{ id }} }} }}"#
+    );
+    for edit in [
+        update.as_str(),
+        r#"mutation { detachCreditSystem(input: {plan: {key: "ai-pro"}, creditSystem: {key: "ai-tokens"}}) { plan { id } } }"#,
+        r#"mutation { removeEntitlement(input: {plan: {key: "ai-pro"}, feature: {key: "api.call"}}) { plan { id } } }"#,
+    ] {
+        let (_, body) = app.gql(Some(&app.admin_key), edit, json!({})).await;
+        assert_eq!(
+            (code(&body), field(&body)),
+            ("CONFLICT", "plan"),
+            "{edit}: {body}"
+        );
+    }
     let archive =
         r#"mutation { archivePlan(input: {plan: {key: "sms-basic"}}) { plan { status } } }"#;
     app.ok(&app.admin_key, archive, json!({})).await;
@@ -640,6 +686,78 @@ async fn recurring_prices_order_once_per_billing_period() {
     assert_eq!(
         data["confirmTopUpPayment"]["order"]["grant"],
         json!({"amount": "1000", "category": "PURCHASED"})
+    );
+    app.verify_all().await;
+}
+
+/// A canceled subscription keeps what it was granted, gets no period that
+/// starts at or after `cancelAt`, and reads `CANCELED` from then on.
+#[tokio::test]
+async fn a_canceled_subscription_stops_resetting_at_its_cancel_date() {
+    let app = TestApp::spawn().await;
+    run_walk_through(&app).await;
+    // studio-7 is on ai-pro since 2026-01-31T12:00Z (10,000 tokens a month).
+    let subs = r#"{ customer(externalId: "studio-7") { subscriptions { id status cancelAt plan { key } } } }"#;
+    let data = app.ok(&app.admin_key, subs, json!({})).await;
+    let sub = data["customer"]["subscriptions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["plan"]["key"] == "ai-pro")
+        .unwrap()
+        .clone();
+    assert_eq!(sub["status"], "ACTIVE");
+    let cancel = r#"mutation($s: ID!, $at: DateTime) { cancelSubscription(input: {subscription: $s, at: $at}) { subscription { status cancelAt } } }"#;
+    let data = app
+        .ok(
+            &app.admin_key,
+            cancel,
+            json!({"s": sub["id"], "at": "2026-03-15T00:00:00Z"}),
+        )
+        .await;
+    assert_eq!(
+        data["cancelSubscription"]["subscription"],
+        json!({"status": "ACTIVE", "cancelAt": "2026-03-15T00:00:00+00:00"})
+    );
+    // Months later: periods starting Feb 28 (before the cancel date) were
+    // granted; those from Mar 31 on were not.
+    app.clock
+        .set(Utc.with_ymd_and_hms(2026, 6, 1, 0, 0, 0).unwrap());
+    for _ in 0..2 {
+        service::allowances::reset_due(&app.t.db, &app.clock, 100)
+            .await
+            .unwrap();
+    }
+    let included = r#"{ customer(externalId: "studio-7") { wallet(creditSystem: {key: "ai-tokens"}) {
+        grants(first: 20, filter: {categories: [INCLUDED]}) { edges { node { amount expiresAt } } } } } }"#;
+    let data = app.ok(&app.admin_key, included, json!({})).await;
+    let ends: Vec<&str> = data["customer"]["wallet"]["grants"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["node"]["expiresAt"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ends,
+        vec!["2026-03-31T12:00:00+00:00", "2026-02-28T12:00:00+00:00"],
+        "newest first: the period Feb 28 – Mar 31 and the first one"
+    );
+    let data = app.ok(&app.admin_key, subs, json!({})).await;
+    let after = data["customer"]["subscriptions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["plan"]["key"] == "ai-pro")
+        .unwrap()
+        .clone();
+    assert_eq!(after["status"], "CANCELED");
+    // Canceling again, later, keeps the earlier date (nothing changes).
+    let data = app
+        .ok(&app.admin_key, cancel, json!({"s": sub["id"], "at": null}))
+        .await;
+    assert_eq!(
+        data["cancelSubscription"]["subscription"],
+        json!({"status": "CANCELED", "cancelAt": "2026-03-15T00:00:00+00:00"})
     );
     app.verify_all().await;
 }

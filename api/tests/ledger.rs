@@ -258,7 +258,43 @@ async fn every_mutation_refuses_bad_input_and_changes_nothing() {
         )
         .await["customer"]["id"]
         .clone();
-    let before = app.ok(&app.admin_key, BALANCE, json!({"id": "acme"})).await;
+    // …and its own credit system, grant, usage and hold.
+    let theirs_of = |mutation: &str| format!(r#"mutation {{ {mutation} }}"#);
+    let their_cs = app
+        .ok(
+            &other_key,
+            &theirs_of(r#"createCreditSystem(input: {key: "tokens", name: "T", unitSingular: "t", unitPlural: "ts", precision: 2}) { creditSystem { id } }"#),
+            json!({}),
+        )
+        .await["createCreditSystem"]["creditSystem"]["id"]
+        .clone();
+    let their_grant = app
+        .ok(
+            &other_key,
+            &theirs_of(r#"grantCredits(input: {customer: {externalId: "theirs"}, creditSystem: {key: "tokens"}, amount: "10", category: PROMOTIONAL, reason: "x", idempotencyKey: "tg"}) { grant { id } }"#),
+            json!({}),
+        )
+        .await["grantCredits"]["grant"]["id"]
+        .clone();
+    let their_entry = app
+        .ok(
+            &other_key,
+            &theirs_of(r#"consumeCredits(input: {customer: {externalId: "theirs"}, creditSystem: {key: "tokens"}, amount: "1", idempotencyKey: "tc"}) { entry { id } }"#),
+            json!({}),
+        )
+        .await["consumeCredits"]["entry"]["id"]
+        .clone();
+    let their_hold = app
+        .ok(
+            &other_key,
+            &theirs_of(r#"createHold(input: {customer: {externalId: "theirs"}, creditSystem: {key: "tokens"}, amount: "1", expiresAt: "2026-02-01T00:00:00Z", idempotencyKey: "th"}) { hold { id } }"#),
+            json!({}),
+        )
+        .await["createHold"]["hold"]["id"]
+        .clone();
+    let their_balance =
+        r#"{ customer(externalId: "theirs") { wallets { balance { available pending } } } }"#;
+    let theirs_before = app.ok(&other_key, their_balance, json!({})).await;
     let read = app.key(Role::Read).await;
 
     let wallet_mutations: [(&str, &str, Value); 4] = [
@@ -317,6 +353,12 @@ async fn every_mutation_refuses_bad_input_and_changes_nothing() {
                 Some("customer"),
             ),
             (
+                "another tenant's credit system",
+                input(acme.clone(), json!({"id": their_cs}), json!("1")),
+                "NOT_FOUND",
+                Some("creditSystem"),
+            ),
+            (
                 "malformed id",
                 input(json!({"id": "grt_123"}), tokens.clone(), json!("1")),
                 "VALIDATION",
@@ -373,6 +415,114 @@ async fn every_mutation_refuses_bad_input_and_changes_nothing() {
             );
         }
     }
+
+    // Acme's own hold, to capture with bad amounts.
+    let hold = app
+        .ok(
+            &app.admin_key,
+            r#"mutation { createHold(input: {customer: {externalId: "acme"}, creditSystem: {key: "tokens"}, amount: "2", expiresAt: "2026-02-01T00:00:00Z", idempotencyKey: "h0"}) { hold { id } } }"#,
+            json!({}),
+        )
+        .await["createHold"]["hold"]["id"]
+        .clone();
+    let before = app.ok(&app.admin_key, BALANCE, json!({"id": "acme"})).await;
+    let void = "mutation($i: VoidGrantInput!) { voidGrant(input: $i) { __typename } }";
+    let refund = "mutation($i: RefundUsageInput!) { refundUsage(input: $i) { __typename } }";
+    let capture = "mutation($i: CaptureHoldInput!) { captureHold(input: $i) { __typename } }";
+    let release = "mutation($i: ReleaseHoldInput!) { releaseHold(input: $i) { __typename } }";
+    let across: [(&str, Value, &str, &str); 12] = [
+        (
+            void,
+            json!({"grant": their_grant, "reason": "x", "idempotencyKey": "xv"}),
+            "NOT_FOUND",
+            "grant",
+        ),
+        (
+            refund,
+            json!({"entry": their_entry, "reason": "x", "idempotencyKey": "xr"}),
+            "NOT_FOUND",
+            "entry",
+        ),
+        (
+            capture,
+            json!({"hold": their_hold, "amount": "1", "idempotencyKey": "xc"}),
+            "NOT_FOUND",
+            "hold",
+        ),
+        (
+            release,
+            json!({"hold": their_hold, "idempotencyKey": "xl"}),
+            "NOT_FOUND",
+            "hold",
+        ),
+        (
+            refund,
+            json!({"entry": entry_id, "amount": "0", "reason": "x", "idempotencyKey": "r0"}),
+            "VALIDATION",
+            "amount",
+        ),
+        (
+            refund,
+            json!({"entry": entry_id, "amount": "-1", "reason": "x", "idempotencyKey": "r-"}),
+            "VALIDATION",
+            "amount",
+        ),
+        (
+            refund,
+            json!({"entry": entry_id, "amount": "0.001", "reason": "x", "idempotencyKey": "r."}),
+            "VALIDATION",
+            "amount",
+        ),
+        (
+            capture,
+            json!({"hold": hold, "amount": "0", "idempotencyKey": "c0"}),
+            "VALIDATION",
+            "amount",
+        ),
+        (
+            capture,
+            json!({"hold": hold, "amount": "-1", "idempotencyKey": "c-"}),
+            "VALIDATION",
+            "amount",
+        ),
+        (
+            capture,
+            json!({"hold": hold, "amount": "1.001", "idempotencyKey": "c."}),
+            "VALIDATION",
+            "amount",
+        ),
+        (
+            capture,
+            json!({"hold": hold, "amount": "3", "idempotencyKey": "c3"}),
+            "VALIDATION",
+            "amount",
+        ),
+        (
+            void,
+            json!({"grant": "grt_123", "reason": "x", "idempotencyKey": "vm"}),
+            "VALIDATION",
+            "grant",
+        ),
+    ];
+    for (query, input, expected, expected_field) in across {
+        let (_, body) = app
+            .gql(Some(&app.admin_key), query, json!({"i": input}))
+            .await;
+        assert_eq!(
+            (code(&body), field(&body)),
+            (expected, expected_field),
+            "{query} {input}: {body}"
+        );
+        assert!(
+            !body.to_string().contains("theirs"),
+            "another tenant's data leaked: {body}"
+        );
+    }
+    assert_eq!(
+        app.ok(&other_key, their_balance, json!({})).await,
+        theirs_before,
+        "acme's refused mutations touched the other tenant"
+    );
 
     // Mutations on ids.
     let by_id: [(&str, Value, &str, &str); 5] = [

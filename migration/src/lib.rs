@@ -17,6 +17,7 @@ mod m20261122_000005_notifications;
 mod m20261122_000006_auto_top_up;
 mod m20261122_000007_reporting;
 mod m20261122_000008_invoices_and_tokens;
+mod m20261122_000009_report_indexes;
 
 pub struct Migrator;
 
@@ -32,6 +33,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000006_auto_top_up::Migration),
             Box::new(m20261122_000007_reporting::Migration),
             Box::new(m20261122_000008_invoices_and_tokens::Migration),
+            Box::new(m20261122_000009_report_indexes::Migration),
         ]
     }
 }

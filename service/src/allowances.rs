@@ -11,6 +11,13 @@
 //! by period — each missed period is granted and expired in order, so the
 //! ledger tells what every period held — at most [`PERIODS_PER_RUN_MAX`]
 //! periods per plan credit per run (the next run goes on).
+//!
+//! Due subscriptions are reset [`RESET_CHUNK`] to a transaction (one commit
+//! per chunk, plans loaded once per chunk). A chunk that fails (e.g. chosen
+//! as a deadlock victim on PostgreSQL) rolls back whole and is retried by
+//! the next run; nothing in it is half-granted.
+
+use std::collections::{HashMap, hash_map::Entry};
 
 use chrono::{DateTime, Utc};
 use entity::{allowance_period, ledger_entry, subscription};
@@ -59,54 +66,90 @@ pub async fn reset_due(db: &Db, clock: &dyn Clock, limit: u64) -> Result<ResetRe
         .map(|s| s.id)
         .collect();
     let mut report = ResetReport::default();
-    for id in due {
-        let periods = reset_one(db, clock, id, now).await?;
-        report.subscriptions += 1;
+    for chunk in due.chunks(RESET_CHUNK) {
+        let (subscriptions, periods) = reset_chunk(db, clock, chunk, now).await?;
+        report.subscriptions += subscriptions;
         report.periods += periods;
     }
     Ok(report)
 }
 
-async fn reset_one(db: &Db, clock: &dyn Clock, id: Uuid, now: DateTime<Utc>) -> Result<u64, Error> {
+/// Subscriptions reset per transaction: one commit per chunk instead of
+/// per subscription, while a transaction stays short.
+const RESET_CHUNK: usize = 20;
+
+/// Resets a chunk of due subscriptions in one transaction; subscriptions
+/// another worker holds are skipped (`SKIP LOCKED`). Returns (subscriptions,
+/// periods).
+async fn reset_chunk(
+    db: &Db,
+    clock: &dyn Clock,
+    ids: &[Uuid],
+    now: DateTime<Utc>,
+) -> Result<(u64, u64), Error> {
     let txn = db.begin_write().await?;
-    let Some(sub) = subscription::Entity::find_by_id(id)
+    let subs = subscription::Entity::find()
+        .filter(subscription::Column::Id.is_in(ids.iter().copied()))
+        .order_by_asc(subscription::Column::Id)
         .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
-        .one(&txn)
-        .await?
-    else {
-        return Ok(0); // another worker has it
-    };
-    if sub.next_reset_at.is_none_or(|at| at > now) {
-        return Ok(0); // done meanwhile
+        .all(&txn)
+        .await?;
+    let (mut subscriptions, mut periods) = (0, 0);
+    let mut plans: HashMap<Uuid, (Vec<PlanCredit>, periods::Interval)> = HashMap::new();
+    for sub in subs {
+        if sub.next_reset_at.is_none_or(|at| at > now) {
+            continue; // done meanwhile
+        }
+        let (plan_credits, billing) = match plans.entry(sub.plan_id) {
+            Entry::Occupied(known) => known.into_mut(),
+            Entry::Vacant(slot) => {
+                let plan_credits =
+                    catalog::plan_credits_of(&txn, sub.tenant_id, &[sub.plan_id]).await?;
+                let billing =
+                    catalog::find_plan(&txn, sub.tenant_id, &catalog::Ref::Id(sub.plan_id))
+                        .await?
+                        .map(|p| catalog::Plan::from(p).billing_interval.interval())
+                        .unwrap_or(periods::Interval::Monthly);
+                slot.insert((plan_credits, billing))
+            }
+        };
+        periods += reset_one(&txn, clock, &sub, plan_credits, *billing, now).await?;
+        subscriptions += 1;
     }
-    let plan_credits = catalog::plan_credits_of(&txn, sub.tenant_id, &[sub.plan_id]).await?;
+    txn.commit().await?;
+    Ok((subscriptions, periods))
+}
+
+async fn reset_one(
+    txn: &DatabaseTransaction,
+    clock: &dyn Clock,
+    sub: &subscription::Model,
+    plan_credits: &[PlanCredit],
+    billing: periods::Interval,
+    now: DateTime<Utc>,
+) -> Result<u64, Error> {
     let mut periods = 0;
     for pc in plan_credits.iter().filter(|pc| pc.included.is_some()) {
         for _ in 0..PERIODS_PER_RUN_MAX {
-            if !grant_next_period(&txn, clock, &sub, pc, now).await? {
+            if !grant_next_period(txn, clock, sub, pc, now).await? {
                 break;
             }
             periods += 1;
         }
     }
-    let billing = catalog::find_plan(&txn, sub.tenant_id, &catalog::Ref::Id(sub.plan_id))
-        .await?
-        .map(|p| catalog::Plan::from(p).billing_interval.interval())
-        .unwrap_or(periods::Interval::Monthly);
     let (start, end) = periods::period_at(sub.billing_anchor, billing, now.max(sub.started_at));
     if sub.cancel_at.is_none_or(|c| start < c) {
-        for pc in &plan_credits {
-            crate::purchases::recurring_order_in(&txn, clock, &sub, pc, start).await?;
+        for pc in plan_credits {
+            crate::purchases::recurring_order_in(txn, clock, sub, pc, start).await?;
         }
     }
-    let next = next_reset_at(&txn, &sub, &plan_credits, billing, now).await?;
+    let next = next_reset_at(txn, sub, plan_credits, billing, now).await?;
     let mut active = sub.clone().into_active_model();
     active.next_reset_at = Set(next);
     active.current_period_start = Set(start);
     active.current_period_end = Set(end);
     active.updated_at = Set(now);
-    active.update(&txn).await?;
-    txn.commit().await?;
+    active.update(txn).await?;
     Ok(periods)
 }
 

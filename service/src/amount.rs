@@ -10,9 +10,13 @@ use crate::error::Invalid;
 pub const MICROS_PER_CREDIT: i64 = 1_000_000;
 /// The finest precision (decimal places) a credit system may declare.
 pub const PRECISION_MAX: u32 = 6;
-/// The largest magnitude one amount may have: 2 × 10¹² credits. A balance
-/// holds up to ~9.2 × 10¹² (i64 micro-credits); sums past that are refused.
+/// The largest magnitude one amount may have: 2 × 10¹² credits.
 pub const AMOUNT_MAX_CREDITS: i64 = 2_000_000_000_000;
+/// The largest balance a wallet may hold: 4 × 10¹² credits. A write that
+/// would take a wallet past it is refused (`VALIDATION` on `amount`), so a
+/// balance plus any one amount always fits in i64 micro-credits (~9.2 × 10¹²
+/// credits).
+pub const BALANCE_MAX_CREDITS: i64 = 4_000_000_000_000;
 
 pub fn amount_max() -> Decimal {
     Decimal::new(AMOUNT_MAX_CREDITS, 0)

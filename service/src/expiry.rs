@@ -22,6 +22,10 @@ use crate::{
     outbox::{self, EventType},
 };
 
+/// Wallets settled per transaction: one commit (one WAL flush) per chunk
+/// instead of per wallet, while a transaction stays short.
+const SETTLE_CHUNK: usize = 100;
+
 /// How far ahead `credits.expiring_soon` is told.
 pub const EXPIRING_SOON_DAYS: i64 = 7;
 
@@ -39,10 +43,10 @@ pub async fn sweep(db: &Db, clock: &dyn Clock, limit: u64) -> Result<SweepReport
     let mut wallets: Vec<Uuid> = credit_grant::Entity::find()
         .select_only()
         .column(credit_grant::Column::WalletId)
+        .distinct()
         .filter(credit_grant::Column::ExpiresAt.lte(now))
         .filter(credit_grant::Column::RemainingMicros.gt(0))
         .filter(credit_grant::Column::VoidedAt.is_null())
-        .order_by_asc(credit_grant::Column::ExpiresAt)
         .limit(limit)
         .into_tuple()
         .all(db.reader())
@@ -50,9 +54,9 @@ pub async fn sweep(db: &Db, clock: &dyn Clock, limit: u64) -> Result<SweepReport
     let holds: Vec<Uuid> = credit_hold::Entity::find()
         .select_only()
         .column(credit_hold::Column::WalletId)
+        .distinct()
         .filter(credit_hold::Column::Status.eq(ledger::HoldStatus::Active.as_str()))
         .filter(credit_hold::Column::ExpiresAt.lte(now))
-        .order_by_asc(credit_hold::Column::ExpiresAt)
         .limit(limit)
         .into_tuple()
         .all(db.reader())
@@ -62,9 +66,8 @@ pub async fn sweep(db: &Db, clock: &dyn Clock, limit: u64) -> Result<SweepReport
     wallets.dedup();
     wallets.truncate(limit as usize);
     let mut report = SweepReport::default();
-    for wallet_id in wallets {
-        ledger::settle_wallet(db, clock, wallet_id).await?;
-        report.wallets += 1;
+    for chunk in wallets.chunks(SETTLE_CHUNK) {
+        report.wallets += ledger::settle_wallets(db, clock, chunk).await?;
     }
     report.orders = expire_orders(db, now, limit).await?;
     report.notices = expiring_soon(db, now, limit).await?;

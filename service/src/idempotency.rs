@@ -7,7 +7,7 @@
 //! of one key see each other's record.
 
 use entity::idempotency_record;
-use sea_orm::{ActiveModelTrait, ActiveValue::Set, ConnectionTrait, DbErr, EntityTrait};
+use sea_orm::{ActiveValue::Set, ConnectionTrait, DbErr, EntityTrait, sea_query::OnConflict};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -73,6 +73,10 @@ pub async fn check(
     })
 }
 
+/// Records the key's first use. `false`: another transaction recorded the
+/// key first (a concurrent request that no lock serialized with this one);
+/// the caller must roll back and answer from that record instead.
+#[must_use = "a false answer means the caller's writes must be rolled back"]
 pub async fn record(
     conn: &impl ConnectionTrait,
     clock: &dyn Clock,
@@ -81,18 +85,26 @@ pub async fn record(
     operation: &str,
     request_hash: &str,
     result_id: Uuid,
-) -> Result<(), DbErr> {
-    idempotency_record::ActiveModel {
+) -> Result<bool, DbErr> {
+    let inserted = idempotency_record::Entity::insert(idempotency_record::ActiveModel {
         tenant_id: Set(tenant_id),
         key: Set(key.0.clone()),
         operation: Set(operation.to_owned()),
         request_hash: Set(request_hash.to_owned()),
         result_id: Set(result_id),
         created_at: Set(clock.now()),
-    }
-    .insert(conn)
+    })
+    .on_conflict(
+        OnConflict::columns([
+            idempotency_record::Column::TenantId,
+            idempotency_record::Column::Key,
+        ])
+        .do_nothing()
+        .to_owned(),
+    )
+    .exec_without_returning(conn)
     .await?;
-    Ok(())
+    Ok(inserted == 1)
 }
 
 #[cfg(test)]

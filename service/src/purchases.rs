@@ -323,7 +323,15 @@ pub async fn purchase(
     let model = new_order(tenant_id, &priced, false, now)?
         .insert(&txn)
         .await?;
-    idempotency::record(&txn, clock, tenant_id, &key, "purchase", &hash, model.id).await?;
+    if !idempotency::record(&txn, clock, tenant_id, &key, "purchase", &hash, model.id).await? {
+        // A concurrent request with this key committed first: answer as a
+        // retry of it would be answered.
+        txn.rollback().await?;
+        return match idempotency::check(db.reader(), tenant_id, &key, "purchase", &hash).await? {
+            Seen::Replay(id) => load(db.reader(), tenant_id, id).await,
+            Seen::Conflict | Seen::New => Err(Error::IdempotencyConflict),
+        };
+    }
     txn.commit().await?;
     Ok(model.try_into()?)
 }
@@ -718,7 +726,9 @@ pub(crate) async fn recurring_order_in(
         vec![order_event(&order, EventType::TopupRequested, now)],
     )
     .await?;
-    idempotency::record(
+    // The subscription's row lock serializes this; a key recorded meanwhile
+    // means something else wrote it, and this order must not stand.
+    if !idempotency::record(
         txn,
         clock,
         sub.tenant_id,
@@ -727,7 +737,10 @@ pub(crate) async fn recurring_order_in(
         &hash,
         order.id,
     )
-    .await?;
+    .await?
+    {
+        return Err(crate::subscriptions::Error::IdempotencyConflict);
+    }
     Ok(Some(order.id))
 }
 

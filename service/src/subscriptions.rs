@@ -270,7 +270,19 @@ pub async fn subscribe(
     let mut active = model.clone().into_active_model();
     active.next_reset_at = Set(next);
     let model = active.update(&txn).await?;
-    idempotency::record(&txn, clock, tenant_id, &key, "subscribe", &hash, model.id).await?;
+    if !idempotency::record(&txn, clock, tenant_id, &key, "subscribe", &hash, model.id).await? {
+        // A concurrent request with this key committed first: answer as a
+        // retry of it would be answered.
+        txn.rollback().await?;
+        let conn = db.reader();
+        return match idempotency::check(conn, tenant_id, &key, "subscribe", &hash).await? {
+            Seen::Replay(id) => Ok(SubscribeOutcome {
+                subscription: load(conn, tenant_id, id).await?,
+                grants: allowance_grants(conn, tenant_id, id).await?,
+            }),
+            Seen::Conflict | Seen::New => Err(Error::IdempotencyConflict),
+        };
+    }
     txn.commit().await?;
     Ok(SubscribeOutcome {
         subscription: Subscription::from_model(model, plan.billing_interval),

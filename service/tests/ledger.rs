@@ -523,3 +523,110 @@ async fn concurrent_retries_of_one_key_have_one_effect() {
     assert_eq!(w.balance().await.available, d("19"));
     w.verify().await;
 }
+
+#[tokio::test]
+async fn a_wallet_holds_at_most_four_trillion_credits() {
+    let w = World::new(0).await;
+    w.grant("2000000000000", None).await;
+    w.grant("2000000000000", None).await;
+    let before = w.balance().await;
+    assert_eq!(before.available, d("4000000000000"));
+    // One more credit would pass the cap (and, unchecked, overflow i64
+    // micro-credits a few grants later): refused, nothing changes.
+    let err = ledger::grant(&w.t.db, &w.clock, w.tenant_id, &w.grant_input("1"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (err.code(), err.field()),
+        (Code::Validation, Some("amount"))
+    );
+    let mut adjust = ledger::AdjustInput {
+        wallet: w.wallet(),
+        amount: d("1"),
+        reason: "correction".into(),
+        idempotency_key: w.key(),
+    };
+    let err = ledger::adjust(&w.t.db, &w.clock, w.tenant_id, &adjust)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (err.code(), err.field()),
+        (Code::Validation, Some("amount"))
+    );
+    // Spending makes room again.
+    w.consume("10").await.unwrap();
+    adjust.amount = d("10");
+    ledger::adjust(&w.t.db, &w.clock, w.tenant_id, &adjust)
+        .await
+        .unwrap();
+    assert_eq!(w.balance().await.available, d("4000000000000"));
+    w.verify().await;
+}
+
+/// One key sent at once for two different wallets (no wallet lock puts the
+/// two in order): one wins, the other is told `IDEMPOTENCY_CONFLICT`,
+/// never an internal error, and only the winner's credits exist.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_key_raced_on_two_wallets_is_a_conflict_not_an_error() {
+    let w = World::new(0).await;
+    let other = service::customers::create(
+        &w.t.db,
+        &w.clock,
+        w.tenant_id,
+        &service::customers::NewCustomer {
+            external_id: "other".into(),
+            name: "Other".into(),
+            email: None,
+            metadata: None,
+            parent: None,
+        },
+    )
+    .await
+    .unwrap();
+    let w = std::sync::Arc::new(w);
+    for round in 0..10 {
+        let key = format!("raced-{round}");
+        let tasks: Vec<_> = [w.customer_id, other.id]
+            .into_iter()
+            .map(|customer| {
+                let w = w.clone();
+                let key = key.clone();
+                tokio::spawn(async move {
+                    let mut input = w.grant_input("5");
+                    input.wallet.customer = service::customers::CustomerRef::Id(customer);
+                    input.idempotency_key = key;
+                    ledger::grant(&w.t.db, &w.clock, w.tenant_id, &input).await
+                })
+            })
+            .collect();
+        let mut won = 0;
+        for t in tasks {
+            match t.await.unwrap() {
+                Ok(_) => won += 1,
+                Err(e) => assert_eq!(e.code(), Code::IdempotencyConflict, "{e:?}"),
+            }
+        }
+        assert_eq!(won, 1, "round {round}: exactly one grant took the key");
+    }
+    let mine = w.balance().await.available;
+    let theirs = read::balances(
+        &w.t.db,
+        w.tenant_id,
+        &[
+            read::wallet_of(&w.t.db, w.tenant_id, other.id, w.credit_system_id)
+                .await
+                .unwrap()
+                .map(|wallet| wallet.id)
+                .unwrap_or_default(),
+        ],
+        service::Clock::now(&w.clock),
+    )
+    .await
+    .unwrap()
+    .into_values()
+    .next()
+    .map(|b| b.available)
+    .unwrap_or_default();
+    assert_eq!(mine + theirs, d("50"), "ten keys, ten grants of 5");
+    w.verify().await;
+}

@@ -132,9 +132,14 @@ impl Wallet {
         filter: Option<GrantFilter>,
     ) -> ApiResult<Conn<Grant>> {
         let page = pagination::page_request(first, after)?;
-        let filter = read::GrantFilter {
-            live: filter.and_then(|f| f.live),
-        };
+        let filter = filter
+            .map(|f| read::GrantFilter {
+                live: f.live,
+                categories: f
+                    .categories
+                    .map(|c| c.into_iter().map(Into::into).collect()),
+            })
+            .unwrap_or_default();
         let found = load(ctx, GrantPageKey(self.0.id, filter, page))
             .await?
             .unwrap_or_else(|| page.finish(Vec::new()));
@@ -169,6 +174,9 @@ pub struct GrantFilter {
     /// `true`: only grants spendable now; `false`: only the others (spent,
     /// expired, voided, not yet effective).
     live: Option<bool>,
+    /// Only grants of these categories, e.g. `[PURCHASED]` for a purchase
+    /// history.
+    categories: Option<Vec<GrantCategory>>,
 }
 
 /// Which entries to list.

@@ -93,7 +93,7 @@ pub struct BalanceKey(pub Uuid);
 pub struct ExpiringKey(pub Uuid, pub i64);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct BalanceAtKey(pub Uuid, pub DateTime<Utc>);
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct GrantPageKey(pub Uuid, pub GrantFilter, pub PageRequest);
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct EntryPageKey(pub Uuid, pub EntryFilter, pub PageRequest);
@@ -269,12 +269,12 @@ impl Loader<GrantPageKey> for Batch {
         keys: &[GrantPageKey],
     ) -> Result<HashMap<GrantPageKey, Page<Grant>>, LoadError> {
         let mut out = HashMap::new();
-        for ((filter, page), keys) in groups(keys, |k| (k.1, k.2)) {
+        for ((filter, page), keys) in groups(keys, |k| (k.1.clone(), k.2)) {
             let mut found = read::grant_pages(
                 &self.db,
                 self.tenant_id,
                 &ids(&keys, |k| k.0),
-                filter,
+                &filter,
                 page,
                 self.now,
             )

@@ -101,6 +101,7 @@ pub async fn allocate(
         description: input.note.clone(),
         ..Attribution::default()
     };
+    target.check_room(amount)?;
     let out = source
         .spend(
             EntryType::TransferOut,

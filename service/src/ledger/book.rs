@@ -24,6 +24,7 @@ use super::{
 };
 use crate::{
     amount::from_micros,
+    error::Invalid,
     outbox::{self, EventType},
 };
 
@@ -119,6 +120,19 @@ pub(crate) struct Book<'t> {
     dirty: BTreeSet<Uuid>,
     entries: Vec<ledger_entry::Model>,
     splits: Vec<entry_split::Model>,
+    /// The plans' low-credit limits, once looked up.
+    plan_limits: Option<PlanLimits>,
+    /// The credit system's own low-balance threshold, once known.
+    credit_system_threshold: Option<Option<i64>>,
+}
+
+/// The highest `lowCreditLimit` among the customer's active plans for this
+/// credit system: `block` among `BLOCK` limits (the spending floor), `any`
+/// among all (the low-balance threshold when the wallet sets none).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct PlanLimits {
+    pub block: Option<i64>,
+    pub any: Option<i64>,
 }
 
 impl<'t> Book<'t> {
@@ -211,6 +225,8 @@ impl<'t> Book<'t> {
             dirty: BTreeSet::new(),
             entries: Vec::new(),
             splits: Vec::new(),
+            plan_limits: None,
+            credit_system_threshold: None,
         })
     }
 
@@ -358,6 +374,22 @@ impl<'t> Book<'t> {
         let id = grant.id;
         self.grants.insert(id, grant);
         Ok(id)
+    }
+
+    /// Refuses an amount that would take the wallet's balance past
+    /// [`BALANCE_MAX_CREDITS`](crate::amount::BALANCE_MAX_CREDITS).
+    pub fn check_room(&self, amount: i64) -> Result<(), Invalid> {
+        let max = crate::amount::BALANCE_MAX_CREDITS * crate::amount::MICROS_PER_CREDIT;
+        match self.wallet.balance_micros.checked_add(amount) {
+            Some(b) if b <= max => Ok(()),
+            _ => Err(Invalid::new(
+                "amount",
+                format!(
+                    "would take the balance past {} credits, the most a wallet holds",
+                    crate::amount::BALANCE_MAX_CREDITS
+                ),
+            )),
+        }
     }
 
     /// Creates a grant and the `entry_type` entry (GRANT, ADJUSTMENT,
@@ -716,21 +748,40 @@ impl<'t> Book<'t> {
     /// wallet's own, else the highest low-credit limit of the customer's
     /// active plans for this credit system, else the credit system's
     /// default (the tenant's).
-    async fn low_balance_threshold(&self) -> Result<Option<i64>, DbErr> {
-        if let Some(t) = self.wallet.low_balance_threshold_micros {
-            return Ok(Some(t));
+    /// The plans' low-credit limits for this wallet (one query, then cached).
+    pub async fn plan_limits(&mut self) -> Result<PlanLimits, DbErr> {
+        if let Some(limits) = self.plan_limits {
+            return Ok(limits);
         }
-        let from_plans = super::read::plans_low_credit_limit(
+        let limits = super::read::plans_low_credit_limits(
             self.txn,
             self.wallet.tenant_id,
             self.wallet.customer_id,
             self.wallet.credit_system_id,
             self.now,
-            false,
         )
         .await?;
-        if from_plans.is_some() {
-            return Ok(from_plans);
+        self.plan_limits = Some(limits);
+        Ok(limits)
+    }
+
+    /// Tells the book the wallet's credit system, which the caller already
+    /// loaded, so `finish` need not look it up again.
+    pub fn knows_credit_system(&mut self, cs: &entity::credit_system::Model) {
+        if cs.id == self.wallet.credit_system_id {
+            self.credit_system_threshold = Some(cs.low_balance_threshold_micros);
+        }
+    }
+
+    async fn low_balance_threshold(&mut self) -> Result<Option<i64>, DbErr> {
+        if let Some(t) = self.wallet.low_balance_threshold_micros {
+            return Ok(Some(t));
+        }
+        if let Some(t) = self.plan_limits().await?.any {
+            return Ok(Some(t));
+        }
+        if let Some(t) = self.credit_system_threshold {
+            return Ok(t);
         }
         Ok(
             entity::credit_system::Entity::find_by_id(self.wallet.credit_system_id)
@@ -738,6 +789,15 @@ impl<'t> Book<'t> {
                 .await?
                 .and_then(|cs| cs.low_balance_threshold_micros),
         )
+    }
+
+    /// The splits appended so far for one entry, as they will be stored.
+    pub fn split_models_of(&self, entry_id: Uuid) -> Vec<entry_split::Model> {
+        self.splits
+            .iter()
+            .filter(|s| s.entry_id == entry_id)
+            .cloned()
+            .collect()
     }
 
     /// Writes everything collected, the outbox events it causes, and the

@@ -333,7 +333,9 @@ async fn try_apply(
     }
     .insert(&txn)
     .await?;
-    idempotency::record(&txn, clock, tenant_id, key, OPERATION, &hash, invoice_id).await?;
+    if !idempotency::record(&txn, clock, tenant_id, key, OPERATION, &hash, invoice_id).await? {
+        return Err(Error::IdempotencyConflict);
+    }
     for book in books {
         book.finish().await?;
     }

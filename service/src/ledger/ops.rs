@@ -7,8 +7,11 @@ use entity::{credit_grant, credit_hold, credit_system, entry_split, ledger_entry
 use rust_decimal::Decimal;
 use sea_orm::DatabaseTransaction;
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel,
-    QueryFilter, QueryOrder,
+    ActiveModelTrait,
+    ActiveValue::Set,
+    ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder,
+    QuerySelect,
+    sea_query::{LockBehavior, LockType},
 };
 use serde_json::Value as Json;
 use uuid::Uuid;
@@ -118,7 +121,9 @@ pub(super) async fn record_key(
     hash: &str,
     entry_id: Uuid,
 ) -> Result<(), Error> {
-    idempotency::record(
+    // The wallet lock serializes retries of one request, so a key recorded
+    // meanwhile by another transaction was used for another wallet.
+    let recorded = idempotency::record(
         book.txn,
         clock,
         book.tenant_id(),
@@ -128,28 +133,10 @@ pub(super) async fn record_key(
         entry_id,
     )
     .await?;
+    if !recorded {
+        return Err(Error::IdempotencyConflict);
+    }
     Ok(())
-}
-
-/// The lowest `available` spending may leave: the highest BLOCK low-credit
-/// limit among the customer's subscriptions active now whose plan includes
-/// this credit system. `None`: no floor (zero, or debt with overage).
-async fn spend_floor(
-    conn: &impl ConnectionTrait,
-    tenant_id: Uuid,
-    customer_id: Uuid,
-    credit_system_id: Uuid,
-    now: DateTime<Utc>,
-) -> Result<Option<i64>, Error> {
-    Ok(super::read::plans_low_credit_limit(
-        conn,
-        tenant_id,
-        customer_id,
-        credit_system_id,
-        now,
-        true,
-    )
-    .await?)
 }
 
 // ---------------------------------------------------------------- loading
@@ -306,6 +293,7 @@ pub(crate) async fn grant_in(
         return replay_grant(txn, tenant_id, entry_id).await;
     }
     book.settle().await?;
+    book.check_room(amount)?;
     let (grant_id, entry) = book
         .add_grant(
             NewGrant {
@@ -375,10 +363,12 @@ pub async fn consume(
     let key = IdempotencyKey::parse(&input.idempotency_key)?;
     input.attribution.validate()?;
     let now = clock.now();
-    let txn = db.begin_write().await?;
-    let (customer_id, cs) = resolve(&txn, tenant_id, &input.wallet).await?;
+    // Customer and credit system are resolved before the write lock is
+    // taken (on SQLite, BEGIN IMMEDIATE holds the single writer).
+    let (customer_id, cs) = resolve(db.reader(), tenant_id, &input.wallet).await?;
     let amount = positive_micros(input.amount, precision(&cs), "amount")?;
     let hash = fingerprint(&(customer_id, cs.id, amount, &input.attribution));
+    let txn = db.begin_write().await?;
     let Some(mut book) = Book::open(&txn, tenant_id, customer_id, cs.id, now, false).await? else {
         if let Seen::Conflict = idempotency::check(&txn, tenant_id, &key, "consume", &hash).await? {
             return Err(Error::IdempotencyConflict);
@@ -389,8 +379,9 @@ pub async fn consume(
         return replay_consume(&txn, tenant_id, entry_id).await;
     }
     book.settle().await?;
+    book.knows_credit_system(&cs);
     let allow_debt = book.wallet.allow_overage;
-    let floor = spend_floor(&txn, tenant_id, customer_id, cs.id, now).await?;
+    let floor = book.plan_limits().await?.block;
     let entry = book
         .spend(
             EntryType::Usage,
@@ -403,8 +394,8 @@ pub async fn consume(
         )
         .map_err(|r| refused(amount, r))?;
     record_key(&book, clock, &key, "consume", &hash, entry.id).await?;
+    let splits = book.split_models_of(entry.id);
     book.finish().await?;
-    let splits = load_splits(&txn, tenant_id, entry.id).await?;
     txn.commit().await?;
     Ok(ConsumeOutcome {
         entry: entry.into(),
@@ -532,6 +523,7 @@ pub async fn adjust(
         });
     }
     book.settle().await?;
+    book.check_room(amount)?;
     let (entry, grant_id) = if amount > 0 {
         let (grant_id, entry) = book
             .add_grant(
@@ -652,6 +644,7 @@ pub async fn refund_usage(
         ));
     }
     let amount = requested.unwrap_or(refundable);
+    book.check_room(amount)?;
     if amount > refundable {
         return Err(Invalid::new(
             "amount",
@@ -773,7 +766,8 @@ pub async fn create_hold(
         return replay_hold(&txn, tenant_id, entry_id).await;
     }
     book.settle().await?;
-    let floor = spend_floor(&txn, tenant_id, customer_id, cs.id, now).await?;
+    book.knows_credit_system(&cs);
+    let floor = book.plan_limits().await?.block;
     let (hold, entry) = book
         .reserve(
             amount,
@@ -912,20 +906,36 @@ async fn settle_hold(
     })
 }
 
-/// Books what time has done to one wallet (expiries, hold releases) and
-/// nothing else: the expiry sweep's unit of work.
-pub async fn settle_wallet(db: &Db, clock: &dyn Clock, wallet_id: Uuid) -> Result<(), Error> {
+/// Books what time has done to these wallets (expiries, hold releases) and
+/// nothing else, in one transaction: the expiry sweep's unit of work.
+/// Wallets another writer holds are skipped (`FOR UPDATE SKIP LOCKED`), so
+/// the sweep never waits while holding locks and can't deadlock with a
+/// writer that locks wallets in its own order; a skipped wallet is settled
+/// by the next pass (reads never wait for it). Returns how many it settled.
+pub async fn settle_wallets(db: &Db, clock: &dyn Clock, wallet_ids: &[Uuid]) -> Result<u64, Error> {
+    if wallet_ids.is_empty() {
+        return Ok(0);
+    }
     let txn = db.begin_write().await?;
-    let tenant_id = match wallet::Entity::find_by_id(wallet_id).one(&txn).await? {
-        Some(w) => w.tenant_id,
-        None => return Ok(()),
-    };
-    if let Some(mut book) = Book::open_by_id(&txn, tenant_id, wallet_id, clock.now()).await? {
-        book.settle().await?;
-        book.finish().await?;
+    let locked: Vec<(Uuid, Uuid)> = wallet::Entity::find()
+        .select_only()
+        .column(wallet::Column::Id)
+        .column(wallet::Column::TenantId)
+        .filter(wallet::Column::Id.is_in(wallet_ids.iter().copied()))
+        .order_by_asc(wallet::Column::Id)
+        .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
+        .into_tuple()
+        .all(&txn)
+        .await?;
+    let now = clock.now();
+    for (wallet_id, tenant_id) in &locked {
+        if let Some(mut book) = Book::open_by_id(&txn, *tenant_id, *wallet_id, now).await? {
+            book.settle().await?;
+            book.finish().await?;
+        }
     }
     txn.commit().await?;
-    Ok(())
+    Ok(locked.len() as u64)
 }
 
 /// Makes sure the wallet of (customer, credit system) exists, inside the

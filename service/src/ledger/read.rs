@@ -50,28 +50,22 @@ fn uuids(ids: &[Uuid]) -> impl Iterator<Item = Value> + '_ {
 }
 
 /// The highest `lowCreditLimit` among the customer's subscriptions active
-/// at `now` whose plan includes this credit system (only `BLOCK` limits
-/// with `block_only`). Both the spending floor and the low-balance
-/// threshold come from it.
-pub(crate) async fn plans_low_credit_limit(
+/// at `now` whose plan includes this credit system: among `BLOCK` limits
+/// (the spending floor) and among all (the low-balance threshold), in one
+/// statement.
+pub(crate) async fn plans_low_credit_limits(
     conn: &impl ConnectionTrait,
     tenant_id: Uuid,
     customer_id: Uuid,
     credit_system_id: Uuid,
     now: DateTime<Utc>,
-    block_only: bool,
-) -> Result<Option<i64>, DbErr> {
-    let sql = format!(
-        "SELECT MAX(pc.low_credit_limit_micros) AS limit_micros \
+) -> Result<super::book::PlanLimits, DbErr> {
+    let sql = "SELECT \
+           MAX(CASE WHEN pc.low_credit_action = 'BLOCK' THEN pc.low_credit_limit_micros END) AS block_micros, \
+           MAX(pc.low_credit_limit_micros) AS any_micros \
          FROM subscription s JOIN plan_credit pc ON pc.plan_id = s.plan_id AND pc.tenant_id = s.tenant_id \
          WHERE s.tenant_id = ? AND s.customer_id = ? AND pc.credit_system_id = ? \
-           AND s.started_at <= ? AND (s.cancel_at IS NULL OR s.cancel_at > ?){}",
-        if block_only {
-            " AND pc.low_credit_action = 'BLOCK'"
-        } else {
-            ""
-        }
-    );
+           AND s.started_at <= ? AND (s.cancel_at IS NULL OR s.cancel_at > ?)";
     let values = vec![
         tenant_id.into(),
         customer_id.into(),
@@ -80,11 +74,14 @@ pub(crate) async fn plans_low_credit_limit(
         now.into(),
     ];
     let row = conn
-        .query_one_raw(statement(conn.get_database_backend(), &sql, values))
+        .query_one_raw(statement(conn.get_database_backend(), sql, values))
         .await?;
     Ok(match row {
-        Some(row) => row.try_get::<Option<i64>>("", "limit_micros")?,
-        None => None,
+        Some(row) => super::book::PlanLimits {
+            block: row.try_get::<Option<i64>>("", "block_micros")?,
+            any: row.try_get::<Option<i64>>("", "any_micros")?,
+        },
+        None => super::book::PlanLimits::default(),
     })
 }
 
@@ -276,10 +273,13 @@ pub async fn balances_at(
 }
 
 /// Which grants a list shows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub struct GrantFilter {
     /// `Some(true)`: only spendable now; `Some(false)`: only not.
     pub live: Option<bool>,
+    /// Only grants of these categories (e.g. `PURCHASED` for a purchase
+    /// history); an empty list shows none.
+    pub categories: Option<Vec<super::Category>>,
 }
 
 /// A page of grants per wallet, newest first.
@@ -287,7 +287,7 @@ pub async fn grant_pages(
     db: &Db,
     tenant_id: Uuid,
     wallet_ids: &[Uuid],
-    filter: GrantFilter,
+    filter: &GrantFilter,
     page: PageRequest,
     now: DateTime<Utc>,
 ) -> Result<HashMap<Uuid, Page<Grant>>, DbErr> {
@@ -309,6 +309,16 @@ pub async fn grant_pages(
             values.extend([now.into(), now.into()]);
         }
         None => {}
+    }
+    if let Some(categories) = &filter.categories {
+        if categories.is_empty() {
+            return Ok(wallet_ids
+                .iter()
+                .map(|id| (*id, page.finish(Vec::new())))
+                .collect());
+        }
+        conditions.push_str(&format!(" AND category IN ({})", list(categories.len())));
+        values.extend(categories.iter().map(|c| Value::from(c.as_str())));
     }
     if let Some(after) = page.after {
         conditions.push_str(" AND id < ?");
