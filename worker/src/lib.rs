@@ -1,16 +1,19 @@
 //! The worker: scheduled jobs over the same database as the API, with
-//! apalis (its SQLite or PostgreSQL storage) and apalis-cron. Job handlers
-//! are thin: the rules they apply live in `service`.
+//! apalis-cron for the schedules and apalis' SQL storage (`apalis-sqlite` /
+//! `apalis-postgres`, in the same database, on the same pool) as the job
+//! queue: cron tick → claim in `job_tick` → one [`queue::JobTick`] in the
+//! job's queue → a storage worker on any replica runs it (see [`run`]). Job
+//! handlers are thin: the rules they apply live in `service`.
 //!
 //! Runs as its own binary (`cargo run -p worker`, production) or inside the
 //! API process (`WORKER=embedded`, the default with SQLite).
 
-use std::{path::PathBuf, str::FromStr, sync::Arc};
+use std::{path::PathBuf, str::FromStr, sync::Arc, time::Duration};
 
 use apalis::prelude::*;
 use apalis_cron::{CronScheduler, Tick};
 use sea_orm::DatabaseBackend;
-use service::{Clock, Db};
+use service::{Clock, Db, jobs::Job};
 use tokio_util::sync::CancellationToken;
 
 /// How the worker sends email. Read now, used by the notification jobs.
@@ -78,6 +81,19 @@ pub const RESET_BATCH: u64 = 500;
 /// Wallets (and orders) one expiry-sweep run handles at most.
 pub const SWEEP_BATCH: u64 = 1_000;
 
+/// How long a stopping worker waits for running jobs before it exits
+/// anyway (a job cut off is taken up again by another replica's storage
+/// worker once this one's heartbeat is stale).
+pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The cron schedule of each job.
+pub fn schedule(job: Job) -> &'static str {
+    match job {
+        Job::AllowanceReset | Job::ExpirySweep => EVERY_MINUTE,
+        Job::Notifications => EVERY_FIVE_SECONDS,
+    }
+}
+
 /// What every job handler gets.
 #[derive(Clone)]
 pub struct JobContext {
@@ -85,6 +101,21 @@ pub struct JobContext {
     pub clock: Arc<dyn Clock>,
     pub mailer: Arc<transports::LettreMailer>,
     pub http: Arc<transports::HttpTransport>,
+}
+
+impl JobContext {
+    /// The database, the clock and the mail and webhook transports.
+    pub fn new(db: Db, clock: Arc<dyn Clock>, config: &WorkerConfig) -> Result<Self, Error> {
+        let mailer = transports::LettreMailer::from_config(&config.mail).map_err(Error::Monitor)?;
+        let http =
+            transports::HttpTransport::new(transports::WEBHOOK_TIMEOUT).map_err(Error::Monitor)?;
+        Ok(Self {
+            db,
+            clock,
+            mailer: Arc::new(mailer),
+            http: Arc::new(http),
+        })
+    }
 }
 
 /// Checks the database is migrated and prepares apalis' job tables on the
@@ -110,9 +141,26 @@ pub async fn prepare(db: &Db) -> Result<(), Error> {
     migrated.map_err(|e| Error::JobStorage(e.to_string()))
 }
 
-/// Runs every job until `shutdown` is cancelled, then lets in-flight jobs
-/// finish. Each job also runs once at start, to catch up at once after
-/// downtime rather than at the next tick.
+/// Runs every job until `shutdown` is cancelled, then stops gracefully.
+///
+/// How a job runs:
+/// 1. At start, [`jobs::run_all`] runs each job once, directly, to catch up
+///    at once after downtime rather than at the next tick.
+/// 2. Per job, an apalis-cron worker ([`CronScheduler`], in memory: every
+///    replica fires every tick) claims each tick in `job_tick`
+///    ([`service::jobs::claim_tick`], committed); the one replica that wins
+///    pushes a [`queue::JobTick`] into the job's apalis queue
+///    ([`queue::queue_name`]) in the same database, on the same pool.
+/// 3. Per job, a storage-backed apalis worker (`SqliteStorage` /
+///    `PostgresStorage`, polling every [`queue::POLL_INTERVAL`] with
+///    [`queue::PollEvery`]) on any
+///    replica takes the tick and runs the job ([`jobs::run_tick`]),
+///    recording the run for the `jobs` query and the metrics.
+///
+/// On `shutdown` the workers stop taking ticks; a tick taken but not
+/// started goes back to its queue, running jobs get [`SHUTDOWN_TIMEOUT`] to
+/// finish. A worker whose storage fails (the database went away) is
+/// restarted under a new name.
 pub async fn run(
     db: Db,
     clock: Arc<dyn Clock>,
@@ -120,43 +168,56 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
     prepare(&db).await?;
-    let mailer = transports::LettreMailer::from_config(&config.mail).map_err(Error::Monitor)?;
-    let http =
-        transports::HttpTransport::new(transports::WEBHOOK_TIMEOUT).map_err(Error::Monitor)?;
+    let ctx = JobContext::new(db, clock, &config)?;
     tracing::info!(mail = %config.mail.describe(), "worker started");
-    let ctx = JobContext {
-        db,
-        clock,
-        mailer: Arc::new(mailer),
-        http: Arc::new(http),
-    };
     jobs::run_all(&ctx).await;
-    let schedule =
-        cron::Schedule::from_str(EVERY_MINUTE).map_err(|e| Error::Monitor(e.to_string()))?;
-    let notify_schedule =
-        cron::Schedule::from_str(EVERY_FIVE_SECONDS).map_err(|e| Error::Monitor(e.to_string()))?;
-    let (reset_ctx, sweep_ctx, notify_ctx) = (ctx.clone(), ctx.clone(), ctx.clone());
-    let (reset_schedule, sweep_schedule) = (schedule.clone(), schedule);
-    Monitor::new()
-        .register(move |_restarts| {
-            WorkerBuilder::new("allowance-reset")
-                .backend(CronScheduler::new(reset_schedule.clone()))
-                .data(reset_ctx.clone())
-                .build(jobs::allowance_reset)
+    let mut monitor = Monitor::new();
+    for job in Job::ALL {
+        let schedule =
+            cron::Schedule::from_str(schedule(job)).map_err(|e| Error::Monitor(e.to_string()))?;
+        let ctx = ctx.clone();
+        monitor = monitor.register(move |_restarts| {
+            WorkerBuilder::new(format!("{}-cron", queue::queue_name(job)))
+                .backend(CronScheduler::new(schedule.clone()))
+                .data(ctx.clone())
+                .data(job)
+                .build(jobs::on_cron_tick)
+        });
+    }
+    // Worker names are unique per process (and per restart): apalis
+    // refuses to register a name that is alive elsewhere.
+    let instance = format!("{}-{}", std::process::id(), uuid::Uuid::now_v7().simple());
+    // The two storages are different types: one registration per backend.
+    macro_rules! register_storage_workers {
+        ($storage:path) => {
+            for job in Job::ALL {
+                let (ctx, instance) = (ctx.clone(), instance.clone());
+                monitor = monitor.register(move |restarts| {
+                    WorkerBuilder::new(format!("{}@{instance}#{restarts}", queue::queue_name(job)))
+                        .backend(
+                            $storage(&ctx.db, job)
+                                .poll_with_strategy(queue::PollEvery::new(queue::POLL_INTERVAL)),
+                        )
+                        .data(ctx.clone())
+                        .concurrency(1)
+                        .build(jobs::run_tick)
+                });
+            }
+        };
+    }
+    match ctx.db.backend() {
+        DatabaseBackend::Sqlite => register_storage_workers!(queue::sqlite_storage),
+        _ => register_storage_workers!(queue::postgres_storage),
+    }
+    monitor
+        .should_restart(|worker, error| {
+            if worker.is_shutting_down() {
+                return false;
+            }
+            tracing::warn!(worker = worker.name(), %error, "job worker failed; restarting it");
+            true
         })
-        .register(move |_restarts| {
-            WorkerBuilder::new("expiry-sweep")
-                .backend(CronScheduler::new(sweep_schedule.clone()))
-                .data(sweep_ctx.clone())
-                .build(jobs::expiry_sweep)
-        })
-        .register(move |_restarts| {
-            WorkerBuilder::new("notifications")
-                .backend(CronScheduler::new(notify_schedule.clone()))
-                .data(notify_ctx.clone())
-                .build(jobs::notifications)
-        })
-        .shutdown_timeout(std::time::Duration::from_secs(30))
+        .shutdown_timeout(SHUTDOWN_TIMEOUT)
         .run_with_signal(async move {
             shutdown.cancelled().await;
             Ok(())
@@ -187,12 +248,15 @@ pub async fn shutdown_signal() {
     ctrl_c.await.ok();
 }
 
+pub mod queue;
 pub mod transports;
 
 pub mod jobs {
-    use service::jobs::{Job, record};
+    use chrono::{DateTime, Utc};
+    use service::jobs::record;
 
     use super::*;
+    use crate::queue::{self, JobTick};
 
     /// One run of every job, in order.
     pub async fn run_all(ctx: &JobContext) {
@@ -222,14 +286,6 @@ pub mod jobs {
         .await
     }
 
-    pub async fn notifications(tick: Tick, ctx: Data<JobContext>) -> Result<(), BoxDynError> {
-        if !claim(&ctx, Job::Notifications, &tick).await? {
-            return Ok(());
-        }
-        notify(&ctx).await?;
-        Ok(())
-    }
-
     async fn reset(ctx: &JobContext) -> Result<u64, service::subscriptions::Error> {
         record(&ctx.db, ctx.clock.as_ref(), Job::AllowanceReset, async {
             let report =
@@ -247,32 +303,81 @@ pub mod jobs {
         .await
     }
 
-    /// Whether this replica runs this tick (the first to claim it does).
-    async fn claim(ctx: &JobContext, job: Job, tick: &Tick) -> Result<bool, BoxDynError> {
-        let at = chrono::DateTime::from_timestamp(i64::try_from(tick.get_timestamp())?, 0)
+    /// Claims `tick_at` of `job` for this replica and, if this replica is
+    /// the first, queues it; `true` when it queued it.
+    ///
+    /// The claim ([`service::jobs::claim_tick`]) is what makes N replicas'
+    /// cron streams — each firing every tick — queue each tick once:
+    /// apalis' storages only deduplicate by idempotency key, which
+    /// PostgreSQL enforces by refusing the second push (an error, not a
+    /// no-op). The claim is committed before the push, outside any
+    /// transaction; a crash between the two loses that one tick, which the
+    /// job's next tick makes up for (every job catches up on whatever is
+    /// due).
+    ///
+    /// At the top of each hour the winner also prunes the job's queue
+    /// entries finished more than [`queue::KEEP_FINISHED`] ago.
+    pub async fn enqueue(
+        db: &Db,
+        clock: &dyn Clock,
+        job: Job,
+        tick_at: DateTime<Utc>,
+    ) -> Result<bool, BoxDynError> {
+        if !service::jobs::claim_tick(db, clock, job, tick_at).await? {
+            return Ok(false);
+        }
+        queue::push(db, &JobTick::new(job, tick_at)).await?;
+        if tick_at.timestamp() % 3600 == 0 {
+            match queue::prune(db, job, tick_at - queue::KEEP_FINISHED).await {
+                Ok(n) => tracing::debug!(job = job.as_str(), pruned = n, "job queue pruned"),
+                Err(e) => {
+                    tracing::warn!(job = job.as_str(), error = %e, "pruning the job queue failed")
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    /// The cron worker's handler: [`enqueue`] the tick.
+    pub async fn on_cron_tick(
+        tick: Tick,
+        ctx: Data<JobContext>,
+        job: Data<Job>,
+    ) -> Result<bool, BoxDynError> {
+        let at = DateTime::from_timestamp(i64::try_from(tick.get_timestamp())?, 0)
             .ok_or("tick out of range")?;
-        Ok(service::jobs::claim_tick(&ctx.db, ctx.clock.as_ref(), job, at).await?)
+        match enqueue(&ctx.db, ctx.clock.as_ref(), *job, at).await {
+            Ok(queued) => {
+                tracing::trace!(job = job.as_str(), tick = %at, queued, "cron tick");
+                Ok(queued)
+            }
+            Err(e) => {
+                tracing::error!(job = job.as_str(), tick = %at, error = %e, "queueing a tick failed");
+                Err(e)
+            }
+        }
     }
 
-    pub async fn allowance_reset(tick: Tick, ctx: Data<JobContext>) -> Result<(), BoxDynError> {
-        if !claim(&ctx, Job::AllowanceReset, &tick).await? {
-            return Ok(());
+    /// The storage worker's handler: runs the queued tick's job, recorded
+    /// as one run; returns what it handled (kept as the queue entry's
+    /// result).
+    pub async fn run_tick(tick: JobTick, ctx: Data<JobContext>) -> Result<u64, BoxDynError> {
+        let job = tick
+            .job()
+            .ok_or_else(|| format!("unknown job {:?}", tick.job))?;
+        let handled: Result<u64, BoxDynError> = match job {
+            Job::AllowanceReset => reset(&ctx).await.map_err(Into::into),
+            Job::ExpirySweep => sweep(&ctx).await.map_err(Into::into),
+            Job::Notifications => notify(&ctx).await.map_err(Into::into),
+        };
+        match &handled {
+            Ok(n) => {
+                tracing::debug!(job = job.as_str(), tick = %tick.tick_at, handled = n, "job ran")
+            }
+            Err(e) => {
+                tracing::error!(job = job.as_str(), tick = %tick.tick_at, error = %e, "job failed")
+            }
         }
-        let n = reset(&ctx).await?;
-        tracing::debug!(
-            tick = tick.get_timestamp(),
-            subscriptions = n,
-            "allowance reset"
-        );
-        Ok(())
-    }
-
-    pub async fn expiry_sweep(tick: Tick, ctx: Data<JobContext>) -> Result<(), BoxDynError> {
-        if !claim(&ctx, Job::ExpirySweep, &tick).await? {
-            return Ok(());
-        }
-        let n = sweep(&ctx).await?;
-        tracing::debug!(tick = tick.get_timestamp(), handled = n, "expiry sweep");
-        Ok(())
+        handled
     }
 }
