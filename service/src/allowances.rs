@@ -21,6 +21,7 @@ use std::collections::{HashMap, hash_map::Entry};
 
 use chrono::{DateTime, Utc};
 use entity::{allowance_period, ledger_entry, subscription};
+use futures_util::{StreamExt, stream};
 use rust_decimal::Decimal;
 use sea_orm::{
     ActiveModelTrait,
@@ -66,8 +67,22 @@ pub async fn reset_due(db: &Db, clock: &dyn Clock, limit: u64) -> Result<ResetRe
         .map(|s| s.id)
         .collect();
     let mut report = ResetReport::default();
-    for chunk in due.chunks(RESET_CHUNK) {
-        let (subscriptions, periods) = reset_chunk(db, clock, chunk, now).await?;
+    // On PostgreSQL chunks run side by side (each locks its own
+    // subscriptions; a chunk that loses a deadlock rolls back and is retried
+    // by the next run). Every chunk runs to its end before the first error
+    // is returned.
+    // (The futures are built first: a `map` closure in the stream's type
+    // trips the compiler's `Send` check in the worker.)
+    let chunks: Vec<_> = due
+        .chunks(RESET_CHUNK)
+        .map(|chunk| reset_chunk(db, clock, chunk, now))
+        .collect();
+    let done: Vec<Result<(u64, u64), Error>> = stream::iter(chunks)
+        .buffer_unordered(db.parallel_writers())
+        .collect()
+        .await;
+    for chunk in done {
+        let (subscriptions, periods) = chunk?;
         report.subscriptions += subscriptions;
         report.periods += periods;
     }
@@ -129,13 +144,17 @@ async fn reset_one(
     now: DateTime<Utc>,
 ) -> Result<u64, Error> {
     let mut periods = 0;
+    let mut last_ends = Vec::new();
     for pc in plan_credits.iter().filter(|pc| pc.included.is_some()) {
+        let mut last = last_period(txn, sub, pc).await?;
         for _ in 0..PERIODS_PER_RUN_MAX {
-            if !grant_next_period(txn, clock, sub, pc, now).await? {
-                break;
+            match grant_next_period(txn, clock, sub, pc, last.as_ref(), now).await? {
+                Some(granted) => last = Some(granted),
+                None => break,
             }
             periods += 1;
         }
+        last_ends.extend(last.map(|l| l.period_end));
     }
     let (start, end) = periods::period_at(sub.billing_anchor, billing, now.max(sub.started_at));
     if sub.cancel_at.is_none_or(|c| start < c) {
@@ -143,7 +162,7 @@ async fn reset_one(
             crate::purchases::recurring_order_in(txn, clock, sub, pc, start).await?;
         }
     }
-    let next = next_reset_at(txn, sub, plan_credits, billing, now).await?;
+    let next = next_reset_from(sub, plan_credits, billing, now, &last_ends);
     let mut active = sub.clone().into_active_model();
     active.next_reset_at = Set(next);
     active.current_period_start = Set(start);
@@ -163,14 +182,24 @@ pub(crate) async fn next_reset_at(
     billing: periods::Interval,
     now: DateTime<Utc>,
 ) -> Result<Option<DateTime<Utc>>, DbErr> {
-    let mut next: Option<DateTime<Utc>> = None;
+    let mut last_ends = Vec::new();
+    for pc in plan_credits.iter().filter(|pc| pc.included.is_some()) {
+        last_ends.extend(last_period(conn, sub, pc).await?.map(|l| l.period_end));
+    }
+    Ok(next_reset_from(sub, plan_credits, billing, now, &last_ends))
+}
+
+/// [`next_reset_at`] given when each allowance's last granted period ends.
+fn next_reset_from(
+    sub: &subscription::Model,
+    plan_credits: &[PlanCredit],
+    billing: periods::Interval,
+    now: DateTime<Utc>,
+    last_ends: &[DateTime<Utc>],
+) -> Option<DateTime<Utc>> {
+    let mut next: Option<DateTime<Utc>> = last_ends.iter().min().copied();
     let mut earliest =
         |at: DateTime<Utc>| next = Some(next.map_or(at, |n: DateTime<Utc>| n.min(at)));
-    for pc in plan_credits.iter().filter(|pc| pc.included.is_some()) {
-        if let Some(last) = last_period(conn, sub, pc).await? {
-            earliest(last.period_end);
-        }
-    }
     // Recurring prices order again at each billing period's start.
     if plan_credits
         .iter()
@@ -178,7 +207,7 @@ pub(crate) async fn next_reset_at(
     {
         earliest(periods::period_at(sub.billing_anchor, billing, now.max(sub.started_at)).1);
     }
-    Ok(next.filter(|at| sub.cancel_at.is_none_or(|c| *at < c)))
+    next.filter(|at| sub.cancel_at.is_none_or(|c| *at < c))
 }
 
 async fn last_period(
@@ -241,7 +270,7 @@ pub(crate) async fn grant_period(
     (start, end): (DateTime<Utc>, DateTime<Utc>),
     carry: i64,
     carried_from: Option<Uuid>,
-) -> Result<Option<(Grant, Option<Grant>)>, Error> {
+) -> Result<Option<(allowance_period::Model, Grant, Option<Grant>)>, Error> {
     let Some(allowance) = &pc.included else {
         return Ok(None);
     };
@@ -306,56 +335,58 @@ pub(crate) async fn grant_period(
     } else {
         None
     };
-    allowance_period::Entity::insert(allowance_period::ActiveModel {
-        id: Set(Uuid::now_v7()),
-        tenant_id: Set(sub.tenant_id),
-        subscription_id: Set(sub.id),
-        plan_credit_id: Set(pc.id),
-        period_start: Set(start),
-        period_end: Set(end),
-        grant_id: Set(allowance_grant.id),
-        rollover_grant_id: Set(rollover_grant.as_ref().map(|g| g.id)),
-        created_at: Set(clock.now()),
-    })
-    .on_conflict(
-        OnConflict::columns([
-            allowance_period::Column::TenantId,
-            allowance_period::Column::SubscriptionId,
-            allowance_period::Column::PlanCreditId,
-            allowance_period::Column::PeriodStart,
-        ])
-        .do_nothing()
-        .to_owned(),
-    )
-    .exec_without_returning(txn)
-    .await?;
-    Ok(Some((allowance_grant, rollover_grant)))
+    let period = allowance_period::Model {
+        id: Uuid::now_v7(),
+        tenant_id: sub.tenant_id,
+        subscription_id: sub.id,
+        plan_credit_id: pc.id,
+        period_start: start,
+        period_end: end,
+        grant_id: allowance_grant.id,
+        rollover_grant_id: rollover_grant.as_ref().map(|g| g.id),
+        created_at: clock.now(),
+    };
+    allowance_period::Entity::insert(period.clone().into_active_model())
+        .on_conflict(
+            OnConflict::columns([
+                allowance_period::Column::TenantId,
+                allowance_period::Column::SubscriptionId,
+                allowance_period::Column::PlanCreditId,
+                allowance_period::Column::PeriodStart,
+            ])
+            .do_nothing()
+            .to_owned(),
+        )
+        .exec_without_returning(txn)
+        .await?;
+    Ok(Some((period, allowance_grant, rollover_grant)))
 }
 
-/// Grants the period after the last one granted, if it has started and the
-/// subscription still runs then. `false`: nothing (more) to grant.
+/// Grants the period after `last` (the last one granted), if it has
+/// started and the subscription still runs then, and returns it. `None`:
+/// nothing (more) to grant.
 async fn grant_next_period(
     txn: &DatabaseTransaction,
     clock: &dyn Clock,
     sub: &subscription::Model,
     pc: &PlanCredit,
+    last: Option<&allowance_period::Model>,
     now: DateTime<Utc>,
-) -> Result<bool, Error> {
+) -> Result<Option<allowance_period::Model>, Error> {
     let Some(allowance) = &pc.included else {
-        return Ok(false);
+        return Ok(None);
     };
     let interval = allowance.reset_interval;
-    let last = last_period(txn, sub, pc).await?;
-    let start = match &last {
+    let start = match last {
         Some(p) => p.period_end,
         None => periods::period_at(sub.billing_anchor, interval, now.max(sub.started_at)).0,
     };
     if start > now || sub.cancel_at.is_some_and(|c| c <= start) {
-        return Ok(false);
+        return Ok(None);
     }
     let n = periods::index_at(sub.billing_anchor, interval, start);
     let end = periods::start_of(sub.billing_anchor, interval, n + 1);
-    let carry = match (allowance.rollover, &last) {
+    let carry = match (allowance.rollover, last) {
         (Rollover::Capped(cap), Some(last)) => {
             let mut previous = vec![last.grant_id];
             previous.extend(last.rollover_grant_id);
@@ -364,11 +395,11 @@ async fn grant_next_period(
         }
         _ => 0,
     };
-    let carried_from = last.as_ref().map(|l| l.grant_id);
-    let Some((allowance_grant, _)) =
+    let carried_from = last.map(|l| l.grant_id);
+    let Some((period, allowance_grant, _)) =
         grant_period(txn, clock, sub, pc, (start, end), carry, carried_from).await?
     else {
-        return Ok(false);
+        return Ok(None);
     };
     outbox::write(
         txn,
@@ -389,5 +420,5 @@ async fn grant_next_period(
         )],
     )
     .await?;
-    Ok(true)
+    Ok(Some(period))
 }

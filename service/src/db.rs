@@ -24,6 +24,8 @@ const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 const SQLITE_READERS_DEFAULT: u32 = 4;
 /// Pool size on PostgreSQL when not configured.
 const POSTGRES_POOL_DEFAULT: u32 = 10;
+/// See [`Db::parallel_writers`].
+const PARALLEL_WRITERS_POSTGRES: usize = 4;
 
 /// Connection settings.
 #[derive(Debug, Clone)]
@@ -127,6 +129,16 @@ impl Db {
             options.sqlite_transaction_mode = Some(SqliteTransactionMode::Immediate);
         }
         self.write.begin_with_options(options).await
+    }
+
+    /// How many write transactions a batch job runs side by side:
+    /// PostgreSQL locks rows, so chunks of disjoint rows commit in parallel
+    /// (bounded well under the pool size); SQLite has one writer.
+    pub fn parallel_writers(&self) -> usize {
+        match self.backend() {
+            DatabaseBackend::Sqlite => 1,
+            _ => PARALLEL_WRITERS_POSTGRES,
+        }
     }
 
     pub fn backend(&self) -> DatabaseBackend {

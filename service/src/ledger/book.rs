@@ -13,8 +13,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, Utc};
 use entity::{credit_grant, credit_hold, entry_split, hold_split, ledger_entry, wallet};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseTransaction, DbErr, EntityTrait,
-    IntoActiveModel, QueryFilter, QueryOrder, QuerySelect, sea_query::OnConflict,
+    ActiveModelTrait,
+    ActiveValue::Set,
+    ColumnTrait, DatabaseTransaction, DbErr, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder,
+    QuerySelect,
+    sea_query::{CaseStatement, Expr, OnConflict},
 };
 use uuid::Uuid;
 
@@ -217,7 +220,19 @@ impl<'t> Book<'t> {
             .filter(credit_grant::Column::RemainingMicros.gt(0))
             .all(txn)
             .await?;
-        Ok(Book {
+        Ok(Self::of_locked(txn, wallet, grants, now))
+    }
+
+    /// A book for a wallet the caller has locked in `txn`, with the
+    /// wallet's grants that hold credits (`remaining > 0`), which the caller
+    /// loaded for many wallets at once.
+    pub fn of_locked(
+        txn: &'t DatabaseTransaction,
+        wallet: wallet::Model,
+        grants: Vec<credit_grant::Model>,
+        now: DateTime<Utc>,
+    ) -> Book<'t> {
+        Book {
             txn,
             wallet,
             now,
@@ -227,7 +242,7 @@ impl<'t> Book<'t> {
             splits: Vec::new(),
             plan_limits: None,
             credit_system_threshold: None,
-        })
+        }
     }
 
     pub fn tenant_id(&self) -> Uuid {
@@ -802,15 +817,26 @@ impl<'t> Book<'t> {
 
     /// Writes everything collected, the outbox events it causes, and the
     /// wallet's new cache.
-    pub async fn finish(mut self) -> Result<wallet::Model, DbErr> {
-        let mut events = self.entry_events();
+    pub async fn finish(self) -> Result<wallet::Model, DbErr> {
+        let txn = self.txn;
+        let mut flush = Flush::default();
+        let wallet = self.finish_into(&mut flush).await?;
+        flush.write(txn).await?;
+        Ok(wallet)
+    }
+
+    /// Like [`Book::finish`], but gathers the writes into `flush`, so many
+    /// books in one transaction are written by a few statements
+    /// ([`Flush::write`]) instead of a few each.
+    pub async fn finish_into(mut self, flush: &mut Flush) -> Result<wallet::Model, DbErr> {
+        flush.events.extend(self.entry_events());
         if !self.entries.is_empty() {
             let threshold = self.low_balance_threshold().await?;
             let available = self.available();
             let before = LowBalance::parse(&self.wallet.low_balance_state);
             let after = LowBalance::of(available, threshold);
             if let Some(kind) = before.crossing(after) {
-                events.push(outbox::event(
+                flush.events.push(outbox::event(
                     self.wallet.tenant_id,
                     kind,
                     Some(self.wallet.id),
@@ -827,19 +853,58 @@ impl<'t> Book<'t> {
             self.wallet.low_balance_state = after.as_str().to_owned();
         }
         for id in &self.dirty {
-            let g = &self.grants[id];
+            flush.grants.push(self.grants[id].clone());
+        }
+        flush.entries.append(&mut self.entries);
+        flush.splits.append(&mut self.splits);
+        self.wallet.updated_at = self.now;
+        flush.wallets.push(self.wallet.clone());
+        Ok(self.wallet)
+    }
+
+    /// Tells the book the plans' low-credit limits, which the caller loaded
+    /// for many wallets at once.
+    pub fn knows_plan_limits(&mut self, limits: PlanLimits) {
+        self.plan_limits = Some(limits);
+    }
+}
+
+/// The writes of one or more [`Book`]s in one transaction: changed grants,
+/// new entries and splits, outbox events and the wallets' new caches.
+#[derive(Default)]
+pub(crate) struct Flush {
+    grants: Vec<credit_grant::Model>,
+    entries: Vec<ledger_entry::Model>,
+    splits: Vec<entry_split::Model>,
+    events: Vec<entity::outbox_event::ActiveModel>,
+    wallets: Vec<wallet::Model>,
+}
+
+/// Rows per multi-row UPDATE (`CASE` by id): bounded so a statement's
+/// parameters stay well under SQLite's limit and its `CASE` stays short.
+const UPDATE_CHUNK: usize = 200;
+
+impl Flush {
+    /// Writes it all: one UPDATE per [`UPDATE_CHUNK`] grants and wallets,
+    /// one INSERT per [`INSERT_CHUNK`] entries, splits and events.
+    pub async fn write(self, txn: &DatabaseTransaction) -> Result<(), DbErr> {
+        for chunk in self.grants.chunks(UPDATE_CHUNK) {
+            let id = |g: &credit_grant::Model| credit_grant::Column::Id.eq(g.id);
             credit_grant::Entity::update_many()
                 .col_expr(
                     credit_grant::Column::RemainingMicros,
-                    g.remaining_micros.into(),
+                    by_id(chunk, id, |g| g.remaining_micros.into()),
                 )
                 .col_expr(
                     credit_grant::Column::DebtRepaidMicros,
-                    g.debt_repaid_micros.into(),
+                    by_id(chunk, id, |g| g.debt_repaid_micros.into()),
                 )
-                .col_expr(credit_grant::Column::VoidedAt, g.voided_at.into())
-                .filter(credit_grant::Column::Id.eq(*id))
-                .exec(self.txn)
+                .col_expr(
+                    credit_grant::Column::VoidedAt,
+                    by_id(chunk, id, |g| g.voided_at.into()),
+                )
+                .filter(credit_grant::Column::Id.is_in(chunk.iter().map(|g| g.id)))
+                .exec(txn)
                 .await?;
         }
         // Chunks keep each statement under SQLite's bound-parameter limit.
@@ -850,7 +915,7 @@ impl<'t> Book<'t> {
                     .cloned()
                     .map(IntoActiveModel::into_active_model),
             )
-            .exec_without_returning(self.txn)
+            .exec_without_returning(txn)
             .await?;
         }
         for chunk in self.splits.chunks(INSERT_CHUNK) {
@@ -860,17 +925,53 @@ impl<'t> Book<'t> {
                     .cloned()
                     .map(IntoActiveModel::into_active_model),
             )
-            .exec_without_returning(self.txn)
+            .exec_without_returning(txn)
             .await?;
         }
-        outbox::write(self.txn, events).await?;
-        let mut wallet = self.wallet.into_active_model();
-        wallet.reset(wallet::Column::BalanceMicros);
-        wallet.reset(wallet::Column::DebtMicros);
-        wallet.reset(wallet::Column::LastSeq);
-        wallet.reset(wallet::Column::LowBalanceState);
-        wallet.updated_at = Set(self.now);
-        wallet.update(self.txn).await
+        outbox::write(txn, self.events).await?;
+        for chunk in self.wallets.chunks(UPDATE_CHUNK) {
+            let id = |w: &wallet::Model| wallet::Column::Id.eq(w.id);
+            wallet::Entity::update_many()
+                .col_expr(
+                    wallet::Column::BalanceMicros,
+                    by_id(chunk, id, |w| w.balance_micros.into()),
+                )
+                .col_expr(
+                    wallet::Column::DebtMicros,
+                    by_id(chunk, id, |w| w.debt_micros.into()),
+                )
+                .col_expr(
+                    wallet::Column::LastSeq,
+                    by_id(chunk, id, |w| w.last_seq.into()),
+                )
+                .col_expr(
+                    wallet::Column::LowBalanceState,
+                    by_id(chunk, id, |w| w.low_balance_state.clone().into()),
+                )
+                .col_expr(
+                    wallet::Column::UpdatedAt,
+                    by_id(chunk, id, |w| w.updated_at.into()),
+                )
+                .filter(wallet::Column::Id.is_in(chunk.iter().map(|w| w.id)))
+                .exec(txn)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// The new value of one column for each row of `rows`: the value itself
+/// for one row, else `CASE WHEN id = … THEN … END` (every row is named, and
+/// the statement's `WHERE id IN (…)` touches no other).
+fn by_id<T>(rows: &[T], id: impl Fn(&T) -> Expr, value: impl Fn(&T) -> Expr) -> Expr {
+    match rows {
+        [one] => value(one),
+        _ => rows
+            .iter()
+            .fold(CaseStatement::new(), |case, row| {
+                case.case(id(row), value(row))
+            })
+            .into(),
     }
 }
 

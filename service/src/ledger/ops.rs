@@ -2,6 +2,8 @@
 //! lock it, replay or refuse a used idempotency key, book what time has
 //! done, apply the change, record the key, commit. All or nothing.
 
+use std::collections::{HashMap, HashSet};
+
 use chrono::{DateTime, Duration, Utc};
 use entity::{credit_grant, credit_hold, credit_system, entry_split, ledger_entry, wallet};
 use rust_decimal::Decimal;
@@ -19,7 +21,7 @@ use uuid::Uuid;
 use super::{
     Attribution, Category, Entry, EntryType, Error, Grant, Hold, HoldStatus, Split, Wallet,
     WalletRef,
-    book::{Book, Links, NewGrant, Refusal},
+    book::{Book, Flush, Links, NewGrant, Refusal},
     burn,
 };
 use crate::{
@@ -289,6 +291,7 @@ pub(crate) async fn grant_in(
     let mut book = Book::open(txn, tenant_id, customer_id, cs.id, now, true)
         .await?
         .ok_or(Error::NotFound("wallet", "customer"))?;
+    book.knows_credit_system(&cs);
     if let Some(entry_id) = check_key(&book, &key, "grant", &hash).await? {
         return replay_grant(txn, tenant_id, entry_id).await;
     }
@@ -917,25 +920,85 @@ pub async fn settle_wallets(db: &Db, clock: &dyn Clock, wallet_ids: &[Uuid]) -> 
         return Ok(0);
     }
     let txn = db.begin_write().await?;
-    let locked: Vec<(Uuid, Uuid)> = wallet::Entity::find()
-        .select_only()
-        .column(wallet::Column::Id)
-        .column(wallet::Column::TenantId)
+    let now = clock.now();
+    // Every read below answers for the whole chunk in one statement, and
+    // `Flush` writes the chunk's books together: a constant number of
+    // statements per chunk, not per wallet.
+    let locked: Vec<wallet::Model> = wallet::Entity::find()
         .filter(wallet::Column::Id.is_in(wallet_ids.iter().copied()))
         .order_by_asc(wallet::Column::Id)
         .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
-        .into_tuple()
         .all(&txn)
         .await?;
-    let now = clock.now();
-    for (wallet_id, tenant_id) in &locked {
-        if let Some(mut book) = Book::open_by_id(&txn, *tenant_id, *wallet_id, now).await? {
-            book.settle().await?;
-            book.finish().await?;
-        }
+    if locked.is_empty() {
+        txn.rollback().await?;
+        return Ok(0);
     }
+    let ids: Vec<Uuid> = locked.iter().map(|w| w.id).collect();
+    let mut tenants: Vec<Uuid> = locked.iter().map(|w| w.tenant_id).collect();
+    tenants.sort();
+    tenants.dedup();
+    let mut grants: HashMap<Uuid, Vec<credit_grant::Model>> = HashMap::new();
+    for g in credit_grant::Entity::find()
+        .filter(credit_grant::Column::TenantId.is_in(tenants.iter().copied()))
+        .filter(credit_grant::Column::WalletId.is_in(ids.iter().copied()))
+        .filter(credit_grant::Column::RemainingMicros.gt(0))
+        .all(&txn)
+        .await?
+    {
+        grants.entry(g.wallet_id).or_default().push(g);
+    }
+    let with_lapsed_holds: HashSet<Uuid> = credit_hold::Entity::find()
+        .select_only()
+        .column(credit_hold::Column::WalletId)
+        .filter(credit_hold::Column::TenantId.is_in(tenants.iter().copied()))
+        .filter(credit_hold::Column::WalletId.is_in(ids.iter().copied()))
+        .filter(credit_hold::Column::Status.eq(HoldStatus::Active.as_str()))
+        .filter(credit_hold::Column::ExpiresAt.lte(now))
+        .into_tuple()
+        .all(&txn)
+        .await?
+        .into_iter()
+        .collect();
+    let credit_systems: HashMap<Uuid, credit_system::Model> = credit_system::Entity::find()
+        .filter(credit_system::Column::TenantId.is_in(tenants.iter().copied()))
+        .filter(credit_system::Column::Id.is_in(locked.iter().map(|w| w.credit_system_id)))
+        .all(&txn)
+        .await?
+        .into_iter()
+        .map(|cs| (cs.id, cs))
+        .collect();
+    let mut limits = HashMap::new();
+    for &tenant_id in &tenants {
+        let customers: Vec<Uuid> = locked
+            .iter()
+            .filter(|w| w.tenant_id == tenant_id)
+            .map(|w| w.customer_id)
+            .collect();
+        limits.extend(
+            super::read::plans_low_credit_limits_of(&txn, tenant_id, &customers, now).await?,
+        );
+    }
+    let settled = locked.len() as u64;
+    let mut flush = Flush::default();
+    for w in locked {
+        let key = (w.customer_id, w.credit_system_id);
+        let (id, cs_id) = (w.id, w.credit_system_id);
+        let mut book = Book::of_locked(&txn, w, grants.remove(&id).unwrap_or_default(), now);
+        book.knows_plan_limits(limits.get(&key).copied().unwrap_or_default());
+        if let Some(cs) = credit_systems.get(&cs_id) {
+            book.knows_credit_system(cs);
+        }
+        if with_lapsed_holds.contains(&id) {
+            book.settle().await?;
+        } else {
+            book.book_time();
+        }
+        book.finish_into(&mut flush).await?;
+    }
+    flush.write(&txn).await?;
     txn.commit().await?;
-    Ok(locked.len() as u64)
+    Ok(settled)
 }
 
 /// Makes sure the wallet of (customer, credit system) exists, inside the

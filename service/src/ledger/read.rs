@@ -85,6 +85,49 @@ pub(crate) async fn plans_low_credit_limits(
     })
 }
 
+/// [`plans_low_credit_limits`] for many customers of one tenant at once,
+/// by (customer, credit system); absent: no plan sets a limit.
+pub(crate) async fn plans_low_credit_limits_of(
+    conn: &impl ConnectionTrait,
+    tenant_id: Uuid,
+    customer_ids: &[Uuid],
+    now: DateTime<Utc>,
+) -> Result<HashMap<(Uuid, Uuid), super::book::PlanLimits>, DbErr> {
+    let mut out = HashMap::new();
+    for chunk in customer_ids.chunks(500) {
+        let sql = format!(
+            "SELECT s.customer_id AS customer_id, pc.credit_system_id AS credit_system_id, \
+               MAX(CASE WHEN pc.low_credit_action = 'BLOCK' THEN pc.low_credit_limit_micros END) AS block_micros, \
+               MAX(pc.low_credit_limit_micros) AS any_micros \
+             FROM subscription s JOIN plan_credit pc ON pc.plan_id = s.plan_id AND pc.tenant_id = s.tenant_id \
+             WHERE s.tenant_id = ? AND s.customer_id IN ({}) \
+               AND s.started_at <= ? AND (s.cancel_at IS NULL OR s.cancel_at > ?) \
+             GROUP BY s.customer_id, pc.credit_system_id",
+            vec!["?"; chunk.len()].join(", ")
+        );
+        let mut values: Vec<Value> = vec![tenant_id.into()];
+        values.extend(chunk.iter().map(|&id| Value::from(id)));
+        values.push(now.into());
+        values.push(now.into());
+        let rows = conn
+            .query_all_raw(statement(conn.get_database_backend(), &sql, values))
+            .await?;
+        for row in rows {
+            out.insert(
+                (
+                    row.try_get::<Uuid>("", "customer_id")?,
+                    row.try_get::<Uuid>("", "credit_system_id")?,
+                ),
+                super::book::PlanLimits {
+                    block: row.try_get::<Option<i64>>("", "block_micros")?,
+                    any: row.try_get::<Option<i64>>("", "any_micros")?,
+                },
+            );
+        }
+    }
+    Ok(out)
+}
+
 /// The wallets of these customers, oldest first per customer.
 pub async fn wallets_of_customers(
     db: &Db,
