@@ -25,14 +25,14 @@ use tower_http::{
     trace::TraceLayer,
 };
 
-use crate::graphql::{AppSchema, error::annotate_request_errors, loaders};
+use crate::graphql::{Schemas, error::annotate_request_errors, loaders};
 
 /// The largest request body accepted (413 above it).
 pub const BODY_LIMIT_BYTES: usize = 1024 * 1024;
 
 #[derive(Clone)]
 pub struct AppState {
-    pub schema: AppSchema,
+    pub schemas: Schemas,
     pub db: Db,
     pub clock: Arc<dyn Clock>,
 }
@@ -131,7 +131,7 @@ async fn graphql_ws(
         },
         None => None,
     };
-    let schema = state.schema.clone();
+    let schema = state.schemas.fenced.clone();
     upgrade
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
         .on_upgrade(move |socket| {
@@ -176,8 +176,9 @@ async fn graphql(
         Err(e) => return unauthenticated(&e),
     };
     let loaders = loaders::loaders(state.db.clone(), principal.tenant_id, state.clock.now());
+    let schema = state.schemas.for_principal(&principal).clone();
     let request = req.into_inner().data(principal).data(loaders);
-    let mut response = state.schema.execute(request).await;
+    let mut response = schema.execute(request).await;
     annotate_request_errors(&mut response);
     GraphQLResponse::from(response).into_response()
 }

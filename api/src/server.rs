@@ -67,7 +67,7 @@ pub async fn run(
 /// The whole HTTP application over a migrated database.
 pub fn app(db: Db, clock: Arc<dyn Clock>) -> Router {
     http::router(AppState {
-        schema: graphql::schema(db.clone(), clock.clone()),
+        schemas: graphql::schemas(db.clone(), clock.clone()),
         db,
         clock,
     })

@@ -72,7 +72,7 @@ impl Subscription {
     }
     /// As of now.
     async fn status(&self, ctx: &Context<'_>) -> ApiResult<SubscriptionStatus> {
-        Ok(self.0.status_at(loaders(ctx)?.loader().now()).into())
+        Ok(self.0.status_at(loaders(ctx)?.now()).into())
     }
     /// Billing periods are counted from here (month ends clamp).
     async fn billing_anchor(&self) -> DateTime<Utc> {
@@ -83,10 +83,10 @@ impl Subscription {
     }
     /// The billing period containing now.
     async fn current_period_start(&self, ctx: &Context<'_>) -> ApiResult<DateTime<Utc>> {
-        Ok(self.0.period_at(loaders(ctx)?.loader().now()).0)
+        Ok(self.0.period_at(loaders(ctx)?.now()).0)
     }
     async fn current_period_end(&self, ctx: &Context<'_>) -> ApiResult<DateTime<Utc>> {
-        Ok(self.0.period_at(loaders(ctx)?.loader().now()).1)
+        Ok(self.0.period_at(loaders(ctx)?.now()).1)
     }
     async fn cancel_at(&self) -> Option<DateTime<Utc>> {
         self.0.cancel_at
@@ -164,7 +164,7 @@ impl TopUpOrder {
     }
     /// As of now: a pending order past its 24 hours reads `EXPIRED`.
     async fn status(&self, ctx: &Context<'_>) -> ApiResult<TopUpOrderStatus> {
-        Ok(self.0.status_at(loaders(ctx)?.loader().now()).into())
+        Ok(self.0.status_at(loaders(ctx)?.now()).into())
     }
     async fn gateway(&self) -> Option<&str> {
         self.0.gateway.as_deref()

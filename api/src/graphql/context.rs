@@ -41,6 +41,7 @@ pub fn principal<'a>(ctx: &Context<'a>) -> ApiResult<&'a Principal> {
 }
 
 /// What resolvers call the service with.
+#[derive(Clone)]
 pub struct AppContext {
     pub db: Db,
     pub clock: Arc<dyn Clock>,

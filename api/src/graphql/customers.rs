@@ -92,7 +92,7 @@ impl Customer {
             &credit_system.parse("creditSystem")?,
         )
         .await?;
-        let now = super::context::loaders(ctx)?.loader().now();
+        let now = super::context::loaders(ctx)?.now();
         let mut found = tree::summaries(&app.db, p.tenant_id, cs.id, &[self.0.id], now).await?;
         Ok(TreeSummary(found.remove(&self.0.id).ok_or_else(|| {
             ApiError::new(service::Code::Internal, "internal error", None)
@@ -117,7 +117,7 @@ impl Customer {
             &credit_system.parse("creditSystem")?,
         )
         .await?;
-        let now = super::context::loaders(ctx)?.loader().now();
+        let now = super::context::loaders(ctx)?.now();
         let ids = tree::children(&app.db, p.tenant_id, self.0.id, page).await?;
         let mut found = tree::summaries(&app.db, p.tenant_id, cs.id, &ids.items, now).await?;
         let page = service::pagination::Page {

@@ -342,7 +342,7 @@ impl Grant {
     }
     /// Spendable now.
     async fn live(&self, ctx: &Context<'_>) -> ApiResult<bool> {
-        Ok(self.0.is_live(loaders(ctx)?.loader().now()))
+        Ok(self.0.is_live(loaders(ctx)?.now()))
     }
 }
 
@@ -472,7 +472,7 @@ impl Hold {
     }
     /// As of now: an active hold past its deadline reads `RELEASED`.
     async fn status(&self, ctx: &Context<'_>) -> ApiResult<HoldStatus> {
-        Ok(self.0.status_at(loaders(ctx)?.loader().now()).into())
+        Ok(self.0.status_at(loaders(ctx)?.now()).into())
     }
     async fn expires_at(&self) -> DateTime<Utc> {
         self.0.expires_at

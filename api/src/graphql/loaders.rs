@@ -2,7 +2,13 @@
 //! scoped to the caller's tenant and to one `now`, so a whole query sees one
 //! instant and costs the same number of statements for 1 customer as for 50.
 
-use std::{collections::HashMap, sync::Arc};
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+};
 
 use async_graphql::dataloader::{DataLoader, Loader};
 use chrono::{DateTime, Duration, Utc};
@@ -29,32 +35,79 @@ pub struct Batch {
     now: DateTime<Utc>,
 }
 
-pub type Loaders = DataLoader<Batch>;
+/// A request's loaders, and how many loads it has asked for so far (the
+/// batch timing below watches it).
+pub struct Loaders {
+    loader: DataLoader<Batch>,
+    asked: Arc<AtomicUsize>,
+}
+
+impl Loaders {
+    /// The request's instant.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.loader.loader().now()
+    }
+
+    pub async fn load_one<K>(
+        &self,
+        key: K,
+    ) -> Result<Option<<Batch as Loader<K>>::Value>, LoadError>
+    where
+        K: Send + Sync + std::hash::Hash + Eq + Clone + 'static,
+        Batch: Loader<K, Error = LoadError>,
+    {
+        self.asked.fetch_add(1, Ordering::Relaxed);
+        self.loader.load_one(key).await
+    }
+}
 
 /// Keys per batch. A query within the limits (`first` ≤ 200, depth ≤ 12)
 /// that names more objects than this at one level costs one more statement
 /// per 5,000; below it, the statement count does not depend on the data.
 const BATCH_SIZE_MAX: usize = 5_000;
 
-/// How many turns a batch waits for before its 1 ms delay starts.
+/// When a batch is taken: after the request has stopped asking for keys
+/// for [`QUIET_TURNS`] turns of the executor in a row (then
+/// [`BATCH_DELAY`]), at most [`TURNS_MAX`] turns.
 ///
 /// async-graphql resolves a list's items 32 at a time, yielding to the
-/// executor in between; a batch that only waited 1 ms of wall time could
-/// fire halfway through a level (slow machine, debug build) and cost a
-/// second statement. Each yield gives the request another turn, so a level
-/// of up to ~8,000 items is enqueued before its batch is taken.
-const YIELDS_BEFORE_BATCH: usize = 256;
+/// executor in between, so a level of 3,000 items takes ~100 turns to be
+/// enqueued; a batch taken after a fixed short wait could fire halfway
+/// through a level and cost a second statement. Waiting for quiet instead
+/// of a fixed count keeps small levels fast: a fixed 256 turns per batch
+/// cost the nested read most of its throughput under load (see README
+/// "Performance").
+const QUIET_TURNS: usize = 4;
+/// async-graphql's delay after the quiet turns (its default is 1 ms per
+/// batch, i.e. per level of the query).
+const BATCH_DELAY: std::time::Duration = std::time::Duration::from_micros(200);
+const TURNS_MAX: usize = 512;
 
 pub fn loaders(db: Db, tenant_id: Uuid, now: DateTime<Utc>) -> Loaders {
-    DataLoader::new(Batch { db, tenant_id, now }, |fetch| {
+    let asked = Arc::new(AtomicUsize::new(0));
+    let watched = asked.clone();
+    let loader = DataLoader::new(Batch { db, tenant_id, now }, move |fetch| {
+        let asked = watched.clone();
         tokio::spawn(async move {
-            for _ in 0..YIELDS_BEFORE_BATCH {
+            let (mut seen, mut quiet) = (asked.load(Ordering::Relaxed), 0);
+            for _ in 0..TURNS_MAX {
                 tokio::task::yield_now().await;
+                let now = asked.load(Ordering::Relaxed);
+                if now == seen {
+                    quiet += 1;
+                    if quiet == QUIET_TURNS {
+                        break;
+                    }
+                } else {
+                    (seen, quiet) = (now, 0);
+                }
             }
             fetch.await
         })
     })
     .max_batch_size(BATCH_SIZE_MAX)
+    .delay(BATCH_DELAY);
+    Loaders { loader, asked }
 }
 
 impl Batch {

@@ -70,21 +70,46 @@ fn builder() -> SchemaBuilder<QueryRoot, MutationRoot, live::SubscriptionRoot> {
         MutationRoot::default(),
         live::SubscriptionRoot,
     )
-    .extension(customer_access::CustomerTokenFence)
     .limit_depth(DEPTH_MAX)
     .limit_complexity(COMPLEXITY_MAX)
     .limit_recursive_depth(32)
 }
 
-/// The schema with what every resolver needs: the database, the clock and
+/// The same schema served two ways: requests with an API key run without
+/// any per-field extension; requests with a customer token (and every
+/// WebSocket, whose credential may only come with `connection_init`) run
+/// with the [`customer_access::CustomerTokenFence`], which wraps every
+/// field's resolution — measured at ~4 % of a nested read's CPU, paid only
+/// where it is needed.
+#[derive(Clone)]
+pub struct Schemas {
+    pub api_key: AppSchema,
+    pub fenced: AppSchema,
+}
+
+impl Schemas {
+    /// The schema a request authenticated as `principal` runs on.
+    pub fn for_principal(&self, principal: &service::api_keys::Principal) -> &AppSchema {
+        match principal.customer_scope() {
+            Some(_) => &self.fenced,
+            None => &self.api_key,
+        }
+    }
+}
+
+/// The schemas with what every resolver needs: the database, the clock and
 /// the process's feed of wallet changes (started here: call it inside the
 /// tokio runtime). Each request adds its
 /// [`service::api_keys::Principal`].
-pub fn schema(db: Db, clock: Arc<dyn Clock>) -> AppSchema {
-    builder()
-        .data(WalletFeed::start(db.clone()))
-        .data(context::AppContext { db, clock })
-        .finish()
+pub fn schemas(db: Db, clock: Arc<dyn Clock>) -> Schemas {
+    let feed = WalletFeed::start(db.clone());
+    let app = context::AppContext { db, clock };
+    let with =
+        |builder: SchemaBuilder<_, _, _>| builder.data(feed.clone()).data(app.clone()).finish();
+    Schemas {
+        api_key: with(builder()),
+        fenced: with(builder().extension(customer_access::CustomerTokenFence)),
+    }
 }
 
 /// The SDL, as checked in at `schema.graphql`.
