@@ -20,14 +20,12 @@
 use std::collections::{HashMap, hash_map::Entry};
 
 use chrono::{DateTime, Utc};
-use entity::{allowance_period, ledger_entry, subscription};
+use entity::{allowance_period, credit_system, ledger_entry, subscription};
 use futures_util::{StreamExt, stream};
 use rust_decimal::Decimal;
 use sea_orm::{
-    ActiveModelTrait,
-    ActiveValue::Set,
-    ColumnTrait, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait, IntoActiveModel,
-    QueryFilter, QueryOrder, QuerySelect,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait,
+    IntoActiveModel, QueryFilter, QueryOrder, QuerySelect,
     sea_query::{LockBehavior, LockType, OnConflict},
 };
 use uuid::Uuid;
@@ -38,7 +36,7 @@ use crate::{
     catalog::{self, PlanCredit, Rollover},
     credit_systems::CreditSystemRef,
     customers::CustomerRef,
-    ledger::{self, Category, EntryType, Grant, WalletRef},
+    ledger::{self, Category, EntryType, Flush, Grant, PlanLimits, WalletRef},
     outbox::{self, EventType},
     periods,
     subscriptions::Error,
@@ -93,9 +91,88 @@ pub async fn reset_due(db: &Db, clock: &dyn Clock, limit: u64) -> Result<ResetRe
 /// per subscription, while a transaction stays short.
 const RESET_CHUNK: usize = 20;
 
+/// What a chunk knows of one plan: its plan credits, billing interval and
+/// the credit systems they name.
+struct PlanInfo {
+    credits: Vec<PlanCredit>,
+    billing: periods::Interval,
+    systems: HashMap<Uuid, credit_system::Model>,
+}
+
+/// A chunk's writes, gathered and written together when it ends: the
+/// ledger's ([`Flush`]), the periods granted and the subscriptions' new
+/// schedule.
+#[derive(Default)]
+struct ChunkWrites {
+    flush: Flush,
+    periods: Vec<allowance_period::Model>,
+    subscriptions: Vec<subscription::Model>,
+}
+
+/// How [`grant_period`] writes: at once (a new subscription), or gathered
+/// into a reset chunk's writes.
+pub(crate) enum Writes<'a> {
+    Now,
+    Gather {
+        flush: &'a mut Flush,
+        periods: &'a mut Vec<allowance_period::Model>,
+        credit_system: &'a credit_system::Model,
+        plan_limits: PlanLimits,
+    },
+}
+
+impl Writes<'_> {
+    fn reborrow(&mut self) -> Writes<'_> {
+        match self {
+            Writes::Now => Writes::Now,
+            Writes::Gather {
+                flush,
+                periods,
+                credit_system,
+                plan_limits,
+            } => Writes::Gather {
+                flush,
+                periods,
+                credit_system,
+                plan_limits: *plan_limits,
+            },
+        }
+    }
+
+    fn batched(&mut self) -> Option<ledger::Batched<'_>> {
+        match self {
+            Writes::Now => None,
+            Writes::Gather {
+                flush,
+                credit_system,
+                plan_limits,
+                ..
+            } => Some(ledger::Batched {
+                flush,
+                credit_system,
+                plan_limits: *plan_limits,
+            }),
+        }
+    }
+}
+
+fn period_conflict() -> OnConflict {
+    OnConflict::columns([
+        allowance_period::Column::TenantId,
+        allowance_period::Column::SubscriptionId,
+        allowance_period::Column::PlanCreditId,
+        allowance_period::Column::PeriodStart,
+    ])
+    .do_nothing()
+    .to_owned()
+}
+
 /// Resets a chunk of due subscriptions in one transaction; subscriptions
-/// another worker holds are skipped (`SKIP LOCKED`). Returns (subscriptions,
-/// periods).
+/// another worker holds are skipped (`SKIP LOCKED`). Reads what the chunk
+/// needs in a few statements (plans, last periods, plans' low-credit
+/// limits) and writes what it did together at the end, so a subscription
+/// costs four statements of its own (its wallet, grants, holds and key).
+/// Returns (subscriptions, periods).
 async fn reset_chunk(
     db: &Db,
     clock: &dyn Clock,
@@ -103,52 +180,140 @@ async fn reset_chunk(
     now: DateTime<Utc>,
 ) -> Result<(u64, u64), Error> {
     let txn = db.begin_write().await?;
-    let subs = subscription::Entity::find()
+    let subs: Vec<subscription::Model> = subscription::Entity::find()
         .filter(subscription::Column::Id.is_in(ids.iter().copied()))
         .order_by_asc(subscription::Column::Id)
         .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
         .all(&txn)
-        .await?;
-    let (mut subscriptions, mut periods) = (0, 0);
-    let mut plans: HashMap<Uuid, (Vec<PlanCredit>, periods::Interval)> = HashMap::new();
-    for sub in subs {
-        if sub.next_reset_at.is_none_or(|at| at > now) {
-            continue; // done meanwhile
+        .await?
+        .into_iter()
+        // Others were reset meanwhile.
+        .filter(|sub| sub.next_reset_at.is_some_and(|at| at <= now))
+        .collect();
+    if subs.is_empty() {
+        txn.rollback().await?;
+        return Ok((0, 0));
+    }
+    let mut plans: HashMap<Uuid, PlanInfo> = HashMap::new();
+    for sub in &subs {
+        if let Entry::Vacant(slot) = plans.entry(sub.plan_id) {
+            let credits = catalog::plan_credits_of(&txn, sub.tenant_id, &[sub.plan_id]).await?;
+            let billing = catalog::find_plan(&txn, sub.tenant_id, &catalog::Ref::Id(sub.plan_id))
+                .await?
+                .map(|p| catalog::Plan::from(p).billing_interval.interval())
+                .unwrap_or(periods::Interval::Monthly);
+            let systems = credit_system::Entity::find()
+                .filter(credit_system::Column::TenantId.eq(sub.tenant_id))
+                .filter(
+                    credit_system::Column::Id.is_in(credits.iter().map(|pc| pc.credit_system_id)),
+                )
+                .all(&txn)
+                .await?
+                .into_iter()
+                .map(|cs| (cs.id, cs))
+                .collect();
+            slot.insert(PlanInfo {
+                credits,
+                billing,
+                systems,
+            });
         }
-        let (plan_credits, billing) = match plans.entry(sub.plan_id) {
-            Entry::Occupied(known) => known.into_mut(),
-            Entry::Vacant(slot) => {
-                let plan_credits =
-                    catalog::plan_credits_of(&txn, sub.tenant_id, &[sub.plan_id]).await?;
-                let billing =
-                    catalog::find_plan(&txn, sub.tenant_id, &catalog::Ref::Id(sub.plan_id))
-                        .await?
-                        .map(|p| catalog::Plan::from(p).billing_interval.interval())
-                        .unwrap_or(periods::Interval::Monthly);
-                slot.insert((plan_credits, billing))
-            }
-        };
-        periods += reset_one(&txn, clock, &sub, plan_credits, *billing, now).await?;
+    }
+    let mut last: HashMap<(Uuid, Uuid), allowance_period::Model> = HashMap::new();
+    for p in allowance_period::Entity::find()
+        .filter(allowance_period::Column::SubscriptionId.is_in(subs.iter().map(|s| s.id)))
+        .order_by_asc(allowance_period::Column::PeriodStart)
+        .all(&txn)
+        .await?
+    {
+        // Ascending: the latest period of each allowance wins.
+        last.insert((p.subscription_id, p.plan_credit_id), p);
+    }
+    let mut tenants: Vec<Uuid> = subs.iter().map(|s| s.tenant_id).collect();
+    tenants.sort();
+    tenants.dedup();
+    let mut limits = HashMap::new();
+    for tenant_id in tenants {
+        let customers: Vec<Uuid> = subs
+            .iter()
+            .filter(|s| s.tenant_id == tenant_id)
+            .map(|s| s.customer_id)
+            .collect();
+        limits.extend(
+            ledger::read::plans_low_credit_limits_of(&txn, tenant_id, &customers, now).await?,
+        );
+    }
+
+    let mut writes = ChunkWrites::default();
+    let (mut subscriptions, mut periods) = (0, 0);
+    for sub in &subs {
+        let plan = &plans[&sub.plan_id];
+        let known: Vec<_> = plan
+            .credits
+            .iter()
+            .map(|pc| {
+                let plan_limits = limits
+                    .get(&(sub.customer_id, pc.credit_system_id))
+                    .copied()
+                    .unwrap_or_default();
+                (last.remove(&(sub.id, pc.id)), plan_limits)
+            })
+            .collect();
+        periods += reset_one(&txn, clock, sub, plan, known, &mut writes, now).await?;
         subscriptions += 1;
+    }
+    writes.flush.write(&txn).await?;
+    for chunk in writes.periods.chunks(500) {
+        allowance_period::Entity::insert_many(
+            chunk
+                .iter()
+                .cloned()
+                .map(IntoActiveModel::into_active_model),
+        )
+        .on_conflict(period_conflict())
+        .exec_without_returning(&txn)
+        .await?;
+    }
+    for sub in writes.subscriptions {
+        let mut active = sub.into_active_model();
+        active.reset(subscription::Column::NextResetAt);
+        active.reset(subscription::Column::CurrentPeriodStart);
+        active.reset(subscription::Column::CurrentPeriodEnd);
+        active.reset(subscription::Column::UpdatedAt);
+        active.update(&txn).await?;
     }
     txn.commit().await?;
     Ok((subscriptions, periods))
 }
 
+/// One subscription of a chunk; `known` holds, per plan credit, its last
+/// granted period and the plans' low-credit limits for its wallet.
 async fn reset_one(
     txn: &DatabaseTransaction,
     clock: &dyn Clock,
     sub: &subscription::Model,
-    plan_credits: &[PlanCredit],
-    billing: periods::Interval,
+    plan: &PlanInfo,
+    known: Vec<(Option<allowance_period::Model>, PlanLimits)>,
+    writes: &mut ChunkWrites,
     now: DateTime<Utc>,
 ) -> Result<u64, Error> {
     let mut periods = 0;
     let mut last_ends = Vec::new();
-    for pc in plan_credits.iter().filter(|pc| pc.included.is_some()) {
-        let mut last = last_period(txn, sub, pc).await?;
+    for (pc, (mut last, plan_limits)) in plan.credits.iter().zip(known) {
+        if pc.included.is_none() {
+            continue;
+        }
+        let Some(credit_system) = plan.systems.get(&pc.credit_system_id) else {
+            continue;
+        };
         for _ in 0..PERIODS_PER_RUN_MAX {
-            match grant_next_period(txn, clock, sub, pc, last.as_ref(), now).await? {
+            let gather = Writes::Gather {
+                flush: &mut writes.flush,
+                periods: &mut writes.periods,
+                credit_system,
+                plan_limits,
+            };
+            match grant_next_period(txn, clock, sub, pc, last.as_ref(), gather, now).await? {
                 Some(granted) => last = Some(granted),
                 None => break,
             }
@@ -156,19 +321,26 @@ async fn reset_one(
         }
         last_ends.extend(last.map(|l| l.period_end));
     }
-    let (start, end) = periods::period_at(sub.billing_anchor, billing, now.max(sub.started_at));
-    if sub.cancel_at.is_none_or(|c| start < c) {
-        for pc in plan_credits {
+    let (start, end) =
+        periods::period_at(sub.billing_anchor, plan.billing, now.max(sub.started_at));
+    if sub.cancel_at.is_none_or(|c| start < c)
+        && plan
+            .credits
+            .iter()
+            .any(|pc| pc.pricing.as_ref().is_some_and(|p| p.recurring.is_some()))
+    {
+        // Orders read and write the database: write what is gathered first.
+        writes.flush.write(txn).await?;
+        for pc in &plan.credits {
             crate::purchases::recurring_order_in(txn, clock, sub, pc, start).await?;
         }
     }
-    let next = next_reset_from(sub, plan_credits, billing, now, &last_ends);
-    let mut active = sub.clone().into_active_model();
-    active.next_reset_at = Set(next);
-    active.current_period_start = Set(start);
-    active.current_period_end = Set(end);
-    active.updated_at = Set(now);
-    active.update(txn).await?;
+    let mut sub = sub.clone();
+    sub.next_reset_at = next_reset_from(&sub, &plan.credits, plan.billing, now, &last_ends);
+    sub.current_period_start = start;
+    sub.current_period_end = end;
+    sub.updated_at = now;
+    writes.subscriptions.push(sub);
     Ok(periods)
 }
 
@@ -268,8 +440,8 @@ pub(crate) async fn grant_period(
     sub: &subscription::Model,
     pc: &PlanCredit,
     (start, end): (DateTime<Utc>, DateTime<Utc>),
-    carry: i64,
-    carried_from: Option<Uuid>,
+    (carry, carried_from): (i64, Option<Uuid>),
+    mut writes: Writes<'_>,
 ) -> Result<Option<(allowance_period::Model, Grant, Option<Grant>)>, Error> {
     let Some(allowance) = &pc.included else {
         return Ok(None);
@@ -309,6 +481,7 @@ pub(crate) async fn grant_period(
         ),
         Some(("allowance", sub.id.to_string())),
         true,
+        writes.batched(),
     )
     .await?
     .grant;
@@ -328,6 +501,7 @@ pub(crate) async fn grant_period(
                     carried_from.map(|id| id.to_string()).unwrap_or_default(),
                 )),
                 true,
+                writes.batched(),
             )
             .await?
             .grant,
@@ -346,19 +520,15 @@ pub(crate) async fn grant_period(
         rollover_grant_id: rollover_grant.as_ref().map(|g| g.id),
         created_at: clock.now(),
     };
-    allowance_period::Entity::insert(period.clone().into_active_model())
-        .on_conflict(
-            OnConflict::columns([
-                allowance_period::Column::TenantId,
-                allowance_period::Column::SubscriptionId,
-                allowance_period::Column::PlanCreditId,
-                allowance_period::Column::PeriodStart,
-            ])
-            .do_nothing()
-            .to_owned(),
-        )
-        .exec_without_returning(txn)
-        .await?;
+    match writes {
+        Writes::Now => {
+            allowance_period::Entity::insert(period.clone().into_active_model())
+                .on_conflict(period_conflict())
+                .exec_without_returning(txn)
+                .await?;
+        }
+        Writes::Gather { periods, .. } => periods.push(period.clone()),
+    }
     Ok(Some((period, allowance_grant, rollover_grant)))
 }
 
@@ -371,6 +541,7 @@ async fn grant_next_period(
     sub: &subscription::Model,
     pc: &PlanCredit,
     last: Option<&allowance_period::Model>,
+    mut writes: Writes<'_>,
     now: DateTime<Utc>,
 ) -> Result<Option<allowance_period::Model>, Error> {
     let Some(allowance) = &pc.included else {
@@ -391,34 +562,46 @@ async fn grant_next_period(
             let mut previous = vec![last.grant_id];
             previous.extend(last.rollover_grant_id);
             let cap = to_micros(cap, 6, "rolloverCap").map_err(Error::Invalid)?;
+            if let Writes::Gather { flush, .. } = &mut writes {
+                // `unused` reads the last period's grants: write them first.
+                flush.write(txn).await?;
+            }
             unused(txn, sub.tenant_id, &previous).await?.min(cap)
         }
         _ => 0,
     };
     let carried_from = last.map(|l| l.grant_id);
-    let Some((period, allowance_grant, _)) =
-        grant_period(txn, clock, sub, pc, (start, end), carry, carried_from).await?
+    let Some((period, allowance_grant, _)) = grant_period(
+        txn,
+        clock,
+        sub,
+        pc,
+        (start, end),
+        (carry, carried_from),
+        writes.reborrow(),
+    )
+    .await?
     else {
         return Ok(None);
     };
-    outbox::write(
-        txn,
-        vec![outbox::event(
-            sub.tenant_id,
-            EventType::AllowanceReset,
-            Some(allowance_grant.wallet_id),
-            serde_json::json!({
-                "subscriptionId": sub.id,
-                "customerId": sub.customer_id,
-                "creditSystemId": pc.credit_system_id,
-                "periodStart": start,
-                "periodEnd": end,
-                "granted": allowance.amount.to_string(),
-                "rolledOver": from_micros(carry).to_string(),
-            }),
-            now,
-        )],
-    )
-    .await?;
+    let event = outbox::event(
+        sub.tenant_id,
+        EventType::AllowanceReset,
+        Some(allowance_grant.wallet_id),
+        serde_json::json!({
+            "subscriptionId": sub.id,
+            "customerId": sub.customer_id,
+            "creditSystemId": pc.credit_system_id,
+            "periodStart": start,
+            "periodEnd": end,
+            "granted": allowance.amount.to_string(),
+            "rolledOver": from_micros(carry).to_string(),
+        }),
+        now,
+    );
+    match writes {
+        Writes::Now => outbox::write(txn, vec![event]).await?,
+        Writes::Gather { flush, .. } => flush.event(event),
+    }
     Ok(Some(period))
 }

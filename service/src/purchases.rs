@@ -467,6 +467,7 @@ pub async fn confirm_payment(
         },
         Some(("order", order.id.simple().to_string())),
         false,
+        None,
     )
     .await?;
     let mut active = order.into_active_model();

@@ -251,8 +251,16 @@ pub async fn subscribe(
         ledger::ensure_wallet_in(&txn, tenant_id, customer.id, pc.credit_system_id, now).await?;
         if let Some(allowance) = &pc.included {
             let period = periods::period_at(start, allowance.reset_interval, now.max(start));
-            if let Some((_, grant, _)) =
-                crate::allowances::grant_period(&txn, clock, &model, pc, period, 0, None).await?
+            if let Some((_, grant, _)) = crate::allowances::grant_period(
+                &txn,
+                clock,
+                &model,
+                pc,
+                period,
+                (0, None),
+                crate::allowances::Writes::Now,
+            )
+            .await?
             {
                 grants.push(grant);
             }

@@ -630,3 +630,187 @@ async fn one_key_raced_on_two_wallets_is_a_conflict_not_an_error() {
     assert_eq!(mine + theirs, d("50"), "ten keys, ten grants of 5");
     w.verify().await;
 }
+
+/// Every write besides grant and consume (covered above) replays its key:
+/// the second call returns the first call's entry and changes nothing; the
+/// key with another request is refused and changes nothing.
+#[tokio::test]
+async fn adjust_refund_void_and_holds_replay_their_keys() {
+    let w = World::new(0).await;
+    let never = w.grant("20", None).await;
+    let (db, clock, tenant) = (&w.t.db, &w.clock, w.tenant_id);
+
+    let adjust = |amount: &str| ledger::AdjustInput {
+        wallet: w.wallet(),
+        amount: d(amount),
+        reason: "goodwill".into(),
+        idempotency_key: "k-adjust".into(),
+    };
+    let first = ledger::adjust(db, clock, tenant, &adjust("2"))
+        .await
+        .unwrap();
+    let again = ledger::adjust(db, clock, tenant, &adjust("2"))
+        .await
+        .unwrap();
+    assert_eq!(first.entry.id, again.entry.id);
+    assert_eq!(w.balance().await.available, d("22"));
+    let err = ledger::adjust(db, clock, tenant, &adjust("3"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::IdempotencyConflict);
+
+    let usage = w.consume("5").await.unwrap();
+    let refund = |amount: &str| ledger::RefundInput {
+        entry_id: usage.entry.id,
+        amount: Some(d(amount)),
+        reason: "job failed".into(),
+        idempotency_key: "k-refund".into(),
+    };
+    let first = ledger::refund_usage(db, clock, tenant, &refund("2"))
+        .await
+        .unwrap();
+    let again = ledger::refund_usage(db, clock, tenant, &refund("2"))
+        .await
+        .unwrap();
+    assert_eq!(first.entry.id, again.entry.id);
+    assert_eq!(w.balance().await.available, d("19"));
+    let err = ledger::refund_usage(db, clock, tenant, &refund("1"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::IdempotencyConflict);
+
+    let hold = |amount: &str, key: &str| ledger::HoldInput {
+        wallet: w.wallet(),
+        amount: d(amount),
+        expires_at: common::t0() + Duration::hours(1),
+        attribution: Attribution::default(),
+        idempotency_key: key.into(),
+    };
+    let h1 = ledger::create_hold(db, clock, tenant, &hold("4", "k-hold-1"))
+        .await
+        .unwrap();
+    let again = ledger::create_hold(db, clock, tenant, &hold("4", "k-hold-1"))
+        .await
+        .unwrap();
+    assert_eq!(h1.hold.id, again.hold.id);
+    assert_eq!(w.balance().await.pending, d("4"));
+    let err = ledger::create_hold(db, clock, tenant, &hold("5", "k-hold-1"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::IdempotencyConflict);
+
+    let first = ledger::capture_hold(db, clock, tenant, h1.hold.id, d("3"), "k-capture")
+        .await
+        .unwrap();
+    let again = ledger::capture_hold(db, clock, tenant, h1.hold.id, d("3"), "k-capture")
+        .await
+        .unwrap();
+    assert_eq!(
+        first.entry.as_ref().map(|e| e.id),
+        again.entry.as_ref().map(|e| e.id)
+    );
+    assert_eq!(w.balance().await.available, d("16"));
+
+    let h2 = ledger::create_hold(db, clock, tenant, &hold("2", "k-hold-2"))
+        .await
+        .unwrap();
+    let first = ledger::release_hold(db, clock, tenant, h2.hold.id, "k-release")
+        .await
+        .unwrap();
+    let again = ledger::release_hold(db, clock, tenant, h2.hold.id, "k-release")
+        .await
+        .unwrap();
+    assert_eq!(
+        first.entry.as_ref().map(|e| e.id),
+        again.entry.as_ref().map(|e| e.id)
+    );
+    // The release key on another hold is another request.
+    let h3 = ledger::create_hold(db, clock, tenant, &hold("1", "k-hold-3"))
+        .await
+        .unwrap();
+    let err = ledger::release_hold(db, clock, tenant, h3.hold.id, "k-release")
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::IdempotencyConflict);
+    let b = w.balance().await;
+    assert_eq!((b.available, b.pending), (d("15"), d("1")));
+    ledger::release_hold(db, clock, tenant, h3.hold.id, "k-release-3")
+        .await
+        .unwrap();
+
+    let first = ledger::void_grant(db, clock, tenant, never.id, "fraud", "k-void")
+        .await
+        .unwrap();
+    let again = ledger::void_grant(db, clock, tenant, never.id, "fraud", "k-void")
+        .await
+        .unwrap();
+    assert_eq!(first.entry.id, again.entry.id);
+    w.verify().await;
+}
+
+/// Keys are scoped per tenant: another tenant's request with the same key
+/// is its own request, and each tenant's replay returns its own result.
+#[tokio::test]
+async fn idempotency_keys_are_scoped_per_tenant() {
+    use service::{
+        credit_systems::{self, CreditSystemRef, Kind, NewCreditSystem},
+        customers::{self, CustomerRef, NewCustomer},
+        ledger::WalletRef,
+        tenants,
+    };
+    let w = World::new(0).await;
+    let (db, clock) = (&w.t.db, &w.clock);
+    let other = tenants::create(db, clock, "other-corp").await.unwrap();
+    let cs = credit_systems::create(
+        db,
+        clock,
+        other.id,
+        &NewCreditSystem {
+            key: "tokens".into(),
+            name: "AI tokens".into(),
+            description: String::new(),
+            unit_singular: "token".into(),
+            unit_plural: "tokens".into(),
+            precision: 0,
+            kind: Kind::Units,
+            currency: None,
+        },
+    )
+    .await
+    .unwrap();
+    let customer = customers::create(
+        db,
+        clock,
+        other.id,
+        &NewCustomer {
+            external_id: "acme".into(),
+            name: "Acme elsewhere".into(),
+            email: None,
+            metadata: None,
+            parent: None,
+        },
+    )
+    .await
+    .unwrap();
+    let mut mine = w.grant_input("10");
+    mine.idempotency_key = "shared-key".into();
+    let mut theirs = mine.clone();
+    theirs.wallet = WalletRef {
+        customer: CustomerRef::Id(customer.id),
+        credit_system: CreditSystemRef::Id(cs.id),
+    };
+    theirs.amount = d("7");
+
+    let a = ledger::grant(db, clock, w.tenant_id, &mine).await.unwrap();
+    let b = ledger::grant(db, clock, other.id, &theirs).await.unwrap();
+    assert_ne!(a.entry.id, b.entry.id);
+    assert_eq!((a.entry.amount, b.entry.amount), (d("10"), d("7")));
+    let a_again = ledger::grant(db, clock, w.tenant_id, &mine).await.unwrap();
+    let b_again = ledger::grant(db, clock, other.id, &theirs).await.unwrap();
+    assert_eq!(
+        (a_again.entry.id, b_again.entry.id),
+        (a.entry.id, b.entry.id)
+    );
+    assert_eq!(w.balance().await.available, d("10"));
+    w.verify().await;
+}

@@ -118,23 +118,21 @@ pub async fn allocate(
         let Some(origin) = source.grant(grant_id).cloned() else {
             continue;
         };
-        let new_id = target
-            .insert_grant(NewGrant {
-                category: Category::Transfer,
-                amount: -part,
-                effective_at: now,
-                expires_at: origin.expires_at,
-                priority: origin.priority,
-                cost_basis: origin.cost_basis.clone(),
-                reason: input
-                    .note
-                    .clone()
-                    .unwrap_or_else(|| "allocation".to_owned()),
-                metadata: None,
-                source_kind: Some("transfer".into()),
-                source_id: Some(origin.id.to_string()),
-            })
-            .await?;
+        let new_id = target.insert_grant(NewGrant {
+            category: Category::Transfer,
+            amount: -part,
+            effective_at: now,
+            expires_at: origin.expires_at,
+            priority: origin.priority,
+            cost_basis: origin.cost_basis.clone(),
+            reason: input
+                .note
+                .clone()
+                .unwrap_or_else(|| "allocation".to_owned()),
+            metadata: None,
+            source_kind: Some("transfer".into()),
+            source_id: Some(origin.id.to_string()),
+        });
         splits.push((new_id, -part));
     }
     let r#in = target.append(

@@ -8,10 +8,12 @@
 //! are collected in memory and written by [`Book::finish`] in a few
 //! statements, keeping the lock short.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use chrono::{DateTime, Utc};
-use entity::{credit_grant, credit_hold, entry_split, hold_split, ledger_entry, wallet};
+use entity::{
+    credit_grant, credit_hold, entry_split, hold_split, idempotency_record, ledger_entry, wallet,
+};
 use sea_orm::{
     ActiveModelTrait,
     ActiveValue::Set,
@@ -121,6 +123,9 @@ pub(crate) struct Book<'t> {
     pub now: DateTime<Utc>,
     grants: BTreeMap<Uuid, credit_grant::Model>,
     dirty: BTreeSet<Uuid>,
+    /// Grants created by this book: inserted by the flush, before the
+    /// entries that name them.
+    created: BTreeSet<Uuid>,
     entries: Vec<ledger_entry::Model>,
     splits: Vec<entry_split::Model>,
     /// The plans' low-credit limits, once looked up.
@@ -238,6 +243,7 @@ impl<'t> Book<'t> {
             now,
             grants: grants.into_iter().map(|g| (g.id, g)).collect(),
             dirty: BTreeSet::new(),
+            created: BTreeSet::new(),
             entries: Vec::new(),
             splits: Vec::new(),
             plan_limits: None,
@@ -361,34 +367,34 @@ impl<'t> Book<'t> {
         entry
     }
 
-    /// Inserts a grant holding nothing yet: the entry that fills it (its
-    /// split) comes with [`Book::append`].
-    pub async fn insert_grant(&mut self, new: NewGrant) -> Result<Uuid, DbErr> {
-        let grant = credit_grant::ActiveModel {
-            id: Set(Uuid::now_v7()),
-            tenant_id: Set(self.tenant_id()),
-            wallet_id: Set(self.wallet.id),
-            category: Set(new.category.as_str().to_owned()),
-            amount_micros: Set(new.amount),
-            remaining_micros: Set(0),
-            debt_repaid_micros: Set(0),
-            effective_at: Set(new.effective_at),
-            expires_at: Set(new.expires_at),
-            priority: Set(new.priority),
-            cost_basis: Set(new.cost_basis),
-            reason: Set(new.reason),
-            metadata: Set(new.metadata),
-            source_kind: Set(new.source_kind),
-            source_id: Set(new.source_id),
-            voided_at: Set(None),
-            expiry_notified_at: Set(None),
-            created_at: Set(self.now),
-        }
-        .insert(self.txn)
-        .await?;
+    /// Creates a grant holding nothing yet: the entry that fills it (its
+    /// split) comes with [`Book::append`]. Written by the flush, with what
+    /// it holds then.
+    pub fn insert_grant(&mut self, new: NewGrant) -> Uuid {
+        let grant = credit_grant::Model {
+            id: Uuid::now_v7(),
+            tenant_id: self.tenant_id(),
+            wallet_id: self.wallet.id,
+            category: new.category.as_str().to_owned(),
+            amount_micros: new.amount,
+            remaining_micros: 0,
+            debt_repaid_micros: 0,
+            effective_at: new.effective_at,
+            expires_at: new.expires_at,
+            priority: new.priority,
+            cost_basis: new.cost_basis,
+            reason: new.reason,
+            metadata: new.metadata,
+            source_kind: new.source_kind,
+            source_id: new.source_id,
+            voided_at: None,
+            expiry_notified_at: None,
+            created_at: self.now,
+        };
         let id = grant.id;
         self.grants.insert(id, grant);
-        Ok(id)
+        self.created.insert(id);
+        id
     }
 
     /// Refuses an amount that would take the wallet's balance past
@@ -420,7 +426,7 @@ impl<'t> Book<'t> {
             description: Some(new.reason.clone()),
             ..Attribution::default()
         };
-        let grant_id = self.insert_grant(new).await?;
+        let grant_id = self.insert_grant(new);
         let entry = self.append(
             entry_type,
             amount,
@@ -821,7 +827,7 @@ impl<'t> Book<'t> {
         let txn = self.txn;
         let mut flush = Flush::default();
         let wallet = self.finish_into(&mut flush).await?;
-        flush.write(txn).await?;
+        flush.write_rows(txn).await?;
         Ok(wallet)
     }
 
@@ -852,9 +858,13 @@ impl<'t> Book<'t> {
             }
             self.wallet.low_balance_state = after.as_str().to_owned();
         }
-        for id in &self.dirty {
+        for id in &self.created {
+            flush.created.push(self.grants[id].clone());
+        }
+        for id in self.dirty.difference(&self.created) {
             flush.grants.push(self.grants[id].clone());
         }
+        flush.wallet_ids.insert(self.wallet.id);
         flush.entries.append(&mut self.entries);
         flush.splits.append(&mut self.splits);
         self.wallet.updated_at = self.now;
@@ -873,11 +883,14 @@ impl<'t> Book<'t> {
 /// new entries and splits, outbox events and the wallets' new caches.
 #[derive(Default)]
 pub(crate) struct Flush {
+    created: Vec<credit_grant::Model>,
     grants: Vec<credit_grant::Model>,
     entries: Vec<ledger_entry::Model>,
     splits: Vec<entry_split::Model>,
     events: Vec<entity::outbox_event::ActiveModel>,
     wallets: Vec<wallet::Model>,
+    wallet_ids: HashSet<Uuid>,
+    keys: Vec<idempotency_record::Model>,
 }
 
 /// Rows per multi-row UPDATE (`CASE` by id): bounded so a statement's
@@ -885,9 +898,67 @@ pub(crate) struct Flush {
 const UPDATE_CHUNK: usize = 200;
 
 impl Flush {
-    /// Writes it all: one UPDATE per [`UPDATE_CHUNK`] grants and wallets,
-    /// one INSERT per [`INSERT_CHUNK`] entries, splits and events.
-    pub async fn write(self, txn: &DatabaseTransaction) -> Result<(), DbErr> {
+    /// Whether a book of this wallet is gathered here and not yet written:
+    /// write first, then open the wallet again, or it reads stale rows.
+    pub fn touches(&self, wallet_id: Uuid) -> bool {
+        self.wallet_ids.contains(&wallet_id)
+    }
+
+    /// An outbox event to write with the rest.
+    pub fn event(&mut self, event: entity::outbox_event::ActiveModel) {
+        self.events.push(event);
+    }
+
+    /// An idempotency key to record with the writes (see [`Flush::write`]).
+    pub fn record_key(&mut self, key: idempotency_record::Model) {
+        self.keys.push(key);
+    }
+
+    /// Writes what is gathered and empties it; a key recorded meanwhile by
+    /// another transaction is an `IDEMPOTENCY_CONFLICT` (the caller rolls
+    /// back).
+    pub async fn write(&mut self, txn: &DatabaseTransaction) -> Result<(), super::Error> {
+        let mut rows = std::mem::take(self);
+        let keys = std::mem::take(&mut rows.keys);
+        rows.write_rows(txn).await?;
+        for chunk in keys.chunks(INSERT_CHUNK) {
+            let inserted = idempotency_record::Entity::insert_many(
+                chunk
+                    .iter()
+                    .cloned()
+                    .map(IntoActiveModel::into_active_model),
+            )
+            .on_conflict(
+                OnConflict::columns([
+                    idempotency_record::Column::TenantId,
+                    idempotency_record::Column::Key,
+                ])
+                .do_nothing()
+                .to_owned(),
+            )
+            .exec_without_returning(txn)
+            .await?;
+            if inserted != chunk.len() as u64 {
+                return Err(super::Error::IdempotencyConflict);
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes it all but the keys: one INSERT per [`INSERT_CHUNK`] new
+    /// grants, entries, splits and events, one UPDATE per [`UPDATE_CHUNK`]
+    /// changed grants and wallets.
+    async fn write_rows(self, txn: &DatabaseTransaction) -> Result<(), DbErr> {
+        for chunk in self.created.chunks(INSERT_CHUNK) {
+            credit_grant::Entity::insert_many(
+                chunk
+                    .iter()
+                    .cloned()
+                    .map(IntoActiveModel::into_active_model),
+            )
+            .exec_without_returning(txn)
+            .await?;
+        }
         for chunk in self.grants.chunks(UPDATE_CHUNK) {
             let id = |g: &credit_grant::Model| credit_grant::Column::Id.eq(g.id);
             credit_grant::Entity::update_many()

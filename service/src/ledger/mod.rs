@@ -39,6 +39,7 @@ use serde::Serialize;
 use serde_json::Value as Json;
 use uuid::Uuid;
 
+pub(crate) use book::{Flush, PlanLimits};
 pub use ops::*;
 
 use crate::{

@@ -21,7 +21,7 @@ use uuid::Uuid;
 use super::{
     Attribution, Category, Entry, EntryType, Error, Grant, Hold, HoldStatus, Split, Wallet,
     WalletRef,
-    book::{Book, Flush, Links, NewGrant, Refusal},
+    book::{Book, Flush, Links, NewGrant, PlanLimits, Refusal},
     burn,
 };
 use crate::{
@@ -238,7 +238,7 @@ pub async fn grant(
     input: &GrantInput,
 ) -> Result<GrantOutcome, Error> {
     let txn = db.begin_write().await?;
-    let out = grant_in(&txn, clock, tenant_id, input, None, false).await?;
+    let out = grant_in(&txn, clock, tenant_id, input, None, false, None).await?;
     txn.commit().await?;
     Ok(out)
 }
@@ -248,6 +248,15 @@ pub async fn grant(
 /// `catch_up` lets a scheduled job grant a period already over (the grant
 /// is booked and expires at once, so the ledger tells what each missed
 /// period held).
+/// What a batch job (the allowance reset) already loaded for a grant, and
+/// the [`Flush`] it gathers the chunk's writes in: the grant's writes and
+/// its key join it instead of being written one by one.
+pub(crate) struct Batched<'a> {
+    pub flush: &'a mut Flush,
+    pub credit_system: &'a credit_system::Model,
+    pub plan_limits: PlanLimits,
+}
+
 pub(crate) async fn grant_in(
     txn: &DatabaseTransaction,
     clock: &dyn Clock,
@@ -255,6 +264,7 @@ pub(crate) async fn grant_in(
     input: &GrantInput,
     source: Option<(&str, String)>,
     catch_up: bool,
+    batched: Option<Batched<'_>>,
 ) -> Result<GrantOutcome, Error> {
     let key = IdempotencyKey::parse(&input.idempotency_key)?;
     let reason = parse_reason(&input.reason)?;
@@ -273,7 +283,16 @@ pub(crate) async fn grant_in(
     {
         return Err(Invalid::new("expiresAt", "must be after now and after effectiveAt").into());
     }
-    let (customer_id, cs) = resolve(txn, tenant_id, &input.wallet).await?;
+    let (customer_id, cs) = match (&batched, &input.wallet) {
+        (
+            Some(b),
+            WalletRef {
+                customer: customers::CustomerRef::Id(customer_id),
+                credit_system: credit_systems::CreditSystemRef::Id(cs_id),
+            },
+        ) if *cs_id == b.credit_system.id => (*customer_id, b.credit_system.clone()),
+        _ => resolve(txn, tenant_id, &input.wallet).await?,
+    };
     let amount = positive_micros(input.amount, precision(&cs), "amount")?;
     let priority = input.priority.unwrap_or(0);
     let hash = fingerprint(&(
@@ -288,9 +307,22 @@ pub(crate) async fn grant_in(
         &reason,
         &metadata,
     ));
-    let mut book = Book::open(txn, tenant_id, customer_id, cs.id, now, true)
-        .await?
-        .ok_or(Error::NotFound("wallet", "customer"))?;
+    let open = || async {
+        Book::open(txn, tenant_id, customer_id, cs.id, now, true)
+            .await?
+            .ok_or(Error::NotFound("wallet", "customer"))
+    };
+    let mut book = open().await?;
+    let mut batched = batched;
+    if let Some(b) = &mut batched {
+        if b.flush.touches(book.wallet.id) {
+            // This wallet's earlier writes are still gathered: write them,
+            // then read it again.
+            b.flush.write(txn).await?;
+            book = open().await?;
+        }
+        book.knows_plan_limits(b.plan_limits);
+    }
     book.knows_credit_system(&cs);
     if let Some(entry_id) = check_key(&book, &key, "grant", &hash).await? {
         return replay_grant(txn, tenant_id, entry_id).await;
@@ -316,8 +348,23 @@ pub(crate) async fn grant_in(
         )
         .await?;
     let grant = book.grant(grant_id).cloned();
-    record_key(&book, clock, &key, "grant", &hash, entry.id).await?;
-    book.finish().await?;
+    match batched {
+        Some(b) => {
+            b.flush.record_key(entity::idempotency_record::Model {
+                tenant_id,
+                key: key.as_str().to_owned(),
+                operation: "grant".to_owned(),
+                request_hash: hash,
+                result_id: entry.id,
+                created_at: now,
+            });
+            book.finish_into(b.flush).await?;
+        }
+        None => {
+            record_key(&book, clock, &key, "grant", &hash, entry.id).await?;
+            book.finish().await?;
+        }
+    }
     Ok(GrantOutcome {
         grant: grant.ok_or(Error::NotFound("grant", "grant"))?.into(),
         entry: entry.into(),
@@ -679,20 +726,18 @@ pub async fn refund_usage(
     let mut splits = Vec::new();
     for (source, part) in portions {
         let source = source.and_then(|id| book.grant(id).cloned());
-        let grant_id = book
-            .insert_grant(NewGrant {
-                category: Category::Refund,
-                amount: part,
-                effective_at: now,
-                expires_at: source.as_ref().and_then(|s| s.expires_at),
-                priority: source.as_ref().map_or(0, |s| s.priority),
-                cost_basis: source.as_ref().and_then(|s| s.cost_basis.clone()),
-                reason: reason.clone(),
-                metadata: None,
-                source_kind: Some("refund".into()),
-                source_id: Some(usage.id.to_string()),
-            })
-            .await?;
+        let grant_id = book.insert_grant(NewGrant {
+            category: Category::Refund,
+            amount: part,
+            effective_at: now,
+            expires_at: source.as_ref().and_then(|s| s.expires_at),
+            priority: source.as_ref().map_or(0, |s| s.priority),
+            cost_basis: source.as_ref().and_then(|s| s.cost_basis.clone()),
+            reason: reason.clone(),
+            metadata: None,
+            source_kind: Some("refund".into()),
+            source_id: Some(usage.id.to_string()),
+        });
         splits.push((grant_id, part));
     }
     let entry = book.append(
