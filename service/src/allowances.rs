@@ -24,9 +24,9 @@ use entity::{allowance_period, credit_system, ledger_entry, subscription};
 use futures_util::{StreamExt, stream};
 use rust_decimal::Decimal;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait,
-    IntoActiveModel, QueryFilter, QueryOrder, QuerySelect,
-    sea_query::{LockBehavior, LockType, OnConflict},
+    ColumnTrait, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait, IntoActiveModel,
+    QueryFilter, QueryOrder, QuerySelect,
+    sea_query::{Expr, LockBehavior, LockType, OnConflict},
 };
 use uuid::Uuid;
 
@@ -36,6 +36,7 @@ use crate::{
     catalog::{self, PlanCredit, Rollover},
     credit_systems::CreditSystemRef,
     customers::CustomerRef,
+    db::by_id,
     ledger::{self, Category, EntryType, Flush, Grant, PlanLimits, WalletRef},
     outbox::{self, EventType},
     periods,
@@ -219,8 +220,14 @@ async fn reset_chunk(
             });
         }
     }
+    let mut tenants: Vec<Uuid> = subs.iter().map(|s| s.tenant_id).collect();
+    tenants.sort();
+    tenants.dedup();
     let mut last: HashMap<(Uuid, Uuid), allowance_period::Model> = HashMap::new();
     for p in allowance_period::Entity::find()
+        // `tenant_id` first: `ux_allowance_period` leads with it (without
+        // it this was a scan per chunk, and the reset grew quadratically).
+        .filter(allowance_period::Column::TenantId.is_in(tenants.iter().copied()))
         .filter(allowance_period::Column::SubscriptionId.is_in(subs.iter().map(|s| s.id)))
         .order_by_asc(allowance_period::Column::PeriodStart)
         .all(&txn)
@@ -229,11 +236,8 @@ async fn reset_chunk(
         // Ascending: the latest period of each allowance wins.
         last.insert((p.subscription_id, p.plan_credit_id), p);
     }
-    let mut tenants: Vec<Uuid> = subs.iter().map(|s| s.tenant_id).collect();
-    tenants.sort();
-    tenants.dedup();
     let mut limits = HashMap::new();
-    for tenant_id in tenants {
+    for &tenant_id in &tenants {
         let customers: Vec<Uuid> = subs
             .iter()
             .filter(|s| s.tenant_id == tenant_id)
@@ -274,13 +278,25 @@ async fn reset_chunk(
         .exec_without_returning(&txn)
         .await?;
     }
-    for sub in writes.subscriptions {
-        let mut active = sub.into_active_model();
-        active.reset(subscription::Column::NextResetAt);
-        active.reset(subscription::Column::CurrentPeriodStart);
-        active.reset(subscription::Column::CurrentPeriodEnd);
-        active.reset(subscription::Column::UpdatedAt);
-        active.update(&txn).await?;
+    for chunk in writes.subscriptions.chunks(200) {
+        let id = |s: &subscription::Model| subscription::Column::Id.eq(s.id);
+        subscription::Entity::update_many()
+            .col_expr(
+                subscription::Column::NextResetAt,
+                by_id(chunk, id, |s| s.next_reset_at.into()),
+            )
+            .col_expr(
+                subscription::Column::CurrentPeriodStart,
+                by_id(chunk, id, |s| s.current_period_start.into()),
+            )
+            .col_expr(
+                subscription::Column::CurrentPeriodEnd,
+                by_id(chunk, id, |s| s.current_period_end.into()),
+            )
+            .col_expr(subscription::Column::UpdatedAt, Expr::value(now))
+            .filter(subscription::Column::Id.is_in(chunk.iter().map(|s| s.id)))
+            .exec(&txn)
+            .await?;
     }
     txn.commit().await?;
     Ok((subscriptions, periods))

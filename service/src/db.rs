@@ -14,6 +14,7 @@ use migration::{Migrator, MigratorTrait};
 use sea_orm::{
     ConnectOptions, Database, DatabaseBackend, DatabaseConnection, DatabaseTransaction, DbErr,
     SqliteTransactionMode, TransactionOptions, TransactionTrait,
+    sea_query::{CaseStatement, Expr},
 };
 
 pub use migration::DEFAULT_DATABASE_URL;
@@ -189,4 +190,19 @@ fn sqlite_options(url: &str, max_connections: u32) -> ConnectOptions {
                 .foreign_keys(true)
         });
     options
+}
+
+/// The new value of one column for each row of `rows`: the value itself
+/// for one row, else `CASE WHEN id = … THEN … END` (every row is named, and
+/// the statement's `WHERE id IN (…)` touches no other).
+pub(crate) fn by_id<T>(rows: &[T], id: impl Fn(&T) -> Expr, value: impl Fn(&T) -> Expr) -> Expr {
+    match rows {
+        [one] => value(one),
+        _ => rows
+            .iter()
+            .fold(CaseStatement::new(), |case, row| {
+                case.case(id(row), value(row))
+            })
+            .into(),
+    }
 }

@@ -15,11 +15,8 @@ use entity::{
     credit_grant, credit_hold, entry_split, hold_split, idempotency_record, ledger_entry, wallet,
 };
 use sea_orm::{
-    ActiveModelTrait,
-    ActiveValue::Set,
-    ColumnTrait, DatabaseTransaction, DbErr, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder,
-    QuerySelect,
-    sea_query::{CaseStatement, Expr, OnConflict},
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseTransaction, DbErr, EntityTrait,
+    IntoActiveModel, QueryFilter, QueryOrder, QuerySelect, sea_query::OnConflict,
 };
 use uuid::Uuid;
 
@@ -964,15 +961,15 @@ impl Flush {
             credit_grant::Entity::update_many()
                 .col_expr(
                     credit_grant::Column::RemainingMicros,
-                    by_id(chunk, id, |g| g.remaining_micros.into()),
+                    crate::db::by_id(chunk, id, |g| g.remaining_micros.into()),
                 )
                 .col_expr(
                     credit_grant::Column::DebtRepaidMicros,
-                    by_id(chunk, id, |g| g.debt_repaid_micros.into()),
+                    crate::db::by_id(chunk, id, |g| g.debt_repaid_micros.into()),
                 )
                 .col_expr(
                     credit_grant::Column::VoidedAt,
-                    by_id(chunk, id, |g| g.voided_at.into()),
+                    crate::db::by_id(chunk, id, |g| g.voided_at.into()),
                 )
                 .filter(credit_grant::Column::Id.is_in(chunk.iter().map(|g| g.id)))
                 .exec(txn)
@@ -1005,44 +1002,29 @@ impl Flush {
             wallet::Entity::update_many()
                 .col_expr(
                     wallet::Column::BalanceMicros,
-                    by_id(chunk, id, |w| w.balance_micros.into()),
+                    crate::db::by_id(chunk, id, |w| w.balance_micros.into()),
                 )
                 .col_expr(
                     wallet::Column::DebtMicros,
-                    by_id(chunk, id, |w| w.debt_micros.into()),
+                    crate::db::by_id(chunk, id, |w| w.debt_micros.into()),
                 )
                 .col_expr(
                     wallet::Column::LastSeq,
-                    by_id(chunk, id, |w| w.last_seq.into()),
+                    crate::db::by_id(chunk, id, |w| w.last_seq.into()),
                 )
                 .col_expr(
                     wallet::Column::LowBalanceState,
-                    by_id(chunk, id, |w| w.low_balance_state.clone().into()),
+                    crate::db::by_id(chunk, id, |w| w.low_balance_state.clone().into()),
                 )
                 .col_expr(
                     wallet::Column::UpdatedAt,
-                    by_id(chunk, id, |w| w.updated_at.into()),
+                    crate::db::by_id(chunk, id, |w| w.updated_at.into()),
                 )
                 .filter(wallet::Column::Id.is_in(chunk.iter().map(|w| w.id)))
                 .exec(txn)
                 .await?;
         }
         Ok(())
-    }
-}
-
-/// The new value of one column for each row of `rows`: the value itself
-/// for one row, else `CASE WHEN id = … THEN … END` (every row is named, and
-/// the statement's `WHERE id IN (…)` touches no other).
-fn by_id<T>(rows: &[T], id: impl Fn(&T) -> Expr, value: impl Fn(&T) -> Expr) -> Expr {
-    match rows {
-        [one] => value(one),
-        _ => rows
-            .iter()
-            .fold(CaseStatement::new(), |case, row| {
-                case.case(id(row), value(row))
-            })
-            .into(),
     }
 }
 
