@@ -221,20 +221,8 @@ async fn reset_chunk(
             });
         }
     }
-    let mut tenants: Vec<Uuid> = subs.iter().map(|s| s.tenant_id).collect();
-    tenants.sort();
-    tenants.dedup();
-    let mut limits = HashMap::new();
-    for &tenant_id in &tenants {
-        let customers: Vec<Uuid> = subs
-            .iter()
-            .filter(|s| s.tenant_id == tenant_id)
-            .map(|s| s.customer_id)
-            .collect();
-        limits.extend(
-            ledger::read::plans_low_credit_limits_of(&txn, tenant_id, &customers, now).await?,
-        );
-    }
+    let customers: Vec<(Uuid, Uuid)> = subs.iter().map(|s| (s.tenant_id, s.customer_id)).collect();
+    let limits = ledger::read::plans_low_credit_limits_of(&txn, &customers, now).await?;
 
     let mut writes = ChunkWrites::default();
     let (mut subscriptions, mut periods) = (0, 0);

@@ -12,8 +12,9 @@ use std::time::Duration;
 
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{
-    ConnectOptions, Database, DatabaseBackend, DatabaseConnection, DatabaseTransaction, DbErr,
-    SqliteTransactionMode, TransactionOptions, TransactionTrait,
+    ActiveModelTrait, ConnectOptions, ConnectionTrait, Database, DatabaseBackend,
+    DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait, SqliteTransactionMode,
+    TransactionOptions, TransactionTrait,
     sea_query::{CaseStatement, Expr},
 };
 
@@ -205,4 +206,26 @@ pub(crate) fn by_id<T>(rows: &[T], id: impl Fn(&T) -> Expr, value: impl Fn(&T) -
             })
             .into(),
     }
+}
+
+/// Rows per multi-row INSERT: keeps each statement under SQLite's
+/// bound-parameter limit.
+pub(crate) const INSERT_CHUNK: usize = 500;
+
+/// Inserts rows (none is fine), [`INSERT_CHUNK`] to a statement.
+pub(crate) async fn insert_chunked<A>(
+    conn: &impl ConnectionTrait,
+    rows: impl IntoIterator<Item = A>,
+) -> Result<(), DbErr>
+where
+    A: ActiveModelTrait + Send,
+{
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        let chunk: Vec<A> = rows.by_ref().take(INSERT_CHUNK).collect();
+        A::Entity::insert_many(chunk)
+            .exec_without_returning(conn)
+            .await?;
+    }
+    Ok(())
 }

@@ -7,7 +7,7 @@
 //! of one key see each other's record.
 
 use entity::idempotency_record;
-use sea_orm::{ActiveValue::Set, ConnectionTrait, DbErr, EntityTrait, sea_query::OnConflict};
+use sea_orm::{ConnectionTrait, DbErr, EntityTrait, IntoActiveModel, sea_query::OnConflict};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -86,25 +86,43 @@ pub async fn record(
     request_hash: &str,
     result_id: Uuid,
 ) -> Result<bool, DbErr> {
-    let inserted = idempotency_record::Entity::insert(idempotency_record::ActiveModel {
-        tenant_id: Set(tenant_id),
-        key: Set(key.0.clone()),
-        operation: Set(operation.to_owned()),
-        request_hash: Set(request_hash.to_owned()),
-        result_id: Set(result_id),
-        created_at: Set(clock.now()),
-    })
-    .on_conflict(
-        OnConflict::columns([
-            idempotency_record::Column::TenantId,
-            idempotency_record::Column::Key,
-        ])
-        .do_nothing()
-        .to_owned(),
-    )
-    .exec_without_returning(conn)
-    .await?;
-    Ok(inserted == 1)
+    let record = idempotency_record::Model {
+        tenant_id,
+        key: key.0.clone(),
+        operation: operation.to_owned(),
+        request_hash: request_hash.to_owned(),
+        result_id,
+        created_at: clock.now(),
+    };
+    Ok(record_many(conn, vec![record]).await? == 1)
+}
+
+/// Records keys in multi-row INSERTs; returns how many were new (a key
+/// already recorded, by this request or another, is left as it is).
+pub(crate) async fn record_many(
+    conn: &impl ConnectionTrait,
+    records: Vec<idempotency_record::Model>,
+) -> Result<u64, DbErr> {
+    let mut inserted = 0;
+    for chunk in records.chunks(crate::db::INSERT_CHUNK) {
+        inserted += idempotency_record::Entity::insert_many(
+            chunk
+                .iter()
+                .cloned()
+                .map(IntoActiveModel::into_active_model),
+        )
+        .on_conflict(
+            OnConflict::columns([
+                idempotency_record::Column::TenantId,
+                idempotency_record::Column::Key,
+            ])
+            .do_nothing()
+            .to_owned(),
+        )
+        .exec_without_returning(conn)
+        .await?;
+    }
+    Ok(inserted)
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 
 use chrono::{DateTime, Utc};
 use entity::outbox_event;
-use sea_orm::{ActiveValue::Set, ConnectionTrait, DbErr, EntityTrait};
+use sea_orm::{ActiveValue::Set, ConnectionTrait, DbErr};
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -89,12 +89,5 @@ pub async fn write(
     conn: &impl ConnectionTrait,
     events: Vec<outbox_event::ActiveModel>,
 ) -> Result<(), DbErr> {
-    let mut events = events.into_iter().peekable();
-    while events.peek().is_some() {
-        let chunk: Vec<_> = events.by_ref().take(500).collect();
-        outbox_event::Entity::insert_many(chunk)
-            .exec_without_returning(conn)
-            .await?;
-    }
-    Ok(())
+    crate::db::insert_chunked(conn, events).await
 }

@@ -752,61 +752,21 @@ async fn adjust_refund_void_and_holds_replay_their_keys() {
 /// is its own request, and each tenant's replay returns its own result.
 #[tokio::test]
 async fn idempotency_keys_are_scoped_per_tenant() {
-    use service::{
-        credit_systems::{self, CreditSystemRef, Kind, NewCreditSystem},
-        customers::{self, CustomerRef, NewCustomer},
-        ledger::WalletRef,
-        tenants,
-    };
     let w = World::new(0).await;
     let (db, clock) = (&w.t.db, &w.clock);
-    let other = tenants::create(db, clock, "other-corp").await.unwrap();
-    let cs = credit_systems::create(
-        db,
-        clock,
-        other.id,
-        &NewCreditSystem {
-            key: "tokens".into(),
-            name: "AI tokens".into(),
-            description: String::new(),
-            unit_singular: "token".into(),
-            unit_plural: "tokens".into(),
-            precision: 0,
-            kind: Kind::Units,
-            currency: None,
-        },
-    )
-    .await
-    .unwrap();
-    let customer = customers::create(
-        db,
-        clock,
-        other.id,
-        &NewCustomer {
-            external_id: "acme".into(),
-            name: "Acme elsewhere".into(),
-            email: None,
-            metadata: None,
-            parent: None,
-        },
-    )
-    .await
-    .unwrap();
+    let (other, other_wallet) = w.other_tenant("other-corp", 0).await;
     let mut mine = w.grant_input("10");
     mine.idempotency_key = "shared-key".into();
     let mut theirs = mine.clone();
-    theirs.wallet = WalletRef {
-        customer: CustomerRef::Id(customer.id),
-        credit_system: CreditSystemRef::Id(cs.id),
-    };
+    theirs.wallet = other_wallet;
     theirs.amount = d("7");
 
     let a = ledger::grant(db, clock, w.tenant_id, &mine).await.unwrap();
-    let b = ledger::grant(db, clock, other.id, &theirs).await.unwrap();
+    let b = ledger::grant(db, clock, other, &theirs).await.unwrap();
     assert_ne!(a.entry.id, b.entry.id);
     assert_eq!((a.entry.amount, b.entry.amount), (d("10"), d("7")));
     let a_again = ledger::grant(db, clock, w.tenant_id, &mine).await.unwrap();
-    let b_again = ledger::grant(db, clock, other.id, &theirs).await.unwrap();
+    let b_again = ledger::grant(db, clock, other, &theirs).await.unwrap();
     assert_eq!(
         (a_again.entry.id, b_again.entry.id),
         (a.entry.id, b.entry.id)

@@ -26,6 +26,7 @@ use super::{
 };
 use crate::{
     amount::from_micros,
+    db::{by_id, insert_chunked},
     error::Invalid,
     outbox::{self, EventType},
 };
@@ -80,9 +81,6 @@ impl LowBalance {
         }
     }
 }
-
-/// Rows per multi-row INSERT.
-const INSERT_CHUNK: usize = 500;
 
 /// What an entry points at besides its wallet.
 #[derive(Debug, Clone, Copy, Default)]
@@ -918,107 +916,80 @@ impl Flush {
         let mut rows = std::mem::take(self);
         let keys = std::mem::take(&mut rows.keys);
         rows.write_rows(txn).await?;
-        for chunk in keys.chunks(INSERT_CHUNK) {
-            let inserted = idempotency_record::Entity::insert_many(
-                chunk
-                    .iter()
-                    .cloned()
-                    .map(IntoActiveModel::into_active_model),
-            )
-            .on_conflict(
-                OnConflict::columns([
-                    idempotency_record::Column::TenantId,
-                    idempotency_record::Column::Key,
-                ])
-                .do_nothing()
-                .to_owned(),
-            )
-            .exec_without_returning(txn)
-            .await?;
-            if inserted != chunk.len() as u64 {
-                return Err(super::Error::IdempotencyConflict);
-            }
+        let expected = keys.len() as u64;
+        if crate::idempotency::record_many(txn, keys).await? != expected {
+            return Err(super::Error::IdempotencyConflict);
         }
         Ok(())
     }
 
-    /// Writes it all but the keys: one INSERT per [`INSERT_CHUNK`] new
+    /// Writes it all but the keys: one INSERT per [`INSERT_CHUNK`](crate::db::INSERT_CHUNK) new
     /// grants, entries, splits and events, one UPDATE per [`UPDATE_CHUNK`]
     /// changed grants and wallets.
     async fn write_rows(self, txn: &DatabaseTransaction) -> Result<(), DbErr> {
-        for chunk in self.created.chunks(INSERT_CHUNK) {
-            credit_grant::Entity::insert_many(
-                chunk
-                    .iter()
-                    .cloned()
-                    .map(IntoActiveModel::into_active_model),
-            )
-            .exec_without_returning(txn)
-            .await?;
-        }
+        insert_chunked(
+            txn,
+            self.created
+                .into_iter()
+                .map(IntoActiveModel::into_active_model),
+        )
+        .await?;
         for chunk in self.grants.chunks(UPDATE_CHUNK) {
             let id = |g: &credit_grant::Model| credit_grant::Column::Id.eq(g.id);
             credit_grant::Entity::update_many()
                 .col_expr(
                     credit_grant::Column::RemainingMicros,
-                    crate::db::by_id(chunk, id, |g| g.remaining_micros.into()),
+                    by_id(chunk, id, |g| g.remaining_micros.into()),
                 )
                 .col_expr(
                     credit_grant::Column::DebtRepaidMicros,
-                    crate::db::by_id(chunk, id, |g| g.debt_repaid_micros.into()),
+                    by_id(chunk, id, |g| g.debt_repaid_micros.into()),
                 )
                 .col_expr(
                     credit_grant::Column::VoidedAt,
-                    crate::db::by_id(chunk, id, |g| g.voided_at.into()),
+                    by_id(chunk, id, |g| g.voided_at.into()),
                 )
                 .filter(credit_grant::Column::Id.is_in(chunk.iter().map(|g| g.id)))
                 .exec(txn)
                 .await?;
         }
-        // Chunks keep each statement under SQLite's bound-parameter limit.
-        for chunk in self.entries.chunks(INSERT_CHUNK) {
-            ledger_entry::Entity::insert_many(
-                chunk
-                    .iter()
-                    .cloned()
-                    .map(IntoActiveModel::into_active_model),
-            )
-            .exec_without_returning(txn)
-            .await?;
-        }
-        for chunk in self.splits.chunks(INSERT_CHUNK) {
-            entry_split::Entity::insert_many(
-                chunk
-                    .iter()
-                    .cloned()
-                    .map(IntoActiveModel::into_active_model),
-            )
-            .exec_without_returning(txn)
-            .await?;
-        }
+        insert_chunked(
+            txn,
+            self.entries
+                .into_iter()
+                .map(IntoActiveModel::into_active_model),
+        )
+        .await?;
+        insert_chunked(
+            txn,
+            self.splits
+                .into_iter()
+                .map(IntoActiveModel::into_active_model),
+        )
+        .await?;
         outbox::write(txn, self.events).await?;
         for chunk in self.wallets.chunks(UPDATE_CHUNK) {
             let id = |w: &wallet::Model| wallet::Column::Id.eq(w.id);
             wallet::Entity::update_many()
                 .col_expr(
                     wallet::Column::BalanceMicros,
-                    crate::db::by_id(chunk, id, |w| w.balance_micros.into()),
+                    by_id(chunk, id, |w| w.balance_micros.into()),
                 )
                 .col_expr(
                     wallet::Column::DebtMicros,
-                    crate::db::by_id(chunk, id, |w| w.debt_micros.into()),
+                    by_id(chunk, id, |w| w.debt_micros.into()),
                 )
                 .col_expr(
                     wallet::Column::LastSeq,
-                    crate::db::by_id(chunk, id, |w| w.last_seq.into()),
+                    by_id(chunk, id, |w| w.last_seq.into()),
                 )
                 .col_expr(
                     wallet::Column::LowBalanceState,
-                    crate::db::by_id(chunk, id, |w| w.low_balance_state.clone().into()),
+                    by_id(chunk, id, |w| w.low_balance_state.clone().into()),
                 )
                 .col_expr(
                     wallet::Column::UpdatedAt,
-                    crate::db::by_id(chunk, id, |w| w.updated_at.into()),
+                    by_id(chunk, id, |w| w.updated_at.into()),
                 )
                 .filter(wallet::Column::Id.is_in(chunk.iter().map(|w| w.id)))
                 .exec(txn)

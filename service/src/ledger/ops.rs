@@ -1013,17 +1013,11 @@ pub async fn settle_wallets(db: &Db, clock: &dyn Clock, wallet_ids: &[Uuid]) -> 
         .into_iter()
         .map(|cs| (cs.id, cs))
         .collect();
-    let mut limits = HashMap::new();
-    for &tenant_id in &tenants {
-        let customers: Vec<Uuid> = locked
-            .iter()
-            .filter(|w| w.tenant_id == tenant_id)
-            .map(|w| w.customer_id)
-            .collect();
-        limits.extend(
-            super::read::plans_low_credit_limits_of(&txn, tenant_id, &customers, now).await?,
-        );
-    }
+    let customers: Vec<(Uuid, Uuid)> = locked
+        .iter()
+        .map(|w| (w.tenant_id, w.customer_id))
+        .collect();
+    let limits = super::read::plans_low_credit_limits_of(&txn, &customers, now).await?;
     let settled = locked.len() as u64;
     let mut flush = Flush::default();
     for w in locked {

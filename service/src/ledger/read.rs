@@ -60,69 +60,79 @@ pub(crate) async fn plans_low_credit_limits(
     credit_system_id: Uuid,
     now: DateTime<Utc>,
 ) -> Result<super::book::PlanLimits, DbErr> {
-    let sql = "SELECT \
-           MAX(CASE WHEN pc.low_credit_action = 'BLOCK' THEN pc.low_credit_limit_micros END) AS block_micros, \
-           MAX(pc.low_credit_limit_micros) AS any_micros \
-         FROM subscription s JOIN plan_credit pc ON pc.plan_id = s.plan_id AND pc.tenant_id = s.tenant_id \
-         WHERE s.tenant_id = ? AND s.customer_id = ? AND pc.credit_system_id = ? \
-           AND s.started_at <= ? AND (s.cancel_at IS NULL OR s.cancel_at > ?)";
+    let sql = format!(
+        "SELECT {PLAN_LIMITS} {PLAN_LIMITS_FROM} \
+         AND s.customer_id = ? AND pc.credit_system_id = ?"
+    );
     let values = vec![
         tenant_id.into(),
+        now.into(),
+        now.into(),
         customer_id.into(),
         credit_system_id.into(),
-        now.into(),
-        now.into(),
     ];
     let row = conn
-        .query_one_raw(statement(conn.get_database_backend(), sql, values))
+        .query_one_raw(statement(conn.get_database_backend(), &sql, values))
         .await?;
     Ok(match row {
-        Some(row) => super::book::PlanLimits {
-            block: row.try_get::<Option<i64>>("", "block_micros")?,
-            any: row.try_get::<Option<i64>>("", "any_micros")?,
-        },
+        Some(row) => plan_limits_of_row(&row)?,
         None => super::book::PlanLimits::default(),
     })
 }
 
-/// [`plans_low_credit_limits`] for many customers of one tenant at once,
-/// by (customer, credit system); absent: no plan sets a limit.
+/// The two limits [`plans_low_credit_limits`] reads, as SQL aggregates.
+const PLAN_LIMITS: &str = "\
+    MAX(CASE WHEN pc.low_credit_action = 'BLOCK' THEN pc.low_credit_limit_micros END) AS block_micros, \
+    MAX(pc.low_credit_limit_micros) AS any_micros";
+
+/// A tenant's (`?`) subscriptions active at `now` (`?`, `?`) joined to
+/// their plans' credits.
+const PLAN_LIMITS_FROM: &str = "\
+    FROM subscription s JOIN plan_credit pc ON pc.plan_id = s.plan_id AND pc.tenant_id = s.tenant_id \
+    WHERE s.tenant_id = ? AND s.started_at <= ? AND (s.cancel_at IS NULL OR s.cancel_at > ?)";
+
+fn plan_limits_of_row(row: &sea_orm::QueryResult) -> Result<super::book::PlanLimits, DbErr> {
+    Ok(super::book::PlanLimits {
+        block: row.try_get::<Option<i64>>("", "block_micros")?,
+        any: row.try_get::<Option<i64>>("", "any_micros")?,
+    })
+}
+
+/// [`plans_low_credit_limits`] for many (tenant, customer) pairs at once
+/// (one statement per tenant and 500 customers), by (customer, credit
+/// system); absent: no plan sets a limit.
 pub(crate) async fn plans_low_credit_limits_of(
     conn: &impl ConnectionTrait,
-    tenant_id: Uuid,
-    customer_ids: &[Uuid],
+    customers: &[(Uuid, Uuid)],
     now: DateTime<Utc>,
 ) -> Result<HashMap<(Uuid, Uuid), super::book::PlanLimits>, DbErr> {
+    let mut by_tenant: HashMap<Uuid, Vec<Uuid>> = HashMap::new();
+    for &(tenant_id, customer_id) in customers {
+        by_tenant.entry(tenant_id).or_default().push(customer_id);
+    }
     let mut out = HashMap::new();
-    for chunk in customer_ids.chunks(500) {
-        let sql = format!(
-            "SELECT s.customer_id AS customer_id, pc.credit_system_id AS credit_system_id, \
-               MAX(CASE WHEN pc.low_credit_action = 'BLOCK' THEN pc.low_credit_limit_micros END) AS block_micros, \
-               MAX(pc.low_credit_limit_micros) AS any_micros \
-             FROM subscription s JOIN plan_credit pc ON pc.plan_id = s.plan_id AND pc.tenant_id = s.tenant_id \
-             WHERE s.tenant_id = ? AND s.customer_id IN ({}) \
-               AND s.started_at <= ? AND (s.cancel_at IS NULL OR s.cancel_at > ?) \
-             GROUP BY s.customer_id, pc.credit_system_id",
-            vec!["?"; chunk.len()].join(", ")
-        );
-        let mut values: Vec<Value> = vec![tenant_id.into()];
-        values.extend(chunk.iter().map(|&id| Value::from(id)));
-        values.push(now.into());
-        values.push(now.into());
-        let rows = conn
-            .query_all_raw(statement(conn.get_database_backend(), &sql, values))
-            .await?;
-        for row in rows {
-            out.insert(
-                (
-                    row.try_get::<Uuid>("", "customer_id")?,
-                    row.try_get::<Uuid>("", "credit_system_id")?,
-                ),
-                super::book::PlanLimits {
-                    block: row.try_get::<Option<i64>>("", "block_micros")?,
-                    any: row.try_get::<Option<i64>>("", "any_micros")?,
-                },
+    for (tenant_id, customer_ids) in by_tenant {
+        for chunk in customer_ids.chunks(500) {
+            let sql = format!(
+                "SELECT s.customer_id AS customer_id, pc.credit_system_id AS credit_system_id, \
+                   {PLAN_LIMITS} {PLAN_LIMITS_FROM} AND s.customer_id IN ({}) \
+                 GROUP BY s.customer_id, pc.credit_system_id",
+                list(chunk.len())
             );
+            let mut values: Vec<Value> = vec![tenant_id.into(), now.into(), now.into()];
+            values.extend(uuids(chunk));
+            let rows = conn
+                .query_all_raw(statement(conn.get_database_backend(), &sql, values))
+                .await?;
+            for row in rows {
+                out.insert(
+                    (
+                        row.try_get::<Uuid>("", "customer_id")?,
+                        row.try_get::<Uuid>("", "credit_system_id")?,
+                    ),
+                    plan_limits_of_row(&row)?,
+                );
+            }
         }
     }
     Ok(out)

@@ -37,46 +37,30 @@ impl World {
     pub async fn new(precision: i32) -> Self {
         let t = TestDb::new().await;
         let clock = FixedClock::new(t0());
-        let tenant = tenants::create(&t.db, &clock, "acme-corp").await.unwrap();
-        let cs = credit_systems::create(
-            &t.db,
-            &clock,
-            tenant.id,
-            &NewCreditSystem {
-                key: "tokens".into(),
-                name: "AI tokens".into(),
-                description: String::new(),
-                unit_singular: "token".into(),
-                unit_plural: "tokens".into(),
-                precision,
-                kind: Kind::Units,
-                currency: None,
-            },
-        )
-        .await
-        .unwrap();
-        let customer = customers::create(
-            &t.db,
-            &clock,
-            tenant.id,
-            &NewCustomer {
-                external_id: "acme".into(),
-                name: "Acme".into(),
-                email: Some("billing@acme.test".into()),
-                metadata: None,
-                parent: None,
-            },
-        )
-        .await
-        .unwrap();
+        let (tenant_id, credit_system_id, customer_id) =
+            tenant_with_wallet(&t, &clock, "acme-corp", precision).await;
         Self {
             t,
             clock,
-            tenant_id: tenant.id,
-            customer_id: customer.id,
-            credit_system_id: cs.id,
+            tenant_id,
+            customer_id,
+            credit_system_id,
             next_key: Default::default(),
         }
+    }
+
+    /// Another tenant on the same database, set up like this one (its own
+    /// `tokens` and `acme`): its id and its customer's wallet.
+    pub async fn other_tenant(&self, name: &str, precision: i32) -> (Uuid, WalletRef) {
+        let (tenant_id, credit_system_id, customer_id) =
+            tenant_with_wallet(&self.t, &self.clock, name, precision).await;
+        (
+            tenant_id,
+            WalletRef {
+                customer: CustomerRef::Id(customer_id),
+                credit_system: CreditSystemRef::Id(credit_system_id),
+            },
+        )
     }
 
     pub fn key(&self) -> String {
@@ -169,4 +153,47 @@ impl World {
             "ledger invariants broken: {problems:#?}"
         );
     }
+}
+
+/// A tenant `name` with credit system `tokens` and customer `acme`:
+/// (tenant, credit system, customer).
+async fn tenant_with_wallet(
+    t: &TestDb,
+    clock: &FixedClock,
+    name: &str,
+    precision: i32,
+) -> (Uuid, Uuid, Uuid) {
+    let tenant = tenants::create(&t.db, clock, name).await.unwrap();
+    let cs = credit_systems::create(
+        &t.db,
+        clock,
+        tenant.id,
+        &NewCreditSystem {
+            key: "tokens".into(),
+            name: "AI tokens".into(),
+            description: String::new(),
+            unit_singular: "token".into(),
+            unit_plural: "tokens".into(),
+            precision,
+            kind: Kind::Units,
+            currency: None,
+        },
+    )
+    .await
+    .unwrap();
+    let customer = customers::create(
+        &t.db,
+        clock,
+        tenant.id,
+        &NewCustomer {
+            external_id: "acme".into(),
+            name: "Acme".into(),
+            email: Some("billing@acme.test".into()),
+            metadata: None,
+            parent: None,
+        },
+    )
+    .await
+    .unwrap();
+    (tenant.id, cs.id, customer.id)
 }
