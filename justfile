@@ -32,6 +32,11 @@ lint:
 migrate *args:
     cargo run -p migration -- {{args}}
 
+# GraphQL-over-HTTP conformance audit (graphql-http) of the real binary on a
+# fresh SQLite database, with an API key and a customer token (needs node/npm).
+audit:
+    bash api/tests/http-audit/run.sh
+
 # Everything CI runs.
 ci:
     bash .ci/run
