@@ -56,7 +56,44 @@ pub struct ServeArgs {
     #[arg(long, env = "CORS_ORIGINS", value_delimiter = ',', default_value = "")]
     pub cors_origins: Vec<String>,
     #[command(flatten)]
+    pub http_limits: HttpLimitArgs,
+    #[command(flatten)]
     pub worker_config: worker::WorkerConfig,
+}
+
+/// Bounds on connections and requests (see `http::admission`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct HttpLimitArgs {
+    /// Open connections at most; more wait in the accept queue.
+    #[arg(long, env = "CONNECTIONS_MAX", default_value_t = 1024)]
+    pub connections_max: usize,
+    /// Seconds a client has to send a request's headers (and that an idle
+    /// keep-alive connection stays open).
+    #[arg(long, env = "HEADER_READ_TIMEOUT_SECS", default_value_t = 10)]
+    pub header_read_timeout_secs: u64,
+    /// Seconds a client has to send a request's body.
+    #[arg(long, env = "BODY_READ_TIMEOUT_SECS", default_value_t = 10)]
+    pub body_read_timeout_secs: u64,
+    /// GraphQL requests executing at once; more wait up to 5 s, then 503.
+    #[arg(long, env = "REQUESTS_IN_FLIGHT_MAX", default_value_t = 256)]
+    pub requests_in_flight_max: usize,
+    /// Seconds one GraphQL request may run before it is stopped (504).
+    #[arg(long, env = "REQUEST_TIMEOUT_SECS", default_value_t = 30)]
+    pub request_timeout_secs: u64,
+}
+
+impl HttpLimitArgs {
+    pub fn limits(&self) -> crate::http::HttpLimits {
+        use std::time::Duration;
+        crate::http::HttpLimits {
+            connections_max: self.connections_max.max(1),
+            header_read_timeout: Duration::from_secs(self.header_read_timeout_secs.max(1)),
+            body_read_timeout: Duration::from_secs(self.body_read_timeout_secs.max(1)),
+            requests_in_flight_max: self.requests_in_flight_max.max(1),
+            request_timeout: Duration::from_secs(self.request_timeout_secs.max(1)),
+            ..Default::default()
+        }
+    }
 }
 
 impl ServeArgs {

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     config::ServeArgs,
     graphql,
-    http::{self, AppState},
+    http::{self, AppState, HttpLimits},
 };
 
 /// Runs until `shutdown` resolves.
@@ -49,14 +49,12 @@ pub async fn run(
         ))
     });
 
-    let mut router = app(db, clock);
+    let limits = args.http_limits.limits();
+    let mut router = app_with_limits(db, clock, limits.clone());
     if let Some(cors) = http::cors(&args.cors_origins)? {
         router = router.layer(cors);
     }
-    axum::serve(listener, router)
-        .with_graceful_shutdown(token.clone().cancelled_owned())
-        .await
-        .context("serve HTTP")?;
+    http::serve::serve(listener, router, limits, token.clone().cancelled_owned()).await;
     if let Some(worker) = worker {
         token.cancel();
         worker.await.context("worker task")??;
@@ -64,10 +62,19 @@ pub async fn run(
     Ok(())
 }
 
-/// The whole HTTP application over a migrated database.
+/// The whole HTTP application over a migrated database, with the default
+/// [`HttpLimits`].
 pub fn app(db: Db, clock: Arc<dyn Clock>) -> Router {
+    app_with_limits(db, clock, HttpLimits::default())
+}
+
+/// The whole HTTP application with the given limits (serve it with
+/// [`http::serve::serve`] and the same limits).
+pub fn app_with_limits(db: Db, clock: Arc<dyn Clock>, limits: HttpLimits) -> Router {
     http::router(AppState {
         schemas: graphql::schemas(db.clone(), clock.clone()),
+        admission: http::Admission::new(&limits),
+        limits,
         db,
         clock,
     })

@@ -20,8 +20,13 @@ async fn health_and_readiness_answer_without_a_key() {
     assert_eq!(healthz.status(), 200);
     let readyz = reqwest::get(app.url("/readyz")).await.unwrap();
     assert_eq!(readyz.status(), 200);
-    // GraphiQL is served on GET.
-    let ide = reqwest::get(app.url("/graphql")).await.unwrap();
+    // GraphiQL is served on GET to a browser.
+    let ide = reqwest::Client::new()
+        .get(app.url("/graphql"))
+        .header("accept", "text/html,application/xhtml+xml,*/*;q=0.8")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(ide.status(), 200);
     assert!(ide.text().await.unwrap().contains("graphiql"));
 }
@@ -247,19 +252,27 @@ async fn bodies_over_the_limit_are_refused() {
 #[tokio::test]
 async fn queries_nested_too_deep_are_refused() {
     let app = TestApp::spawn().await;
-    // 13 levels of introspection nesting, over the limit of 12.
-    let deep = "{ __schema { types { fields { type { fields { type { fields { type { fields { type { fields { type { name } } } } } } } } } } } } }";
-    let (status, body) = app.gql(Some(&app.admin_key), deep, json!({})).await;
-    assert_eq!(status, 200);
-    assert_eq!(code(&body), "VALIDATION");
-    assert!(
-        body["errors"][0]["message"]
-            .as_str()
-            .unwrap()
-            .contains("deep"),
-        "{body}"
+    // 13 levels of data, over the limit of 12: a request error (no
+    // `data`), HTTP 200 under application/json.
+    let deep = format!(
+        "{{ customer(externalId: \"x\") {{ {} id {} }} }}",
+        "parent { ".repeat(11),
+        "}".repeat(11)
     );
-    assert!(body["data"].is_null());
+    let (status, body) = app.gql(Some(&app.admin_key), &deep, json!({})).await;
+    assert_eq!(status, 200);
+    assert_eq!(code(&body), "QUERY_TOO_COMPLEX");
+    assert_eq!(body["errors"][0]["extensions"]["measure"], "depth");
+    assert_eq!(body["errors"][0]["extensions"]["limit"], 12);
+    assert!(body.get("data").is_none(), "{body}");
+    // 12 levels run.
+    let ok = format!(
+        "{{ customer(externalId: \"x\") {{ {} id {} }} }}",
+        "parent { ".repeat(10),
+        "}".repeat(10)
+    );
+    let (_, body) = app.gql(Some(&app.admin_key), &ok, json!({})).await;
+    assert_eq!(code(&body), "NOT_FOUND", "{body}");
 }
 
 #[tokio::test]

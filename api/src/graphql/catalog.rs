@@ -128,6 +128,7 @@ impl Product {
     async fn description(&self) -> &str {
         &self.0.description
     }
+    #[graphql(complexity = "crate::graphql::limits::list_cost(first, child_complexity)")]
     async fn plans(
         &self,
         ctx: &Context<'_>,
@@ -174,6 +175,7 @@ impl Plan {
         }
     }
     /// The credit systems the plan includes or sells.
+    #[graphql(complexity = "crate::graphql::limits::unpaged_list_cost(child_complexity)")]
     async fn credits(&self, ctx: &Context<'_>) -> ApiResult<Vec<PlanCredit>> {
         Ok(load(ctx, PlanCreditsOfPlan(self.0.id))
             .await?
@@ -183,6 +185,7 @@ impl Plan {
             .collect())
     }
     /// What each feature costs in credits.
+    #[graphql(complexity = "crate::graphql::limits::unpaged_list_cost(child_complexity)")]
     async fn entitlements(&self, ctx: &Context<'_>) -> ApiResult<Vec<Entitlement>> {
         Ok(load(ctx, EntitlementsOfPlan(self.0.id))
             .await?
@@ -395,6 +398,7 @@ impl CatalogQuery {
             catalog::get_product(&app.db, p.tenant_id, &which).await?,
         ))
     }
+    #[graphql(complexity = "crate::graphql::limits::list_cost(first, child_complexity)")]
     async fn products(
         &self,
         ctx: &Context<'_>,
@@ -416,6 +420,7 @@ impl CatalogQuery {
         let which = one_of(id, key)?.parse(Kind::Plan, "id")?;
         Ok(Plan(catalog::get_plan(&app.db, p.tenant_id, &which).await?))
     }
+    #[graphql(complexity = "crate::graphql::limits::list_cost(first, child_complexity)")]
     async fn plans(
         &self,
         ctx: &Context<'_>,
@@ -441,6 +446,7 @@ impl CatalogQuery {
             catalog::get_feature(&app.db, p.tenant_id, &which).await?,
         ))
     }
+    #[graphql(complexity = "crate::graphql::limits::list_cost(first, child_complexity)")]
     async fn features(
         &self,
         ctx: &Context<'_>,

@@ -251,6 +251,7 @@ impl CommerceQuery {
     }
 
     /// Top-up orders, newest first.
+    #[graphql(complexity = "crate::graphql::limits::list_cost(first, child_complexity)")]
     async fn top_up_orders(
         &self,
         ctx: &Context<'_>,

@@ -97,6 +97,7 @@ impl CreditSystemQuery {
     }
 
     /// The tenant's credit systems, oldest first.
+    #[graphql(complexity = "crate::graphql::limits::list_cost(first, child_complexity)")]
     async fn credit_systems(
         &self,
         ctx: &Context<'_>,

@@ -29,8 +29,14 @@ use super::{
 
 /// Root fields a customer token may use (the subscription root is
 /// `SubscriptionRoot`: `Subscription` names a customer's plan).
-const ALLOWED_ROOT_FIELDS: [(&str, &str); 2] =
-    [("Query", "customer"), ("SubscriptionRoot", "walletUpdated")];
+/// Introspection (`__schema`, `__type`) is allowed: the schema is public,
+/// and browser tooling (and the GraphQL-over-HTTP audit) relies on it.
+const ALLOWED_ROOT_FIELDS: [(&str, &str); 4] = [
+    ("Query", "customer"),
+    ("Query", "__schema"),
+    ("Query", "__type"),
+    ("SubscriptionRoot", "walletUpdated"),
+];
 
 fn refused() -> ApiError {
     ApiError::new(
@@ -65,8 +71,11 @@ impl Extension for CustomerTokenFence {
             && !info.is_for_introspection
             && !ALLOWED_ROOT_FIELDS.contains(&(info.parent_type, info.name))
         {
+            // The resolve hook knows no position: no `locations` rather
+            // than a made-up one.
             let err: async_graphql::Error = refused().into();
-            let mut server_error = err.into_server_error(async_graphql::Pos::default());
+            let mut server_error = async_graphql::ServerError::new(err.message, None);
+            server_error.extensions = err.extensions;
             server_error.path = info
                 .path_node
                 .to_string_vec()

@@ -46,6 +46,7 @@ impl Customer {
         }
     }
     /// The customer's wallets, one per credit system used so far.
+    #[graphql(complexity = "crate::graphql::limits::unpaged_list_cost(child_complexity)")]
     async fn wallets(&self, ctx: &Context<'_>) -> ApiResult<Vec<Wallet>> {
         Ok(load(ctx, WalletsOfCustomer(self.0.id))
             .await?
@@ -101,6 +102,7 @@ impl Customer {
 
     /// Its direct children (oldest first), each with what was allocated to
     /// it, used and left in one credit system, as a usage % and a status.
+    #[graphql(complexity = "crate::graphql::limits::list_cost(first, child_complexity)")]
     async fn children(
         &self,
         ctx: &Context<'_>,
@@ -128,6 +130,7 @@ impl Customer {
     }
 
     /// The customer's subscriptions, oldest first.
+    #[graphql(complexity = "crate::graphql::limits::unpaged_list_cost(child_complexity)")]
     async fn subscriptions(
         &self,
         ctx: &Context<'_>,
@@ -180,6 +183,7 @@ impl CustomerQuery {
 
     /// The tenant's customers, newest first. `search` matches the start of
     /// the external id, or part of the name or email (case-insensitive).
+    #[graphql(complexity = "crate::graphql::limits::list_cost(first, child_complexity)")]
     async fn customers(
         &self,
         ctx: &Context<'_>,

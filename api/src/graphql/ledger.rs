@@ -124,6 +124,7 @@ impl Wallet {
         ))
     }
     /// The wallet's grants, newest first.
+    #[graphql(complexity = "crate::graphql::limits::list_cost(first, child_complexity)")]
     async fn grants(
         &self,
         ctx: &Context<'_>,
@@ -146,6 +147,7 @@ impl Wallet {
         Ok(pagination::connection(found, |g| g.id, Grant))
     }
     /// The wallet's ledger, newest first.
+    #[graphql(complexity = "crate::graphql::limits::list_cost(first, child_complexity)")]
     async fn entries(
         &self,
         ctx: &Context<'_>,
@@ -428,6 +430,7 @@ impl LedgerEntry {
         Ok(Some(LedgerEntry(entry)))
     }
     /// Which grants this entry drew from or filled, and how much each.
+    #[graphql(complexity = "crate::graphql::limits::unpaged_list_cost(child_complexity)")]
     async fn splits(&self, ctx: &Context<'_>) -> ApiResult<Vec<Split>> {
         Ok(load(ctx, SplitsKey(self.0.id))
             .await?

@@ -16,6 +16,7 @@ pub mod error;
 pub mod ids;
 mod invoices;
 mod ledger;
+pub mod limits;
 mod live;
 pub mod loaders;
 mod notifications;
@@ -23,14 +24,9 @@ mod operations;
 pub mod pagination;
 mod refs;
 mod reports;
+pub mod response_shape;
 pub mod scalars;
 mod tenancy;
-
-/// How deep a query may nest (the one-round-trip customer query needs ~8).
-pub const DEPTH_MAX: usize = 12;
-/// How many fields a query may select in all (static count; list sizes are
-/// bounded separately by `first ≤ 200`).
-pub const COMPLEXITY_MAX: usize = 2_000;
 
 #[derive(MergedObject, Default)]
 #[graphql(name = "Query")]
@@ -65,14 +61,22 @@ pub struct MutationRoot(
 pub type AppSchema = Schema<QueryRoot, MutationRoot, live::SubscriptionRoot>;
 
 fn builder() -> SchemaBuilder<QueryRoot, MutationRoot, live::SubscriptionRoot> {
+    bare_builder()
+        .extension(limits::RequestLimits)
+        .extension(response_shape::SpecResponse::new(&sdl()))
+}
+
+fn bare_builder() -> SchemaBuilder<QueryRoot, MutationRoot, live::SubscriptionRoot> {
     Schema::build(
         QueryRoot::default(),
         MutationRoot::default(),
         live::SubscriptionRoot,
     )
-    .limit_depth(DEPTH_MAX)
-    .limit_complexity(COMPLEXITY_MAX)
+    // Depth, fields and cost are bounded by `limits::RequestLimits` (with
+    // a separate bound for introspection); these are async-graphql's own
+    // backstops behind it.
     .limit_recursive_depth(32)
+    .limit_directives(limits::DIRECTIVES_MAX)
 }
 
 /// The same schema served two ways: requests with an API key run without
@@ -114,5 +118,5 @@ pub fn schemas(db: Db, clock: Arc<dyn Clock>) -> Schemas {
 
 /// The SDL, as checked in at `schema.graphql`.
 pub fn sdl() -> String {
-    builder().finish().sdl()
+    bare_builder().finish().sdl()
 }

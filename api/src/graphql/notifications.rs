@@ -101,6 +101,7 @@ impl WebhookDelivery {
     async fn finished_at(&self) -> Option<DateTime<Utc>> {
         self.delivery.finished_at
     }
+    #[graphql(complexity = "crate::graphql::limits::unpaged_list_cost(child_complexity)")]
     async fn attempts(&self) -> Vec<WebhookAttempt> {
         self.attempts
             .iter()
@@ -154,6 +155,7 @@ impl EmailDelivery {
         &self.email.status
     }
     /// Every attempt, in order.
+    #[graphql(complexity = "crate::graphql::limits::unpaged_list_cost(child_complexity)")]
     async fn attempts(&self) -> Vec<EmailAttempt> {
         self.attempt_log
             .iter()
@@ -181,7 +183,10 @@ pub struct NotificationQuery;
 
 #[Object]
 impl NotificationQuery {
-    #[graphql(guard = "RoleGuard(Role::Admin)")]
+    #[graphql(
+        guard = "RoleGuard(Role::Admin)",
+        complexity = "crate::graphql::limits::list_cost(first, child_complexity)"
+    )]
     async fn webhook_endpoints(
         &self,
         ctx: &Context<'_>,
@@ -195,7 +200,10 @@ impl NotificationQuery {
     }
 
     /// Deliveries, newest first, with every attempt.
-    #[graphql(guard = "RoleGuard(Role::Admin)")]
+    #[graphql(
+        guard = "RoleGuard(Role::Admin)",
+        complexity = "crate::graphql::limits::list_cost(first, child_complexity)"
+    )]
     async fn webhook_deliveries(
         &self,
         ctx: &Context<'_>,
@@ -228,7 +236,10 @@ impl NotificationQuery {
     }
 
     /// Emails, newest first.
-    #[graphql(guard = "RoleGuard(Role::Admin)")]
+    #[graphql(
+        guard = "RoleGuard(Role::Admin)",
+        complexity = "crate::graphql::limits::list_cost(first, child_complexity)"
+    )]
     async fn email_deliveries(
         &self,
         ctx: &Context<'_>,

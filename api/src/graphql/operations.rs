@@ -40,6 +40,7 @@ impl JobStatus {
             .map(|r| r.started_at))
     }
     /// Newest first.
+    #[graphql(complexity = "crate::graphql::limits::list_cost(Some(first), child_complexity)")]
     async fn recent_runs(
         &self,
         ctx: &Context<'_>,

@@ -89,6 +89,7 @@ impl ReportQuery {
     /// before it (4 in all by default), oldest first. Without a customer:
     /// the whole tenant; without a credit system, units add up across
     /// systems.
+    #[graphql(complexity = "crate::graphql::limits::list_cost(Some(months), child_complexity)")]
     async fn usage_summary(
         &self,
         ctx: &Context<'_>,
@@ -116,6 +117,7 @@ impl ReportQuery {
     /// Where credits went in `[from, to)`: grouped by feature, event,
     /// user, a dimension, day or customer; largest first.
     #[allow(clippy::too_many_arguments)]
+    #[graphql(complexity = "crate::graphql::limits::list_cost(Some(first), child_complexity)")]
     async fn usage_breakdown(
         &self,
         ctx: &Context<'_>,

@@ -92,7 +92,10 @@ impl TenancyQuery {
     }
 
     /// The tenant's API keys, newest first (revoked ones included).
-    #[graphql(guard = "RoleGuard(api_keys::Role::Admin)")]
+    #[graphql(
+        guard = "RoleGuard(api_keys::Role::Admin)",
+        complexity = "crate::graphql::limits::list_cost(first, child_complexity)"
+    )]
     async fn api_keys(
         &self,
         ctx: &Context<'_>,

@@ -3,6 +3,7 @@
 
 use std::{net::SocketAddr, sync::Arc};
 
+use api::http::HttpLimits;
 use chrono::{TimeZone, Utc};
 use serde_json::{Value, json};
 use service::{
@@ -33,12 +34,13 @@ impl TestApp {
         let (tenant, key) = tenants::bootstrap(&t.db, &clock).await.unwrap().unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let app = api::server::app(t.db.clone(), Arc::new(clock.clone()));
         let shutdown = CancellationToken::new();
-        tokio::spawn(
-            axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-                .into_future(),
+        serve(
+            listener,
+            t.db.clone(),
+            &clock,
+            HttpLimits::default(),
+            &shutdown,
         );
         Self {
             addr,
@@ -122,13 +124,48 @@ impl TestApp {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         self.addr = listener.local_addr().unwrap();
         self.shutdown = CancellationToken::new();
-        tokio::spawn(
-            axum::serve(listener, api::server::app(db, Arc::new(self.clock.clone())))
-                .with_graceful_shutdown(self.shutdown.clone().cancelled_owned())
-                .into_future(),
+        serve(
+            listener,
+            db,
+            &self.clock,
+            HttpLimits::default(),
+            &self.shutdown,
         );
         counter
     }
+
+    /// Restarts the server with other limits (timeouts, caps).
+    pub async fn restart_with(&mut self, limits: HttpLimits) {
+        self.shutdown.cancel();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        self.addr = listener.local_addr().unwrap();
+        self.shutdown = CancellationToken::new();
+        serve(
+            listener,
+            self.t.db.clone(),
+            &self.clock,
+            limits,
+            &self.shutdown,
+        );
+    }
+}
+
+/// The application served as `api serve` serves it (connection limits and
+/// timeouts included).
+fn serve(
+    listener: tokio::net::TcpListener,
+    db: service::Db,
+    clock: &FixedClock,
+    limits: HttpLimits,
+    shutdown: &CancellationToken,
+) {
+    let app = api::server::app_with_limits(db, Arc::new(clock.clone()), limits.clone());
+    tokio::spawn(api::http::serve::serve(
+        listener,
+        app,
+        limits,
+        shutdown.clone().cancelled_owned(),
+    ));
 }
 
 impl Drop for TestApp {

@@ -1,17 +1,17 @@
-//! HTTP routes: GraphQL (POST, with the GraphiQL IDE on GET), GraphQL
+//! HTTP routes: GraphQL (POST and GET, per the GraphQL-over-HTTP spec:
+//! [`graphql`]; the GraphiQL IDE on GET for browsers), GraphQL
 //! subscriptions over WebSocket (`/graphql/ws`, graphql-ws protocol),
 //! health and readiness. Every GraphQL request authenticates with a Bearer
 //! API key or customer token (on WebSocket: the `Authorization` header of
 //! the upgrade, or `{"Authorization": "Bearer …"}` in `connection_init`,
 //! which is what browsers can send).
 
-use async_graphql::http::GraphiQLSource;
-use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket};
+use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
 use axum::{
     Json, Router,
     extract::{State, WebSocketUpgrade},
     http::{HeaderMap, StatusCode, header},
-    response::{Html, IntoResponse, Response},
+    response::{IntoResponse, Response},
     routing::get,
 };
 use std::sync::Arc;
@@ -21,13 +21,19 @@ use axum::http::Method;
 use service::{Clock, Db, DomainError, api_keys, customer_tokens};
 use tower_http::{
     cors::{AllowOrigin, CorsLayer},
-    limit::RequestBodyLimitLayer,
     trace::TraceLayer,
 };
 
-use crate::graphql::{Schemas, error::annotate_request_errors, loaders};
+use crate::graphql::{Schemas, loaders};
 
-/// The largest request body accepted (413 above it).
+pub mod admission;
+pub mod graphql;
+pub mod serve;
+
+pub use admission::{Admission, HttpLimits};
+
+/// The largest request body (413 above it), and the largest WebSocket
+/// message.
 pub const BODY_LIMIT_BYTES: usize = 1024 * 1024;
 
 #[derive(Clone)]
@@ -35,17 +41,18 @@ pub struct AppState {
     pub schemas: Schemas,
     pub db: Db,
     pub clock: Arc<dyn Clock>,
+    pub limits: HttpLimits,
+    pub admission: Admission,
 }
 
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/graphql", get(graphiql).post(graphql))
+        .route("/graphql", get(graphql::get).post(graphql::post))
         .route("/graphql/ws", get(graphql_ws))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/exports/entries.csv", get(export_entries))
-        .layer(RequestBodyLimitLayer::new(BODY_LIMIT_BYTES))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
@@ -81,15 +88,6 @@ pub fn cors(origins: &[String]) -> anyhow::Result<Option<CorsLayer>> {
             .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
             .max_age(std::time::Duration::from_secs(3600)),
     ))
-}
-
-async fn graphiql() -> Html<String> {
-    Html(
-        GraphiQLSource::build()
-            .endpoint("/graphql")
-            .subscription_endpoint("/graphql/ws")
-            .finish(),
-    )
 }
 
 /// The caller of a request with `Authorization: Bearer <key>`.
@@ -133,6 +131,8 @@ async fn graphql_ws(
     };
     let schema = state.schemas.fenced.clone();
     upgrade
+        .max_message_size(BODY_LIMIT_BYTES)
+        .max_frame_size(BODY_LIMIT_BYTES)
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
         .on_upgrade(move |socket| {
             GraphQLWebSocket::new(socket, schema, protocol)
@@ -164,23 +164,6 @@ async fn graphql_ws(
                 })
                 .serve()
         })
-}
-
-async fn graphql(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    req: GraphQLRequest,
-) -> Response {
-    let principal = match authenticate(&state, &headers).await {
-        Ok(p) => p,
-        Err(e) => return unauthenticated(&e),
-    };
-    let loaders = loaders::loaders(state.db.clone(), principal.tenant_id, state.clock.now());
-    let schema = state.schemas.for_principal(&principal).clone();
-    let request = req.into_inner().data(principal).data(loaders);
-    let mut response = schema.execute(request).await;
-    annotate_request_errors(&mut response);
-    GraphQLResponse::from(response).into_response()
 }
 
 /// The key from `Authorization: Bearer <key>` (scheme case-insensitive).
