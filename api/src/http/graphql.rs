@@ -126,7 +126,12 @@ fn write_errors(status: StatusCode, media: Media, errors: &[ServerError]) -> Res
         errors: &'a [ServerError],
     }
     let bytes = serde_json::to_vec(&Body { errors }).unwrap_or_default();
-    (status, [(header::CONTENT_TYPE, media.content_type())], bytes).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, media.content_type())],
+        bytes,
+    )
+        .into_response()
 }
 
 /// `POST /graphql`.
