@@ -135,9 +135,11 @@ async fn the_nested_read_costs_the_same_statements_for_1_or_50_customers() {
     let counter = app.count_statements().await;
 
     let mut counts = Vec::new();
-    for (key, customers, wallets) in [(&small_key, 1, 1), (&big_key, 50, 3)] {
+    // 20 of the 50 customers: the full dashboard of 50 in one request is
+    // over the cost bound (README "Limits").
+    for (key, customers, wallets) in [(&small_key, 1, 1), (&big_key, 20, 3)] {
         let before = counter.load(Ordering::SeqCst);
-        let data = app.ok(key, NESTED, json!({"first": 50})).await;
+        let data = app.ok(key, NESTED, json!({"first": 20})).await;
         counts.push(counter.load(Ordering::SeqCst) - before);
         let edges = data["customers"]["edges"].as_array().unwrap();
         assert_eq!(edges.len(), customers, "{data}");

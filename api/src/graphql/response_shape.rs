@@ -116,6 +116,9 @@ impl Extension for SpecResponseRun {
         next: NextExecute<'_>,
     ) -> Response {
         let mut response = next.run(ctx, operation_name).await;
+        for error in &mut response.errors {
+            super::limits::shorten(&mut error.message);
+        }
         let doc = self.doc.lock().ok().and_then(|mut slot| slot.take());
         if let Some(doc) = doc {
             shape(&mut response, &doc, operation_name, &self.types);
