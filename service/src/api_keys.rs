@@ -179,15 +179,12 @@ fn parse_key(presented: &str) -> Option<(Uuid, &str)> {
     Some((Uuid::try_parse(id).ok()?, secret))
 }
 
+/// Optional: blank is no name; otherwise a name ([`crate::input::name`]).
 fn parse_name(name: &str) -> Result<String, Invalid> {
-    let name = name.trim();
-    if name.chars().count() > NAME_LEN_MAX {
-        return Err(Invalid::new(
-            "name",
-            format!("must be at most {NAME_LEN_MAX} characters"),
-        ));
+    if name.trim().is_empty() {
+        return Ok(String::new());
     }
-    Ok(name.to_owned())
+    crate::input::name("name", name, NAME_LEN_MAX)
 }
 
 /// Inserts a new key on `conn` (a transaction or a connection).

@@ -22,6 +22,7 @@ use crate::{
     amount::{from_micros, positive_micros, to_micros},
     credit_systems::{self, CreditSystemRef, parse_key, parse_label},
     error::{Code, DomainError, Invalid},
+    input,
     pagination::{Page, PageRequest},
     periods::{CalendarDuration, Interval},
     pricing::{self, Price},
@@ -355,6 +356,22 @@ pub enum Ref {
     Key(String),
 }
 
+impl Ref {
+    /// A ref by key, checked by the identifier rule ([`input::key`]).
+    pub fn key(field: &str, key: &str) -> Result<Self, Invalid> {
+        Ok(Ref::Key(input::key(field, key)?))
+    }
+
+    /// Whether a lookup could find anything: a key the input rules refuse
+    /// is answered "not found" without asking the database.
+    fn may_exist(&self) -> bool {
+        match self {
+            Ref::Id(_) => true,
+            Ref::Key(k) => input::key("key", k).is_ok_and(|checked| checked == *k),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(transparent)]
@@ -414,6 +431,7 @@ pub async fn create_product(
 ) -> Result<Product, Error> {
     let key = parse_key(key, "key")?;
     let name = parse_label(name, "name", 100)?;
+    let description = input::text("description", description, input::TEXT_LEN_MAX)?;
     let now = clock.now();
     let txn = db.begin_write().await?;
     if let Some(existing) = find_product(&txn, tenant_id, &Ref::Key(key.clone())).await? {
@@ -431,7 +449,7 @@ pub async fn create_product(
         tenant_id: Set(tenant_id),
         key: Set(key.clone()),
         name: Set(name),
-        description: Set(description.to_owned()),
+        description: Set(description),
         created_at: Set(now),
         updated_at: Set(now),
     }
@@ -453,6 +471,9 @@ async fn find_product(
     tenant_id: Uuid,
     which: &Ref,
 ) -> Result<Option<product::Model>, DbErr> {
+    if !which.may_exist() {
+        return Ok(None);
+    }
     let q = product::Entity::find().filter(product::Column::TenantId.eq(tenant_id));
     match which {
         Ref::Id(id) => q.filter(product::Column::Id.eq(*id)).one(conn).await,
@@ -538,6 +559,9 @@ pub(crate) async fn find_feature(
     tenant_id: Uuid,
     which: &Ref,
 ) -> Result<Option<feature::Model>, DbErr> {
+    if !which.may_exist() {
+        return Ok(None);
+    }
     let q = feature::Entity::find().filter(feature::Column::TenantId.eq(tenant_id));
     match which {
         Ref::Id(id) => q.filter(feature::Column::Id.eq(*id)).one(conn).await,
@@ -659,6 +683,9 @@ pub(crate) async fn find_plan(
     tenant_id: Uuid,
     which: &Ref,
 ) -> Result<Option<plan::Model>, DbErr> {
+    if !which.may_exist() {
+        return Ok(None);
+    }
     let q = plan::Entity::find().filter(plan::Column::TenantId.eq(tenant_id));
     match which {
         Ref::Id(id) => q.filter(plan::Column::Id.eq(*id)).one(conn).await,
@@ -705,6 +732,9 @@ async fn draft(
     tenant_id: Uuid,
     which: &Ref,
 ) -> Result<plan::Model, Error> {
+    if !which.may_exist() {
+        return Err(Error::NotFound("plan", describe(which)));
+    }
     let plan = plan::Entity::find()
         .filter(plan::Column::TenantId.eq(tenant_id))
         .filter(match which {

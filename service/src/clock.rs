@@ -2,7 +2,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use chrono::{DateTime, Duration, DurationRound, Utc};
+use chrono::{DateTime, Duration, Timelike, Utc};
 
 /// Where "now" comes from.
 pub trait Clock: Send + Sync + std::fmt::Debug {
@@ -11,9 +11,13 @@ pub trait Clock: Send + Sync + std::fmt::Debug {
 }
 
 /// Truncates to the microsecond, the precision both databases store, so a
-/// value read back equals the value written.
+/// value read back equals the value written. (Not `duration_trunc`: it
+/// counts nanoseconds since 1970 in an `i64` and gives up after 2262,
+/// which left later times — a grant expiring in 9999 — with nanoseconds
+/// that PostgreSQL then dropped and SQLite kept.)
 pub fn truncate_micros(at: DateTime<Utc>) -> DateTime<Utc> {
-    at.duration_trunc(Duration::microseconds(1)).unwrap_or(at)
+    at.with_nanosecond(at.nanosecond() / 1_000 * 1_000)
+        .unwrap_or(at)
 }
 
 /// The wall clock.
@@ -70,5 +74,7 @@ mod tests {
         let at = Utc.timestamp_opt(1_700_000_000, 123_456_789).unwrap();
         assert_eq!(truncate_micros(at).timestamp_subsec_nanos(), 123_456_000);
         assert_eq!(SystemClock.now().timestamp_subsec_nanos() % 1_000, 0);
+        let late: DateTime<Utc> = "9999-12-31T23:59:59.999999999Z".parse().unwrap();
+        assert_eq!(truncate_micros(late).timestamp_subsec_nanos(), 999_999_000);
     }
 }

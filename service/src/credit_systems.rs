@@ -17,6 +17,7 @@ use crate::{
     Clock, Db,
     amount::PRECISION_MAX,
     error::{Code, DomainError, Invalid},
+    input,
     pagination::{Page, PageRequest},
 };
 
@@ -165,16 +166,10 @@ pub fn parse_key(key: &str, field: &str) -> Result<String, Invalid> {
     }
 }
 
-/// A required label: trimmed, 1 to `max` characters.
+/// A required label: trimmed, 1 to `max` characters, no control
+/// characters ([`input::name`]).
 pub fn parse_label(value: &str, field: &str, max: usize) -> Result<String, Invalid> {
-    let value = value.trim();
-    if value.is_empty() || value.chars().count() > max {
-        return Err(Invalid::new(
-            field,
-            format!("must be 1 to {max} characters"),
-        ));
-    }
-    Ok(value.to_owned())
+    input::name(field, value, max)
 }
 
 fn validate(new: &NewCreditSystem) -> Result<NewCreditSystem, Invalid> {
@@ -183,12 +178,7 @@ fn validate(new: &NewCreditSystem) -> Result<NewCreditSystem, Invalid> {
     v.name = parse_label(&new.name, "name", 100)?;
     v.unit_singular = parse_label(&new.unit_singular, "unitSingular", 50)?;
     v.unit_plural = parse_label(&new.unit_plural, "unitPlural", 50)?;
-    if new.description.chars().count() > 1000 {
-        return Err(Invalid::new(
-            "description",
-            "must be at most 1000 characters",
-        ));
-    }
+    v.description = input::text("description", &new.description, input::TEXT_LEN_MAX)?;
     if !(0..=PRECISION_MAX as i32).contains(&new.precision) {
         return Err(Invalid::new(
             "precision",
@@ -288,10 +278,11 @@ pub async fn update(
         active.name = Set(parse_label(name, "name", 100)?);
     }
     if let Some(description) = &patch.description {
-        if description.chars().count() > 1000 {
-            return Err(Invalid::new("description", "must be at most 1000 characters").into());
-        }
-        active.description = Set(description.clone());
+        active.description = Set(input::text(
+            "description",
+            description,
+            input::TEXT_LEN_MAX,
+        )?);
     }
     if let Some(unit) = &patch.unit_singular {
         active.unit_singular = Set(parse_label(unit, "unitSingular", 50)?);
@@ -345,7 +336,11 @@ pub async fn resolve(
                 .one(conn)
                 .await?
         }
-        CreditSystemRef::Key(key) => find_by_key(conn, tenant_id, key).await?,
+        CreditSystemRef::Key(key) => {
+            // Checked first: a NUL must not reach PostgreSQL.
+            input::key("creditSystem", key)?;
+            find_by_key(conn, tenant_id, key).await?
+        }
     };
     found.ok_or_else(|| {
         Error::NotFound(match which {

@@ -1,13 +1,25 @@
 //! Customers: the tenant's own customers, named by the tenant's
 //! `external_id`, optionally in a tree (partner → client → event).
+//!
+//! **The tree stays a tree.** A customer without a parent is level 1; the
+//! tree is at most [`TREE_DEPTH_MAX`] (8) levels deep (partner → client →
+//! event uses 3). Creating a customer under a parent and changing a
+//! customer's parent are checked by recursive queries over `parent_id`
+//! (tenant-scoped, bounded by the depth limit): a new parent may not be
+//! the customer itself or any of its descendants (that would close a
+//! cycle), and no customer may end up deeper than the limit. Both refusals
+//! are `VALIDATION` on `parent`. On PostgreSQL these writes lock the
+//! tenant row (`FOR UPDATE` to move a customer, `FOR SHARE` to add one),
+//! so two concurrent moves can't close a cycle between them; SQLite has
+//! one writer.
 
 use chrono::{DateTime, Utc};
-use entity::customer;
+use entity::{customer, tenant};
 use sea_orm::{
     ActiveModelTrait,
     ActiveValue::Set,
-    ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, SqlErr,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, SqlErr, Value,
     sea_query::{Expr, ExprTrait, Func, LikeExpr},
 };
 use serde::Serialize;
@@ -16,15 +28,17 @@ use uuid::Uuid;
 
 use crate::{
     Clock, Db,
-    credit_systems::parse_label,
     error::{Code, DomainError, Invalid},
+    input,
+    ledger::read::statement,
     pagination::{Page, PageRequest},
 };
 
-/// How deep a customer tree may be (partner → client → event needs 3).
-pub const TREE_DEPTH_MAX: usize = 16;
-const METADATA_BYTES_MAX: usize = 16 * 1024;
-const SEARCH_LEN_MAX: usize = 100;
+/// How many levels a customer tree may have (a customer without a parent
+/// is level 1; partner → client → event needs 3).
+pub const TREE_DEPTH_MAX: usize = 8;
+/// A customer's `name`, in characters.
+pub const NAME_LEN_MAX: usize = 200;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Customer {
@@ -113,48 +127,21 @@ impl DomainError for Error {
     }
 }
 
-fn parse_external_id(s: &str) -> Result<String, Invalid> {
-    let s = s.trim();
-    if s.is_empty() || s.len() > 255 {
-        return Err(Invalid::new("externalId", "must be 1 to 255 characters"));
-    }
-    Ok(s.to_owned())
-}
-
 fn parse_email(email: Option<&str>) -> Result<Option<String>, Invalid> {
-    match email.map(str::trim) {
-        None | Some("") => Ok(None),
-        Some(e) => {
-            let valid = e.len() <= 254
-                && e.split_once('@')
-                    .is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.'))
-                && !e.contains(char::is_whitespace);
-            if valid {
-                Ok(Some(e.to_owned()))
-            } else {
-                Err(Invalid::new(
-                    "email",
-                    format!("{e:?} is not an email address"),
-                ))
-            }
-        }
-    }
+    email.map_or(Ok(None), |e| input::email("email", e))
 }
 
 fn parse_metadata(metadata: Option<&Json>) -> Result<Option<Json>, Invalid> {
-    match metadata {
-        None | Some(Json::Null) => Ok(None),
-        Some(m @ Json::Object(_)) => {
-            if m.to_string().len() > METADATA_BYTES_MAX {
-                return Err(Invalid::new(
-                    "metadata",
-                    format!("must be at most {METADATA_BYTES_MAX} bytes of JSON"),
-                ));
-            }
-            Ok(Some(m.clone()))
-        }
-        Some(_) => Err(Invalid::new("metadata", "must be a JSON object")),
-    }
+    input::json_object("metadata", metadata, input::METADATA_BYTES_MAX)
+}
+
+/// Checks a ref before it is looked up, so no value the rules refuse
+/// reaches a database.
+fn check_ref(which: &CustomerRef, field: &str) -> Result<CustomerRef, Invalid> {
+    Ok(match which {
+        CustomerRef::Id(id) => CustomerRef::Id(*id),
+        CustomerRef::ExternalId(e) => CustomerRef::ExternalId(input::key(field, e)?),
+    })
 }
 
 /// Creates a customer. The same external id with the same details returns
@@ -166,13 +153,21 @@ pub async fn create(
     tenant_id: Uuid,
     new: &NewCustomer,
 ) -> Result<Customer, Error> {
-    let external_id = parse_external_id(&new.external_id)?;
-    let name = parse_label(&new.name, "name", 200)?;
+    let external_id = input::key("externalId", &new.external_id)?;
+    let name = input::name("name", &new.name, NAME_LEN_MAX)?;
     let email = parse_email(new.email.as_deref())?;
     let metadata = parse_metadata(new.metadata.as_ref())?;
+    let parent = new
+        .parent
+        .as_ref()
+        .map(|p| check_ref(p, "parent"))
+        .transpose()?;
     let txn = db.begin_write().await?;
-    let parent_id = match &new.parent {
-        Some(p) => Some(resolve_as(&txn, tenant_id, p, "parent").await?.id),
+    let parent_id = match &parent {
+        Some(p) => {
+            lock_tree(&txn, tenant_id, false).await?;
+            Some(resolve_as(&txn, tenant_id, p, "parent").await?.id)
+        }
         None => None,
     };
     if let Some(existing) = find_by_external_id(&txn, tenant_id, &external_id).await? {
@@ -185,6 +180,15 @@ pub async fn create(
         } else {
             Err(Error::ExternalIdTaken(external_id))
         };
+    }
+    if let Some(parent_id) = parent_id {
+        let above = Chain::up_from(&txn, tenant_id, parent_id).await?;
+        if above
+            .levels()
+            .is_none_or(|levels| levels + 1 > TREE_DEPTH_MAX)
+        {
+            return Err(too_deep().into());
+        }
     }
     let now = clock.now();
     let inserted = customer::ActiveModel {
@@ -220,28 +224,48 @@ pub async fn update(
     which: &CustomerRef,
     patch: &CustomerPatch,
 ) -> Result<Customer, Error> {
+    let which = check_ref(which, "customer")?;
+    let name = patch
+        .name
+        .as_deref()
+        .map(|n| input::name("name", n, NAME_LEN_MAX))
+        .transpose()?;
+    let email = patch
+        .email
+        .as_ref()
+        .map(|e| parse_email(e.as_deref()))
+        .transpose()?;
+    let metadata = patch
+        .metadata
+        .as_ref()
+        .map(|m| parse_metadata(m.as_ref()))
+        .transpose()?;
+    let new_parent = match &patch.parent {
+        Some(Some(p)) => Some(Some(check_ref(p, "parent")?)),
+        Some(None) => Some(None),
+        None => None,
+    };
     let txn = db.begin_write().await?;
-    let model = resolve(&txn, tenant_id, which).await?;
+    if matches!(new_parent, Some(Some(_))) {
+        lock_tree(&txn, tenant_id, true).await?;
+    }
+    let model = resolve(&txn, tenant_id, &which).await?;
     let id = model.id;
     let mut active: customer::ActiveModel = model.into();
-    if let Some(name) = &patch.name {
-        active.name = Set(parse_label(name, "name", 200)?);
+    if let Some(name) = name {
+        active.name = Set(name);
     }
-    if let Some(email) = &patch.email {
-        active.email = Set(parse_email(email.as_deref())?);
+    if let Some(email) = email {
+        active.email = Set(email);
     }
-    if let Some(metadata) = &patch.metadata {
-        active.metadata = Set(parse_metadata(metadata.as_ref())?);
+    if let Some(metadata) = metadata {
+        active.metadata = Set(metadata);
     }
-    if let Some(parent) = &patch.parent {
+    if let Some(parent) = &new_parent {
         let parent_id = match parent {
             Some(p) => {
                 let parent = resolve_as(&txn, tenant_id, p, "parent").await?;
-                if ancestors(&txn, tenant_id, parent.id).await?.contains(&id) || parent.id == id {
-                    return Err(
-                        Invalid::new("parent", "a customer can't be its own ancestor").into(),
-                    );
-                }
+                check_move(&txn, tenant_id, id, parent.id).await?;
                 Some(parent.id)
             }
             None => None,
@@ -254,29 +278,141 @@ pub async fn update(
     Ok(model.into())
 }
 
-/// `id` and the ids above it, nearest first, up to [`TREE_DEPTH_MAX`].
+/// `id` and the ids above it, nearest first, at most [`TREE_DEPTH_MAX`]
+/// of them (one recursive query).
 pub async fn ancestors(
     conn: &impl ConnectionTrait,
     tenant_id: Uuid,
     id: Uuid,
 ) -> Result<Vec<Uuid>, DbErr> {
-    let mut chain = vec![id];
-    let mut current = id;
-    for _ in 0..TREE_DEPTH_MAX {
-        let parent = customer::Entity::find_by_id(current)
-            .filter(customer::Column::TenantId.eq(tenant_id))
-            .one(conn)
-            .await?
-            .and_then(|c| c.parent_id);
-        match parent {
-            Some(p) if !chain.contains(&p) => {
-                chain.push(p);
-                current = p;
-            }
-            _ => break,
-        }
-    }
+    let mut chain = Chain::up_from(conn, tenant_id, id).await?.ids;
+    chain.truncate(TREE_DEPTH_MAX);
     Ok(chain)
+}
+
+fn too_deep() -> Invalid {
+    Invalid::new(
+        "parent",
+        format!("the customer tree may be at most {TREE_DEPTH_MAX} levels deep"),
+    )
+}
+
+/// Serializes changes to the tenant's tree on PostgreSQL: moving a
+/// customer takes the tenant row `FOR UPDATE`, adding one under a parent
+/// `FOR SHARE` (adds don't wait for each other). A no-op on SQLite, whose
+/// write transactions already run one at a time.
+async fn lock_tree(txn: &DatabaseTransaction, tenant_id: Uuid, moving: bool) -> Result<(), DbErr> {
+    if txn.get_database_backend() != sea_orm::DatabaseBackend::Postgres {
+        return Ok(());
+    }
+    let q = tenant::Entity::find_by_id(tenant_id)
+        .select_only()
+        .column(tenant::Column::Id);
+    let q = if moving {
+        q.lock_exclusive()
+    } else {
+        q.lock_shared()
+    };
+    q.into_tuple::<Uuid>().one(txn).await?;
+    Ok(())
+}
+
+/// A customer and the customers above it, nearest first, read by one
+/// recursive query that stops after [`TREE_DEPTH_MAX`] + 1 rows.
+struct Chain {
+    ids: Vec<Uuid>,
+    /// Whether the last id has no parent (the walk reached the root).
+    reached_root: bool,
+}
+
+impl Chain {
+    async fn up_from(
+        conn: &impl ConnectionTrait,
+        tenant_id: Uuid,
+        id: Uuid,
+    ) -> Result<Self, DbErr> {
+        let sql = "WITH RECURSIVE up(id, parent_id, depth) AS ( \
+               SELECT id, parent_id, 1 FROM customer WHERE tenant_id = ? AND id = ? \
+               UNION ALL \
+               SELECT c.id, c.parent_id, up.depth + 1 FROM customer c JOIN up ON c.id = up.parent_id \
+               WHERE c.tenant_id = ? AND up.depth <= ? \
+             ) SELECT id, parent_id FROM up ORDER BY depth";
+        let values: Vec<Value> = vec![
+            tenant_id.into(),
+            id.into(),
+            tenant_id.into(),
+            (TREE_DEPTH_MAX as i32).into(),
+        ];
+        let rows = conn
+            .query_all_raw(statement(conn.get_database_backend(), sql, values))
+            .await?;
+        let mut ids = Vec::with_capacity(rows.len());
+        let mut reached_root = false;
+        for row in rows {
+            ids.push(row.try_get::<Uuid>("", "id")?);
+            reached_root = row.try_get::<Option<Uuid>>("", "parent_id")?.is_none();
+        }
+        Ok(Self { ids, reached_root })
+    }
+
+    /// How many levels the chain spans, when it is a whole path to the
+    /// root within the limit (`None`: deeper than allowed, or a cycle left
+    /// by data written before the limit existed).
+    fn levels(&self) -> Option<usize> {
+        (self.reached_root && self.ids.len() <= TREE_DEPTH_MAX).then_some(self.ids.len())
+    }
+}
+
+/// How many levels lie below `id` (0 for a leaf), read by one recursive
+/// query that goes at most [`TREE_DEPTH_MAX`] levels down.
+async fn height(conn: &impl ConnectionTrait, tenant_id: Uuid, id: Uuid) -> Result<usize, DbErr> {
+    let sql = "WITH RECURSIVE down(id, depth) AS ( \
+           SELECT id, 0 FROM customer WHERE tenant_id = ? AND id = ? \
+           UNION ALL \
+           SELECT c.id, down.depth + 1 FROM customer c JOIN down ON c.parent_id = down.id \
+           WHERE c.tenant_id = ? AND down.depth < ? \
+         ) SELECT CAST(COALESCE(MAX(depth), 0) AS BIGINT) AS height FROM down";
+    let values: Vec<Value> = vec![
+        tenant_id.into(),
+        id.into(),
+        tenant_id.into(),
+        (TREE_DEPTH_MAX as i32).into(),
+    ];
+    let row = conn
+        .query_one_raw(statement(conn.get_database_backend(), sql, values))
+        .await?;
+    let height = match row {
+        Some(row) => row.try_get::<i64>("", "height")?,
+        None => 0,
+    };
+    Ok(usize::try_from(height).unwrap_or(TREE_DEPTH_MAX))
+}
+
+/// Whether `id` may move under `parent_id`: not under itself or a
+/// descendant (a cycle), and not so deep that any customer of its
+/// subtree ends up below level [`TREE_DEPTH_MAX`].
+async fn check_move(
+    txn: &DatabaseTransaction,
+    tenant_id: Uuid,
+    id: Uuid,
+    parent_id: Uuid,
+) -> Result<(), Error> {
+    let above = Chain::up_from(txn, tenant_id, parent_id).await?;
+    if above.ids.contains(&id) {
+        return Err(Invalid::new(
+            "parent",
+            "a customer can't be its own ancestor: the new parent is the customer itself or one of its descendants",
+        )
+        .into());
+    }
+    let Some(levels) = above.levels() else {
+        return Err(too_deep().into());
+    };
+    let below = height(txn, tenant_id, id).await?;
+    if levels + 1 + below > TREE_DEPTH_MAX {
+        return Err(too_deep().into());
+    }
+    Ok(())
 }
 
 async fn find_by_external_id(
@@ -306,6 +442,7 @@ async fn resolve_as(
     which: &CustomerRef,
     field: &str,
 ) -> Result<customer::Model, Error> {
+    let which = &check_ref(which, field)?;
     let found = match which {
         CustomerRef::Id(id) => {
             customer::Entity::find_by_id(*id)
@@ -343,14 +480,11 @@ pub async fn list(
     page: PageRequest,
 ) -> Result<Page<Customer>, Error> {
     let mut query = customer::Entity::find().filter(customer::Column::TenantId.eq(tenant_id));
-    if let Some(search) = search.map(str::trim).filter(|s| !s.is_empty()) {
-        if search.chars().count() > SEARCH_LEN_MAX {
-            return Err(Invalid::new(
-                "search",
-                format!("must be at most {SEARCH_LEN_MAX} characters"),
-            )
-            .into());
-        }
+    let search = search
+        .map(|s| input::search("search", s))
+        .transpose()?
+        .flatten();
+    if let Some(search) = search {
         let escaped = search
             .to_lowercase()
             .replace('\\', "\\\\")

@@ -14,22 +14,15 @@ use uuid::Uuid;
 
 use crate::{Clock, error::Invalid};
 
-const KEY_LEN_MAX: usize = 255;
-
 /// A validated idempotency key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdempotencyKey(String);
 
 impl IdempotencyKey {
+    /// An identifier by [`crate::input::key`]: trimmed, 1–255
+    /// characters, no control characters.
     pub fn parse(key: &str) -> Result<Self, Invalid> {
-        let key = key.trim();
-        if key.is_empty() || key.len() > KEY_LEN_MAX {
-            return Err(Invalid::new(
-                "idempotencyKey",
-                format!("must be 1 to {KEY_LEN_MAX} characters"),
-            ));
-        }
-        Ok(Self(key.to_owned()))
+        crate::input::key("idempotencyKey", key).map(Self)
     }
 
     pub fn as_str(&self) -> &str {
@@ -136,7 +129,9 @@ mod tests {
             IdempotencyKey::parse(" ").unwrap_err().field,
             "idempotencyKey"
         );
+        assert!(IdempotencyKey::parse(&"k".repeat(255)).is_ok());
         assert!(IdempotencyKey::parse(&"k".repeat(256)).is_err());
+        assert!(IdempotencyKey::parse("k\0").is_err());
     }
 
     #[test]

@@ -35,6 +35,7 @@ pub mod error;
 pub mod expiry;
 pub mod exports;
 pub mod idempotency;
+pub mod input;
 pub mod jobs;
 pub mod ledger;
 pub mod live;

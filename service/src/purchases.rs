@@ -28,7 +28,6 @@ use crate::{
     Clock, Db,
     amount::{from_micros, positive_micros, to_micros},
     catalog::{self, PlanCredit},
-    clock::truncate_micros,
     credit_systems::{self, CreditSystemRef},
     customers::{self, CustomerRef},
     error::{Code, DomainError, Invalid},
@@ -384,11 +383,7 @@ pub async fn get(db: &Db, tenant_id: Uuid, id: Uuid) -> Result<TopUpOrder, Error
 }
 
 fn parse_ref(value: &str, field: &str) -> Result<String, Invalid> {
-    let v = value.trim();
-    if v.is_empty() || v.len() > 255 {
-        return Err(Invalid::new(field, "must be 1 to 255 characters"));
-    }
-    Ok(v.to_owned())
+    crate::input::key(field, value)
 }
 
 /// The gateway says the order is paid: mark it `PAID` and grant the credits,
@@ -405,7 +400,7 @@ pub async fn confirm_payment(
     let gateway = parse_ref(gateway, "gateway")?;
     let payment_id = parse_ref(payment_id, "paymentId")?;
     let now = clock.now();
-    let paid_at = paid_at.map(truncate_micros).unwrap_or(now);
+    let paid_at = crate::input::time_opt("paidAt", paid_at)?.unwrap_or(now);
     if paid_at > now {
         return Err(Invalid::new("paidAt", "can't be in the future").into());
     }
@@ -517,7 +512,7 @@ pub async fn fail_payment(
     order_id: Uuid,
     reason: &str,
 ) -> Result<TopUpOrder, Error> {
-    let reason = parse_ref(reason, "reason")?;
+    let reason = crate::input::reason("reason", reason)?;
     let now = clock.now();
     let txn = db.begin_write().await?;
     let order = top_up_order::Entity::find_by_id(order_id)

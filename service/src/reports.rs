@@ -243,6 +243,8 @@ pub async fn usage_breakdown(
     types: &[EntryType],
     first: u32,
 ) -> Result<Vec<BreakdownRow>, Error> {
+    let from = crate::input::time("from", from)?;
+    let to = crate::input::time("to", to)?;
     if to <= from {
         return Err(Invalid::new("to", "must be after `from`").into());
     }

@@ -31,7 +31,6 @@ use crate::{
     Clock, Db,
     amount::positive_micros,
     catalog::{self, BillingInterval, Entitlement, PlanCredit, PlanStatus, Ref},
-    clock::truncate_micros,
     credit_systems::CreditSystemRef,
     customers::{self, CustomerRef},
     error::{Code, DomainError, Invalid},
@@ -180,6 +179,22 @@ pub struct SubscribeOutcome {
     pub grants: Vec<Grant>,
 }
 
+/// A start within the input range that leaves a year for the first
+/// periods (an annual period must end by [`crate::input::TIME_MAX`]).
+fn parse_start(start_at: Option<DateTime<Utc>>) -> Result<Option<DateTime<Utc>>, Invalid> {
+    let Some(start) = crate::input::time_opt("startAt", start_at)? else {
+        return Ok(None);
+    };
+    let year_later = periods::start_of(start, periods::Interval::Annually, 1);
+    if year_later > crate::input::TIME_MAX {
+        return Err(Invalid::new(
+            "startAt",
+            "must be at most 9998-12-31T23:59:59.999999Z: the first periods must end before 10000",
+        ));
+    }
+    Ok(Some(start))
+}
+
 /// Puts a customer on a published plan.
 pub async fn subscribe(
     db: &Db,
@@ -189,7 +204,7 @@ pub async fn subscribe(
 ) -> Result<SubscribeOutcome, Error> {
     let key = IdempotencyKey::parse(&input.idempotency_key)?;
     let now = clock.now();
-    let start = input.start_at.map(truncate_micros).unwrap_or(now);
+    let start = parse_start(input.start_at)?.unwrap_or(now);
     let txn = db.begin_write().await?;
     let customer = customers::resolve(&txn, tenant_id, &input.customer).await?;
     let plan = catalog::find_plan(&txn, tenant_id, &input.plan)
@@ -352,7 +367,7 @@ pub async fn cancel(
     at: Option<DateTime<Utc>>,
 ) -> Result<Subscription, Error> {
     let now = clock.now();
-    let at = at.map(truncate_micros).unwrap_or(now);
+    let at = crate::input::time_opt("at", at)?.unwrap_or(now);
     if at < now {
         return Err(Invalid::new("at", "can't cancel in the past").into());
     }
@@ -506,6 +521,16 @@ pub async fn track_usage(
     if input.quantity <= Decimal::ZERO {
         return Err(Invalid::new("quantity", "must be greater than 0").into());
     }
+    // Checked before any lookup (the consume checks them again).
+    IdempotencyKey::parse(&input.idempotency_key)?;
+    Attribution {
+        event_ref: input.event_ref.clone(),
+        user_ref: input.user_ref.clone(),
+        dimensions: input.dimensions.clone(),
+        description: input.description.clone(),
+        ..Attribution::default()
+    }
+    .parse()?;
     let now = clock.now();
     let customer = customers::resolve(db.reader(), tenant_id, &input.customer).await?;
     let feature = catalog::find_feature(db.reader(), tenant_id, &input.feature)

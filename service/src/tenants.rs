@@ -71,15 +71,11 @@ impl DomainError for Error {
 }
 
 fn parse_name(name: &str) -> Result<String, Invalid> {
-    let name = name.trim();
-    if name.is_empty() || name.chars().count() > NAME_LEN_MAX {
-        return Err(Invalid::new(
-            "name",
-            format!("must be 1 to {NAME_LEN_MAX} characters"),
-        ));
-    }
-    Ok(name.to_owned())
+    crate::input::name("name", name, NAME_LEN_MAX)
 }
+
+/// An IANA zone name is at most this long (the longest is 32).
+const TIME_ZONE_LEN_MAX: usize = 64;
 
 async fn insert(
     conn: &impl ConnectionTrait,
@@ -139,11 +135,8 @@ pub async fn set_admin_email(
     tenant_id: Uuid,
     email: Option<&str>,
 ) -> Result<Option<String>, Error> {
-    let email = match email.map(str::trim).filter(|e| !e.is_empty()) {
-        Some(e) if e.contains('@') && e.len() <= 254 && !e.contains(char::is_whitespace) => {
-            Some(e.to_owned())
-        }
-        Some(_) => return Err(Invalid::new("adminEmail", "is not an email address").into()),
+    let email = match email {
+        Some(e) => crate::input::email("adminEmail", e)?,
         None => None,
     };
     let value = email.clone();
@@ -172,9 +165,16 @@ pub async fn set_usage_thresholds(
 
 /// Sets the IANA time zone reports count months and days in.
 pub async fn set_time_zone(db: &Db, tenant_id: Uuid, zone: &str) -> Result<chrono_tz::Tz, Error> {
-    let tz: chrono_tz::Tz = zone
-        .parse()
-        .map_err(|_| Invalid::new("timeZone", format!("{zone:?} is not an IANA time zone")))?;
+    let refused = || {
+        Invalid::new(
+            "timeZone",
+            "must be an IANA time zone name such as Europe/Budapest",
+        )
+    };
+    if zone.chars().count() > TIME_ZONE_LEN_MAX {
+        return Err(refused().into());
+    }
+    let tz: chrono_tz::Tz = zone.parse().map_err(|_| refused())?;
     let name = tz.name().to_owned();
     update_settings(db, tenant_id, move |t| t.time_zone = Set(Some(name))).await?;
     Ok(tz)
@@ -199,8 +199,9 @@ pub async fn admin_email(db: &Db, tenant_id: Uuid) -> Result<Option<String>, Err
 }
 
 pub async fn find_by_name(db: &Db, name: &str) -> Result<Tenant, Error> {
+    let name = parse_name(name)?;
     tenant::Entity::find()
-        .filter(tenant::Column::Name.eq(name.trim()))
+        .filter(tenant::Column::Name.eq(name.as_str()))
         .one(db.reader())
         .await?
         .map(Tenant::from)

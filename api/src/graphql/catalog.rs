@@ -94,11 +94,23 @@ pub enum CatalogRef {
 }
 
 impl CatalogRef {
-    fn parse(&self, kind: Kind, field: &str) -> ApiResult<Ref> {
+    /// The service's ref; a key goes through the identifier rule, so a
+    /// NUL or overlong key is `VALIDATION` on `field`.
+    pub(crate) fn parse(&self, kind: Kind, field: &str) -> ApiResult<Ref> {
         Ok(match self {
             CatalogRef::Id(id) => Ref::Id(ids::decode(kind, id, field)?),
-            CatalogRef::Key(k) => Ref::Key(k.clone()),
+            CatalogRef::Key(k) => Ref::key(field, k)?,
         })
+    }
+}
+
+impl CatalogRef {
+    /// As a query's `id` / `key` argument: the error names the one given.
+    fn parse_argument(&self, kind: Kind) -> ApiResult<Ref> {
+        match self {
+            CatalogRef::Id(_) => self.parse(kind, "id"),
+            CatalogRef::Key(_) => self.parse(kind, "key"),
+        }
     }
 }
 
@@ -393,7 +405,7 @@ impl CatalogQuery {
         key: Option<String>,
     ) -> ApiResult<Product> {
         let (p, app) = app(ctx)?;
-        let which = one_of(id, key)?.parse(Kind::Product, "id")?;
+        let which = one_of(id, key)?.parse_argument(Kind::Product)?;
         Ok(Product(
             catalog::get_product(&app.db, p.tenant_id, &which).await?,
         ))
@@ -417,7 +429,7 @@ impl CatalogQuery {
         key: Option<String>,
     ) -> ApiResult<Plan> {
         let (p, app) = app(ctx)?;
-        let which = one_of(id, key)?.parse(Kind::Plan, "id")?;
+        let which = one_of(id, key)?.parse_argument(Kind::Plan)?;
         Ok(Plan(catalog::get_plan(&app.db, p.tenant_id, &which).await?))
     }
     #[graphql(complexity = "crate::graphql::limits::list_cost(first, child_complexity)")]
@@ -441,7 +453,7 @@ impl CatalogQuery {
         key: Option<String>,
     ) -> ApiResult<Feature> {
         let (p, app) = app(ctx)?;
-        let which = one_of(id, key)?.parse(Kind::Feature, "id")?;
+        let which = one_of(id, key)?.parse_argument(Kind::Feature)?;
         Ok(Feature(
             catalog::get_feature(&app.db, p.tenant_id, &which).await?,
         ))

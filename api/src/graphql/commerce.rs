@@ -310,10 +310,7 @@ impl CommerceQuery {
 }
 
 fn feature_ref(feature: &CatalogRef) -> ApiResult<service::catalog::Ref> {
-    Ok(match feature {
-        CatalogRef::Id(id) => service::catalog::Ref::Id(ids::decode(Kind::Feature, id, "feature")?),
-        CatalogRef::Key(k) => service::catalog::Ref::Key(k.clone()),
-    })
+    feature.parse(Kind::Feature, "feature")
 }
 
 #[derive(InputObject)]
@@ -407,10 +404,7 @@ impl CommerceMutation {
         input: SubscribeInput,
     ) -> ApiResult<SubscribePayload> {
         let (p, app) = app(ctx)?;
-        let plan = match &input.plan {
-            CatalogRef::Id(id) => service::catalog::Ref::Id(ids::decode(Kind::Plan, id, "plan")?),
-            CatalogRef::Key(k) => service::catalog::Ref::Key(k.clone()),
-        };
+        let plan = input.plan.parse(Kind::Plan, "plan")?;
         let out = subscriptions::subscribe(
             &app.db,
             app.clock(),

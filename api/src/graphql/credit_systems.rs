@@ -87,7 +87,7 @@ impl CreditSystemQuery {
         let (p, app) = app(ctx)?;
         let which = match (id, key) {
             (Some(id), None) => CreditSystemRefInput::Id(id),
-            (None, Some(key)) => CreditSystemRefInput::Key(key),
+            (None, Some(key)) => CreditSystemRefInput::Key(service::input::key("key", &key)?),
             _ => return Err(ApiError::invalid("id", "give exactly one of id and key")),
         }
         .parse("id")?;

@@ -167,7 +167,7 @@ impl CustomerQuery {
         let (p, app) = app(ctx)?;
         let which = match (id, external_id) {
             (Some(id), None) => CustomerRefInput::Id(id),
-            (None, Some(e)) => CustomerRefInput::ExternalId(e),
+            (None, Some(e)) => CustomerRefInput::ExternalId(service::input::key("externalId", &e)?),
             _ => {
                 return Err(ApiError::invalid(
                     "id",

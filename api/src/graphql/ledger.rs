@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use service::{
     api_keys::Role,
+    input,
     ledger::{self, Attribution, read},
 };
 
@@ -116,7 +117,7 @@ impl Wallet {
     /// The ledger's balance as of a past instant: the `balanceAfter` of the
     /// last entry at or before `at`.
     async fn balance_at(&self, ctx: &Context<'_>, at: DateTime<Utc>) -> ApiResult<Credits> {
-        let at = service::clock::truncate_micros(at);
+        let at = input::time("at", at)?;
         Ok(credits(
             load(ctx, BalanceAtKey(self.0.id, at))
                 .await?
@@ -196,18 +197,21 @@ pub struct EntryFilter {
 
 impl EntryFilter {
     fn parse(self) -> ApiResult<read::EntryFilter> {
-        if let (Some(from), Some(to)) = (self.from, self.to)
+        let from = input::time_opt("filter.from", self.from)?;
+        let to = input::time_opt("filter.to", self.to)?;
+        if let (Some(from), Some(to)) = (from, to)
             && from >= to
         {
             return Err(ApiError::invalid("filter.to", "must be after `from`"));
         }
+        let key = |field: &str, v: Option<String>| v.map(|v| input::key(field, &v)).transpose();
         Ok(read::EntryFilter {
             types: self.types.map(|t| t.into_iter().map(Into::into).collect()),
-            from: self.from.map(service::clock::truncate_micros),
-            to: self.to.map(service::clock::truncate_micros),
-            feature: self.feature,
-            event_ref: self.event_ref,
-            user_ref: self.user_ref,
+            from,
+            to,
+            feature: key("filter.feature", self.feature)?,
+            event_ref: key("filter.eventRef", self.event_ref)?,
+            user_ref: key("filter.userRef", self.user_ref)?,
         })
     }
 }

@@ -51,13 +51,11 @@ pub async fn allocate(
     input: &AllocateInput,
 ) -> Result<AllocateOutcome, Error> {
     let key = IdempotencyKey::parse(&input.idempotency_key)?;
-    if input
+    let note = input
         .note
-        .as_ref()
-        .is_some_and(|n| n.chars().count() > 1000)
-    {
-        return Err(Invalid::new("note", "must be at most 1000 characters").into());
-    }
+        .as_deref()
+        .map(|n| crate::input::text("note", n, crate::input::TEXT_LEN_MAX))
+        .transpose()?;
     let now = clock.now();
     let txn = db.begin_write().await?;
     let from = customers::resolve(&txn, tenant_id, &input.from).await?;
@@ -79,7 +77,7 @@ pub async fn allocate(
         )
         .into());
     }
-    let hash = fingerprint(&(from.id, to.id, cs.id, amount, &input.note));
+    let hash = fingerprint(&(from.id, to.id, cs.id, amount, &note));
     // Source before target: credits only move down the tree, so every
     // writer locks ancestors' wallets before descendants' and no two
     // allocations can wait on each other in a cycle.
@@ -98,7 +96,7 @@ pub async fn allocate(
     source.settle().await?;
     target.settle().await?;
     let attribution = Attribution {
-        description: input.note.clone(),
+        description: note,
         ..Attribution::default()
     };
     target.check_room(amount)?;

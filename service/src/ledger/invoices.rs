@@ -131,18 +131,14 @@ struct Request {
 }
 
 fn parse_external_id(s: &str, field: &str) -> Result<String, Invalid> {
-    let s = s.trim();
-    if s.is_empty() || s.chars().count() > 255 {
-        return Err(Invalid::new(field, "must be 1 to 255 characters"));
-    }
-    Ok(s.to_owned())
+    crate::input::key(field, s)
 }
 
 fn parse_currency(s: &str) -> Result<String, Invalid> {
     if s.len() != 3 || !s.bytes().all(|b| b.is_ascii_alphabetic()) {
         return Err(Invalid::new(
             "invoice.currency",
-            format!("must be a 3-letter ISO 4217 code such as EUR, not {s:?}"),
+            "must be a 3-letter ISO 4217 code such as EUR",
         ));
     }
     Ok(s.to_ascii_uppercase())
@@ -396,7 +392,8 @@ async fn load(
 
 /// An invoice by its external id.
 pub async fn get(db: &Db, tenant_id: Uuid, external_id: &str) -> Result<Option<Invoice>, Error> {
-    Ok(find(db.reader(), tenant_id, external_id.trim())
+    let external_id = parse_external_id(external_id, "externalId")?;
+    Ok(find(db.reader(), tenant_id, &external_id)
         .await?
         .map(Into::into))
 }

@@ -47,6 +47,7 @@ use crate::{
     credit_systems::{self, CreditSystemRef},
     customers::{self, CustomerRef},
     error::{Code, DomainError, Invalid},
+    input,
 };
 
 /// The kind of a ledger entry.
@@ -198,46 +199,31 @@ impl Attribution {
         })
     }
 
-    /// Bounds every field (255 characters; dimensions a JSON object ≤ 4 KiB;
-    /// description 1000 characters).
-    pub fn validate(&self) -> Result<(), Invalid> {
-        for (field, value) in [
-            ("feature", &self.feature),
-            ("eventRef", &self.event_ref),
-            ("userRef", &self.user_ref),
-        ] {
-            if value
-                .as_ref()
-                .is_some_and(|v| v.is_empty() || v.len() > 255)
-            {
-                return Err(Invalid::new(field, "must be 1 to 255 characters"));
-            }
-        }
-        match &self.dimensions {
-            None | Some(Json::Object(_)) => {}
-            Some(_) => return Err(Invalid::new("dimensions", "must be a JSON object")),
-        }
-        if self
-            .dimensions
-            .as_ref()
-            .is_some_and(|d| d.to_string().len() > 4096)
-        {
-            return Err(Invalid::new(
+    /// Checks every field by the input rules ([`crate::input`]): feature,
+    /// event and user refs are identifiers (trimmed, 1–255 characters, no
+    /// control characters); dimensions a JSON object ≤ 4 KiB nested ≤ 8
+    /// levels; the description free text ≤ 1,000 characters. Returns the
+    /// attribution as stored.
+    pub fn parse(&self) -> Result<Self, Invalid> {
+        let key = |field: &str, v: &Option<String>| {
+            v.as_deref().map(|v| input::key(field, v)).transpose()
+        };
+        Ok(Self {
+            feature: key("feature", &self.feature)?,
+            quantity: self.quantity,
+            event_ref: key("eventRef", &self.event_ref)?,
+            user_ref: key("userRef", &self.user_ref)?,
+            dimensions: input::json_object(
                 "dimensions",
-                "must be at most 4096 bytes of JSON",
-            ));
-        }
-        if self
-            .description
-            .as_ref()
-            .is_some_and(|d| d.chars().count() > 1000)
-        {
-            return Err(Invalid::new(
-                "description",
-                "must be at most 1000 characters",
-            ));
-        }
-        Ok(())
+                self.dimensions.as_ref(),
+                input::DIMENSIONS_BYTES_MAX,
+            )?,
+            description: self
+                .description
+                .as_deref()
+                .map(|d| input::text("description", d, input::TEXT_LEN_MAX))
+                .transpose()?,
+        })
     }
 }
 

@@ -27,7 +27,6 @@ use super::{
 use crate::{
     Clock, Db,
     amount::{from_micros, positive_micros, to_micros},
-    clock::truncate_micros,
     credit_systems, customers,
     error::Invalid,
     idempotency::{self, IdempotencyKey, Seen, fingerprint},
@@ -35,26 +34,17 @@ use crate::{
 
 /// The longest a hold may reserve credits.
 pub const HOLD_DURATION_MAX: Duration = Duration::days(90);
-const REASON_LEN_MAX: usize = 1000;
 
 fn parse_reason(reason: &str) -> Result<String, Invalid> {
-    let reason = reason.trim();
-    if reason.is_empty() || reason.chars().count() > REASON_LEN_MAX {
-        return Err(Invalid::new(
-            "reason",
-            format!("must be 1 to {REASON_LEN_MAX} characters"),
-        ));
-    }
-    Ok(reason.to_owned())
+    crate::input::reason("reason", reason)
 }
 
 fn parse_metadata(metadata: &Option<Json>) -> Result<Option<Json>, Invalid> {
-    match metadata {
-        None | Some(Json::Null) => Ok(None),
-        Some(m @ Json::Object(_)) if m.to_string().len() <= 16 * 1024 => Ok(Some(m.clone())),
-        Some(Json::Object(_)) => Err(Invalid::new("metadata", "must be at most 16 KiB of JSON")),
-        Some(_) => Err(Invalid::new("metadata", "must be a JSON object")),
-    }
+    crate::input::json_object(
+        "metadata",
+        metadata.as_ref(),
+        crate::input::METADATA_BYTES_MAX,
+    )
 }
 
 async fn resolve(
@@ -276,8 +266,8 @@ pub(crate) async fn grant_in(
         return Err(Invalid::new("costBasis", "must not be negative").into());
     }
     let now = clock.now();
-    let effective_at = input.effective_at.map(truncate_micros).unwrap_or(now);
-    let expires_at = input.expires_at.map(truncate_micros);
+    let effective_at = crate::input::time_opt("effectiveAt", input.effective_at)?.unwrap_or(now);
+    let expires_at = crate::input::time_opt("expiresAt", input.expires_at)?;
     if let Some(e) = expires_at
         && (e <= effective_at || (e <= now && !catch_up))
     {
@@ -411,13 +401,13 @@ pub async fn consume(
     input: &ConsumeInput,
 ) -> Result<ConsumeOutcome, Error> {
     let key = IdempotencyKey::parse(&input.idempotency_key)?;
-    input.attribution.validate()?;
+    let attribution = input.attribution.parse()?;
     let now = clock.now();
     // Customer and credit system are resolved before the write lock is
     // taken (on SQLite, BEGIN IMMEDIATE holds the single writer).
     let (customer_id, cs) = resolve(db.reader(), tenant_id, &input.wallet).await?;
     let amount = positive_micros(input.amount, precision(&cs), "amount")?;
-    let hash = fingerprint(&(customer_id, cs.id, amount, &input.attribution));
+    let hash = fingerprint(&(customer_id, cs.id, amount, &attribution));
     let txn = db.begin_write().await?;
     let Some(mut book) = Book::open(&txn, tenant_id, customer_id, cs.id, now, false).await? else {
         if let Seen::Conflict = idempotency::check(&txn, tenant_id, &key, "consume", &hash).await? {
@@ -439,7 +429,7 @@ pub async fn consume(
             allow_debt,
             floor,
             Links::default(),
-            &input.attribution,
+            &attribution,
             Some(key.as_str()),
         )
         .map_err(|r| refused(amount, r))?;
@@ -797,16 +787,16 @@ pub async fn create_hold(
     input: &HoldInput,
 ) -> Result<HoldOutcome, Error> {
     let key = IdempotencyKey::parse(&input.idempotency_key)?;
-    input.attribution.validate()?;
+    let attribution = input.attribution.parse()?;
     let now = clock.now();
-    let expires_at = truncate_micros(input.expires_at);
+    let expires_at = crate::input::time("expiresAt", input.expires_at)?;
     if expires_at <= now || expires_at > now + HOLD_DURATION_MAX {
         return Err(Invalid::new("expiresAt", "must be after now and within 90 days").into());
     }
     let txn = db.begin_write().await?;
     let (customer_id, cs) = resolve(&txn, tenant_id, &input.wallet).await?;
     let amount = positive_micros(input.amount, precision(&cs), "amount")?;
-    let hash = fingerprint(&(customer_id, cs.id, amount, expires_at, &input.attribution));
+    let hash = fingerprint(&(customer_id, cs.id, amount, expires_at, &attribution));
     let Some(mut book) = Book::open(&txn, tenant_id, customer_id, cs.id, now, false).await? else {
         return Err(insufficient(amount, 0));
     };
@@ -821,7 +811,7 @@ pub async fn create_hold(
             amount,
             expires_at,
             floor,
-            &input.attribution,
+            &attribution,
             Some(key.as_str()),
             None,
         )

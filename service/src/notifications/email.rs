@@ -308,6 +308,7 @@ pub async fn list(
     let mut q =
         email_delivery::Entity::find().filter(email_delivery::Column::TenantId.eq(tenant_id));
     if let Some(s) = status {
+        let s = crate::input::key("status", s)?;
         q = q.filter(email_delivery::Column::Status.eq(s));
     }
     if let Some(after) = page.after {

@@ -206,6 +206,13 @@ fn new_secret() -> String {
 
 // ---------------------------------------------------------------- endpoints
 
+/// How many event types one endpoint may name (duplicates included).
+const EVENTS_MAX: usize = 50;
+
+fn parse_description(description: &str) -> Result<String, Invalid> {
+    crate::input::text("description", description, crate::input::TEXT_LEN_MAX)
+}
+
 fn parse_url(url: &str) -> Result<String, Invalid> {
     let url = url.trim();
     let ok = (url.starts_with("https://") || url.starts_with("http://"))
@@ -214,17 +221,23 @@ fn parse_url(url: &str) -> Result<String, Invalid> {
             .split("://")
             .nth(1)
             .is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/'))
-        && !url.contains(char::is_whitespace);
+        && !url.contains(|c: char| c.is_whitespace() || c.is_control());
     if ok {
         Ok(url.to_owned())
     } else {
-        Err(Invalid::new("url", "must be an http:// or https:// URL"))
+        Err(Invalid::new(
+            "url",
+            "must be an http:// or https:// URL of at most 2000 characters, without spaces",
+        ))
     }
 }
 
 fn parse_events(events: &[String]) -> Result<serde_json::Value, Invalid> {
-    if events.is_empty() {
-        return Err(Invalid::new("events", "name at least one event type"));
+    if events.is_empty() || events.len() > EVENTS_MAX {
+        return Err(Invalid::new(
+            "events",
+            format!("name 1 to {EVENTS_MAX} event types"),
+        ));
     }
     let mut parsed = Vec::new();
     for e in events {
@@ -232,7 +245,7 @@ fn parse_events(events: &[String]) -> Result<serde_json::Value, Invalid> {
             Invalid::new(
                 "events",
                 format!(
-                    "unknown event type {e:?}; known: {}",
+                    "name only known event types: {}",
                     EventType::ALL.map(EventType::as_str).join(", ")
                 ),
             )
@@ -256,6 +269,7 @@ pub async fn create_endpoint(
 ) -> Result<EndpointWithSecret, Error> {
     let url = parse_url(url)?;
     let events = parse_events(events)?;
+    let description = parse_description(description)?;
     let secret = new_secret();
     let now = clock.now();
     let txn = db.begin_write().await?;
@@ -263,7 +277,7 @@ pub async fn create_endpoint(
         id: Set(Uuid::now_v7()),
         tenant_id: Set(tenant_id),
         url: Set(url),
-        description: Set(description.chars().take(1000).collect()),
+        description: Set(description),
         events: Set(events),
         secret: Set(secret.clone()),
         enabled: Set(true),
@@ -305,16 +319,23 @@ pub async fn update_endpoint(
     id: Uuid,
     patch: &EndpointPatch,
 ) -> Result<Endpoint, Error> {
+    let url = patch.url.as_deref().map(parse_url).transpose()?;
+    let events = patch.events.as_deref().map(parse_events).transpose()?;
+    let description = patch
+        .description
+        .as_deref()
+        .map(parse_description)
+        .transpose()?;
     let m = find(db, tenant_id, id).await?;
     let mut active = m.into_active_model();
-    if let Some(url) = &patch.url {
-        active.url = Set(parse_url(url)?);
+    if let Some(url) = url {
+        active.url = Set(url);
     }
-    if let Some(events) = &patch.events {
-        active.events = Set(parse_events(events)?);
+    if let Some(events) = events {
+        active.events = Set(events);
     }
-    if let Some(d) = &patch.description {
-        active.description = Set(d.chars().take(1000).collect());
+    if let Some(d) = description {
+        active.description = Set(d);
     }
     if let Some(enabled) = patch.enabled {
         active.enabled = Set(enabled);
@@ -413,6 +434,7 @@ pub async fn list_deliveries(
         q = q.filter(webhook_delivery::Column::EndpointId.eq(e));
     }
     if let Some(s) = status {
+        let s = crate::input::key("status", s)?;
         q = q.filter(webhook_delivery::Column::Status.eq(s));
     }
     if let Some(after) = page.after {
@@ -743,9 +765,22 @@ mod tests {
             "hooks.example.com",
             "https:///x",
             "https://a b",
+            "https://a\0b",
+            "https://a\u{7f}b",
         ] {
             assert_eq!(parse_url(bad).unwrap_err().field, "url", "{bad}");
         }
+        let long = format!("https://h.example/{}", "x".repeat(2000));
+        assert_eq!(parse_url(&long).unwrap_err().field, "url");
+        // Refused, not cut to fit.
+        assert!(parse_description(&"d".repeat(1000)).is_ok());
+        assert_eq!(
+            parse_description(&"d".repeat(1001)).unwrap_err().field,
+            "description"
+        );
+        assert!(parse_description("a\0b").is_err());
+        let many = vec!["credits.granted".to_owned(); EVENTS_MAX + 1];
+        assert_eq!(parse_events(&many).unwrap_err().field, "events");
         assert!(parse_events(&["credits.granted".into()]).is_ok());
         assert_eq!(parse_events(&[]).unwrap_err().field, "events");
         assert_eq!(
