@@ -60,5 +60,8 @@ async fn the_fan_out_query_is_refused_fast_and_costs_no_memory() {
     assert!(grown < 10 << 20, "the process grew by {grown} bytes");
     // The fastest of 50 (a refusal takes ~1 ms; the query, when it ran,
     // took 27 s): robust to a noisy machine.
-    assert!(fastest < Duration::from_millis(100), "fastest refusal {fastest:?}");
+    assert!(
+        fastest < Duration::from_millis(100),
+        "fastest refusal {fastest:?}"
+    );
 }

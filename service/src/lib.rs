@@ -25,6 +25,7 @@
 pub mod allowances;
 pub mod amount;
 pub mod api_keys;
+pub mod backup;
 pub mod catalog;
 pub mod clock;
 pub mod credit_systems;

@@ -1,6 +1,6 @@
 //! For operators: how the scheduled jobs are doing.
 
-use async_graphql::{Context, Object, SimpleObject};
+use async_graphql::{Context, ID, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use service::{
     api_keys::Role,
@@ -10,6 +10,7 @@ use service::{
 use super::{
     context::{RoleGuard, app},
     error::{ApiError, ApiResult},
+    ids::{self, Kind},
 };
 
 /// One run of a scheduled job.
@@ -64,6 +65,29 @@ impl JobStatus {
     }
 }
 
+/// A wallet whose ledger breaks an invariant (DESIGN.md "Ledger rules").
+#[derive(SimpleObject)]
+pub struct WalletAudit {
+    wallet_id: ID,
+    customer_id: ID,
+    credit_system_id: ID,
+    /// Each problem, in words.
+    problems: Vec<String>,
+}
+
+/// One page of the ledger audit.
+#[derive(SimpleObject)]
+pub struct LedgerAudit {
+    /// Wallets checked on this page.
+    wallets_checked: i32,
+    /// Only the wallets with problems: empty means all checked are sound.
+    #[graphql(complexity = "crate::graphql::limits::unpaged_list_cost(child_complexity)")]
+    problems: Vec<WalletAudit>,
+    /// Pass as `after` for the next page.
+    end_cursor: Option<String>,
+    has_next_page: bool,
+}
+
 #[derive(Default)]
 pub struct OperationsQuery;
 
@@ -73,5 +97,53 @@ impl OperationsQuery {
     #[graphql(guard = "RoleGuard(Role::Admin)")]
     async fn jobs(&self) -> Vec<JobStatus> {
         Job::ALL.into_iter().map(JobStatus).collect()
+    }
+
+    /// Checks the tenant's wallets against the ledger's invariants — the
+    /// audit every test ends with — `first` (1–500, default 100) wallets
+    /// at a time in id order; changes nothing.
+    #[graphql(guard = "RoleGuard(Role::Admin)")]
+    async fn ledger_audit(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 100)] first: i32,
+        after: Option<String>,
+    ) -> ApiResult<LedgerAudit> {
+        let max = service::ledger::audit::AUDIT_PAGE_MAX as i32;
+        if !(1..=max).contains(&first) {
+            return Err(ApiError::invalid(
+                "first",
+                format!("must be between 1 and {max}"),
+            ));
+        }
+        let after = after
+            .map(|c| ids::decode(Kind::Wallet, &ID(c), "after"))
+            .transpose()?;
+        let (principal, app) = app(ctx)?;
+        let page = service::ledger::audit::audit_page(
+            app.db.reader(),
+            principal.tenant_id,
+            after,
+            first as u64,
+        )
+        .await
+        .map_err(service::ledger::Error::from)?;
+        Ok(LedgerAudit {
+            wallets_checked: page.checked as i32,
+            problems: page
+                .reports
+                .into_iter()
+                .map(|r| WalletAudit {
+                    wallet_id: ids::encode(Kind::Wallet, r.wallet_id),
+                    customer_id: ids::encode(Kind::Customer, r.customer_id),
+                    credit_system_id: ids::encode(Kind::CreditSystem, r.credit_system_id),
+                    problems: r.problems,
+                })
+                .collect(),
+            end_cursor: page
+                .last_wallet_id
+                .map(|id| ids::encode(Kind::Wallet, id).0),
+            has_next_page: page.has_more,
+        })
     }
 }

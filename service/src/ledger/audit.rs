@@ -160,3 +160,79 @@ pub async fn verify_wallet(
     }
     Ok(problems)
 }
+
+/// The most wallets one [`audit_page`] checks.
+pub const AUDIT_PAGE_MAX: u64 = 500;
+
+/// One wallet with something wrong.
+#[derive(Debug, Clone)]
+pub struct WalletReport {
+    pub wallet_id: Uuid,
+    pub customer_id: Uuid,
+    pub credit_system_id: Uuid,
+    pub problems: Vec<String>,
+}
+
+/// One page of a tenant's audit: its wallets in id order after `after`.
+#[derive(Debug, Clone)]
+pub struct AuditPage {
+    /// Wallets checked on this page.
+    pub checked: u64,
+    /// Only the wallets with problems.
+    pub reports: Vec<WalletReport>,
+    /// The last wallet checked: pass it as `after` for the next page.
+    pub last_wallet_id: Option<Uuid>,
+    pub has_more: bool,
+}
+
+/// Audits up to `limit` (≤ [`AUDIT_PAGE_MAX`]) of a tenant's wallets with
+/// [`verify_wallet`]. An operator walks every page (`api audit`, the
+/// `ledgerAudit` query); nothing is changed.
+pub async fn audit_page(
+    conn: &impl ConnectionTrait,
+    tenant_id: Uuid,
+    after: Option<Uuid>,
+    limit: u64,
+) -> Result<AuditPage, DbErr> {
+    use sea_orm::QuerySelect;
+    let limit = limit.clamp(1, AUDIT_PAGE_MAX);
+    let mut query = wallet::Entity::find()
+        .filter(wallet::Column::TenantId.eq(tenant_id))
+        .order_by_asc(wallet::Column::Id)
+        .limit(limit + 1);
+    if let Some(after) = after {
+        query = query.filter(wallet::Column::Id.gt(after));
+    }
+    let mut wallets = query.all(conn).await?;
+    let has_more = wallets.len() as u64 > limit;
+    wallets.truncate(limit as usize);
+    let mut reports = Vec::new();
+    for w in &wallets {
+        let problems = verify_wallet(conn, tenant_id, w.id).await?;
+        if !problems.is_empty() {
+            reports.push(WalletReport {
+                wallet_id: w.id,
+                customer_id: w.customer_id,
+                credit_system_id: w.credit_system_id,
+                problems,
+            });
+        }
+    }
+    Ok(AuditPage {
+        checked: wallets.len() as u64,
+        reports,
+        last_wallet_id: wallets.last().map(|w| w.id),
+        has_more,
+    })
+}
+
+/// Every tenant's id, for an operator's audit of the whole database.
+pub async fn tenant_ids(conn: &impl ConnectionTrait) -> Result<Vec<Uuid>, DbErr> {
+    Ok(entity::tenant::Entity::find()
+        .order_by_asc(entity::tenant::Column::Id)
+        .all(conn)
+        .await?
+        .into_iter()
+        .map(|t| t.id)
+        .collect())
+}
