@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use api::http::HttpLimits;
 use common::TestApp;
-use sea_orm::{ConnectionTrait, TransactionTrait};
+use sea_orm::ConnectionTrait;
 use serde_json::json;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},

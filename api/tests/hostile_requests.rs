@@ -6,8 +6,6 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
-
 use common::TestApp;
 use serde_json::{Value, json};
 use service::api_keys::Role;
@@ -256,7 +254,16 @@ async fn malformed_requests_are_json_errors_with_codes() {
     let before = row_counts(&app).await;
     let mutation =
         r#"mutation { createCustomer(input: {externalId: "m", name: "M"}) { customer { id } } }"#;
-    let cases: Vec<(&str, Option<&str>, Option<&str>, Vec<u8>, u16, &str)> = vec![
+    // (case, Content-Type, Accept, body, HTTP status, code)
+    type Case<'a> = (
+        &'a str,
+        Option<&'a str>,
+        Option<&'a str>,
+        Vec<u8>,
+        u16,
+        &'a str,
+    );
+    let cases: Vec<Case> = vec![
         (
             "bad JSON",
             Some("application/json"),

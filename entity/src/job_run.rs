@@ -10,11 +10,14 @@ pub struct Model {
     pub job: String,
     pub started_at: DateTimeUtc,
     pub finished_at: Option<DateTimeUtc>,
-    /// `RUNNING`, `SUCCEEDED` or `FAILED`.
+    /// `RUNNING`, `SUCCEEDED`, `FAILED`, or `ABANDONED` (its worker
+    /// stopped beating while it ran).
     pub status: String,
     /// Rows (subscriptions, wallets, …) the run handled.
     pub processed: i64,
     pub error: Option<String>,
+    /// Last sign of life of a `RUNNING` run.
+    pub heartbeat_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

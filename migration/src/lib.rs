@@ -18,6 +18,7 @@ mod m20261122_000006_auto_top_up;
 mod m20261122_000007_reporting;
 mod m20261122_000008_invoices_and_tokens;
 mod m20261122_000009_report_indexes;
+mod m20261204_000010_job_run_heartbeat;
 
 pub struct Migrator;
 
@@ -34,6 +35,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000007_reporting::Migration),
             Box::new(m20261122_000008_invoices_and_tokens::Migration),
             Box::new(m20261122_000009_report_indexes::Migration),
+            Box::new(m20261204_000010_job_run_heartbeat::Migration),
         ]
     }
 }

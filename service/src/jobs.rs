@@ -52,6 +52,52 @@ impl Job {
 /// How long job runs are kept.
 const RUNS_KEPT_DAYS: i64 = 14;
 
+/// How often a running run says it is alive.
+pub const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A `RUNNING` run not heard from for this long lost its worker (killed,
+/// crashed, cut off from the database): it is `ABANDONED`. Its work is
+/// not lost — every job is idempotent per period and catches up on what
+/// is due, so the next run does what it left undone, exactly once.
+pub const LEASE: chrono::Duration = chrono::Duration::seconds(60);
+
+/// A run's status, with a `RUNNING` run whose heartbeat stopped shown as
+/// what it is.
+fn status_at(m: &job_run::Model, now: DateTime<Utc>) -> String {
+    if m.status == "RUNNING" && m.heartbeat_at.unwrap_or(m.started_at) < now - LEASE {
+        "ABANDONED".into()
+    } else {
+        m.status.clone()
+    }
+}
+
+/// Marks a job's runs whose worker stopped beating `ABANDONED`.
+async fn abandon_stale(db: &Db, clock: &dyn Clock, job: Job) -> Result<u64, DbErr> {
+    use sea_orm::sea_query::Expr;
+    let stale = clock.now() - LEASE;
+    let res = job_run::Entity::update_many()
+        .col_expr(job_run::Column::Status, Expr::value("ABANDONED"))
+        .col_expr(
+            job_run::Column::Error,
+            Expr::value("its worker stopped while it ran; the next run did what it left undone"),
+        )
+        .col_expr(job_run::Column::FinishedAt, Expr::value(Some(clock.now())))
+        .filter(job_run::Column::Job.eq(job.as_str()))
+        .filter(job_run::Column::Status.eq("RUNNING"))
+        .filter(
+            sea_orm::Condition::any()
+                .add(job_run::Column::HeartbeatAt.lt(stale))
+                .add(
+                    sea_orm::Condition::all()
+                        .add(job_run::Column::HeartbeatAt.is_null())
+                        .add(job_run::Column::StartedAt.lt(stale)),
+                ),
+        )
+        .exec(db.writer())
+        .await?;
+    Ok(res.rows_affected)
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobRun {
     pub id: Uuid,
@@ -63,14 +109,14 @@ pub struct JobRun {
     pub error: Option<String>,
 }
 
-impl From<job_run::Model> for JobRun {
-    fn from(m: job_run::Model) -> Self {
+impl JobRun {
+    fn at(m: job_run::Model, now: DateTime<Utc>) -> Self {
         Self {
+            status: status_at(&m, now),
             id: m.id,
             job: m.job,
             started_at: m.started_at,
             finished_at: m.finished_at,
-            status: m.status,
             processed: m.processed,
             error: m.error,
         }
@@ -78,24 +124,54 @@ impl From<job_run::Model> for JobRun {
 }
 
 /// Runs `work` as one recorded run of `job`: `processed` is what it
-/// returns; a failure is recorded with its message and returned.
+/// returns; a failure is recorded with its message and returned. While
+/// it runs it beats every [`HEARTBEAT`]; earlier runs of the job that
+/// stopped beating are marked `ABANDONED` first.
 pub async fn record<E, F>(db: &Db, clock: &dyn Clock, job: Job, work: F) -> Result<u64, E>
 where
     E: std::fmt::Display + From<DbErr>,
     F: Future<Output = Result<u64, E>>,
 {
+    let abandoned = abandon_stale(db, clock, job).await?;
+    if abandoned > 0 {
+        tracing::warn!(
+            job = job.as_str(),
+            abandoned,
+            "runs whose worker died were abandoned"
+        );
+    }
+    let now = clock.now();
     let run = job_run::ActiveModel {
         id: Set(Uuid::now_v7()),
         job: Set(job.as_str().to_owned()),
-        started_at: Set(clock.now()),
+        started_at: Set(now),
         finished_at: Set(None),
         status: Set("RUNNING".into()),
         processed: Set(0),
         error: Set(None),
+        heartbeat_at: Set(Some(now)),
     }
     .insert(db.writer())
     .await?;
-    let result = work.await;
+    let beat = async {
+        let mut every = tokio::time::interval(HEARTBEAT);
+        every.tick().await;
+        loop {
+            every.tick().await;
+            let beat = job_run::ActiveModel {
+                id: Set(run.id),
+                heartbeat_at: Set(Some(clock.now())),
+                ..Default::default()
+            };
+            if let Err(e) = beat.update(db.writer()).await {
+                tracing::warn!(job = job.as_str(), error = %e, "job heartbeat failed");
+            }
+        }
+    };
+    let result = tokio::select! {
+        result = work => result,
+        () = beat => unreachable!("the heartbeat loop never ends"),
+    };
     let mut active = run.into_active_model();
     active.finished_at = Set(Some(clock.now()));
     match &result {
@@ -174,6 +250,7 @@ where
             .as_ref()
             .map_or(0, |n| i64::try_from(*n).unwrap_or(i64::MAX))),
         error: Set(result.as_ref().err().map(ToString::to_string)),
+        heartbeat_at: Set(None),
     }
     .insert(db.writer())
     .await?;
@@ -191,8 +268,13 @@ async fn forget_old(db: &Db, clock: &dyn Clock, job: Job) -> Result<(), DbErr> {
     Ok(())
 }
 
-/// The latest runs of a job, newest first.
-pub async fn recent(db: &Db, job: Job, limit: u64) -> Result<Vec<JobRun>, Error> {
+/// The latest runs of a job as of `now`, newest first.
+pub async fn recent(
+    db: &Db,
+    job: Job,
+    limit: u64,
+    now: DateTime<Utc>,
+) -> Result<Vec<JobRun>, Error> {
     Ok(job_run::Entity::find()
         .filter(job_run::Column::Job.eq(job.as_str()))
         .order_by_desc(job_run::Column::StartedAt)
@@ -200,7 +282,7 @@ pub async fn recent(db: &Db, job: Job, limit: u64) -> Result<Vec<JobRun>, Error>
         .all(db.reader())
         .await?
         .into_iter()
-        .map(Into::into)
+        .map(|m| JobRun::at(m, now))
         .collect())
 }
 
@@ -212,7 +294,7 @@ pub async fn last_success(db: &Db, job: Job) -> Result<Option<JobRun>, Error> {
         .order_by_desc(job_run::Column::StartedAt)
         .one(db.reader())
         .await?
-        .map(Into::into))
+        .map(|m| JobRun::at(m, Utc::now())))
 }
 
 /// Totals per job for the metrics endpoint.
@@ -221,11 +303,12 @@ pub struct JobStats {
     pub job: Job,
     pub succeeded: i64,
     pub failed: i64,
+    pub abandoned: i64,
     pub last_duration_ms: Option<i64>,
     pub last_success_at: Option<DateTime<Utc>>,
 }
 
-pub async fn stats(db: &Db) -> Result<Vec<JobStats>, Error> {
+pub async fn stats(db: &Db, now: DateTime<Utc>) -> Result<Vec<JobStats>, Error> {
     let mut out = Vec::new();
     for job in Job::ALL {
         let count = |status: &'static str| {
@@ -236,7 +319,8 @@ pub async fn stats(db: &Db) -> Result<Vec<JobStats>, Error> {
         };
         let succeeded = count("SUCCEEDED").await?;
         let failed = count("FAILED").await?;
-        let last = recent(db, job, 1).await?.into_iter().next();
+        let abandoned = count("ABANDONED").await?;
+        let last = recent(db, job, 1, now).await?.into_iter().next();
         let last_duration_ms = last
             .as_ref()
             .and_then(|r| r.finished_at.map(|f| (f - r.started_at).num_milliseconds()));
@@ -244,6 +328,7 @@ pub async fn stats(db: &Db) -> Result<Vec<JobStats>, Error> {
             job,
             succeeded: i64::try_from(succeeded).unwrap_or(i64::MAX),
             failed: i64::try_from(failed).unwrap_or(i64::MAX),
+            abandoned: i64::try_from(abandoned).unwrap_or(i64::MAX),
             last_duration_ms,
             last_success_at: last_success(db, job).await?.map(|r| r.started_at),
         });

@@ -14,6 +14,7 @@ use service::{
     credit_systems::CreditSystemRef,
     customers::{self, CustomerRef, NewCustomer},
     expiry,
+    jobs::{self, Job},
     ledger::{self, audit},
     periods::Interval,
     subscriptions::{self, SubscribeInput},
@@ -336,7 +337,7 @@ async fn two_workers_at_once_grant_once() {
 }
 
 #[tokio::test]
-async fn a_worker_dropped_mid_batch_loses_and_duplicates_nothing() {
+async fn a_worker_killed_mid_run_is_abandoned_and_its_work_done_once() {
     let w = Arc::new(World::new(0).await);
     w.clock.set(jan31());
     plan(&w, "monthly", Rollover::None).await;
@@ -356,10 +357,18 @@ async fn a_worker_dropped_mid_batch_loses_and_duplicates_nothing() {
     let before = periods().await;
     w.clock
         .set(jan31().checked_add_months(chrono::Months::new(6)).unwrap());
-    // Start a run and kill it once some, not all, subscriptions are done.
+    // Start a recorded run and kill it once some, not all, subscriptions
+    // are done (as a worker killed mid-run: nothing after it runs).
     let run = {
         let w = w.clone();
-        tokio::spawn(async move { allowances::reset_due(&w.t.db, &w.clock, 100).await })
+        tokio::spawn(async move {
+            jobs::record(&w.t.db, &w.clock, Job::AllowanceReset, async {
+                allowances::reset_due(&w.t.db, &w.clock, 100)
+                    .await
+                    .map(|r| r.periods)
+            })
+            .await
+        })
     };
     let mut partial = false;
     for _ in 0..5_000 {
@@ -373,8 +382,33 @@ async fn a_worker_dropped_mid_batch_loses_and_duplicates_nothing() {
     run.abort();
     let _ = run.await;
     assert!(partial, "the run was stopped midway");
-    // The next worker finishes the job.
-    allowances::reset_due(&w.t.db, &w.clock, 100).await.unwrap();
+    let status = |runs: Vec<jobs::JobRun>| runs.into_iter().map(|r| r.status).collect::<Vec<_>>();
+    let recent = || jobs::recent(&w.t.db, Job::AllowanceReset, 10, w.clock.now());
+    assert_eq!(
+        status(recent().await.unwrap()),
+        ["RUNNING"],
+        "within its lease"
+    );
+    // Past the lease without a heartbeat, the jobs query calls it what it is.
+    w.clock.advance(jobs::LEASE + Duration::seconds(1));
+    assert_eq!(status(recent().await.unwrap()), ["ABANDONED"]);
+    // The next worker marks it so and finishes the job.
+    jobs::record(&w.t.db, &w.clock, Job::AllowanceReset, async {
+        allowances::reset_due(&w.t.db, &w.clock, 100)
+            .await
+            .map(|r| r.periods)
+    })
+    .await
+    .unwrap();
+    let stored: Vec<String> = entity::job_run::Entity::find()
+        .order_by_asc(entity::job_run::Column::StartedAt)
+        .all(w.t.db.reader())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(stored, ["ABANDONED", "SUCCEEDED"]);
     assert_eq!(
         allowances::reset_due(&w.t.db, &w.clock, 100)
             .await

@@ -300,7 +300,7 @@ async fn a_queued_tick_is_run_by_the_storage_worker() {
     .await;
     assert_eq!(status, "Done");
     assert_eq!(expiries().await, 1, "the sweep expired the grant, once");
-    let runs = service::jobs::recent(&t.db, Job::ExpirySweep, 10)
+    let runs = service::jobs::recent(&t.db, Job::ExpirySweep, 10, chrono::Utc::now())
         .await
         .unwrap();
     assert!(runs.len() >= 2, "start-up + the queued tick: {runs:?}");

@@ -18,7 +18,8 @@ use super::{
 pub struct JobRun {
     started_at: DateTime<Utc>,
     finished_at: Option<DateTime<Utc>>,
-    /// `RUNNING`, `SUCCEEDED` or `FAILED`.
+    /// `RUNNING`, `SUCCEEDED`, `FAILED`, or `ABANDONED`: its worker
+    /// stopped (killed, crashed) while it ran; the next run did its work.
     status: String,
     /// What it handled (subscriptions reset, wallets and orders swept).
     processed: i64,
@@ -51,7 +52,7 @@ impl JobStatus {
             return Err(ApiError::invalid("first", "must be between 1 and 200"));
         }
         let (_, app) = app(ctx)?;
-        Ok(jobs::recent(&app.db, self.0, first as u64)
+        Ok(jobs::recent(&app.db, self.0, first as u64, app.clock.now())
             .await?
             .into_iter()
             .map(|r| JobRun {

@@ -214,7 +214,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
 /// Unauthenticated (operator data only, no tenant data): expose it on an
 /// internal network.
 async fn metrics(State(state): State<AppState>) -> Response {
-    let stats = match service::jobs::stats(&state.db).await {
+    let stats = match service::jobs::stats(&state.db, state.clock.now()).await {
         Ok(s) => s,
         Err(e) => {
             tracing::warn!(error = %e, "metrics: reading job runs failed");
@@ -233,6 +233,10 @@ async fn metrics(State(state): State<AppState>) -> Response {
         out.push_str(&format!(
             "credits_job_runs_total{{job=\"{job}\",status=\"failed\"}} {}\n",
             s.failed
+        ));
+        out.push_str(&format!(
+            "credits_job_runs_total{{job=\"{job}\",status=\"abandoned\"}} {}\n",
+            s.abandoned
         ));
     }
     out.push_str("# HELP credits_job_last_duration_seconds Duration of the latest finished run.\n");
@@ -340,9 +344,9 @@ async fn export_entries(
         value
             .as_deref()
             .map(|v| {
-                chrono::DateTime::parse_from_rfc3339(v)
-                    .map(|t| service::clock::truncate_micros(t.into()))
-                    .map_err(|_| ())
+                let t = chrono::DateTime::parse_from_rfc3339(v).map_err(|_| ())?;
+                // The same range as every DateTime input (1970–9999).
+                service::input::time("time", t.into()).map_err(|_| ())
             })
             .transpose()
     };
@@ -353,7 +357,7 @@ async fn export_entries(
             return route_error(
                 StatusCode::BAD_REQUEST,
                 service::Code::Validation,
-                format!("{field}: not an RFC 3339 time"),
+                format!("{field}: not an RFC 3339 time between 1970 and 9999"),
                 Some(field),
             );
         }
