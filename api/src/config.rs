@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 
-use service::db::{DEFAULT_DATABASE_URL, DbConfig};
+use service::db::{DEFAULT_DATABASE_URL, DbConfig, SqliteSynchronous};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct DatabaseArgs {
@@ -14,6 +14,12 @@ pub struct DatabaseArgs {
     /// use one connection there).
     #[arg(long, env = "DATABASE_MAX_CONNECTIONS")]
     pub database_max_connections: Option<u32>,
+    /// SQLite only: `FULL` (default) fsyncs every commit, so an
+    /// acknowledged write survives power loss; `NORMAL` is faster but may
+    /// lose the last writes on power loss or an OS crash (see
+    /// `service::db::SqliteSynchronous`).
+    #[arg(long, env = "SQLITE_SYNCHRONOUS", default_value = "FULL")]
+    pub sqlite_synchronous: SqliteSynchronous,
 }
 
 impl DatabaseArgs {
@@ -21,6 +27,7 @@ impl DatabaseArgs {
         DbConfig {
             url: self.database_url.clone(),
             max_connections: self.database_max_connections,
+            sqlite_synchronous: self.sqlite_synchronous,
         }
     }
 

@@ -755,7 +755,7 @@ pub fn environment(options: &Options, report: &Report) -> String {
     if let Some(v) = &report.pg_version {
         let _ = writeln!(
             s,
-            "- PostgreSQL {v} (local, 127.0.0.1:5432); SQLite bundled with libsqlite3-sys (WAL, synchronous=NORMAL)"
+            "- PostgreSQL {v} (local, 127.0.0.1:5432); SQLite bundled with libsqlite3-sys (WAL, synchronous=FULL)"
         );
     }
     let _ = writeln!(s, "- command: `{}`", options.command);

@@ -1,14 +1,21 @@
 //! Connecting to SQLite or PostgreSQL, and the write discipline of each.
 //!
-//! - **SQLite** (embedded): WAL, `synchronous=NORMAL`, a busy timeout and
-//!   foreign keys on every connection. Writes funnel through a pool of ONE
-//!   connection and start `BEGIN IMMEDIATE`, so writers queue instead of
-//!   failing with `database is locked`; reads use a separate pool of several
-//!   connections and never wait for a writer (WAL).
+//! - **SQLite** (embedded): WAL, `synchronous=FULL` (unless the operator
+//!   opts out: [`SqliteSynchronous`]), a busy timeout and foreign keys on
+//!   every connection. Writes funnel through a pool of ONE connection and
+//!   start `BEGIN IMMEDIATE`, so writers queue instead of failing with
+//!   `database is locked`; reads use a separate pool of several connections
+//!   and never wait for a writer (WAL).
 //! - **PostgreSQL** (production): one pool for both; rows are locked inside
 //!   the write transaction where the rules need it.
+//!
+//! On both, a connection goes back to its pool only outside any
+//! transaction (`release_outside_transaction`): one whose COMMIT or
+//! ROLLBACK failed is closed, and the pool opens a fresh one.
 
-use std::time::Duration;
+use std::{fmt, str::FromStr, time::Duration};
+
+use futures_util::future::BoxFuture;
 
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{
@@ -35,6 +42,9 @@ pub struct DbConfig {
     pub url: String,
     /// Pool size (PostgreSQL) or reader pool size (SQLite).
     pub max_connections: Option<u32>,
+    /// `PRAGMA synchronous` of every SQLite connection (ignored on
+    /// PostgreSQL). Default [`SqliteSynchronous::Full`].
+    pub sqlite_synchronous: SqliteSynchronous,
 }
 
 impl DbConfig {
@@ -42,7 +52,68 @@ impl DbConfig {
         Self {
             url: url.into(),
             max_connections: None,
+            sqlite_synchronous: SqliteSynchronous::default(),
         }
+    }
+}
+
+/// How far an SQLite commit goes before it is acknowledged: `PRAGMA
+/// synchronous`, set on every connection (writer, readers, and so the job
+/// queue's, which shares the writer). Operators set it with
+/// `SQLITE_SYNCHRONOUS=FULL|NORMAL`.
+///
+/// - `FULL` (default): each COMMIT fsyncs the write-ahead log before it
+///   returns, so an acknowledged write survives a power loss or an OS
+///   crash.
+/// - `NORMAL`: the log is fsynced only at checkpoints. Still consistent
+///   (never corrupt) and safe against a crash of the process, but the
+///   last writes acknowledged before a power loss or OS crash can be lost.
+///   Faster on disks where fsync is slow; an opt-out for data that can be
+///   replayed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SqliteSynchronous {
+    #[default]
+    Full,
+    Normal,
+}
+
+impl SqliteSynchronous {
+    /// The pragma's value, as `PRAGMA synchronous` reads it back (`2`, `1`).
+    pub fn pragma_value(self) -> i64 {
+        match self {
+            SqliteSynchronous::Full => 2,
+            SqliteSynchronous::Normal => 1,
+        }
+    }
+
+    fn sqlx(self) -> sea_orm::sqlx::sqlite::SqliteSynchronous {
+        match self {
+            SqliteSynchronous::Full => sea_orm::sqlx::sqlite::SqliteSynchronous::Full,
+            SqliteSynchronous::Normal => sea_orm::sqlx::sqlite::SqliteSynchronous::Normal,
+        }
+    }
+}
+
+impl FromStr for SqliteSynchronous {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_uppercase().as_str() {
+            "FULL" => Ok(SqliteSynchronous::Full),
+            "NORMAL" => Ok(SqliteSynchronous::Normal),
+            _ => Err(format!(
+                "SQLITE_SYNCHRONOUS must be FULL or NORMAL, got {s:?}"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for SqliteSynchronous {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SqliteSynchronous::Full => "FULL",
+            SqliteSynchronous::Normal => "NORMAL",
+        })
     }
 }
 
@@ -58,17 +129,19 @@ impl Db {
     pub async fn connect(config: &DbConfig) -> Result<Self, DbErr> {
         if config.url.starts_with("sqlite:") {
             let in_memory = config.url.contains(":memory:") || config.url.contains("mode=memory");
-            let write = Database::connect(sqlite_options(&config.url, 1)).await?;
+            let write = Database::connect(sqlite_options(config, 1)).await?;
             if in_memory {
                 // Every connection to `:memory:` is a database of its own:
-                // one connection serves reads and writes.
+                // one connection serves reads and writes. (Were its COMMIT
+                // to fail, the fresh connection replacing it would be an
+                // empty database.)
                 return Ok(Self {
                     read: write.clone(),
                     write,
                 });
             }
             let readers = config.max_connections.unwrap_or(SQLITE_READERS_DEFAULT);
-            let read = Database::connect(sqlite_options(&config.url, readers)).await?;
+            let read = Database::connect(sqlite_options(config, readers)).await?;
             Ok(Self { read, write })
         } else if config.url.starts_with("postgres:") || config.url.starts_with("postgresql:") {
             let mut options = ConnectOptions::new(config.url.clone());
@@ -76,7 +149,10 @@ impl Db {
                 .max_connections(config.max_connections.unwrap_or(POSTGRES_POOL_DEFAULT))
                 .connect_timeout(Duration::from_secs(10))
                 .acquire_timeout(Duration::from_secs(30))
-                .sqlx_logging(false);
+                .sqlx_logging(false)
+                .map_sqlx_postgres_pool_opts(|pool| {
+                    pool.after_release(release_outside_transaction::<sea_orm::sqlx::Postgres>)
+                });
             let conn = Database::connect(options).await?;
             Ok(Self {
                 read: conn.clone(),
@@ -177,20 +253,63 @@ impl Db {
     }
 }
 
-fn sqlite_options(url: &str, max_connections: u32) -> ConnectOptions {
-    let mut options = ConnectOptions::new(url.to_owned());
+fn sqlite_options(config: &DbConfig, max_connections: u32) -> ConnectOptions {
+    let synchronous = config.sqlite_synchronous.sqlx();
+    let mut options = ConnectOptions::new(config.url.clone());
     options
         .max_connections(max_connections)
         .min_connections(1)
         .acquire_timeout(Duration::from_secs(30))
         .sqlx_logging(false)
-        .map_sqlx_sqlite_opts(|opts| {
+        .map_sqlx_sqlite_opts(move |opts| {
             opts.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
-                .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
+                .synchronous(synchronous)
                 .busy_timeout(SQLITE_BUSY_TIMEOUT)
                 .foreign_keys(true)
+        })
+        .map_sqlx_sqlite_pool_opts(|pool| {
+            pool.after_release(release_outside_transaction::<sea_orm::sqlx::Sqlite>)
         });
     options
+}
+
+/// The pools' `after_release` check: a connection goes back to its pool
+/// only if no transaction is open on it; otherwise the pool closes it
+/// (which rolls back whatever it held) and opens a fresh one.
+///
+/// Why: sqlx counts a connection's open transactions itself
+/// (`transaction_depth`) and lowers the count only when COMMIT or ROLLBACK
+/// *succeeds*. On SQLite a COMMIT that fails (`database or disk is full`,
+/// an I/O error) rolls the transaction back inside SQLite, so the ROLLBACK
+/// that SeaORM then sends fails too ("no transaction is active") and the
+/// count stays at 1. Returned to the pool like that, the connection turned
+/// every later `BEGIN IMMEDIATE` into `SAVEPOINT` and every COMMIT into
+/// `RELEASE`; after the first rolled-back request (`ROLLBACK TO SAVEPOINT`
+/// keeps the transaction open) all writes were acknowledged inside one
+/// transaction that never committed. See `tests/durability.rs`.
+///
+/// A transaction dropped without COMMIT queues its ROLLBACK for the
+/// connection's next command, so a connection that still counts one is
+/// pinged first (which runs the queued ROLLBACK) and judged after.
+fn release_outside_transaction<DB: sea_orm::sqlx::Database>(
+    conn: &mut DB::Connection,
+    _: sea_orm::sqlx::pool::PoolConnectionMetadata,
+) -> BoxFuture<'_, Result<bool, sea_orm::sqlx::Error>> {
+    use sea_orm::sqlx::Connection;
+    Box::pin(async move {
+        if !conn.is_in_transaction() {
+            return Ok(true);
+        }
+        conn.ping().await?;
+        if !conn.is_in_transaction() {
+            return Ok(true);
+        }
+        tracing::error!(
+            "a database connection came back to its pool inside a transaction \
+             (its COMMIT or ROLLBACK failed): closing it"
+        );
+        Ok(false)
+    })
 }
 
 /// The new value of one column for each row of `rows`: the value itself

@@ -119,8 +119,10 @@ impl JobContext {
 }
 
 /// Checks the database is migrated and prepares apalis' job tables on the
-/// same pool (idempotent). Unlike `SqliteStorage::setup`, this leaves the
-/// connection pragmas (WAL, `synchronous=NORMAL`) as [`Db`] set them.
+/// same pool (idempotent). Unlike `SqliteStorage::setup` (which sets
+/// `synchronous=OFF` on whichever connection it gets), this leaves the
+/// connection pragmas (WAL, `synchronous` as configured, `FULL` by default)
+/// as [`Db`] set them.
 pub async fn prepare(db: &Db) -> Result<(), Error> {
     let pending = db.pending_migrations().await?;
     if !pending.is_empty() {

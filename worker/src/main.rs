@@ -2,7 +2,7 @@
 //! (production: run the API with `WORKER=off` and one or more of these).
 
 use clap::Parser;
-use service::db::{DEFAULT_DATABASE_URL, Db, DbConfig};
+use service::db::{DEFAULT_DATABASE_URL, Db, DbConfig, SqliteSynchronous};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Parser)]
@@ -13,6 +13,10 @@ struct Cli {
     database_url: String,
     #[arg(long, env = "DATABASE_MAX_CONNECTIONS")]
     database_max_connections: Option<u32>,
+    /// SQLite only: `FULL` (default) fsyncs every commit; `NORMAL` may lose
+    /// the last writes on power loss (see `service::db::SqliteSynchronous`).
+    #[arg(long, env = "SQLITE_SYNCHRONOUS", default_value = "FULL")]
+    sqlite_synchronous: SqliteSynchronous,
     #[command(flatten)]
     worker: worker::WorkerConfig,
 }
@@ -30,6 +34,7 @@ async fn main() -> anyhow::Result<()> {
     let db = Db::connect(&DbConfig {
         url: cli.database_url,
         max_connections: cli.database_max_connections,
+        sqlite_synchronous: cli.sqlite_synchronous,
     })
     .await?;
     let shutdown = CancellationToken::new();
