@@ -16,6 +16,11 @@ pub enum Code {
     FeatureNotEntitled,
     PurchaseRequired,
     IdempotencyConflict,
+    /// The database could not be reached or could not take the write (down,
+    /// pool exhausted, disk full): retry later. A write answered so may or
+    /// may not have happened — its retry with the same idempotency key is
+    /// safe.
+    Unavailable,
     Internal,
 }
 
@@ -32,9 +37,50 @@ impl Code {
             Code::FeatureNotEntitled => "FEATURE_NOT_ENTITLED",
             Code::PurchaseRequired => "PURCHASE_REQUIRED",
             Code::IdempotencyConflict => "IDEMPOTENCY_CONFLICT",
+            Code::Unavailable => "UNAVAILABLE",
             Code::Internal => "INTERNAL",
         }
     }
+}
+
+/// Whether a database error means "the database is unavailable" (rather
+/// than a bug): no connection within the pool's timeout, a connection lost
+/// or refused, the server shutting down, the disk full, SQLite busy.
+pub fn is_unavailable(e: &(dyn std::error::Error + 'static)) -> bool {
+    use sea_orm::{DbErr, RuntimeErr, sqlx};
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = next {
+        if let Some(db) = err.downcast_ref::<DbErr>() {
+            return match db {
+                DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
+                DbErr::Exec(RuntimeErr::SqlxError(sqlx))
+                | DbErr::Query(RuntimeErr::SqlxError(sqlx)) => match sqlx.as_ref() {
+                    sqlx::Error::Io(_)
+                    | sqlx::Error::PoolTimedOut
+                    | sqlx::Error::PoolClosed
+                    | sqlx::Error::WorkerCrashed
+                    | sqlx::Error::Protocol(_) => true,
+                    sqlx::Error::Database(d) => {
+                        let code = d.code().unwrap_or_default();
+                        // PostgreSQL: connection exception (08), insufficient
+                        // resources (53: disk full, out of memory), operator
+                        // intervention (57: shutdown, cancel). SQLite: BUSY
+                        // (5), LOCKED (6), IOERR (10), FULL (13), CANTOPEN (14),
+                        // extended codes keep the primary code in the low byte.
+                        let sqlite = code.parse::<i32>().ok().map(|c| c & 0xff);
+                        code.starts_with("08")
+                            || code.starts_with("53")
+                            || code.starts_with("57")
+                            || matches!(sqlite, Some(5 | 6 | 10 | 13 | 14))
+                    }
+                    _ => false,
+                },
+                _ => false,
+            };
+        }
+        next = err.source();
+    }
+    false
 }
 
 /// An error a person can act on, with a stable code and, where one input is

@@ -52,6 +52,14 @@ impl<E: DomainError> From<E> for ApiError {
     fn from(e: E) -> Self {
         let code = e.code();
         if code == Code::Internal {
+            if service::error::is_unavailable(&e) {
+                tracing::warn!(error = %chain(&e), "database unavailable");
+                return Self::new(
+                    Code::Unavailable,
+                    "the database is unavailable; a write may or may not have been applied: retry with the same idempotencyKey",
+                    None,
+                );
+            }
             tracing::error!(error = %chain(&e), "internal error");
             return Self::new(code, "internal error", None);
         }
@@ -84,17 +92,36 @@ fn chain(e: &dyn std::error::Error) -> String {
 /// Gives errors raised by async-graphql itself (syntax, unknown fields,
 /// scalar parsing, depth and complexity limits) the `VALIDATION` code, and
 /// where the message names an argument, that argument as `field`.
+///
+/// Every error also gets `extensions.retryable`: whether the same request
+/// may succeed later ([`retryable`]).
 pub fn annotate_request_errors(response: &mut async_graphql::Response) {
     for err in &mut response.errors {
         let ext = err.extensions.get_or_insert_with(Default::default);
-        if ext.get("code").is_some() {
-            continue;
+        if ext.get("code").is_none() {
+            ext.set("code", Code::Validation.as_str());
+            if let Some(field) = argument_named_in(&err.message) {
+                ext.set("field", field);
+            }
         }
-        ext.set("code", Code::Validation.as_str());
-        if let Some(field) = argument_named_in(&err.message) {
-            ext.set("field", field);
+        if ext.get("retryable").is_none() {
+            let code = match ext.get("code") {
+                Some(async_graphql::Value::String(c)) => c.clone(),
+                _ => String::new(),
+            };
+            ext.set("retryable", retryable(&code));
         }
     }
+}
+
+/// Codes whose request may succeed as it is when sent again: the server
+/// or the database was unavailable, busy or slow. A retried write is safe
+/// with the same idempotency key (README "Failure and recovery").
+pub fn retryable(code: &str) -> bool {
+    matches!(
+        code,
+        "UNAVAILABLE" | "INTERNAL" | "TIMEOUT" | "OVERLOADED" | "REQUEST_TIMEOUT"
+    )
 }
 
 /// `Invalid value for argument "input.amount", …` → `input.amount`.

@@ -119,6 +119,7 @@ impl Extension for SpecResponseRun {
         for error in &mut response.errors {
             super::limits::shorten(&mut error.message);
         }
+        super::error::annotate_request_errors(&mut response);
         let doc = self.doc.lock().ok().and_then(|mut slot| slot.take());
         if let Some(doc) = doc {
             shape(&mut response, &doc, operation_name, &self.types);

@@ -112,10 +112,9 @@ fn parse_q(v: &str) -> u16 {
 /// A request error: no `data`, one error with a code.
 pub fn request_error(status: StatusCode, media: Media, code: &str, message: &str) -> Response {
     let mut error = ServerError::new(message, None);
-    error
-        .extensions
-        .get_or_insert_with(Default::default)
-        .set("code", code);
+    let ext = error.extensions.get_or_insert_with(Default::default);
+    ext.set("code", code);
+    ext.set("retryable", crate::graphql::error::retryable(code));
     write_errors(status, media, &[error])
 }
 
@@ -490,8 +489,20 @@ fn respond(media: Media, response: &GqlResponse) -> Response {
         ext.set("limit", limits::RESPONSE_BYTES_MAX as u64);
         return respond(media, &GqlResponse::from_errors(vec![error]));
     }
+    // The database was unavailable: 503, whatever part of the data came.
+    let unavailable = response.errors.iter().any(|e| {
+        e.extensions
+            .as_ref()
+            .and_then(|x| x.get("code"))
+            .is_some_and(|c| matches!(c, async_graphql::Value::String(c) if c == "UNAVAILABLE"))
+    });
+    let status = if unavailable {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
     (
-        StatusCode::OK,
+        status,
         [(header::CONTENT_TYPE, media.content_type())],
         bytes,
     )

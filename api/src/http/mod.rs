@@ -177,19 +177,21 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 fn unauthenticated(e: &api_keys::Error) -> Response {
     let (status, code) = match e.code() {
         service::Code::Internal => {
-            tracing::error!(error = %e, "authentication failed on the database");
-            (StatusCode::SERVICE_UNAVAILABLE, "INTERNAL")
+            tracing::warn!(error = %e, "authentication failed on the database");
+            (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE")
         }
         _ => (StatusCode::UNAUTHORIZED, "UNAUTHENTICATED"),
     };
     let message = if status == StatusCode::UNAUTHORIZED {
         "send a valid API key as `Authorization: Bearer <key>`"
     } else {
-        "internal error"
+        "the database is unavailable; retry shortly"
     };
     let body = serde_json::json!({
-        "data": null,
-        "errors": [{ "message": message, "extensions": { "code": code } }],
+        "errors": [{
+            "message": message,
+            "extensions": { "code": code, "retryable": status != StatusCode::UNAUTHORIZED },
+        }],
     });
     (status, [(header::WWW_AUTHENTICATE, "Bearer")], Json(body)).into_response()
 }
@@ -199,16 +201,23 @@ async fn healthz() -> &'static str {
     "ok"
 }
 
-/// The database answers.
+/// The database answers, within [`READY_WITHIN`].
 async fn readyz(State(state): State<AppState>) -> Response {
-    match state.db.ping().await {
-        Ok(()) => "ready".into_response(),
-        Err(e) => {
+    match tokio::time::timeout(READY_WITHIN, state.db.ping()).await {
+        Ok(Ok(())) => "ready".into_response(),
+        Ok(Err(e)) => {
             tracing::warn!(error = %e, "readiness check failed");
+            (StatusCode::SERVICE_UNAVAILABLE, "database unreachable").into_response()
+        }
+        Err(_) => {
+            tracing::warn!("readiness check: the database did not answer in time");
             (StatusCode::SERVICE_UNAVAILABLE, "database unreachable").into_response()
         }
     }
 }
+
+/// How long `/readyz` waits for the database.
+pub const READY_WITHIN: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Prometheus text: job run counts, last duration and last success per job.
 /// Unauthenticated (operator data only, no tenant data): expose it on an
@@ -296,9 +305,18 @@ fn route_error(
     (status, Json(body)).into_response()
 }
 
-fn domain_error(e: &impl DomainError) -> Response {
+fn domain_error<E: DomainError>(e: &E) -> Response {
     let status = match e.code() {
         service::Code::NotFound => StatusCode::NOT_FOUND,
+        service::Code::Internal if service::error::is_unavailable(e) => {
+            tracing::warn!(error = %e, "export: database unavailable");
+            return route_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                service::Code::Unavailable,
+                "the database is unavailable; retry shortly".into(),
+                None,
+            );
+        }
         service::Code::Internal => {
             tracing::error!(error = %e, "export failed");
             return route_error(
