@@ -23,12 +23,12 @@ use std::{
 };
 
 use async_graphql::{
-    Name, PathSegment, Request, Response, ServerResult, Value,
+    Name, PathSegment, Positioned, Request, Response, ServerResult, Value,
     extensions::{Extension, ExtensionContext, ExtensionFactory, NextExecute, NextPrepareRequest},
     indexmap::IndexMap,
     parser::types::{
-        BaseType, DocumentOperations, ExecutableDocument, OperationType, Selection, SelectionSet,
-        Type, TypeKind,
+        BaseType, DocumentOperations, ExecutableDocument, OperationDefinition, OperationType,
+        Selection, SelectionSet, Type, TypeKind,
     },
 };
 
@@ -135,17 +135,8 @@ pub fn shape(
     operation_name: Option<&str>,
     types: &OutputTypes,
 ) {
-    let op = match (&doc.operations, operation_name) {
-        (DocumentOperations::Single(op), _) => op,
-        (DocumentOperations::Multiple(ops), Some(name)) => match ops.get(name) {
-            Some(op) => op,
-            None => return,
-        },
-        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => match ops.values().next() {
-            Some(op) => op,
-            None => return,
-        },
-        _ => return,
+    let Some(op) = selected_operation(doc, operation_name) else {
+        return;
     };
     let root = match op.node.ty {
         OperationType::Query => "Query",
@@ -167,6 +158,20 @@ pub fn shape(
         .complete(data, &root_type, &[&op.node.selection_set.node], &mut path)
         .unwrap_or(Value::Null);
     response.data = shaped;
+}
+
+/// The operation a request with `name` runs: the named one, or the only
+/// one. `None` when the name matches nothing or several need a name.
+pub fn selected_operation<'d>(
+    doc: &'d ExecutableDocument,
+    name: Option<&str>,
+) -> Option<&'d Positioned<OperationDefinition>> {
+    match (&doc.operations, name) {
+        (DocumentOperations::Single(op), _) => Some(op),
+        (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name),
+        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => ops.values().next(),
+        (DocumentOperations::Multiple(_), None) => None,
+    }
 }
 
 /// A null reached a non-null position: the parent must become null.

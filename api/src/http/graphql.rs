@@ -270,20 +270,15 @@ fn wants_html(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.contains("text/html"))
 }
 
-/// Whether the operation a GET would run is not a query.
+/// Whether the operation a GET would run is not a query (an unknown or
+/// missing operation name is for execution to report).
 fn selected_is_mutation(
     doc: &async_graphql::parser::types::ExecutableDocument,
     name: Option<&str>,
 ) -> bool {
-    use async_graphql::parser::types::{DocumentOperations, OperationType};
-    let op = match (&doc.operations, name) {
-        (DocumentOperations::Single(op), _) => Some(op),
-        (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name),
-        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => ops.values().next(),
-        // No operation chosen: execution reports it.
-        (DocumentOperations::Multiple(_), None) => None,
-    };
-    op.is_some_and(|op| op.node.ty != OperationType::Query)
+    use async_graphql::parser::types::OperationType;
+    crate::graphql::response_shape::selected_operation(doc, name)
+        .is_some_and(|op| op.node.ty != OperationType::Query)
 }
 
 fn not_acceptable() -> Response {
