@@ -72,9 +72,14 @@ const EVERY_MINUTE: &str = "0 * * * * *";
 
 /// Notifications are dispatched and sent every five seconds.
 const EVERY_FIVE_SECONDS: &str = "*/5 * * * * *";
-/// Outbox events, webhook attempts and emails one notification run
-/// handles at most (each).
+/// Emails one notification run sends at most.
 pub const NOTIFY_BATCH: u64 = 200;
+/// Webhook deliveries one delivery round claims at most.
+pub const DELIVER_BATCH: u64 = 1_000;
+/// Delivery rounds one notification run makes at most (and it starts no
+/// round after [`DELIVER_TIME_MAX`]).
+pub const DELIVER_ROUNDS_MAX: u32 = 20;
+pub const DELIVER_TIME_MAX: Duration = Duration::from_secs(10);
 
 /// Subscriptions one allowance-reset run handles at most.
 pub const RESET_BATCH: u64 = 500;
@@ -101,6 +106,8 @@ pub struct JobContext {
     pub clock: Arc<dyn Clock>,
     pub mailer: Arc<transports::LettreMailer>,
     pub http: Arc<transports::HttpTransport>,
+    /// Webhook attempts in flight, shared by every delivery run here.
+    pub in_flight: Arc<service::notifications::webhooks::InFlight>,
 }
 
 impl JobContext {
@@ -114,6 +121,7 @@ impl JobContext {
             clock,
             mailer: Arc::new(mailer),
             http: Arc::new(http),
+            in_flight: Arc::default(),
         })
     }
 }
@@ -172,6 +180,9 @@ pub async fn run(
     prepare(&db).await?;
     let ctx = JobContext::new(db, clock, &config)?;
     tracing::info!(mail = %config.mail.describe(), "worker started");
+    // Listening first: a start-up run waiting on a slow endpoint holds up
+    // no wake-up.
+    let wake = tokio::spawn(wake::run(ctx.clone(), shutdown.clone()));
     jobs::run_all(&ctx).await;
     let mut monitor = Monitor::new();
     for job in Job::ALL {
@@ -226,6 +237,7 @@ pub async fn run(
         })
         .await
         .map_err(|e| Error::Monitor(e.to_string()))?;
+    wake.abort();
     tracing::info!("worker stopped");
     Ok(())
 }
@@ -252,6 +264,7 @@ pub async fn shutdown_signal() {
 
 pub mod queue;
 pub mod transports;
+pub mod wake;
 
 pub mod jobs {
     use chrono::{DateTime, Utc};
@@ -273,19 +286,60 @@ pub mod jobs {
         }
     }
 
-    /// Outbox → deliveries, then one attempt of every due webhook and
-    /// email. Recorded only when it did something (it runs every 5 s).
+    /// [`notify_once`], recorded when it did something (it runs every 5 s).
     pub async fn notify(ctx: &JobContext) -> Result<u64, service::notifications::webhooks::Error> {
-        use service::notifications::{dispatch, email, webhooks};
         let clock = ctx.clock.as_ref();
         service::jobs::record_if_busy(&ctx.db, clock, Job::Notifications, async {
-            let dispatched = dispatch(&ctx.db, clock, NOTIFY_BATCH).await?;
-            let hooks =
-                webhooks::deliver_due(&ctx.db, clock, ctx.http.as_ref(), NOTIFY_BATCH).await?;
-            let mails = email::send_due(&ctx.db, clock, ctx.mailer.as_ref(), NOTIFY_BATCH).await?;
-            Ok(dispatched + hooks.attempted + mails.sent + mails.failed + mails.retrying)
+            let dispatched = dispatch_all(ctx).await?;
+            Ok(dispatched + send_all(ctx).await?)
         })
         .await
+    }
+
+    /// Drains the outbox into deliveries (bounded: see
+    /// [`service::notifications::DrainLimits`]); returns how many events.
+    pub async fn dispatch_all(
+        ctx: &JobContext,
+    ) -> Result<u64, service::notifications::webhooks::Error> {
+        use service::notifications::{DrainLimits, drain};
+        drain(&ctx.db, ctx.clock.as_ref(), DrainLimits::default()).await
+    }
+
+    /// One attempt of every due webhook (rounds of [`DELIVER_BATCH`],
+    /// concurrent within the process' caps, at most [`DELIVER_ROUNDS_MAX`]
+    /// rounds or [`DELIVER_TIME_MAX`]) and of up to [`NOTIFY_BATCH`] due
+    /// emails; returns how many attempts.
+    pub async fn send_all(
+        ctx: &JobContext,
+    ) -> Result<u64, service::notifications::webhooks::Error> {
+        use service::notifications::{email, webhooks};
+        let clock = ctx.clock.as_ref();
+        let started = std::time::Instant::now();
+        let mut attempted = 0;
+        for _ in 0..DELIVER_ROUNDS_MAX {
+            let report = webhooks::deliver_due_with(
+                &ctx.db,
+                clock,
+                ctx.http.as_ref(),
+                &ctx.in_flight,
+                DELIVER_BATCH,
+                webhooks::RUN_BUDGET,
+            )
+            .await?;
+            attempted += report.attempted;
+            if report.attempted < DELIVER_BATCH || started.elapsed() >= DELIVER_TIME_MAX {
+                break;
+            }
+        }
+        let mails = email::send_due(&ctx.db, clock, ctx.mailer.as_ref(), NOTIFY_BATCH).await?;
+        Ok(attempted + mails.sent + mails.failed + mails.retrying)
+    }
+
+    /// Dispatch and send once, unrecorded: what a wake-up does.
+    pub async fn notify_once(
+        ctx: &JobContext,
+    ) -> Result<u64, service::notifications::webhooks::Error> {
+        Ok(dispatch_all(ctx).await? + send_all(ctx).await?)
     }
 
     async fn reset(ctx: &JobContext) -> Result<u64, service::subscriptions::Error> {

@@ -1,9 +1,12 @@
 //! Outbox → deliveries, exactly once: a batch of undispatched events
 //! becomes webhook deliveries and emails, and is marked dispatched, in one
 //! transaction (PostgreSQL: `FOR UPDATE SKIP LOCKED`, so workers split
-//! batches).
+//! batches). [`drain`] repeats it until the outbox is empty or a bound
+//! (batches, time) is hit.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, time::Duration};
+
+use futures_util::StreamExt;
 
 use entity::{customer, outbox_event, webhook_endpoint};
 use rust_decimal::Decimal;
@@ -19,6 +22,50 @@ use crate::{
     credit_systems::{self, CreditSystemRef},
     outbox::EventType,
 };
+
+/// How much one [`drain`] does at most.
+#[derive(Debug, Clone, Copy)]
+pub struct DrainLimits {
+    /// Events per transaction.
+    pub batch: u64,
+    /// Transactions per drain.
+    pub batches_max: u32,
+    /// No batch starts after this long.
+    pub time_max: Duration,
+}
+
+impl Default for DrainLimits {
+    /// 1,000 events a transaction, 50 transactions or 10 s.
+    fn default() -> Self {
+        Self {
+            batch: 1_000,
+            batches_max: 50,
+            time_max: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Dispatches batches until the outbox is empty or `limits` are reached;
+/// returns how many events.
+pub async fn drain(
+    db: &Db,
+    clock: &dyn Clock,
+    limits: DrainLimits,
+) -> Result<u64, webhooks::Error> {
+    let started = std::time::Instant::now();
+    let mut total = 0;
+    for _ in 0..limits.batches_max {
+        let n = dispatch(db, clock, limits.batch).await?;
+        total += n;
+        if n < limits.batch || started.elapsed() >= limits.time_max {
+            break;
+        }
+    }
+    Ok(total)
+}
+
+/// Auto top-up checks run side by side (on the reader pool).
+const AUTO_TOP_UP_CONCURRENCY: usize = 8;
 
 /// Dispatches at most `limit` events; returns how many.
 pub async fn dispatch(db: &Db, clock: &dyn Clock, limit: u64) -> Result<u64, webhooks::Error> {
@@ -103,11 +150,17 @@ pub async fn dispatch(db: &Db, clock: &dyn Clock, limit: u64) -> Result<u64, web
         .collect();
     consumed.sort();
     consumed.dedup();
-    for (tenant_id, wallet_id) in consumed {
-        if let Err(e) = crate::purchases::auto_top_up(db, clock, tenant_id, wallet_id).await {
-            tracing::warn!(error = %e, %wallet_id, "auto top-up failed");
-        }
-    }
+    futures_util::stream::iter(consumed)
+        .for_each_concurrent(
+            AUTO_TOP_UP_CONCURRENCY,
+            |(tenant_id, wallet_id)| async move {
+                if let Err(e) = crate::purchases::auto_top_up(db, clock, tenant_id, wallet_id).await
+                {
+                    tracing::warn!(error = %e, %wallet_id, "auto top-up failed");
+                }
+            },
+        )
+        .await;
     Ok(events.len() as u64)
 }
 

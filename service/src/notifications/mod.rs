@@ -16,7 +16,7 @@ pub mod webhooks;
 
 use std::{future::Future, time::Duration};
 
-pub use dispatch::dispatch;
+pub use dispatch::{DrainLimits, dispatch, drain};
 
 /// An email to send.
 #[derive(Debug, Clone, PartialEq, Eq)]

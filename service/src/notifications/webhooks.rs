@@ -18,11 +18,14 @@
 
 use chrono::{DateTime, Duration, Utc};
 use entity::{tenant, webhook_attempt, webhook_delivery, webhook_endpoint};
+use futures_util::StreamExt;
 use hmac::{Hmac, KeyInit, Mac};
 use rand::RngCore;
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DbErr, EntityTrait, IntoActiveModel,
-    QueryFilter, QueryOrder, QuerySelect, sea_query::Expr,
+    ActiveModelTrait,
+    ActiveValue::Set,
+    ColumnTrait, DbErr, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, QuerySelect,
+    sea_query::{Expr, ExprTrait, LockBehavior, LockType},
 };
 use sha2::Sha256;
 use uuid::Uuid;
@@ -539,58 +542,258 @@ pub struct SendReport {
     pub failed: u64,
 }
 
-/// Sends every delivery due now (at most `limit`), one attempt each.
+/// How many attempts are in flight at once, in all and per endpoint;
+/// shared by every delivery run of a process, so overlapping runs keep
+/// to the same caps.
+#[derive(Debug)]
+pub struct InFlight {
+    all: std::sync::Arc<tokio::sync::Semaphore>,
+    per_endpoint_max: usize,
+    endpoints:
+        std::sync::Mutex<std::collections::HashMap<Uuid, std::sync::Arc<tokio::sync::Semaphore>>>,
+}
+
+/// Attempts in flight at once, in all.
+pub const IN_FLIGHT_MAX: usize = 32;
+/// Attempts in flight at once to one endpoint.
+pub const IN_FLIGHT_PER_ENDPOINT_MAX: usize = 4;
+/// How long a delivery run waits for a free slot before it hands the
+/// deliveries it has not started back (unleased) for the next run.
+pub const RUN_BUDGET: std::time::Duration = std::time::Duration::from_secs(5);
+
+impl Default for InFlight {
+    fn default() -> Self {
+        Self::new(IN_FLIGHT_MAX, IN_FLIGHT_PER_ENDPOINT_MAX)
+    }
+}
+
+impl InFlight {
+    pub fn new(all_max: usize, per_endpoint_max: usize) -> Self {
+        assert!(all_max > 0 && per_endpoint_max > 0, "caps must be positive");
+        Self {
+            all: std::sync::Arc::new(tokio::sync::Semaphore::new(all_max)),
+            per_endpoint_max,
+            endpoints: Default::default(),
+        }
+    }
+
+    fn endpoint(&self, id: Uuid) -> std::sync::Arc<tokio::sync::Semaphore> {
+        let mut map = self.endpoints.lock().unwrap_or_else(|e| e.into_inner());
+        // Forget idle endpoints now and then (bounded map).
+        if map.len() > 10_000 {
+            map.retain(|_, s| s.available_permits() < self.per_endpoint_max);
+        }
+        map.entry(id)
+            .or_insert_with(|| {
+                std::sync::Arc::new(tokio::sync::Semaphore::new(self.per_endpoint_max))
+            })
+            .clone()
+    }
+
+    /// Up to `wanted` of the endpoint's free slots, taken now (none: every
+    /// slot is busy, so the endpoint gets nothing this run).
+    fn take_slots(&self, id: Uuid, wanted: usize) -> Vec<tokio::sync::OwnedSemaphorePermit> {
+        let slots = self.endpoint(id);
+        (0..wanted.min(self.per_endpoint_max))
+            .map_while(|_| slots.clone().try_acquire_owned().ok())
+            .collect()
+    }
+}
+
+/// Sends every delivery due now (at most `limit`), one attempt each, with
+/// the default caps and budget (see [`deliver_due_with`]).
 pub async fn deliver_due(
     db: &Db,
     clock: &dyn Clock,
     transport: &impl WebhookTransport,
     limit: u64,
 ) -> Result<SendReport, Error> {
+    deliver_due_with(
+        db,
+        clock,
+        transport,
+        &InFlight::default(),
+        limit,
+        RUN_BUDGET,
+    )
+    .await
+}
+
+/// Sends deliveries due now (at most `limit`), one attempt each,
+/// concurrently: at most [`InFlight`]'s caps at once, in all and per
+/// endpoint, so a slow or dead endpoint holds only its own slots.
+///
+/// The due deliveries are claimed (leased) in one transaction
+/// (PostgreSQL: `FOR UPDATE SKIP LOCKED`; deliveries of an endpoint whose
+/// slots are all busy are left for the next run). A claimed delivery that
+/// has not got a slot within `budget` is handed back unleased; an attempt
+/// under way is bounded by the transport's timeout.
+pub async fn deliver_due_with(
+    db: &Db,
+    clock: &dyn Clock,
+    transport: &impl WebhookTransport,
+    in_flight: &InFlight,
+    limit: u64,
+    budget: std::time::Duration,
+) -> Result<SendReport, Error> {
+    let deadline = tokio::time::Instant::now() + budget;
     let now = clock.now();
-    let due = webhook_delivery::Entity::find()
+    let txn = db.begin_write().await?;
+    let candidates = webhook_delivery::Entity::find()
         .filter(webhook_delivery::Column::Status.eq("PENDING"))
         .filter(webhook_delivery::Column::NextAttemptAt.lte(now))
+        .filter(
+            sea_orm::Condition::any()
+                .add(webhook_delivery::Column::LeaseUntil.is_null())
+                .add(webhook_delivery::Column::LeaseUntil.lt(now)),
+        )
         .order_by_asc(webhook_delivery::Column::NextAttemptAt)
         .limit(limit)
-        .all(db.reader())
+        .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
+        .all(&txn)
         .await?;
-    let mut report = SendReport::default();
-    for d in due {
-        // Claim it: whoever sets the lease sends it.
-        let txn = db.begin_write().await?;
-        let claimed = webhook_delivery::Entity::update_many()
+    // Per endpoint, the slots this run holds: an endpoint whose slots
+    // are all busy (a slow one, still answering an earlier run) is left
+    // alone, and this run never waits for another run's slots.
+    let mut by_endpoint: Vec<(
+        Uuid,
+        Vec<tokio::sync::OwnedSemaphorePermit>,
+        Vec<webhook_delivery::Model>,
+    )> = Vec::new();
+    for d in candidates {
+        match by_endpoint
+            .iter_mut()
+            .find(|(id, _, _)| *id == d.endpoint_id)
+        {
+            Some((_, _, queue)) => queue.push(d),
+            None => by_endpoint.push((d.endpoint_id, Vec::new(), vec![d])),
+        }
+    }
+    for (id, slots, queue) in &mut by_endpoint {
+        *slots = in_flight.take_slots(*id, queue.len());
+    }
+    by_endpoint.retain(|(_, slots, _)| !slots.is_empty());
+    if by_endpoint.is_empty() {
+        return Ok(SendReport::default());
+    }
+    let ids: Vec<Uuid> = by_endpoint
+        .iter()
+        .flat_map(|(_, _, queue)| queue.iter().map(|d| d.id))
+        .collect();
+    for chunk in ids.chunks(1_000) {
+        webhook_delivery::Entity::update_many()
             .col_expr(
                 webhook_delivery::Column::LeaseUntil,
                 Expr::value(now + LEASE),
             )
-            .filter(webhook_delivery::Column::Id.eq(d.id))
-            .filter(webhook_delivery::Column::Status.eq("PENDING"))
-            .filter(
-                sea_orm::Condition::any()
-                    .add(webhook_delivery::Column::LeaseUntil.is_null())
-                    .add(webhook_delivery::Column::LeaseUntil.lt(now)),
-            )
+            .filter(webhook_delivery::Column::Id.is_in(chunk.iter().copied()))
             .exec(&txn)
             .await?;
-        txn.commit().await?;
-        if claimed.rows_affected == 0 {
-            continue;
-        }
-        let Some(endpoint) = webhook_endpoint::Entity::find_by_id(d.endpoint_id)
-            .one(db.reader())
+    }
+    txn.commit().await?;
+    let endpoints: std::collections::HashMap<Uuid, webhook_endpoint::Model> =
+        webhook_endpoint::Entity::find()
+            .filter(webhook_endpoint::Column::Id.is_in(by_endpoint.iter().map(|(id, _, _)| *id)))
+            .all(db.writer())
             .await?
-        else {
-            continue;
-        };
-        report.attempted += 1;
-        let outcome = attempt(db, clock, transport, &endpoint, d).await?;
-        match outcome {
-            Outcome::Delivered => report.delivered += 1,
-            Outcome::Stop => report.failed += 1,
-            Outcome::Retry => {}
+            .into_iter()
+            .map(|e| (e.id, e))
+            .collect();
+
+    // Each endpoint's queue, as many at a time as it has slots; all
+    // endpoints side by side, within the global cap.
+    let groups = by_endpoint.into_iter().map(|(id, slots, queue)| {
+        let endpoint = endpoints.get(&id);
+        async move {
+            let mut report = SendReport::default();
+            let mut unsent = Vec::new();
+            let Some(endpoint) = endpoint else {
+                // Deleted meanwhile (with its deliveries).
+                return Ok::<_, Error>((report, unsent));
+            };
+            let width = slots.len();
+            let results: Vec<(Uuid, Result<Option<Outcome>, Error>)> =
+                futures_util::stream::iter(queue)
+                    .map(|d| async move {
+                        let id = d.id;
+                        if tokio::time::Instant::now() >= deadline {
+                            return (id, Ok(None)); // out of time: next run
+                        }
+                        let all = in_flight.all.clone();
+                        let Ok(Ok(_all)) =
+                            tokio::time::timeout_at(deadline, all.acquire_owned()).await
+                        else {
+                            return (id, Ok(None));
+                        };
+                        (
+                            id,
+                            attempt(db, clock, transport, endpoint, d).await.map(Some),
+                        )
+                    })
+                    .buffer_unordered(width)
+                    .collect()
+                    .await;
+            drop(slots);
+            let mut first_error = None;
+            for (id, r) in results {
+                match r {
+                    Ok(Some(outcome)) => {
+                        report.attempted += 1;
+                        match outcome {
+                            Outcome::Delivered => report.delivered += 1,
+                            Outcome::Stop => report.failed += 1,
+                            Outcome::Retry => {}
+                        }
+                    }
+                    Ok(None) => unsent.push(id),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "recording a webhook attempt failed");
+                        first_error.get_or_insert(e);
+                    }
+                }
+            }
+            match first_error {
+                Some(e) => Err(e),
+                None => Ok((report, unsent)),
+            }
+        }
+    });
+    let mut report = SendReport::default();
+    let mut unsent: Vec<Uuid> = Vec::new();
+    let mut first_error = None;
+    let mut groups: futures_util::stream::FuturesUnordered<_> = groups.collect();
+    while let Some(result) = groups.next().await {
+        match result {
+            Ok((r, u)) => {
+                report.attempted += r.attempted;
+                report.delivered += r.delivered;
+                report.failed += r.failed;
+                unsent.extend(u);
+            }
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
         }
     }
-    Ok(report)
+    if !unsent.is_empty() {
+        let txn = db.begin_write().await?;
+        for chunk in unsent.chunks(1_000) {
+            webhook_delivery::Entity::update_many()
+                .col_expr(
+                    webhook_delivery::Column::LeaseUntil,
+                    Expr::value(Option::<DateTime<Utc>>::None),
+                )
+                .filter(webhook_delivery::Column::Id.is_in(chunk.iter().copied()))
+                .filter(webhook_delivery::Column::Status.eq("PENDING"))
+                .exec(&txn)
+                .await?;
+        }
+        txn.commit().await?;
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(report),
+    }
 }
 
 async fn attempt(
@@ -690,33 +893,55 @@ async fn attempt(
         active.finished_at = Set(Some(now));
     }
     active.update(&txn).await?;
-    // The endpoint's health: a delivery done for good counts.
+    // The endpoint's health: a delivery done for good counts. Attempts to
+    // one endpoint run side by side: count in SQL, not from the snapshot.
     if endpoint.enabled {
         match final_outcome {
-            Outcome::Delivered if endpoint.consecutive_failures != 0 => {
-                let mut e = endpoint.clone().into_active_model();
-                e.consecutive_failures = Set(0);
-                e.update(&txn).await?;
+            Outcome::Delivered => {
+                webhook_endpoint::Entity::update_many()
+                    .col_expr(
+                        webhook_endpoint::Column::ConsecutiveFailures,
+                        Expr::value(0),
+                    )
+                    .filter(webhook_endpoint::Column::Id.eq(endpoint.id))
+                    .filter(webhook_endpoint::Column::ConsecutiveFailures.ne(0))
+                    .exec(&txn)
+                    .await?;
             }
             Outcome::Stop => {
-                let failures = endpoint.consecutive_failures + 1;
-                let mut e = endpoint.clone().into_active_model();
-                e.consecutive_failures = Set(failures);
+                webhook_endpoint::Entity::update_many()
+                    .col_expr(
+                        webhook_endpoint::Column::ConsecutiveFailures,
+                        Expr::col(webhook_endpoint::Column::ConsecutiveFailures).add(1),
+                    )
+                    .filter(webhook_endpoint::Column::Id.eq(endpoint.id))
+                    .exec(&txn)
+                    .await?;
+                let failures = webhook_endpoint::Entity::find_by_id(endpoint.id)
+                    .one(&txn)
+                    .await?
+                    .map_or(0, |e| e.consecutive_failures);
                 if failures >= DISABLE_AFTER {
-                    e.enabled = Set(false);
-                    e.disabled_at = Set(Some(now));
-                    if let Some(admin) = tenant::Entity::find_by_id(endpoint.tenant_id)
-                        .one(&txn)
-                        .await?
-                        .and_then(|t| t.admin_email)
+                    let disabled = webhook_endpoint::Entity::update_many()
+                        .col_expr(webhook_endpoint::Column::Enabled, Expr::value(false))
+                        .col_expr(webhook_endpoint::Column::DisabledAt, Expr::value(now))
+                        .filter(webhook_endpoint::Column::Id.eq(endpoint.id))
+                        .filter(webhook_endpoint::Column::Enabled.eq(true))
+                        .exec(&txn)
+                        .await?;
+                    // Told once, by whichever attempt disabled it.
+                    if disabled.rows_affected == 1
+                        && let Some(admin) = tenant::Entity::find_by_id(endpoint.tenant_id)
+                            .one(&txn)
+                            .await?
+                            .and_then(|t| t.admin_email)
                     {
                         email::queue_endpoint_disabled(&txn, endpoint, &admin, failures, now)
                             .await?;
                     }
                 }
-                e.update(&txn).await?;
             }
-            _ => {}
+            Outcome::Retry => {}
         }
     }
     txn.commit().await?;
