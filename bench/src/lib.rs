@@ -19,6 +19,7 @@ pub mod consume;
 pub mod jobs;
 pub mod load;
 pub mod nested;
+pub mod notify;
 pub mod scratch;
 pub mod seed;
 pub mod server;
@@ -77,6 +78,8 @@ pub struct Sections {
     pub nested: bool,
     pub jobs: bool,
     pub usage: bool,
+    /// Needs `consume` (its wallets) and the release binary.
+    pub notifications: bool,
 }
 
 impl Options {
@@ -95,6 +98,7 @@ impl Options {
                 nested: true,
                 jobs: true,
                 usage: true,
+                notifications: true,
             },
             run_secs: 8.0,
             wallets: 10_000,
@@ -425,6 +429,43 @@ async fn http_sections(
                 "- ledger audit after seeding: {audited} wallets, {} problems",
                 problems.len()
             ));
+        }
+
+        if options.sections.notifications
+            && options.api_bin.is_some()
+            && let Some(t) = &targets
+        {
+            report.heading(&format!("5. Notifications keep up — {db_name}"));
+            let clients = options.clients.iter().copied().max().unwrap_or(8);
+            let how = if backend == Backend::Sqlite {
+                "a worker in the bench process (a separate process from the API, so woken by its 5 s tick; the embedded worker is woken in-process on commit)"
+            } else {
+                "a worker in the bench process, woken by `LISTEN credits_outbox`"
+            };
+            report.note(format!(
+                "- a webhook endpoint subscribed to `credits.consumed` on a local receiver; {clients} clients consume for {:.0} s through the API; {how}.",
+                options.run_secs
+            ));
+            let out =
+                notify::run(&api, &db, t, clients, run, &work.path().join("mail")).await?;
+            report.note(format!(
+                "- consumes: {}; webhooks delivered: {} — last one {:.2} s after the load ended; drain {:.0} events/s from the load's start",
+                out.load.summary(),
+                out.delivered,
+                out.tail_secs,
+                out.drain_rate()
+            ));
+            let r = (out.consume_rate() > 0.0).then(|| out.drain_rate() / out.consume_rate());
+            report.row(Row {
+                id: "5",
+                measure: "webhooks delivered/s ÷ consumes/s (sustained)".into(),
+                backend: db_name,
+                measured: format!("{:.0}/s", out.drain_rate()),
+                baseline: format!("{:.0}/s", out.consume_rate()),
+                ratio: r,
+                target: "≥ 1 (drain keeps up)".into(),
+                verdict: verdict(r.is_some_and(|r| r >= 1.0)),
+            });
         }
         api.stop().await;
 

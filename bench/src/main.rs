@@ -27,11 +27,12 @@ struct Args {
     /// Databases the job and usage sections run on.
     #[arg(long, value_delimiter = ',')]
     jobs_on: Vec<String>,
-    /// Sections: consume, nested, jobs, usage (comma-separated).
+    /// Sections: consume, nested, jobs, usage, notifications
+    /// (comma-separated; notifications needs consume).
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "consume,nested,jobs,usage"
+        default_value = "consume,nested,jobs,usage,notifications"
     )]
     sections: Vec<String>,
     /// Wallets the spread consume runs go over.
@@ -140,6 +141,7 @@ async fn main() -> anyhow::Result<()> {
         nested: has("nested"),
         jobs: has("jobs"),
         usage: has("usage"),
+        notifications: has("notifications"),
     };
     if let Some(s) = args.secs {
         options.run_secs = s;
