@@ -296,15 +296,21 @@ async fn purchases_confirm_once_fail_and_expire() {
     assert_eq!(order, again, "a retried purchase is the same order");
     let id = order["purchaseCredits"]["order"]["id"].clone();
     let confirm = r#"mutation($id: ID!, $p: String!) { confirmTopUpPayment(input: {order: $id, gateway: "barion", paymentId: $p}) { order { status grant { id amount } } } }"#;
+    // Recording a payment mints credits: ADMIN only, never WRITE.
+    let (_, body) = app
+        .gql(Some(&write), confirm, json!({"id": id, "p": "pay-1"}))
+        .await;
+    assert_eq!(code(&body), "FORBIDDEN");
+    let admin = &app.admin_key;
     let first = app
-        .ok(&write, confirm, json!({"id": id, "p": "pay-1"}))
+        .ok(admin, confirm, json!({"id": id, "p": "pay-1"}))
         .await;
     let second = app
-        .ok(&write, confirm, json!({"id": id, "p": "pay-1"}))
+        .ok(admin, confirm, json!({"id": id, "p": "pay-1"}))
         .await;
     assert_eq!(first, second, "confirming twice grants once");
     let (_, body) = app
-        .gql(Some(&write), confirm, json!({"id": id, "p": "pay-2"}))
+        .gql(Some(admin), confirm, json!({"id": id, "p": "pay-2"}))
         .await;
     assert_eq!((code(&body), field(&body)), ("CONFLICT", "paymentId"));
     let balance = r#"{ customer(externalId: "studio-7") { wallet(creditSystem: {key: "sms"}) { balance { available purchased } } } }"#;
@@ -319,10 +325,12 @@ async fn purchases_confirm_once_fail_and_expire() {
         app.ok(&write, buy, json!({"q": "100", "k": "o2"})).await["purchaseCredits"]["order"]["id"]
             .clone();
     let fail = r#"mutation($id: ID!) { failTopUpPayment(input: {order: $id, reason: "card declined"}) { order { status failureReason } } }"#;
-    let data = app.ok(&write, fail, json!({"id": failed})).await;
+    let (_, body) = app.gql(Some(&write), fail, json!({"id": failed})).await;
+    assert_eq!(code(&body), "FORBIDDEN");
+    let data = app.ok(admin, fail, json!({"id": failed})).await;
     assert_eq!(data["failTopUpPayment"]["order"]["status"], "FAILED");
     let (_, body) = app
-        .gql(Some(&write), confirm, json!({"id": failed, "p": "late"}))
+        .gql(Some(admin), confirm, json!({"id": failed, "p": "late"}))
         .await;
     assert_eq!(code(&body), "CONFLICT");
     let stale =
@@ -338,7 +346,7 @@ async fn purchases_confirm_once_fail_and_expire() {
         .await;
     assert_eq!(status["topUpOrder"]["status"], "EXPIRED");
     let (_, body) = app
-        .gql(Some(&write), confirm, json!({"id": stale, "p": "late"}))
+        .gql(Some(admin), confirm, json!({"id": stale, "p": "late"}))
         .await;
     assert_eq!((code(&body), field(&body)), ("CONFLICT", "order"));
     let listed = app
@@ -587,13 +595,13 @@ async fn catalog_and_commerce_mutations_refuse_bad_input() {
         ),
         (
             r#"mutation { confirmTopUpPayment(input: {order: "ord_00000000000000000000000000000000", gateway: "g", paymentId: "p"}) { order { id } } }"#,
-            "write",
+            "admin",
             "NOT_FOUND",
             Some("order"),
         ),
         (
             r#"mutation { failTopUpPayment(input: {order: "ord_00000000000000000000000000000000", reason: ""}) { order { id } } }"#,
-            "write",
+            "admin",
             "VALIDATION",
             Some("reason"),
         ),

@@ -495,7 +495,9 @@ impl CommerceMutation {
 
     /// Marks an order PAID and grants its credits, in one transaction.
     /// Confirming again with the same payment id grants nothing more.
-    #[graphql(guard = "RoleGuard(Role::Write)")]
+    /// ADMIN only: recording a payment mints credits, which a WRITE key
+    /// (usage, purchases, holds) must not be able to do.
+    #[graphql(guard = "RoleGuard(Role::Admin)")]
     async fn confirm_top_up_payment(
         &self,
         ctx: &Context<'_>,
@@ -518,8 +520,8 @@ impl CommerceMutation {
         })
     }
 
-    /// Marks a pending order FAILED.
-    #[graphql(guard = "RoleGuard(Role::Write)")]
+    /// Marks a pending order FAILED (ADMIN, like confirming).
+    #[graphql(guard = "RoleGuard(Role::Admin)")]
     async fn fail_top_up_payment(
         &self,
         ctx: &Context<'_>,
