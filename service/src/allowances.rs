@@ -17,7 +17,10 @@
 //! as a deadlock victim on PostgreSQL) rolls back whole and is retried by
 //! the next run; nothing in it is half-granted.
 
-use std::collections::{HashMap, hash_map::Entry};
+use std::{
+    collections::{HashMap, VecDeque, hash_map::Entry},
+    time::{Duration, Instant},
+};
 
 use chrono::{DateTime, Utc};
 use entity::{allowance_period, credit_system, ledger_entry, subscription};
@@ -50,6 +53,10 @@ pub const PERIODS_PER_RUN_MAX: u32 = 400;
 pub struct ResetReport {
     pub subscriptions: u64,
     pub periods: u64,
+    /// Write transactions the run committed.
+    pub transactions: u64,
+    /// The longest of them, from holding the write lock to committing.
+    pub longest_transaction: Duration,
 }
 
 /// Grants every allowance period that has started by now, for at most
@@ -66,31 +73,98 @@ pub async fn reset_due(db: &Db, clock: &dyn Clock, limit: u64) -> Result<ResetRe
         .map(|s| s.id)
         .collect();
     let mut report = ResetReport::default();
-    // On PostgreSQL chunks run side by side (each locks its own
-    // subscriptions; a chunk that loses a deadlock rolls back and is retried
-    // by the next run). Every chunk runs to its end before the first error
-    // is returned.
-    // (The futures are built first: a `map` closure in the stream's type
-    // trips the compiler's `Send` check in the worker.)
-    let chunks: Vec<_> = due
-        .chunks(RESET_CHUNK)
-        .map(|chunk| reset_chunk(db, clock, chunk, now))
-        .collect();
-    let done: Vec<Result<(u64, u64), Error>> = stream::iter(chunks)
-        .buffer_unordered(db.parallel_writers())
-        .collect()
-        .await;
-    for chunk in done {
-        let (subscriptions, periods) = chunk?;
-        report.subscriptions += subscriptions;
-        report.periods += periods;
+    if db.parallel_writers() > 1 {
+        // PostgreSQL: chunks run side by side (each locks its own
+        // subscriptions; a chunk that loses a deadlock rolls back and is
+        // retried by the next run). Every chunk runs to its end before the
+        // first error is returned.
+        // (The futures are built first: a `map` closure in the stream's type
+        // trips the compiler's `Send` check in the worker.)
+        let chunks: Vec<_> = due
+            .chunks(RESET_CHUNK)
+            .map(|chunk| reset_chunk(db, clock, chunk, now, usize::MAX, HashMap::new()))
+            .collect();
+        let done: Vec<Result<Chunk, Error>> = stream::iter(chunks)
+            .buffer_unordered(db.parallel_writers())
+            .collect()
+            .await;
+        for chunk in done {
+            report.add(&chunk?);
+        }
+        return Ok(report);
+    }
+    // SQLite: one writer for the whole file, shared with other processes
+    // (the API). Each transaction is sized by time ([`Pacer`]), however many
+    // periods a subscription has missed, and a pause after it lets another
+    // process's writer take the lock.
+    let mut pacer = Pacer::new(RESET_CHUNK, PERIODS_PER_TRANSACTION_MAX, WRITE_TARGET);
+    let mut queue: VecDeque<Uuid> = due.into();
+    let mut run = HashMap::new();
+    while !queue.is_empty() {
+        let budget = pacer.size();
+        let ids: Vec<Uuid> = queue
+            .drain(..queue.len().min(budget).min(RESET_SUBSCRIPTIONS_MAX))
+            .collect();
+        let chunk = reset_chunk(db, clock, &ids, now, budget, run).await?;
+        pacer.record(chunk.units(), chunk.took);
+        report.add(&chunk);
+        // What the budget cut short goes first next time.
+        for id in chunk.left.iter().rev() {
+            queue.push_front(*id);
+        }
+        run = chunk.run;
+        if !queue.is_empty() {
+            tokio::time::sleep(WRITE_PAUSE).await;
+        }
     }
     Ok(report)
 }
 
-/// Subscriptions reset per transaction: one commit per chunk instead of
-/// per subscription, while a transaction stays short.
+/// Subscriptions reset per transaction on PostgreSQL (and the first
+/// transaction's periods on SQLite): one commit per chunk instead of per
+/// subscription, while a transaction stays short.
 const RESET_CHUNK: usize = 20;
+
+/// Subscriptions per transaction on SQLite at most, whatever the time
+/// allows.
+const RESET_SUBSCRIPTIONS_MAX: usize = 200;
+
+/// Periods per transaction on SQLite at most, whatever the time allows.
+const PERIODS_PER_TRANSACTION_MAX: usize = 2_000;
+
+/// Periods granted this run so far, by (subscription, plan credit): a run
+/// grants at most [`PERIODS_PER_RUN_MAX`] of each, over however many
+/// transactions.
+type RunCounts = HashMap<(Uuid, Uuid), u32>;
+
+/// What one transaction did.
+struct Chunk {
+    /// Subscriptions brought up to date (or to this run's limit).
+    subscriptions: u64,
+    periods: u64,
+    /// From holding the write lock to committing.
+    took: Duration,
+    /// Subscriptions the period budget cut short or did not reach, in order.
+    left: Vec<Uuid>,
+    run: RunCounts,
+}
+
+impl Chunk {
+    /// The work the [`Pacer`] weighs: a period each, at least one per
+    /// subscription touched.
+    fn units(&self) -> usize {
+        (self.periods.max(self.subscriptions) as usize).max(1)
+    }
+}
+
+impl ResetReport {
+    fn add(&mut self, chunk: &Chunk) {
+        self.subscriptions += chunk.subscriptions;
+        self.periods += chunk.periods;
+        self.transactions += 1;
+        self.longest_transaction = self.longest_transaction.max(chunk.took);
+    }
+}
 
 /// What a chunk knows of one plan: its plan credits, billing interval and
 /// the credit systems they name.
@@ -168,20 +242,22 @@ fn period_conflict() -> OnConflict {
     .to_owned()
 }
 
-/// Resets a chunk of due subscriptions in one transaction; subscriptions
-/// another worker holds are skipped (`SKIP LOCKED`). Reads what the chunk
-/// needs in a few statements (plans, credit systems, plans' low-credit
-/// limits) and writes what it did together at the end, so a subscription
-/// costs five statements of its own (its last period, wallet, grants,
-/// holds and key).
-/// Returns (subscriptions, periods).
+/// Resets a chunk of due subscriptions in one transaction, granting at
+/// most `budget` periods; subscriptions another worker holds are skipped
+/// (`SKIP LOCKED`). Reads what the chunk needs in a few statements (plans,
+/// credit systems, plans' low-credit limits) and writes what it did
+/// together at the end, so a subscription costs five statements of its own
+/// (its last period, wallet, grants, holds and key).
 async fn reset_chunk(
     db: &Db,
     clock: &dyn Clock,
     ids: &[Uuid],
     now: DateTime<Utc>,
-) -> Result<(u64, u64), Error> {
+    mut budget: usize,
+    mut run: RunCounts,
+) -> Result<Chunk, Error> {
     let txn = db.begin_write().await?;
+    let started = Instant::now();
     let subs: Vec<subscription::Model> = subscription::Entity::find()
         .filter(subscription::Column::Id.is_in(ids.iter().copied()))
         .order_by_asc(subscription::Column::Id)
@@ -194,7 +270,13 @@ async fn reset_chunk(
         .collect();
     if subs.is_empty() {
         txn.rollback().await?;
-        return Ok((0, 0));
+        return Ok(Chunk {
+            subscriptions: 0,
+            periods: 0,
+            took: started.elapsed(),
+            left: Vec::new(),
+            run,
+        });
     }
     let mut plans: HashMap<Uuid, PlanInfo> = HashMap::new();
     for sub in &subs {
@@ -226,7 +308,12 @@ async fn reset_chunk(
 
     let mut writes = ChunkWrites::default();
     let (mut subscriptions, mut periods) = (0, 0);
+    let mut left = Vec::new();
     for sub in &subs {
+        if budget == 0 {
+            left.push(sub.id);
+            continue;
+        }
         let plan = &plans[&sub.plan_id];
         let mut known = Vec::with_capacity(plan.credits.len());
         for pc in &plan.credits {
@@ -244,8 +331,18 @@ async fn reset_chunk(
             };
             known.push((last, plan_limits));
         }
-        periods += reset_one(&txn, clock, sub, plan, known, &mut writes, now).await?;
-        subscriptions += 1;
+        let limits = Limits {
+            budget: &mut budget,
+            run: &mut run,
+        };
+        let (granted, whole) =
+            reset_one(&txn, clock, sub, plan, known, limits, &mut writes, now).await?;
+        periods += granted;
+        if whole {
+            subscriptions += 1;
+        } else {
+            left.push(sub.id);
+        }
     }
     writes.flush.write(&txn).await?;
     for chunk in writes.periods.chunks(500) {
@@ -280,21 +377,39 @@ async fn reset_chunk(
             .await?;
     }
     txn.commit().await?;
-    Ok((subscriptions, periods))
+    Ok(Chunk {
+        subscriptions,
+        periods,
+        took: started.elapsed(),
+        left,
+        run,
+    })
+}
+
+/// How far [`reset_one`] may go: the periods left in this transaction's
+/// budget, and what this run granted so far.
+struct Limits<'a> {
+    budget: &'a mut usize,
+    run: &'a mut RunCounts,
 }
 
 /// One subscription of a chunk; `known` holds, per plan credit, its last
 /// granted period and the plans' low-credit limits for its wallet.
+/// Returns the periods granted and whether the subscription is done for
+/// this run (false: the budget ran out first).
+#[allow(clippy::too_many_arguments)]
 async fn reset_one(
     txn: &DatabaseTransaction,
     clock: &dyn Clock,
     sub: &subscription::Model,
     plan: &PlanInfo,
     known: Vec<(Option<allowance_period::Model>, PlanLimits)>,
+    limits: Limits<'_>,
     writes: &mut ChunkWrites,
     now: DateTime<Utc>,
-) -> Result<u64, Error> {
+) -> Result<(u64, bool), Error> {
     let mut periods = 0;
+    let mut whole = true;
     let mut last_ends = Vec::new();
     for (pc, (mut last, plan_limits)) in plan.credits.iter().zip(known) {
         if pc.included.is_none() {
@@ -303,7 +418,13 @@ async fn reset_one(
         let Some(credit_system) = plan.systems.get(&pc.credit_system_id) else {
             continue;
         };
-        for _ in 0..PERIODS_PER_RUN_MAX {
+        let count = limits.run.entry((sub.id, pc.id)).or_default();
+        while *count < PERIODS_PER_RUN_MAX {
+            if *limits.budget == 0 {
+                // Perhaps nothing more is due: the next transaction tells.
+                whole = false;
+                break;
+            }
             let gather = Writes::Gather {
                 flush: &mut writes.flush,
                 periods: &mut writes.periods,
@@ -314,13 +435,16 @@ async fn reset_one(
                 Some(granted) => last = Some(granted),
                 None => break,
             }
+            *count += 1;
+            *limits.budget -= 1;
             periods += 1;
         }
         last_ends.extend(last.map(|l| l.period_end));
     }
     let (start, end) =
         periods::period_at(sub.billing_anchor, plan.billing, now.max(sub.started_at));
-    if sub.cancel_at.is_none_or(|c| start < c)
+    if whole
+        && sub.cancel_at.is_none_or(|c| start < c)
         && plan
             .credits
             .iter()
@@ -338,7 +462,7 @@ async fn reset_one(
     sub.current_period_end = end;
     sub.updated_at = now;
     writes.subscriptions.push(sub);
-    Ok(periods)
+    Ok((periods, whole))
 }
 
 /// When the next period of any allowance, or (with a recurring price) the
@@ -601,4 +725,128 @@ async fn grant_next_period(
         Writes::Gather { flush, .. } => flush.event(event),
     }
     Ok(Some(period))
+}
+
+/// How long a batch job's write transaction should hold SQLite's write
+/// lock at most: another process (the API) waiting for the lock waits this
+/// long, plus [`WRITE_PAUSE`] at worst.
+pub(crate) const WRITE_TARGET: Duration = Duration::from_millis(100);
+
+/// The gap a batch job leaves between its write transactions on SQLite.
+/// A writer of another process waiting for the lock sleeps in SQLite's
+/// busy handler and retries after 1, 2, 5, 10, 15, 20, 25, 25, 25 ms,
+/// then 50 ms: one that has waited up to [`WRITE_TARGET`] retries within
+/// 25 ms, so it finds the lock free in this gap instead of losing it again
+/// to the job's next `BEGIN IMMEDIATE`.
+pub(crate) const WRITE_PAUSE: Duration = Duration::from_millis(30);
+
+/// Sizes a batch job's write transactions by time (SQLite): each measured
+/// transaction adapts the next one's size (periods, wallets) so that it
+/// holds the write lock for about half of `target` to `target`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Pacer {
+    size: usize,
+    max: usize,
+    target: Duration,
+}
+
+impl Pacer {
+    /// Starts at `start` (at least 1), never above `max`.
+    pub(crate) fn new(start: usize, max: usize, target: Duration) -> Self {
+        let max = max.max(1);
+        Self {
+            size: start.clamp(1, max),
+            max,
+            target,
+        }
+    }
+
+    /// How much the next transaction may do.
+    pub(crate) fn size(&self) -> usize {
+        self.size
+    }
+
+    /// A transaction did `units` of work in `took`.
+    pub(crate) fn record(&mut self, units: usize, took: Duration) {
+        self.size = next_size(self.size, self.max, self.target, units, took);
+    }
+}
+
+/// The next transaction's size after one of `size` did `units` in `took`:
+/// - over `target`: scaled down to land at half the target, and at least
+///   halved (never below 1);
+/// - under half the target with its size used up: grown by a quarter (at
+///   least 1), up to `max`;
+/// - otherwise (in the band, or it ran out of work): unchanged.
+fn next_size(size: usize, max: usize, target: Duration, units: usize, took: Duration) -> usize {
+    if took > target {
+        let units = units.max(1) as u128;
+        let scaled = units * (target.as_micros() / 2) / took.as_micros().max(1);
+        return (scaled.min(units / 2) as usize).clamp(1, max);
+    }
+    if took * 2 <= target && units >= size {
+        return (size + (size / 4).max(1)).min(max);
+    }
+    size.min(max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transaction_sizes_follow_their_time() {
+        let ms = Duration::from_millis;
+        // (size, max, units done, took) → next size; target 100 ms.
+        let cases = [
+            // In the band: unchanged.
+            (100, 1000, 100, ms(80), 100),
+            (100, 1000, 100, ms(50), 125),
+            (100, 1000, 100, ms(51), 100),
+            // Fast and full: a quarter more, at least one, up to max.
+            (100, 1000, 100, ms(10), 125),
+            (3, 1000, 3, ms(1), 4),
+            (1, 1000, 1, ms(1), 2),
+            (900, 1000, 900, ms(10), 1000),
+            (1000, 1000, 1000, ms(10), 1000),
+            // Fast because it ran out of work: no evidence, unchanged.
+            (100, 1000, 7, ms(1), 100),
+            // Slightly over: aimed at 50 ms.
+            (100, 1000, 100, ms(110), 45),
+            // Far over: scaled down, however many periods one did.
+            (6000, 8000, 6000, ms(40_000), 7),
+            (20, 1000, 20, ms(2_000), 1),
+            // Over by a hair: at least halved.
+            (100, 1000, 100, ms(101), 49),
+            // Never below one, even for one unit far over.
+            (1, 1000, 1, ms(5_000), 1),
+            (1, 1000, 0, ms(5_000), 1),
+        ];
+        for (size, max, units, took, next) in cases {
+            assert_eq!(
+                next_size(size, max, ms(100), units, took),
+                next,
+                "size {size}, max {max}, {units} units in {took:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_pacer_starts_within_its_bounds_and_settles_in_the_band() {
+        let ms = Duration::from_millis;
+        assert_eq!(Pacer::new(0, 10, ms(100)).size(), 1);
+        assert_eq!(Pacer::new(50, 10, ms(100)).size(), 10);
+        assert_eq!(Pacer::new(5, 0, ms(100)).size(), 1);
+        // 1 ms a unit: from 20 it grows to 50–100 units and stays there.
+        let mut pacer = Pacer::new(20, 2_000, ms(100));
+        for _ in 0..50 {
+            let units = pacer.size();
+            pacer.record(units, ms(units as u64));
+        }
+        assert!((50..=100).contains(&pacer.size()), "{}", pacer.size());
+        // It turns 20 times slower: back under the target at once.
+        let units = pacer.size();
+        pacer.record(units, ms(20 * units as u64));
+        assert!(pacer.size() * 20 <= 100, "{}", pacer.size());
+    }
 }

@@ -8,6 +8,8 @@
 //! concurrently: each wallet is settled under its row lock, and settling a
 //! settled wallet writes nothing.
 
+use std::time::Instant;
+
 use chrono::Utc;
 use entity::{credit_grant, credit_hold, top_up_order};
 use futures_util::{StreamExt, stream};
@@ -18,14 +20,19 @@ use uuid::Uuid;
 
 use crate::{
     Clock, Db,
+    allowances::{Pacer, WRITE_PAUSE, WRITE_TARGET},
     amount::from_micros,
     ledger,
     outbox::{self, EventType},
 };
 
 /// Wallets settled per transaction: one commit (one WAL flush) per chunk
-/// instead of per wallet, while a transaction stays short.
+/// instead of per wallet, while a transaction stays short. On SQLite, the
+/// most a transaction settles (sized by time from [`SETTLE_CHUNK_START`]).
 const SETTLE_CHUNK: usize = 100;
+
+/// Wallets the first transaction of a sweep settles on SQLite.
+const SETTLE_CHUNK_START: usize = 25;
 
 /// How far ahead `credits.expiring_soon` is told.
 pub const EXPIRING_SOON_DAYS: i64 = 7;
@@ -67,20 +74,40 @@ pub async fn sweep(db: &Db, clock: &dyn Clock, limit: u64) -> Result<SweepReport
     wallets.dedup();
     wallets.truncate(limit as usize);
     let mut report = SweepReport::default();
-    // Chunks hold disjoint wallets, so on PostgreSQL they settle side by
-    // side; every chunk runs to its end before the first error is returned.
-    // (The futures are built first: a `map` closure in the stream's type
-    // trips the compiler's `Send` check in the worker.)
-    let chunks: Vec<_> = wallets
-        .chunks(SETTLE_CHUNK)
-        .map(|chunk| ledger::settle_wallets(db, clock, chunk))
-        .collect();
-    let settled: Vec<Result<u64, ledger::Error>> = stream::iter(chunks)
-        .buffer_unordered(db.parallel_writers())
-        .collect()
-        .await;
-    for wallets in settled {
-        report.wallets += wallets?;
+    if db.parallel_writers() > 1 {
+        // PostgreSQL: chunks hold disjoint wallets, so they settle side by
+        // side; every chunk runs to its end before the first error is
+        // returned.
+        // (The futures are built first: a `map` closure in the stream's type
+        // trips the compiler's `Send` check in the worker.)
+        let chunks: Vec<_> = wallets
+            .chunks(SETTLE_CHUNK)
+            .map(|chunk| ledger::settle_wallets(db, clock, chunk))
+            .collect();
+        let settled: Vec<Result<u64, ledger::Error>> = stream::iter(chunks)
+            .buffer_unordered(db.parallel_writers())
+            .collect()
+            .await;
+        for wallets in settled {
+            report.wallets += wallets?;
+        }
+    } else {
+        // SQLite: one transaction at a time, sized by time, with a pause
+        // after each for another process's writer (see `allowances::Pacer`).
+        // The time measured includes waiting for the lock: under contention
+        // chunks shrink, never grow.
+        let mut pacer = Pacer::new(SETTLE_CHUNK_START, SETTLE_CHUNK, WRITE_TARGET);
+        let mut rest = &wallets[..];
+        while !rest.is_empty() {
+            let (chunk, tail) = rest.split_at(pacer.size().min(rest.len()));
+            let started = Instant::now();
+            report.wallets += ledger::settle_wallets(db, clock, chunk).await?;
+            pacer.record(chunk.len(), started.elapsed());
+            rest = tail;
+            if !rest.is_empty() {
+                tokio::time::sleep(WRITE_PAUSE).await;
+            }
+        }
     }
     report.orders = expire_orders(db, now, limit).await?;
     report.notices = expiring_soon(db, now, limit).await?;
