@@ -12,10 +12,16 @@
 //! ledger tells what every period held — at most [`PERIODS_PER_RUN_MAX`]
 //! periods per plan credit per run (the next run goes on).
 //!
-//! Due subscriptions are reset [`RESET_CHUNK`] to a transaction (one commit
-//! per chunk, plans loaded once per chunk). A chunk that fails (e.g. chosen
-//! as a deadlock victim on PostgreSQL) rolls back whole and is retried by
-//! the next run; nothing in it is half-granted.
+//! Due subscriptions are reset in chunks, one transaction each (one commit
+//! per chunk, plans loaded once per chunk). On PostgreSQL a chunk is
+//! [`RESET_CHUNK`] subscriptions, chunks side by side. On SQLite, whose
+//! write lock covers the whole file (and another process, the API, waits
+//! for it), a chunk is a budget of periods sized by time ([`Pacer`], about
+//! 50–100 ms a transaction), however many periods one subscription missed
+//! (the budget may stop it partway: the next transaction goes on where it
+//! stopped), with a pause ([`WRITE_PAUSE`]) after each. A chunk that fails
+//! (e.g. chosen as a deadlock victim on PostgreSQL) rolls back whole and is
+//! retried by the next run; nothing in it is half-granted.
 
 use std::{
     collections::{HashMap, VecDeque, hash_map::Entry},
