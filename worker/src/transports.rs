@@ -102,6 +102,35 @@ impl Mailer for LettreMailer {
     }
 }
 
+/// How much of a webhook endpoint's answer is read (the first 500
+/// characters are kept as the attempt's snippet).
+pub const RESPONSE_READ_MAX: usize = 4 * 1024;
+
+/// What kind of failure a request met, without the URL or address it was
+/// sent to (an attempt log must not map a network).
+fn failure_kind(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let kind = if e.is_connect() {
+        "could not connect"
+    } else if e.is_request() {
+        "the request failed"
+    } else {
+        "the exchange failed"
+    };
+    // The innermost cause says why (refused, reset, DNS, TLS), without
+    // an address.
+    let mut cause: &dyn std::error::Error = &e;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    let why = cause.to_string();
+    if why.is_empty() || why.contains("://") {
+        kind.to_owned()
+    } else {
+        format!("{kind}: {why}")
+    }
+}
+
 pub struct HttpTransport {
     client: reqwest::Client,
 }
@@ -142,11 +171,11 @@ impl WebhookTransport for HttpTransport {
         for (name, value) in headers {
             request = request.header(name, value);
         }
-        let response = request.send().await.map_err(|e| {
+        let mut response = request.send().await.map_err(|e| {
             if e.is_timeout() {
                 TransportError::Timeout
             } else {
-                TransportError::Connect(e.to_string())
+                TransportError::Connect(failure_kind(e))
             }
         })?;
         let status = response.status().as_u16();
@@ -155,11 +184,20 @@ impl WebhookTransport for HttpTransport {
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(retry_after);
-        let text = match response.text().await {
-            Ok(t) => t,
-            Err(e) if e.is_timeout() => return Err(TransportError::Timeout),
-            Err(_) => String::new(),
-        };
+        // At most RESPONSE_READ_MAX bytes of the answer: the rest is never
+        // read (the connection is dropped with the response).
+        let mut head = Vec::new();
+        while head.len() < RESPONSE_READ_MAX {
+            match response.chunk().await {
+                Ok(Some(chunk)) => head.extend_from_slice(&chunk),
+                Ok(None) => break,
+                Err(e) if e.is_timeout() => return Err(TransportError::Timeout),
+                Err(_) => break,
+            }
+        }
+        drop(response);
+        head.truncate(RESPONSE_READ_MAX);
+        let text = String::from_utf8_lossy(&head);
         Ok(HttpReply {
             status,
             retry_after,
