@@ -5,7 +5,7 @@ use std::{future::Future, io::Write as _, net::SocketAddr, sync::Arc};
 
 use anyhow::Context as _;
 use axum::Router;
-use service::{Clock, Db, tenants};
+use service::{Clock, Db, notifications::TargetPolicy, tenants};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -50,7 +50,12 @@ pub async fn run(
     });
 
     let limits = args.http_limits.limits();
-    let mut router = app_with_limits(db, clock, limits.clone());
+    let mut router = app_with(
+        db,
+        clock,
+        limits.clone(),
+        args.worker_config.webhooks.targets(),
+    );
     if let Some(cors) = http::cors(&args.cors_origins)? {
         router = router.layer(cors);
     }
@@ -63,16 +68,27 @@ pub async fn run(
 }
 
 /// The whole HTTP application over a migrated database, with the default
-/// [`HttpLimits`].
+/// [`HttpLimits`] and public webhook targets only.
 pub fn app(db: Db, clock: Arc<dyn Clock>) -> Router {
     app_with_limits(db, clock, HttpLimits::default())
 }
 
 /// The whole HTTP application with the given limits (serve it with
-/// [`http::serve::serve`] and the same limits).
+/// [`http::serve::serve`] and the same limits), public webhook targets only.
 pub fn app_with_limits(db: Db, clock: Arc<dyn Clock>, limits: HttpLimits) -> Router {
+    app_with(db, clock, limits, TargetPolicy::PublicOnly)
+}
+
+/// The whole HTTP application with the given limits and webhook target
+/// policy (`WEBHOOK_ALLOW_PRIVATE`).
+pub fn app_with(
+    db: Db,
+    clock: Arc<dyn Clock>,
+    limits: HttpLimits,
+    webhook_targets: TargetPolicy,
+) -> Router {
     http::router(AppState {
-        schemas: graphql::schemas(db.clone(), clock.clone()),
+        schemas: graphql::schemas(db.clone(), clock.clone(), webhook_targets),
         admission: http::Admission::new(&limits),
         limits,
         db,

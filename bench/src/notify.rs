@@ -91,6 +91,7 @@ pub async fn run(
             mail_from: "bench@localhost".into(),
             mail_dir: mail_dir.to_owned(),
         },
+        webhooks: worker::WebhookConfig::allow_private(),
     };
     let worker = tokio::spawn(worker::run(
         db.clone(),

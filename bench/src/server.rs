@@ -58,6 +58,8 @@ impl Api {
             .env("DATABASE_URL", database_url)
             .env("LISTEN_ADDR", "127.0.0.1:0")
             .env("WORKER", "off")
+            // The notify section's receiver listens on 127.0.0.1.
+            .env("WEBHOOK_ALLOW_PRIVATE", "true")
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -108,7 +110,13 @@ impl Api {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let (stop, stopped) = oneshot::channel::<()>();
-        let app = api::server::app(db, clock);
+        // The notify section's receiver listens on 127.0.0.1.
+        let app = api::server::app_with(
+            db,
+            clock,
+            api::http::HttpLimits::default(),
+            service::notifications::TargetPolicy::AllowPrivate,
+        );
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app)
                 .with_graceful_shutdown(async {

@@ -49,6 +49,36 @@ impl MailConfig {
 pub struct WorkerConfig {
     #[command(flatten)]
     pub mail: MailConfig,
+    #[command(flatten)]
+    pub webhooks: WebhookConfig,
+}
+
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct WebhookConfig {
+    /// Development and tests only: `true` lets webhooks go to private,
+    /// loopback and link-local addresses and local names, over plain
+    /// http:// too. Default `false`: public addresses over HTTPS only,
+    /// checked at registration and at every delivery.
+    #[arg(
+        long,
+        env = "WEBHOOK_ALLOW_PRIVATE",
+        default_value_t = false,
+        action = clap::ArgAction::Set
+    )]
+    pub webhook_allow_private: bool,
+}
+
+impl WebhookConfig {
+    /// Development: private targets allowed.
+    pub fn allow_private() -> Self {
+        Self {
+            webhook_allow_private: true,
+        }
+    }
+
+    pub fn targets(&self) -> service::notifications::TargetPolicy {
+        service::notifications::TargetPolicy::from_allow_private(self.webhook_allow_private)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -115,7 +145,8 @@ impl JobContext {
     pub fn new(db: Db, clock: Arc<dyn Clock>, config: &WorkerConfig) -> Result<Self, Error> {
         let mailer = transports::LettreMailer::from_config(&config.mail).map_err(Error::Monitor)?;
         let http =
-            transports::HttpTransport::new(transports::WEBHOOK_TIMEOUT).map_err(Error::Monitor)?;
+            transports::HttpTransport::new(transports::WEBHOOK_TIMEOUT, config.webhooks.targets())
+                .map_err(Error::Monitor)?;
         Ok(Self {
             db,
             clock,

@@ -1,15 +1,20 @@
 //! The real transports behind `service::notifications`: lettre for email
 //! (SMTP, or `.eml` files when `SMTP_URL` is unset) and reqwest for
-//! webhooks (rustls on ring, no redirects followed, a hard timeout).
+//! webhooks (rustls on ring, no redirects followed, a hard timeout, no
+//! proxy, and only the targets its [`TargetPolicy`] allows: IP-literal
+//! URLs are checked before sending, names by a resolver that drops every
+//! address that is not public, so the address connected to is the one
+//! checked).
 
-use std::time::Duration;
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use lettre::{
     AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor,
     message::{Mailbox, header::ContentType},
 };
 use service::notifications::{
-    EmailMessage, HttpReply, Mailer, SendError, TransportError, WebhookTransport,
+    EmailMessage, HttpReply, Mailer, SendError, TargetPolicy, TransportError, WebhookTransport,
+    targets::{self, Refusal},
 };
 
 use crate::MailConfig;
@@ -131,21 +136,88 @@ fn failure_kind(e: reqwest::Error) -> String {
     }
 }
 
+/// What the resolver answers when a name has no public address left.
+#[derive(Debug, thiserror::Error)]
+#[error("the target is not a public address")]
+struct NotPublic;
+
+/// Resolves names (a static table first, like `/etc/hosts`, then the
+/// system resolver) and, unless private targets are allowed, keeps public
+/// addresses only: the connector connects to one of those.
+struct CheckingResolver {
+    targets: TargetPolicy,
+    hosts: Vec<(String, std::net::IpAddr)>,
+}
+
+impl reqwest::dns::Resolve for CheckingResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().to_ascii_lowercase();
+        let fixed: Vec<SocketAddr> = self
+            .hosts
+            .iter()
+            .filter(|(n, _)| *n == host)
+            .map(|(_, ip)| SocketAddr::new(*ip, 0))
+            .collect();
+        let allow_private = self.targets.allows_private();
+        Box::pin(async move {
+            let found: Vec<SocketAddr> = if fixed.is_empty() {
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect()
+            } else {
+                fixed
+            };
+            let addrs: Vec<SocketAddr> = found
+                .into_iter()
+                .filter(|a| allow_private || targets::is_public(a.ip()))
+                .collect();
+            if addrs.is_empty() {
+                return Err(Box::new(NotPublic) as Box<dyn std::error::Error + Send + Sync>);
+            }
+            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
+/// Whether a request failed because the resolver refused every address.
+fn refused_by_resolver(e: &reqwest::Error) -> bool {
+    let mut cause: Option<&dyn std::error::Error> = Some(e);
+    while let Some(c) = cause {
+        if c.is::<NotPublic>() {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
+}
+
 pub struct HttpTransport {
     client: reqwest::Client,
+    targets: TargetPolicy,
 }
 
 impl HttpTransport {
-    pub fn new(timeout: Duration) -> Result<Self, String> {
+    pub fn new(timeout: Duration, targets: TargetPolicy) -> Result<Self, String> {
+        Self::with_hosts(timeout, targets, Vec::new())
+    }
+
+    /// [`HttpTransport::new`] with names answered from `hosts` instead of
+    /// DNS (tests: a name that resolves to loopback at delivery time); their
+    /// addresses are checked like any other.
+    pub fn with_hosts(
+        timeout: Duration,
+        targets: TargetPolicy,
+        hosts: Vec<(String, std::net::IpAddr)>,
+    ) -> Result<Self, String> {
         // One process-wide TLS provider; a second install is harmless.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = reqwest::Client::builder()
+        let builder = reqwest::Client::builder()
             .timeout(timeout)
             .redirect(reqwest::redirect::Policy::none())
+            // A proxy would connect on our behalf, to an address not checked.
+            .no_proxy()
             .user_agent("credits-engine-webhooks/1")
-            .build()
-            .map_err(|e| e.to_string())?;
-        Ok(Self { client })
+            .dns_resolver(Arc::new(CheckingResolver { targets, hosts }));
+        let client = builder.build().map_err(|e| e.to_string())?;
+        Ok(Self { client, targets })
     }
 }
 
@@ -167,12 +239,17 @@ impl WebhookTransport for HttpTransport {
         headers: &[(String, String)],
         body: &str,
     ) -> Result<HttpReply, TransportError> {
+        // The rules that need no DNS (scheme, IP literals, local names);
+        // the resolver checks what names resolve to.
+        let url = targets::check_url(url, self.targets).map_err(TransportError::Refused)?;
         let mut request = self.client.post(url).body(body.to_owned());
         for (name, value) in headers {
             request = request.header(name, value);
         }
         let mut response = request.send().await.map_err(|e| {
-            if e.is_timeout() {
+            if refused_by_resolver(&e) {
+                TransportError::Refused(Refusal::NotPublicAddress)
+            } else if e.is_timeout() {
                 TransportError::Timeout
             } else {
                 TransportError::Connect(failure_kind(e))

@@ -24,7 +24,7 @@ use service::{
     credit_systems::{self, CreditSystemRef, Kind, NewCreditSystem},
     customers::{self, CustomerRef, NewCustomer},
     ledger::{self, Attribution, Category, WalletRef},
-    notifications::{dispatch, email, webhooks},
+    notifications::{TargetPolicy, dispatch, email, webhooks},
     tenants,
     testing::TestDb,
 };
@@ -422,6 +422,7 @@ async fn webhooks_retry_500_timeout_and_429_then_deliver_signed() {
     let endpoint = webhooks::create_endpoint(
         &w.t.db,
         &w.clock,
+        TargetPolicy::AllowPrivate,
         w.tenant,
         &url,
         &["credits.granted".into()],
@@ -431,7 +432,8 @@ async fn webhooks_retry_500_timeout_and_429_then_deliver_signed() {
     .unwrap();
     w.grant("10").await;
     w.consume("1").await; // credits.consumed: not subscribed
-    let http = HttpTransport::new(StdDuration::from_millis(500)).unwrap();
+    let http =
+        HttpTransport::new(StdDuration::from_millis(500), TargetPolicy::AllowPrivate).unwrap();
     dispatch(&w.t.db, &w.clock, 100).await.unwrap();
     let mut statuses = Vec::new();
     for (advance, _) in [(0, "500"), (2, "timeout"), (10, "429"), (180, "200")] {
@@ -500,6 +502,111 @@ async fn webhooks_retry_500_timeout_and_429_then_deliver_signed() {
     assert_eq!(attempts[3].1.response_snippet, "thanks");
 }
 
+/// SSRF at delivery (issue 15, item 2): a name accepted at registration
+/// (it did not resolve then) that resolves to 127.0.0.1 at delivery time
+/// is refused on the address the transport would connect to; the receiver
+/// gets nothing and the attempt says why without an address. With the
+/// development setting the same kind of target is delivered.
+#[tokio::test]
+async fn a_name_resolving_to_loopback_at_delivery_is_refused_unless_private_is_allowed() {
+    let w = World::new("billing@acme.test").await;
+    let (url, hits) = receiver(vec![]).await;
+    let port = url
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .trim_end_matches("/hook")
+        .to_owned();
+    let name = "hooks.rebind.test";
+    let hosts = vec![(name.to_owned(), "127.0.0.1".parse().unwrap())];
+    // Registered under the default policy: the name does not resolve yet.
+    let endpoint = webhooks::create_endpoint(
+        &w.t.db,
+        &w.clock,
+        TargetPolicy::PublicOnly,
+        w.tenant,
+        &format!("https://{name}:{port}/hook"),
+        &["credits.granted".into()],
+        "",
+    )
+    .await
+    .unwrap();
+    w.grant("1").await;
+    dispatch(&w.t.db, &w.clock, 100).await.unwrap();
+    let public = HttpTransport::with_hosts(
+        StdDuration::from_secs(2),
+        TargetPolicy::PublicOnly,
+        hosts.clone(),
+    )
+    .unwrap();
+    let report = webhooks::deliver_due(&w.t.db, &w.clock, &public, 100)
+        .await
+        .unwrap();
+    assert_eq!((report.attempted, report.delivered), (1, 0));
+    assert!(
+        hits.lock().unwrap().is_empty(),
+        "nothing reached the receiver"
+    );
+    let page = service::pagination::PageRequest::new(Some(10), None).unwrap();
+    let deliveries =
+        webhooks::list_deliveries(&w.t.db, w.tenant, Some(endpoint.endpoint.id), None, page)
+            .await
+            .unwrap();
+    let attempts = webhooks::attempts_of(&w.t.db, w.tenant, &[deliveries.items[0].id])
+        .await
+        .unwrap();
+    let error = attempts[0].1.error.clone().unwrap();
+    assert_eq!(error, "refused: the target is not a public address");
+
+    // The development setting: the same name over http:// is delivered.
+    let (url, hits) = receiver(vec![]).await;
+    let port = url
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .trim_end_matches("/hook")
+        .to_owned();
+    let dev_url = format!("http://{name}:{port}/hook");
+    assert!(
+        webhooks::update_endpoint(
+            &w.t.db,
+            &w.clock,
+            TargetPolicy::PublicOnly,
+            w.tenant,
+            endpoint.endpoint.id,
+            &webhooks::EndpointPatch {
+                url: Some(dev_url.clone()),
+                ..Default::default()
+            },
+        )
+        .await
+        .is_err(),
+        "http:// refused by default"
+    );
+    webhooks::update_endpoint(
+        &w.t.db,
+        &w.clock,
+        TargetPolicy::AllowPrivate,
+        w.tenant,
+        endpoint.endpoint.id,
+        &webhooks::EndpointPatch {
+            url: Some(dev_url),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let dev =
+        HttpTransport::with_hosts(StdDuration::from_secs(2), TargetPolicy::AllowPrivate, hosts)
+            .unwrap();
+    w.clock.advance(Duration::days(1));
+    let report = webhooks::deliver_due(&w.t.db, &w.clock, &dev, 100)
+        .await
+        .unwrap();
+    assert_eq!((report.attempted, report.delivered), (1, 1));
+    assert_eq!(hits.lock().unwrap().len(), 1);
+}
+
 #[tokio::test]
 async fn a_400_stops_retries_and_repeated_failures_disable_the_endpoint() {
     let w = World::new("billing@acme.test").await;
@@ -510,6 +617,7 @@ async fn a_400_stops_retries_and_repeated_failures_disable_the_endpoint() {
     let endpoint = webhooks::create_endpoint(
         &w.t.db,
         &w.clock,
+        TargetPolicy::AllowPrivate,
         w.tenant,
         &url,
         &["credits.granted".into()],
@@ -517,7 +625,7 @@ async fn a_400_stops_retries_and_repeated_failures_disable_the_endpoint() {
     )
     .await
     .unwrap();
-    let http = HttpTransport::new(StdDuration::from_secs(2)).unwrap();
+    let http = HttpTransport::new(StdDuration::from_secs(2), TargetPolicy::AllowPrivate).unwrap();
     for _ in 0..webhooks::DISABLE_AFTER {
         w.grant("1").await;
     }
@@ -566,6 +674,7 @@ async fn a_400_stops_retries_and_repeated_failures_disable_the_endpoint() {
     webhooks::update_endpoint(
         &w.t.db,
         &w.clock,
+        TargetPolicy::AllowPrivate,
         w.tenant,
         endpoint.endpoint.id,
         &webhooks::EndpointPatch {

@@ -34,6 +34,7 @@ fn config() -> WorkerConfig {
             mail_from: "credits@localhost".into(),
             mail_dir: std::env::temp_dir().join(format!("credits-mail-{}", std::process::id())),
         },
+        webhooks: worker::WebhookConfig::allow_private(),
     }
 }
 
@@ -137,6 +138,7 @@ impl World {
         webhooks::create_endpoint(
             &self.t.db,
             self.clock.as_ref(),
+            service::notifications::TargetPolicy::AllowPrivate,
             self.tenant,
             url,
             &events,

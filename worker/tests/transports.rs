@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use service::notifications::{TransportError, WebhookTransport};
+use service::notifications::{TargetPolicy, TransportError, WebhookTransport};
 use worker::transports::{HttpTransport, RESPONSE_READ_MAX};
 
 fn rss_bytes() -> u64 {
@@ -31,7 +31,8 @@ async fn a_huge_answer_is_read_only_as_far_as_the_snippet() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    let transport = HttpTransport::new(Duration::from_secs(10)).unwrap();
+    let transport =
+        HttpTransport::new(Duration::from_secs(10), TargetPolicy::AllowPrivate).unwrap();
     let url = format!("http://{addr}/hook");
     // Warm up, then measure four deliveries (the finding: 54 MB → 753 MB).
     transport.post(&url, &[], "{}").await.unwrap();
@@ -55,7 +56,7 @@ async fn a_failure_says_its_kind_not_the_address() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let transport = HttpTransport::new(Duration::from_secs(5)).unwrap();
+    let transport = HttpTransport::new(Duration::from_secs(5), TargetPolicy::AllowPrivate).unwrap();
     let Err(TransportError::Connect(message)) = transport
         .post(&format!("http://127.0.0.1:{port}/hook"), &[], "{}")
         .await
@@ -75,4 +76,57 @@ fn tokio_stream_of(
     n: usize,
 ) -> impl futures_util::Stream<Item = Result<axum::body::Bytes, std::io::Error>> {
     futures_util::stream::iter(std::iter::repeat_n(chunk, n).map(Ok))
+}
+
+/// SSRF at delivery (issue 15, item 2): under the default policy every
+/// refused family is refused before anything is sent, IP literals by their
+/// address, names by what they resolve to; the development setting lets
+/// them through.
+#[tokio::test]
+async fn private_targets_are_refused_at_delivery_by_default() {
+    let app = axum::Router::new().route("/hook", axum::routing::post(|| async { "ok" }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let hosts = vec![("hooks.rebind.test".to_owned(), "127.0.0.1".parse().unwrap())];
+    let public = HttpTransport::with_hosts(
+        Duration::from_secs(5),
+        TargetPolicy::PublicOnly,
+        hosts.clone(),
+    )
+    .unwrap();
+    for url in [
+        format!("https://127.0.0.1:{port}/hook"),
+        format!("https://localhost:{port}/hook"),
+        format!("https://0.0.0.0:{port}/hook"),
+        "https://2130706433/hook".to_owned(),
+        "https://127.1/hook".to_owned(),
+        format!("https://[::1]:{port}/hook"),
+        format!("https://[::ffff:127.0.0.1]:{port}/hook"),
+        "https://10.0.0.1:6379/".to_owned(),
+        "https://192.168.1.1/hook".to_owned(),
+        "https://100.64.0.1/hook".to_owned(),
+        "https://169.254.169.254/latest/meta-data/".to_owned(),
+        "https://metadata.google.internal/computeMetadata/v1/".to_owned(),
+        format!("https://hooks.rebind.test:{port}/hook"),
+        format!("http://127.0.0.1:{port}/hook"),
+    ] {
+        let Err(TransportError::Refused(why)) = public.post(&url, &[], "{}").await else {
+            panic!("{url} should be refused");
+        };
+        assert!(!why.kind().contains("127."), "{url}: {}", why.kind());
+    }
+    let dev = HttpTransport::with_hosts(Duration::from_secs(5), TargetPolicy::AllowPrivate, hosts)
+        .unwrap();
+    for url in [
+        format!("http://127.0.0.1:{port}/hook"),
+        format!("http://localhost:{port}/hook"),
+        format!("http://hooks.rebind.test:{port}/hook"),
+    ] {
+        assert_eq!(
+            dev.post(&url, &[], "{}").await.unwrap().status,
+            200,
+            "{url}"
+        );
+    }
 }

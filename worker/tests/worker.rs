@@ -31,6 +31,7 @@ fn config() -> WorkerConfig {
             mail_from: "credits@localhost".into(),
             mail_dir: std::env::temp_dir().join(format!("credits-mail-{}", std::process::id())),
         },
+        webhooks: worker::WebhookConfig::allow_private(),
     }
 }
 

@@ -10,6 +10,7 @@ use async_graphql::{Context, Guard};
 use service::{
     Clock, Code, Db,
     api_keys::{Principal, Role},
+    notifications::TargetPolicy,
 };
 
 use async_graphql::dataloader::Loader;
@@ -45,6 +46,8 @@ pub fn principal<'a>(ctx: &Context<'a>) -> ApiResult<&'a Principal> {
 pub struct AppContext {
     pub db: Db,
     pub clock: Arc<dyn Clock>,
+    /// Where webhook endpoints may point (`WEBHOOK_ALLOW_PRIVATE`).
+    pub webhook_targets: TargetPolicy,
 }
 
 impl AppContext {

@@ -101,13 +101,21 @@ impl Schemas {
     }
 }
 
-/// The schemas with what every resolver needs: the database, the clock and
-/// the process's feed of wallet changes (started here: call it inside the
-/// tokio runtime). Each request adds its
+/// The schemas with what every resolver needs: the database, the clock,
+/// where webhooks may point, and the process's feed of wallet changes
+/// (started here: call it inside the tokio runtime). Each request adds its
 /// [`service::api_keys::Principal`].
-pub fn schemas(db: Db, clock: Arc<dyn Clock>) -> Schemas {
+pub fn schemas(
+    db: Db,
+    clock: Arc<dyn Clock>,
+    webhook_targets: service::notifications::TargetPolicy,
+) -> Schemas {
     let feed = WalletFeed::start(db.clone());
-    let app = context::AppContext { db, clock };
+    let app = context::AppContext {
+        db,
+        clock,
+        webhook_targets,
+    };
     let with =
         |builder: SchemaBuilder<_, _, _>| builder.data(feed.clone()).data(app.clone()).finish();
     Schemas {

@@ -275,7 +275,12 @@ impl NotificationQuery {
 
 #[derive(InputObject)]
 pub struct CreateWebhookEndpointInput {
-    /// http:// or https://
+    /// An https:// URL of a public host. Loopback, private, link-local,
+    /// shared (CGNAT), multicast and reserved addresses, local and internal
+    /// names (`localhost`, `*.internal`, single-label names) and names
+    /// resolving to such addresses are refused here and again at every
+    /// delivery; `WEBHOOK_ALLOW_PRIVATE=true` (development) allows them and
+    /// http://.
     url: String,
     /// Event types: `credits.granted`, `credits.consumed` (only when named),
     /// `credits.expired`, `credits.expiring_soon`, `grant.voided`,
@@ -297,6 +302,7 @@ pub struct WebhookEndpointWithSecretPayload {
 #[derive(InputObject)]
 pub struct UpdateWebhookEndpointInput {
     endpoint: ID,
+    /// Checked as `createWebhookEndpoint` checks it.
     url: Option<String>,
     events: Option<Vec<String>>,
     description: Option<String>,
@@ -365,6 +371,7 @@ impl NotificationMutation {
         let out = webhooks::create_endpoint(
             &app.db,
             app.clock(),
+            app.webhook_targets,
             p.tenant_id,
             &input.url,
             &input.events,
@@ -388,6 +395,7 @@ impl NotificationMutation {
         let endpoint = webhooks::update_endpoint(
             &app.db,
             app.clock(),
+            app.webhook_targets,
             p.tenant_id,
             id,
             &webhooks::EndpointPatch {

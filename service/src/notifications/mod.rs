@@ -12,11 +12,13 @@
 pub mod dispatch;
 pub mod email;
 pub mod retry;
+pub mod targets;
 pub mod webhooks;
 
 use std::{future::Future, time::Duration};
 
 pub use dispatch::{DrainLimits, dispatch, drain};
+pub use targets::TargetPolicy;
 
 /// An email to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,9 +56,12 @@ pub struct HttpReply {
 pub enum TransportError {
     Timeout,
     Connect(String),
+    /// The target is not allowed (see [`targets`]): nothing was sent.
+    Refused(targets::Refusal),
 }
 
-/// POSTs webhook bodies.
+/// POSTs webhook bodies, only to targets its [`TargetPolicy`] allows
+/// (checked on the address connected to, after DNS).
 pub trait WebhookTransport: Send + Sync {
     fn post(
         &self,

@@ -33,6 +33,7 @@ use uuid::Uuid;
 use super::{
     WebhookTransport, email,
     retry::{self, Outcome, WEBHOOK_DELAYS},
+    targets::{self, TargetPolicy},
 };
 use crate::{
     Clock, Db,
@@ -216,7 +217,7 @@ fn parse_description(description: &str) -> Result<String, Invalid> {
     crate::input::text("description", description, crate::input::TEXT_LEN_MAX)
 }
 
-fn parse_url(url: &str) -> Result<String, Invalid> {
+fn parse_url(url: &str, targets: TargetPolicy) -> Result<(String, url::Url), Invalid> {
     let url = url.trim();
     let ok = (url.starts_with("https://") || url.starts_with("http://"))
         && url.len() <= 2000
@@ -225,14 +226,25 @@ fn parse_url(url: &str) -> Result<String, Invalid> {
             .nth(1)
             .is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/'))
         && !url.contains(|c: char| c.is_whitespace() || c.is_control());
-    if ok {
-        Ok(url.to_owned())
-    } else {
-        Err(Invalid::new(
+    if !ok {
+        return Err(Invalid::new(
             "url",
             "must be an http:// or https:// URL of at most 2000 characters, without spaces",
-        ))
+        ));
     }
+    let parsed =
+        targets::check_url(url, targets).map_err(|why| Invalid::new("url", why.to_string()))?;
+    Ok((url.to_owned(), parsed))
+}
+
+/// [`parse_url`], then the addresses its host resolves to (see
+/// [`targets::check_resolved`]).
+async fn check_target(url: &str, targets: TargetPolicy) -> Result<String, Invalid> {
+    let (url, parsed) = parse_url(url, targets)?;
+    targets::check_resolved(&parsed, targets)
+        .await
+        .map_err(|why| Invalid::new("url", why.to_string()))?;
+    Ok(url)
 }
 
 fn parse_events(events: &[String]) -> Result<serde_json::Value, Invalid> {
@@ -261,16 +273,18 @@ fn parse_events(events: &[String]) -> Result<serde_json::Value, Invalid> {
 }
 
 /// Creates an endpoint (ADMIN); its signing secret is returned this once.
-/// `credits.consumed` is delivered only to endpoints that name it.
+/// `credits.consumed` is delivered only to endpoints that name it. The URL
+/// must be one `targets` allows (see [`super::targets`]).
 pub async fn create_endpoint(
     db: &Db,
     clock: &dyn Clock,
+    targets: TargetPolicy,
     tenant_id: Uuid,
     url: &str,
     events: &[String],
     description: &str,
 ) -> Result<EndpointWithSecret, Error> {
-    let url = parse_url(url)?;
+    let url = check_target(url, targets).await?;
     let events = parse_events(events)?;
     let description = parse_description(description)?;
     let secret = new_secret();
@@ -315,14 +329,19 @@ pub struct EndpointPatch {
     pub enabled: Option<bool>,
 }
 
+/// Changes an endpoint; a new URL is checked as [`create_endpoint`] checks it.
 pub async fn update_endpoint(
     db: &Db,
     clock: &dyn Clock,
+    targets: TargetPolicy,
     tenant_id: Uuid,
     id: Uuid,
     patch: &EndpointPatch,
 ) -> Result<Endpoint, Error> {
-    let url = patch.url.as_deref().map(parse_url).transpose()?;
+    let url = match patch.url.as_deref() {
+        Some(url) => Some(check_target(url, targets).await?),
+        None => None,
+    };
     let events = patch.events.as_deref().map(parse_events).transpose()?;
     let description = patch
         .description
@@ -838,6 +857,7 @@ async fn attempt(
                 Some(match e {
                     super::TransportError::Timeout => "timeout".to_owned(),
                     super::TransportError::Connect(m) => format!("connection: {m}"),
+                    super::TransportError::Refused(why) => format!("refused: {}", why.kind()),
                 }),
                 duration_ms,
             ),
@@ -982,8 +1002,16 @@ mod tests {
 
     #[test]
     fn urls_and_events_are_checked() {
-        assert!(parse_url("https://hooks.example.com/credits").is_ok());
-        assert!(parse_url("http://127.0.0.1:8080/x").is_ok());
+        let public = TargetPolicy::PublicOnly;
+        let dev = TargetPolicy::AllowPrivate;
+        assert!(parse_url("https://hooks.example.com/credits", public).is_ok());
+        assert_eq!(
+            parse_url("http://127.0.0.1:8080/x", public)
+                .unwrap_err()
+                .field,
+            "url"
+        );
+        assert!(parse_url("http://127.0.0.1:8080/x", dev).is_ok());
         for bad in [
             "ftp://x",
             "https://",
@@ -993,10 +1021,10 @@ mod tests {
             "https://a\0b",
             "https://a\u{7f}b",
         ] {
-            assert_eq!(parse_url(bad).unwrap_err().field, "url", "{bad}");
+            assert_eq!(parse_url(bad, dev).unwrap_err().field, "url", "{bad}");
         }
         let long = format!("https://h.example/{}", "x".repeat(2000));
-        assert_eq!(parse_url(&long).unwrap_err().field, "url");
+        assert_eq!(parse_url(&long, dev).unwrap_err().field, "url");
         // Refused, not cut to fit.
         assert!(parse_description(&"d".repeat(1000)).is_ok());
         assert_eq!(
