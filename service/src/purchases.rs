@@ -31,7 +31,7 @@ use crate::{
     credit_systems::{self, CreditSystemRef},
     customers::{self, CustomerRef},
     error::{Code, DomainError, Invalid},
-    idempotency::{self, IdempotencyKey, Seen, fingerprint},
+    idempotency::{self, IdempotencyKey, Request, Seen, fingerprint},
     ledger::{self, Category, WalletRef},
     outbox::{self, EventType},
     pagination::{Page, PageRequest},
@@ -148,6 +148,12 @@ pub enum Error {
     Db(#[from] DbErr),
 }
 
+impl From<crate::idempotency::Conflict> for Error {
+    fn from(_: crate::idempotency::Conflict) -> Self {
+        Error::IdempotencyConflict
+    }
+}
+
 impl DomainError for Error {
     fn code(&self) -> Code {
         match self {
@@ -219,6 +225,33 @@ struct Priced {
     quote: Quote,
 }
 
+/// What a purchase names, resolved; the quantity checked against the
+/// credit system's precision. None of it changes over time.
+struct Named {
+    customer_id: Uuid,
+    credit_system: entity::credit_system::Model,
+    quantity: Decimal,
+    quantity_micros: i64,
+}
+
+async fn name(
+    db: &Db,
+    tenant_id: Uuid,
+    customer: &CustomerRef,
+    credit_system: &CreditSystemRef,
+    quantity: Decimal,
+) -> Result<Named, Error> {
+    let customer = customers::resolve(db.reader(), tenant_id, customer).await?;
+    let cs = credit_systems::resolve(db.reader(), tenant_id, credit_system).await?;
+    let quantity_micros = positive_micros(quantity, cs.precision.clamp(0, 6) as u32, "quantity")?;
+    Ok(Named {
+        customer_id: customer.id,
+        credit_system: cs,
+        quantity,
+        quantity_micros,
+    })
+}
+
 async fn price(
     db: &Db,
     now: DateTime<Utc>,
@@ -227,10 +260,24 @@ async fn price(
     credit_system: &CreditSystemRef,
     quantity: Decimal,
 ) -> Result<Priced, Error> {
-    let customer = customers::resolve(db.reader(), tenant_id, customer).await?;
-    let cs = credit_systems::resolve(db.reader(), tenant_id, credit_system).await?;
-    let quantity_micros = positive_micros(quantity, cs.precision.clamp(0, 6) as u32, "quantity")?;
-    let plan_credit = selling_plan_credit(db, tenant_id, customer.id, cs.id, now)
+    let named = name(db, tenant_id, customer, credit_system, quantity).await?;
+    price_named(db, now, tenant_id, named).await
+}
+
+/// The quote of the customer's plan now.
+async fn price_named(
+    db: &Db,
+    now: DateTime<Utc>,
+    tenant_id: Uuid,
+    named: Named,
+) -> Result<Priced, Error> {
+    let Named {
+        customer_id,
+        credit_system: cs,
+        quantity,
+        quantity_micros,
+    } = named;
+    let plan_credit = selling_plan_credit(db, tenant_id, customer_id, cs.id, now)
         .await?
         .ok_or_else(|| {
             Invalid::new(
@@ -266,7 +313,7 @@ async fn price(
         .ok_or_else(|| Invalid::new("creditSystem", "no top-up price"))?;
     let quote = pricing::quote(top_up, quantity)?;
     Ok(Priced {
-        customer_id: customer.id,
+        customer_id,
         credit_system_id: cs.id,
         plan_credit,
         quantity_micros,
@@ -295,7 +342,8 @@ pub async fn quote_top_up(
     .quote)
 }
 
-/// Creates a `PENDING` order at the current quote.
+/// Creates a `PENDING` order at the current quote. A replay returns the
+/// original order (as it is now), whatever the plan says today.
 pub async fn purchase(
     db: &Db,
     clock: &dyn Clock,
@@ -307,32 +355,55 @@ pub async fn purchase(
 ) -> Result<TopUpOrder, Error> {
     let key = IdempotencyKey::parse(idempotency_key)?;
     let now = clock.now();
-    let priced = price(db, now, tenant_id, customer, credit_system, quantity).await?;
+    let named = name(db, tenant_id, customer, credit_system, quantity).await?;
+    let request = Request::new(
+        key,
+        "purchase",
+        &(
+            named.customer_id,
+            named.credit_system.id,
+            named.quantity_micros,
+        ),
+    );
     let txn = db.begin_write().await?;
-    let hash = fingerprint(&(
-        priced.customer_id,
-        priced.credit_system_id,
-        priced.quantity_micros,
-    ));
-    match idempotency::check(&txn, tenant_id, &key, "purchase", &hash).await? {
-        Seen::Replay(id) => return load(&txn, tenant_id, id).await,
-        Seen::Conflict => return Err(Error::IdempotencyConflict),
-        Seen::New => {}
+    let out = idempotency::replay_or::<_, Error>(
+        &txn,
+        tenant_id,
+        &request,
+        async |id| load(&txn, tenant_id, id).await,
+        async || {
+            let priced = price_named(db, now, tenant_id, named).await?;
+            let model = new_order(tenant_id, &priced, false, now)?
+                .insert(&txn)
+                .await?;
+            if !request.record(&txn, clock, tenant_id, model.id).await? {
+                return Err(Error::IdempotencyConflict);
+            }
+            Ok(model.try_into()?)
+        },
+    )
+    .await;
+    match out {
+        Ok(order) => {
+            txn.commit().await?;
+            Ok(order)
+        }
+        Err(Error::IdempotencyConflict) => {
+            // A concurrent request with this key may have committed first:
+            // answer as a retry of it would be answered.
+            txn.rollback().await?;
+            let conn = db.reader();
+            idempotency::replay_or::<_, Error>(
+                conn,
+                tenant_id,
+                &request,
+                async |id| load(conn, tenant_id, id).await,
+                async || Err(Error::IdempotencyConflict),
+            )
+            .await
+        }
+        Err(e) => Err(e),
     }
-    let model = new_order(tenant_id, &priced, false, now)?
-        .insert(&txn)
-        .await?;
-    if !idempotency::record(&txn, clock, tenant_id, &key, "purchase", &hash, model.id).await? {
-        // A concurrent request with this key committed first: answer as a
-        // retry of it would be answered.
-        txn.rollback().await?;
-        return match idempotency::check(db.reader(), tenant_id, &key, "purchase", &hash).await? {
-            Seen::Replay(id) => load(db.reader(), tenant_id, id).await,
-            Seen::Conflict | Seen::New => Err(Error::IdempotencyConflict),
-        };
-    }
-    txn.commit().await?;
-    Ok(model.try_into()?)
 }
 
 /// A `PENDING` order at a quote, waiting [`ORDER_PAYMENT_WINDOW`] for its

@@ -34,7 +34,7 @@ use crate::{
     credit_systems::CreditSystemRef,
     customers::{self, CustomerRef},
     error::{Code, DomainError, Invalid},
-    idempotency::{self, IdempotencyKey, Seen, fingerprint},
+    idempotency::{self, IdempotencyKey, Request},
     ledger::{self, Attribution, Grant, WalletRef, read},
     periods,
 };
@@ -111,6 +111,12 @@ pub enum Error {
     IdempotencyConflict,
     #[error("database error")]
     Db(#[from] DbErr),
+}
+
+impl From<crate::idempotency::Conflict> for Error {
+    fn from(_: crate::idempotency::Conflict) -> Self {
+        Error::IdempotencyConflict
+    }
 }
 
 impl DomainError for Error {
@@ -195,7 +201,9 @@ fn parse_start(start_at: Option<DateTime<Utc>>) -> Result<Option<DateTime<Utc>>,
     Ok(Some(start))
 }
 
-/// Puts a customer on a published plan.
+/// Puts a customer on a published plan. A replay returns the original
+/// subscription (as it is now) and its first allowance, whatever the plan's
+/// status today.
 pub async fn subscribe(
     db: &Db,
     clock: &dyn Clock,
@@ -211,132 +219,150 @@ pub async fn subscribe(
         .await?
         .map(catalog::Plan::from)
         .ok_or_else(|| catalog::Error::NotFound("plan", "with this id or key".into()))?;
-    let hash = fingerprint(&(customer.id, plan.id, input.start_at));
-    match idempotency::check(&txn, tenant_id, &key, "subscribe", &hash).await? {
-        Seen::Replay(id) => {
-            let subscription = load(&txn, tenant_id, id).await?;
-            let grants = allowance_grants(&txn, tenant_id, id).await?;
-            return Ok(SubscribeOutcome {
-                subscription,
-                grants,
-            });
-        }
-        Seen::Conflict => return Err(Error::IdempotencyConflict),
-        Seen::New => {}
-    }
-    match plan.status {
-        PlanStatus::Published => {}
-        PlanStatus::Draft => {
-            return Err(Error::Conflict(
-                format!("plan {:?} is a draft: publish it first", plan.key),
-                "plan",
-            ));
-        }
-        PlanStatus::Archived => {
-            return Err(Error::Conflict(
-                format!(
-                    "plan {:?} is archived and takes no new subscriptions",
-                    plan.key
-                ),
-                "plan",
-            ));
-        }
-    }
-    let (period_start, period_end) =
-        periods::period_at(start, plan.billing_interval.interval(), now.max(start));
-    let model = subscription::ActiveModel {
-        id: Set(Uuid::now_v7()),
-        tenant_id: Set(tenant_id),
-        customer_id: Set(customer.id),
-        plan_id: Set(plan.id),
-        billing_anchor: Set(start),
-        started_at: Set(start),
-        current_period_start: Set(period_start),
-        current_period_end: Set(period_end),
-        cancel_at: Set(None),
-        next_reset_at: Set(None),
-        created_at: Set(now),
-        updated_at: Set(now),
-    }
-    .insert(&txn)
-    .await?;
-    let plan_credits = catalog::plan_credits_of(&txn, tenant_id, &[plan.id]).await?;
-    let mut grants = Vec::new();
-    for pc in &plan_credits {
-        ledger::ensure_wallet_in(&txn, tenant_id, customer.id, pc.credit_system_id, now).await?;
-        if let Some(allowance) = &pc.included {
-            let period = periods::period_at(start, allowance.reset_interval, now.max(start));
-            if let Some((_, grant, _)) = crate::allowances::grant_period(
-                &txn,
-                clock,
-                &model,
-                pc,
-                period,
-                (0, None),
-                crate::allowances::Writes::Now,
-            )
-            .await?
-            {
-                grants.push(grant);
-            }
-        }
-        crate::purchases::recurring_order_in(&txn, clock, &model, pc, period_start).await?;
-    }
-    let next = crate::allowances::next_reset_at(
+    let request = Request::new(key, "subscribe", &(customer.id, plan.id, input.start_at));
+    let out = idempotency::replay_or::<_, Error>(
         &txn,
-        &model,
-        &plan_credits,
-        plan.billing_interval.interval(),
-        now,
+        tenant_id,
+        &request,
+        async |id| replay(&txn, tenant_id, id).await,
+        async || {
+            match plan.status {
+                PlanStatus::Published => {}
+                PlanStatus::Draft => {
+                    return Err(Error::Conflict(
+                        format!("plan {:?} is a draft: publish it first", plan.key),
+                        "plan",
+                    ));
+                }
+                PlanStatus::Archived => {
+                    return Err(Error::Conflict(
+                        format!(
+                            "plan {:?} is archived and takes no new subscriptions",
+                            plan.key
+                        ),
+                        "plan",
+                    ));
+                }
+            }
+            let (period_start, period_end) =
+                periods::period_at(start, plan.billing_interval.interval(), now.max(start));
+            let model = subscription::ActiveModel {
+                id: Set(Uuid::now_v7()),
+                tenant_id: Set(tenant_id),
+                customer_id: Set(customer.id),
+                plan_id: Set(plan.id),
+                billing_anchor: Set(start),
+                started_at: Set(start),
+                current_period_start: Set(period_start),
+                current_period_end: Set(period_end),
+                cancel_at: Set(None),
+                next_reset_at: Set(None),
+                created_at: Set(now),
+                updated_at: Set(now),
+            }
+            .insert(&txn)
+            .await?;
+            let plan_credits = catalog::plan_credits_of(&txn, tenant_id, &[plan.id]).await?;
+            let mut grants = Vec::new();
+            for pc in &plan_credits {
+                ledger::ensure_wallet_in(&txn, tenant_id, customer.id, pc.credit_system_id, now)
+                    .await?;
+                if let Some(allowance) = &pc.included {
+                    let period =
+                        periods::period_at(start, allowance.reset_interval, now.max(start));
+                    if let Some((_, grant, _)) = crate::allowances::grant_period(
+                        &txn,
+                        clock,
+                        &model,
+                        pc,
+                        period,
+                        (0, None),
+                        crate::allowances::Writes::Now,
+                    )
+                    .await?
+                    {
+                        grants.push(grant);
+                    }
+                }
+                crate::purchases::recurring_order_in(&txn, clock, &model, pc, period_start).await?;
+            }
+            let next = crate::allowances::next_reset_at(
+                &txn,
+                &model,
+                &plan_credits,
+                plan.billing_interval.interval(),
+                now,
+            )
+            .await?;
+            let mut active = model.clone().into_active_model();
+            active.next_reset_at = Set(next);
+            let model = active.update(&txn).await?;
+            if !request.record(&txn, clock, tenant_id, model.id).await? {
+                return Err(Error::IdempotencyConflict);
+            }
+            Ok(SubscribeOutcome {
+                subscription: Subscription::from_model(model, plan.billing_interval),
+                grants,
+            })
+        },
     )
-    .await?;
-    let mut active = model.clone().into_active_model();
-    active.next_reset_at = Set(next);
-    let model = active.update(&txn).await?;
-    if !idempotency::record(&txn, clock, tenant_id, &key, "subscribe", &hash, model.id).await? {
-        // A concurrent request with this key committed first: answer as a
-        // retry of it would be answered.
-        txn.rollback().await?;
-        let conn = db.reader();
-        return match idempotency::check(conn, tenant_id, &key, "subscribe", &hash).await? {
-            Seen::Replay(id) => Ok(SubscribeOutcome {
-                subscription: load(conn, tenant_id, id).await?,
-                grants: allowance_grants(conn, tenant_id, id).await?,
-            }),
-            Seen::Conflict | Seen::New => Err(Error::IdempotencyConflict),
-        };
+    .await;
+    match out {
+        Ok(out) => {
+            txn.commit().await?;
+            Ok(out)
+        }
+        Err(Error::IdempotencyConflict) => {
+            // A concurrent request with this key may have committed first:
+            // answer as a retry of it would be answered.
+            txn.rollback().await?;
+            let conn = db.reader();
+            idempotency::replay_or::<_, Error>(
+                conn,
+                tenant_id,
+                &request,
+                async |id| replay(conn, tenant_id, id).await,
+                async || Err(Error::IdempotencyConflict),
+            )
+            .await
+        }
+        Err(e) => Err(e),
     }
-    txn.commit().await?;
-    Ok(SubscribeOutcome {
-        subscription: Subscription::from_model(model, plan.billing_interval),
-        grants,
-    })
 }
 
-async fn allowance_grants(
+/// A subscribe's original answer: the subscription as it is now, and the
+/// grants of its first allowance period of each plan credit (in the plan's
+/// order), not those of the periods since.
+async fn replay(
     conn: &impl ConnectionTrait,
     tenant_id: Uuid,
     subscription_id: Uuid,
-) -> Result<Vec<Grant>, Error> {
-    let ids: Vec<Uuid> = allowance_period::Entity::find()
+) -> Result<SubscribeOutcome, Error> {
+    let subscription = load(conn, tenant_id, subscription_id).await?;
+    let periods = allowance_period::Entity::find()
         .filter(allowance_period::Column::TenantId.eq(tenant_id))
         .filter(allowance_period::Column::SubscriptionId.eq(subscription_id))
         .order_by_asc(allowance_period::Column::PeriodStart)
         .all(conn)
-        .await?
-        .into_iter()
-        .map(|p| p.grant_id)
-        .collect();
+        .await?;
+    let plan_credits = catalog::plan_credits_of(conn, tenant_id, &[subscription.plan_id]).await?;
     let mut grants = Vec::new();
-    for id in ids {
-        if let Some(g) = entity::credit_grant::Entity::find_by_id(id)
+    for pc in &plan_credits {
+        let Some(first) = periods.iter().find(|p| p.plan_credit_id == pc.id) else {
+            continue;
+        };
+        if let Some(g) = entity::credit_grant::Entity::find_by_id(first.grant_id)
+            .filter(entity::credit_grant::Column::TenantId.eq(tenant_id))
             .one(conn)
             .await?
         {
             grants.push(g.into());
         }
     }
-    Ok(grants)
+    Ok(SubscribeOutcome {
+        subscription,
+        grants,
+    })
 }
 
 async fn load(
@@ -536,6 +562,27 @@ pub async fn track_usage(
     let feature = catalog::find_feature(db.reader(), tenant_id, &input.feature)
         .await?
         .ok_or_else(|| catalog::Error::NotFound("feature", "with this id or key".into()))?;
+    let attribution = Attribution {
+        feature: Some(feature.key.clone()),
+        quantity: Some(input.quantity),
+        event_ref: input.event_ref.clone(),
+        user_ref: input.user_ref.clone(),
+        dimensions: input.dimensions.clone(),
+        description: input.description.clone(),
+    };
+    // Idempotency first: a retry returns the original usage even if the
+    // plan no longer includes the feature or prices it differently.
+    if let Some(original) = ledger::replay_usage(
+        db,
+        tenant_id,
+        customer.id,
+        &attribution,
+        &input.idempotency_key,
+    )
+    .await?
+    {
+        return Ok(original);
+    }
     let (sub, entitlement, pc) = entitlement_for(db, tenant_id, customer.id, feature.id, now)
         .await?
         .ok_or_else(|| Error::NotEntitled(feature.key.clone()))?;
@@ -560,14 +607,7 @@ pub async fn track_usage(
                 credit_system: CreditSystemRef::Id(cs.id),
             },
             amount,
-            attribution: Attribution {
-                feature: Some(feature.key),
-                quantity: Some(input.quantity),
-                event_ref: input.event_ref.clone(),
-                user_ref: input.user_ref.clone(),
-                dimensions: input.dimensions.clone(),
-                description: input.description.clone(),
-            },
+            attribution,
             idempotency_key: input.idempotency_key.clone(),
         },
     )

@@ -16,7 +16,7 @@ use crate::{
     credit_systems::{self, CreditSystemRef},
     customers::{self, CustomerRef},
     error::Invalid,
-    idempotency::{IdempotencyKey, fingerprint},
+    idempotency::{self, IdempotencyKey, Request},
     ledger::{
         Attribution, Category, Entry, EntryType, Error, Grant,
         book::{Book, Links, NewGrant},
@@ -69,95 +69,110 @@ pub async fn allocate(
         })?;
     let cs = credit_systems::resolve(&txn, tenant_id, &input.credit_system).await?;
     let amount = positive_micros(input.amount, cs.precision.clamp(0, 6) as u32, "amount")?;
+    let request = Request::new(key, "allocate", &(from.id, to.id, cs.id, amount, &note));
     let ancestors = customers::ancestors(&txn, tenant_id, to.id).await?;
-    if to.id == from.id || !ancestors.contains(&from.id) {
-        return Err(Invalid::new(
-            "to",
-            "credits move only down the tree, to a descendant of `from`",
-        )
-        .into());
-    }
-    let hash = fingerprint(&(from.id, to.id, cs.id, amount, &note));
-    // Source before target: credits only move down the tree, so every
-    // writer locks ancestors' wallets before descendants' and no two
-    // allocations can wait on each other in a cycle.
-    let Some(mut source) = Book::open(&txn, tenant_id, from.id, cs.id, now, false).await? else {
-        return Err(Error::InsufficientCredits {
-            requested: crate::amount::from_micros(amount),
-            available: Decimal::ZERO,
-        });
+    let down = to.id != from.id && ancestors.contains(&from.id);
+    // Wallets are locked only for a move down the tree as it is now,
+    // source before target: every writer locks ancestors' wallets before
+    // descendants', so no two allocations wait on each other in a cycle.
+    // A move the tree refuses now may still be a replay of one it allowed.
+    let books = if down {
+        let source = Book::open(&txn, tenant_id, from.id, cs.id, now, false).await?;
+        let target = Book::open(&txn, tenant_id, to.id, cs.id, now, true)
+            .await?
+            .ok_or(Error::NotFound("wallet", "to"))?;
+        Some((source, target))
+    } else {
+        None
     };
-    let mut target = Book::open(&txn, tenant_id, to.id, cs.id, now, true)
-        .await?
-        .ok_or(Error::NotFound("wallet", "to"))?;
-    if let Some(entry_id) = super::ops::check_key(&source, &key, "allocate", &hash).await? {
-        return replay(&txn, tenant_id, entry_id).await;
-    }
-    source.settle().await?;
-    target.settle().await?;
-    let attribution = Attribution {
-        description: note,
-        ..Attribution::default()
-    };
-    target.check_room(amount)?;
-    let out = source
-        .spend(
-            EntryType::TransferOut,
-            amount,
-            false,
-            None,
-            Links::default(),
-            &attribution,
-            Some(key.as_str()),
-        )
-        .map_err(|r| super::ops::refused(amount, r))?;
-    let mut splits = Vec::new();
-    for (grant_id, part) in source.splits_of(out.id) {
-        let Some(origin) = source.grant(grant_id).cloned() else {
-            continue;
-        };
-        let new_id = target.insert_grant(NewGrant {
-            category: Category::Transfer,
-            amount: -part,
-            effective_at: now,
-            expires_at: origin.expires_at,
-            priority: origin.priority,
-            cost_basis: origin.cost_basis.clone(),
-            reason: input
-                .note
-                .clone()
-                .unwrap_or_else(|| "allocation".to_owned()),
-            metadata: None,
-            source_kind: Some("transfer".into()),
-            source_id: Some(origin.id.to_string()),
-        });
-        splits.push((new_id, -part));
-    }
-    let r#in = target.append(
-        EntryType::TransferIn,
-        amount,
-        Links {
-            refund_of_entry_id: Some(out.id),
-            ..Links::default()
+    let out = idempotency::replay_or::<_, Error>(
+        &txn,
+        tenant_id,
+        &request,
+        async |entry_id| replay(&txn, tenant_id, entry_id).await,
+        async || {
+            let Some((source, mut target)) = books else {
+                return Err(Invalid::new(
+                    "to",
+                    "credits move only down the tree, to a descendant of `from`",
+                )
+                .into());
+            };
+            let Some(mut source) = source else {
+                return Err(Error::InsufficientCredits {
+                    requested: crate::amount::from_micros(amount),
+                    available: Decimal::ZERO,
+                });
+            };
+            source.settle().await?;
+            target.settle().await?;
+            let attribution = Attribution {
+                description: note,
+                ..Attribution::default()
+            };
+            target.check_room(amount)?;
+            let out = source
+                .spend(
+                    EntryType::TransferOut,
+                    amount,
+                    false,
+                    None,
+                    Links::default(),
+                    &attribution,
+                    Some(request.key().as_str()),
+                )
+                .map_err(|r| super::ops::refused(amount, r))?;
+            let mut splits = Vec::new();
+            for (grant_id, part) in source.splits_of(out.id) {
+                let Some(origin) = source.grant(grant_id).cloned() else {
+                    continue;
+                };
+                let new_id = target.insert_grant(NewGrant {
+                    category: Category::Transfer,
+                    amount: -part,
+                    effective_at: now,
+                    expires_at: origin.expires_at,
+                    priority: origin.priority,
+                    cost_basis: origin.cost_basis.clone(),
+                    reason: input
+                        .note
+                        .clone()
+                        .unwrap_or_else(|| "allocation".to_owned()),
+                    metadata: None,
+                    source_kind: Some("transfer".into()),
+                    source_id: Some(origin.id.to_string()),
+                });
+                splits.push((new_id, -part));
+            }
+            let r#in = target.append(
+                EntryType::TransferIn,
+                amount,
+                Links {
+                    refund_of_entry_id: Some(out.id),
+                    ..Links::default()
+                },
+                &attribution,
+                None,
+                &splits,
+            );
+            target.book_time();
+            let grants: Vec<Grant> = splits
+                .iter()
+                .filter_map(|(id, _)| target.grant(*id).cloned().map(Into::into))
+                .collect();
+            super::ops::record_key(&source, clock, &request, out.id).await?;
+            source.finish().await?;
+            target.finish().await?;
+            Ok(AllocateOutcome {
+                out: out.into(),
+                r#in: r#in.into(),
+                grants,
+            })
         },
-        &attribution,
-        None,
-        &splits,
-    );
-    target.book_time();
-    let grants: Vec<Grant> = splits
-        .iter()
-        .filter_map(|(id, _)| target.grant(*id).cloned().map(Into::into))
-        .collect();
-    super::ops::record_key(&source, clock, &key, "allocate", &hash, out.id).await?;
-    source.finish().await?;
-    target.finish().await?;
+    )
+    .await?;
     txn.commit().await?;
-    Ok(AllocateOutcome {
-        out: out.into(),
-        r#in: r#in.into(),
-        grants,
-    })
+    Ok(out)
 }
 
 async fn replay(
@@ -166,7 +181,7 @@ async fn replay(
     out_id: Uuid,
 ) -> Result<AllocateOutcome, Error> {
     use entity::{credit_grant, entry_split, ledger_entry};
-    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
     let out = ledger_entry::Entity::find_by_id(out_id)
         .filter(ledger_entry::Column::TenantId.eq(tenant_id))
         .one(conn)
@@ -187,8 +202,11 @@ async fn replay(
         .into_iter()
         .map(|s| s.grant_id)
         .collect();
+    // Ids grow in the order the grants were made: the original's order.
     let grants = credit_grant::Entity::find()
+        .filter(credit_grant::Column::TenantId.eq(tenant_id))
         .filter(credit_grant::Column::Id.is_in(grant_ids))
+        .order_by_asc(credit_grant::Column::Id)
         .all(conn)
         .await?
         .into_iter()

@@ -42,7 +42,7 @@ use crate::{
     credit_systems::Kind,
     customers::{self, CustomerRef},
     error::Invalid,
-    idempotency::{self, IdempotencyKey, Seen, fingerprint},
+    idempotency::{self, IdempotencyKey},
     pricing::minor_units,
 };
 
@@ -121,9 +121,9 @@ pub struct ApplyInput {
     pub idempotency_key: String,
 }
 
-/// Validated input.
+/// Validated input (its fingerprint is the key's request hash).
 #[derive(Serialize)]
-struct Request {
+struct Application {
     customer_id: Uuid,
     external_id: String,
     currency: String,
@@ -211,18 +211,43 @@ async fn try_apply(
     let now = clock.now();
     let txn = db.begin_write().await?;
     let customer = customers::resolve(&txn, tenant_id, &input.customer).await?;
-    let hash = fingerprint(&Request {
+    let application = Application {
         customer_id: customer.id,
         external_id: external_id.to_owned(),
         currency: currency.to_owned(),
         subtotal,
-    });
-    match idempotency::check(&txn, tenant_id, key, OPERATION, &hash).await? {
-        Seen::Replay(id) => return Ok(load(&txn, tenant_id, id).await?.into()),
-        Seen::Conflict => return Err(Error::IdempotencyConflict),
-        Seen::New => {}
-    }
-    if find(&txn, tenant_id, external_id).await?.is_some() {
+    };
+    let request = idempotency::Request::new(key.clone(), OPERATION, &application);
+    // The unique (tenant, external id) index serializes first applications
+    // of one invoice; no wallet lock is needed before the lookup.
+    let out = idempotency::replay_or::<_, Error>(
+        &txn,
+        tenant_id,
+        &request,
+        async |id| Ok(load(&txn, tenant_id, id).await?.into()),
+        async || apply_first(&txn, clock, tenant_id, &request, &application, now).await,
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(out)
+}
+
+/// A first application (a new key), validated against the present.
+async fn apply_first(
+    txn: &DatabaseTransaction,
+    clock: &dyn Clock,
+    tenant_id: Uuid,
+    request: &idempotency::Request,
+    application: &Application,
+    now: DateTime<Utc>,
+) -> Result<Invoice, Error> {
+    let (customer_id, external_id, currency, subtotal) = (
+        application.customer_id,
+        application.external_id.as_str(),
+        application.currency.as_str(),
+        application.subtotal,
+    );
+    if find(txn, tenant_id, external_id).await?.is_some() {
         return Err(Error::Conflict(
             format!(
                 "credits were applied to invoice {external_id:?} already (one application per invoice)"
@@ -236,14 +261,14 @@ async fn try_apply(
     let systems: Vec<credit_system::Model> = credit_system::Entity::find()
         .filter(credit_system::Column::TenantId.eq(tenant_id))
         .filter(credit_system::Column::Kind.eq(Kind::Monetary.as_str()))
-        .all(&txn)
+        .all(txn)
         .await?;
     let wallets: Vec<wallet::Model> = wallet::Entity::find()
         .filter(wallet::Column::TenantId.eq(tenant_id))
-        .filter(wallet::Column::CustomerId.eq(customer.id))
+        .filter(wallet::Column::CustomerId.eq(customer_id))
         .filter(wallet::Column::CreditSystemId.is_in(systems.iter().map(|s| s.id)))
         .order_by_asc(wallet::Column::Id)
-        .all(&txn)
+        .all(txn)
         .await?;
     let currency_of = |w: &wallet::Model| {
         systems
@@ -255,7 +280,7 @@ async fn try_apply(
     let mut books = Vec::new();
     let mut units = Vec::new();
     for w in wallets.iter().filter(|w| currency_of(w) == currency) {
-        if let Some(mut book) = Book::open_by_id(&txn, tenant_id, w.id, now).await? {
+        if let Some(mut book) = Book::open_by_id(txn, tenant_id, w.id, now).await? {
             book.settle().await?;
             let precision = systems
                 .iter()
@@ -316,7 +341,7 @@ async fn try_apply(
     let model = invoice::ActiveModel {
         id: Set(invoice_id),
         tenant_id: Set(tenant_id),
-        customer_id: Set(customer.id),
+        customer_id: Set(customer_id),
         external_id: Set(external_id.to_owned()),
         currency: Set(currency.to_owned()),
         subtotal_micros: Set(subtotal),
@@ -327,15 +352,14 @@ async fn try_apply(
         created_at: Set(now),
         settled_at: Set(None),
     }
-    .insert(&txn)
+    .insert(txn)
     .await?;
-    if !idempotency::record(&txn, clock, tenant_id, key, OPERATION, &hash, invoice_id).await? {
+    if !request.record(txn, clock, tenant_id, invoice_id).await? {
         return Err(Error::IdempotencyConflict);
     }
     for book in books {
         book.finish().await?;
     }
-    txn.commit().await?;
     Ok(model.into())
 }
 

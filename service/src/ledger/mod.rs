@@ -469,6 +469,12 @@ pub enum Error {
     Db(#[from] DbErr),
 }
 
+impl From<crate::idempotency::Conflict> for Error {
+    fn from(_: crate::idempotency::Conflict) -> Self {
+        Error::IdempotencyConflict
+    }
+}
+
 impl DomainError for Error {
     fn code(&self) -> Code {
         match self {

@@ -1,6 +1,8 @@
-//! The ledger's writes. Each one: validate the input, resolve the wallet,
-//! lock it, replay or refuse a used idempotency key, book what time has
-//! done, apply the change, record the key, commit. All or nothing.
+//! The ledger's writes. Each one: parse the input, resolve the wallet, lock
+//! it, replay or refuse a used idempotency key ([`idempotency::replay_or`]:
+//! before anything is checked against the present), book what time has
+//! done, validate against the present, apply the change, record the key,
+//! commit. All or nothing.
 
 use std::collections::{HashMap, HashSet};
 
@@ -29,7 +31,7 @@ use crate::{
     amount::{from_micros, positive_micros, to_micros},
     credit_systems, customers,
     error::Invalid,
-    idempotency::{self, IdempotencyKey, Seen, fingerprint},
+    idempotency::{self, IdempotencyKey, Request},
 };
 
 /// The longest a hold may reserve credits.
@@ -90,42 +92,18 @@ pub(super) fn refused(requested: i64, refusal: Refusal) -> Error {
     }
 }
 
-/// Checks the key on the locked wallet: `Ok(Some(id))` is a replay of the
-/// request that produced entry `id`.
-pub(super) async fn check_key(
-    book: &Book<'_>,
-    key: &IdempotencyKey,
-    operation: &str,
-    hash: &str,
-) -> Result<Option<Uuid>, Error> {
-    match idempotency::check(book.txn, book.tenant_id(), key, operation, hash).await? {
-        Seen::New => Ok(None),
-        Seen::Replay(id) => Ok(Some(id)),
-        Seen::Conflict => Err(Error::IdempotencyConflict),
-    }
-}
-
 pub(super) async fn record_key(
     book: &Book<'_>,
     clock: &dyn Clock,
-    key: &IdempotencyKey,
-    operation: &str,
-    hash: &str,
+    request: &Request,
     entry_id: Uuid,
 ) -> Result<(), Error> {
     // The wallet lock serializes retries of one request, so a key recorded
     // meanwhile by another transaction was used for another wallet.
-    let recorded = idempotency::record(
-        book.txn,
-        clock,
-        book.tenant_id(),
-        key,
-        operation,
-        hash,
-        entry_id,
-    )
-    .await?;
-    if !recorded {
+    if !request
+        .record(book.txn, clock, book.tenant_id(), entry_id)
+        .await?
+    {
         return Err(Error::IdempotencyConflict);
     }
     Ok(())
@@ -266,13 +244,17 @@ pub(crate) async fn grant_in(
         return Err(Invalid::new("costBasis", "must not be negative").into());
     }
     let now = clock.now();
-    let effective_at = crate::input::time_opt("effectiveAt", input.effective_at)?.unwrap_or(now);
+    let given_effective_at = crate::input::time_opt("effectiveAt", input.effective_at)?;
     let expires_at = crate::input::time_opt("expiresAt", input.expires_at)?;
-    if let Some(e) = expires_at
-        && (e <= effective_at || (e <= now && !catch_up))
+    let bad_expiry = || Invalid::new("expiresAt", "must be after now and after effectiveAt");
+    // An expiry before the given start is wrong on any day; one before now
+    // is checked against the present, after the key (a replay wins).
+    if let (Some(e), Some(start)) = (expires_at, given_effective_at)
+        && e <= start
     {
-        return Err(Invalid::new("expiresAt", "must be after now and after effectiveAt").into());
+        return Err(bad_expiry().into());
     }
+    let effective_at = given_effective_at.unwrap_or(now);
     let (customer_id, cs) = match (&batched, &input.wallet) {
         (
             Some(b),
@@ -285,18 +267,22 @@ pub(crate) async fn grant_in(
     };
     let amount = positive_micros(input.amount, precision(&cs), "amount")?;
     let priority = input.priority.unwrap_or(0);
-    let hash = fingerprint(&(
-        customer_id,
-        cs.id,
-        amount,
-        input.category,
-        input.effective_at,
-        expires_at,
-        priority,
-        input.cost_basis,
-        &reason,
-        &metadata,
-    ));
+    let request = Request::new(
+        key,
+        "grant",
+        &(
+            customer_id,
+            cs.id,
+            amount,
+            input.category,
+            input.effective_at,
+            expires_at,
+            priority,
+            input.cost_basis,
+            &reason,
+            &metadata,
+        ),
+    );
     let open = || async {
         Book::open(txn, tenant_id, customer_id, cs.id, now, true)
             .await?
@@ -314,51 +300,56 @@ pub(crate) async fn grant_in(
         book.knows_plan_limits(b.plan_limits);
     }
     book.knows_credit_system(&cs);
-    if let Some(entry_id) = check_key(&book, &key, "grant", &hash).await? {
-        return replay_grant(txn, tenant_id, entry_id).await;
-    }
-    book.settle().await?;
-    book.check_room(amount)?;
-    let (grant_id, entry) = book
-        .add_grant(
-            NewGrant {
-                category: input.category,
-                amount,
-                effective_at,
-                expires_at,
-                priority,
-                cost_basis: input.cost_basis.map(|c| c.normalize().to_string()),
-                reason,
-                metadata,
-                source_kind: source.as_ref().map(|(kind, _)| (*kind).to_owned()),
-                source_id: source.map(|(_, id)| id),
-            },
-            EntryType::Grant,
-            Some(key.as_str()),
-        )
-        .await?;
-    let grant = book.grant(grant_id).cloned();
-    match batched {
-        Some(b) => {
-            b.flush.record_key(entity::idempotency_record::Model {
-                tenant_id,
-                key: key.as_str().to_owned(),
-                operation: "grant".to_owned(),
-                request_hash: hash,
-                result_id: entry.id,
-                created_at: now,
-            });
-            book.finish_into(b.flush).await?;
-        }
-        None => {
-            record_key(&book, clock, &key, "grant", &hash, entry.id).await?;
-            book.finish().await?;
-        }
-    }
-    Ok(GrantOutcome {
-        grant: grant.ok_or(Error::NotFound("grant", "grant"))?.into(),
-        entry: entry.into(),
-    })
+    idempotency::replay_or::<_, Error>(
+        txn,
+        tenant_id,
+        &request,
+        async |entry_id| replay_grant(txn, tenant_id, entry_id).await,
+        async || {
+            if let Some(e) = expires_at
+                && (e <= effective_at || (e <= now && !catch_up))
+            {
+                return Err(bad_expiry().into());
+            }
+            book.settle().await?;
+            book.check_room(amount)?;
+            let (grant_id, entry) = book
+                .add_grant(
+                    NewGrant {
+                        category: input.category,
+                        amount,
+                        effective_at,
+                        expires_at,
+                        priority,
+                        cost_basis: input.cost_basis.map(|c| c.normalize().to_string()),
+                        reason,
+                        metadata,
+                        source_kind: source.as_ref().map(|(kind, _)| (*kind).to_owned()),
+                        source_id: source.map(|(_, id)| id),
+                    },
+                    EntryType::Grant,
+                    Some(request.key().as_str()),
+                )
+                .await?;
+            let grant = book.grant(grant_id).cloned();
+            match batched {
+                Some(b) => {
+                    b.flush
+                        .record_key(request.record_model(tenant_id, entry.id, now));
+                    book.finish_into(b.flush).await?;
+                }
+                None => {
+                    record_key(&book, clock, &request, entry.id).await?;
+                    book.finish().await?;
+                }
+            }
+            Ok(GrantOutcome {
+                grant: grant.ok_or(Error::NotFound("grant", "grant"))?.into(),
+                entry: entry.into(),
+            })
+        },
+    )
+    .await
 }
 
 async fn replay_grant(
@@ -407,40 +398,92 @@ pub async fn consume(
     // taken (on SQLite, BEGIN IMMEDIATE holds the single writer).
     let (customer_id, cs) = resolve(db.reader(), tenant_id, &input.wallet).await?;
     let amount = positive_micros(input.amount, precision(&cs), "amount")?;
-    let hash = fingerprint(&(customer_id, cs.id, amount, &attribution));
+    let request = Request::new(key, "consume", &(customer_id, cs.id, amount, &attribution));
     let txn = db.begin_write().await?;
-    let Some(mut book) = Book::open(&txn, tenant_id, customer_id, cs.id, now, false).await? else {
-        if let Seen::Conflict = idempotency::check(&txn, tenant_id, &key, "consume", &hash).await? {
-            return Err(Error::IdempotencyConflict);
-        }
-        return Err(insufficient(amount, 0));
-    };
-    if let Some(entry_id) = check_key(&book, &key, "consume", &hash).await? {
-        return replay_consume(&txn, tenant_id, entry_id).await;
-    }
-    book.settle().await?;
-    book.knows_credit_system(&cs);
-    let allow_debt = book.wallet.allow_overage;
-    let floor = book.plan_limits().await?.block;
-    let entry = book
-        .spend(
-            EntryType::Usage,
-            amount,
-            allow_debt,
-            floor,
-            Links::default(),
-            &attribution,
-            Some(key.as_str()),
-        )
-        .map_err(|r| refused(amount, r))?;
-    record_key(&book, clock, &key, "consume", &hash, entry.id).await?;
-    let splits = book.split_models_of(entry.id);
-    book.finish().await?;
+    let book = Book::open(&txn, tenant_id, customer_id, cs.id, now, false).await?;
+    let out = idempotency::replay_or::<_, Error>(
+        &txn,
+        tenant_id,
+        &request,
+        async |entry_id| replay_consume(&txn, tenant_id, entry_id).await,
+        async || {
+            let Some(mut book) = book else {
+                return Err(insufficient(amount, 0));
+            };
+            book.settle().await?;
+            book.knows_credit_system(&cs);
+            let allow_debt = book.wallet.allow_overage;
+            let floor = book.plan_limits().await?.block;
+            let entry = book
+                .spend(
+                    EntryType::Usage,
+                    amount,
+                    allow_debt,
+                    floor,
+                    Links::default(),
+                    &attribution,
+                    Some(request.key().as_str()),
+                )
+                .map_err(|r| refused(amount, r))?;
+            record_key(&book, clock, &request, entry.id).await?;
+            let splits = book.split_models_of(entry.id);
+            book.finish().await?;
+            Ok(ConsumeOutcome {
+                entry: entry.into(),
+                splits: splits.into_iter().map(Into::into).collect(),
+            })
+        },
+    )
+    .await?;
     txn.commit().await?;
-    Ok(ConsumeOutcome {
-        entry: entry.into(),
-        splits: splits.into_iter().map(Into::into).collect(),
-    })
+    Ok(out)
+}
+
+/// A retried metered consume ([`crate::subscriptions::track_usage`]),
+/// answered before the plan is consulted: the plan chose the credit system
+/// and the amount, and it may have changed since, so the request is
+/// fingerprinted with the original entry's. `None`: the key is new (the
+/// consume itself looks it up again under the wallet's lock).
+pub async fn replay_usage(
+    db: &Db,
+    tenant_id: Uuid,
+    customer_id: Uuid,
+    attribution: &Attribution,
+    idempotency_key: &str,
+) -> Result<Option<ConsumeOutcome>, Error> {
+    let key = IdempotencyKey::parse(idempotency_key)?;
+    let attribution = attribution.parse()?;
+    let conn = db.reader();
+    let Some(record) = idempotency::find(conn, tenant_id, &key).await? else {
+        return Ok(None);
+    };
+    if record.operation != "consume" {
+        return Err(Error::IdempotencyConflict);
+    }
+    let original = load_entry(conn, tenant_id, record.result_id).await?;
+    let wallet = wallet::Entity::find_by_id(original.wallet_id)
+        .filter(wallet::Column::TenantId.eq(tenant_id))
+        .one(conn)
+        .await?
+        .ok_or(Error::NotFound("wallet", "idempotencyKey"))?;
+    let request = Request::new(
+        key,
+        "consume",
+        &(
+            customer_id,
+            wallet.credit_system_id,
+            -original.amount_micros,
+            &attribution,
+        ),
+    );
+    idempotency::replay_or::<_, Error>(
+        conn,
+        tenant_id,
+        &request,
+        async |entry_id| replay_consume(conn, tenant_id, entry_id).await.map(Some),
+        async || Ok(None),
+    )
+    .await
 }
 
 async fn replay_consume(
@@ -479,36 +522,49 @@ pub async fn void_grant(
     let now = clock.now();
     let txn = db.begin_write().await?;
     let grant = load_grant(&txn, tenant_id, grant_id).await?;
-    let hash = fingerprint(&(grant_id, &reason));
+    let request = Request::new(key, "void", &(grant_id, &reason));
     let mut book = Book::open_by_id(&txn, tenant_id, grant.wallet_id, now)
         .await?
         .ok_or(Error::NotFound("wallet", "grant"))?;
-    if let Some(entry_id) = check_key(&book, &key, "void", &hash).await? {
-        let entry = load_entry(&txn, tenant_id, entry_id).await?;
-        return Ok(VoidOutcome {
-            grant: load_grant(&txn, tenant_id, grant_id).await?.into(),
-            entry: entry.into(),
-        });
-    }
-    if grant.voided_at.is_some() {
-        return Err(Error::Conflict(
-            "this grant is already voided".into(),
-            "grant",
-        ));
-    }
-    book.settle().await?;
-    book.load_grants(&[grant_id]).await?;
-    let entry = book
-        .void(grant_id, &reason, Some(key.as_str()))
-        .ok_or(Error::NotFound("grant", "grant"))?;
-    let grant = book.grant(grant_id).cloned();
-    record_key(&book, clock, &key, "void", &hash, entry.id).await?;
-    book.finish().await?;
+    let out = idempotency::replay_or::<_, Error>(
+        &txn,
+        tenant_id,
+        &request,
+        async |entry_id| {
+            Ok(VoidOutcome {
+                grant: load_grant(&txn, tenant_id, grant_id).await?.into(),
+                entry: load_entry(&txn, tenant_id, entry_id).await?.into(),
+            })
+        },
+        async || {
+            // Read again under the wallet's lock.
+            if load_grant(&txn, tenant_id, grant_id)
+                .await?
+                .voided_at
+                .is_some()
+            {
+                return Err(Error::Conflict(
+                    "this grant is already voided".into(),
+                    "grant",
+                ));
+            }
+            book.settle().await?;
+            book.load_grants(&[grant_id]).await?;
+            let entry = book
+                .void(grant_id, &reason, Some(request.key().as_str()))
+                .ok_or(Error::NotFound("grant", "grant"))?;
+            let grant = book.grant(grant_id).cloned();
+            record_key(&book, clock, &request, entry.id).await?;
+            book.finish().await?;
+            Ok(VoidOutcome {
+                grant: grant.ok_or(Error::NotFound("grant", "grant"))?.into(),
+                entry: entry.into(),
+            })
+        },
+    )
+    .await?;
     txn.commit().await?;
-    Ok(VoidOutcome {
-        grant: grant.ok_or(Error::NotFound("grant", "grant"))?.into(),
-        entry: entry.into(),
-    })
+    Ok(out)
 }
 
 // ---------------------------------------------------------------- adjust
@@ -547,70 +603,74 @@ pub async fn adjust(
     if amount == 0 {
         return Err(Invalid::new("amount", "must not be 0").into());
     }
-    let hash = fingerprint(&(customer_id, cs.id, amount, &reason));
+    let request = Request::new(key, "adjust", &(customer_id, cs.id, amount, &reason));
     let mut book = Book::open(&txn, tenant_id, customer_id, cs.id, now, true)
         .await?
         .ok_or(Error::NotFound("wallet", "customer"))?;
-    if let Some(entry_id) = check_key(&book, &key, "adjust", &hash).await? {
+    let replay = async |entry_id| {
         let entry = load_entry(&txn, tenant_id, entry_id).await?;
         let grant = match entry.grant_id {
             Some(id) => Some(load_grant(&txn, tenant_id, id).await?.into()),
             None => None,
         };
-        return Ok(AdjustOutcome {
+        Ok(AdjustOutcome {
             entry: entry.into(),
             grant,
-        });
-    }
-    book.settle().await?;
-    book.check_room(amount)?;
-    let (entry, grant_id) = if amount > 0 {
-        let (grant_id, entry) = book
-            .add_grant(
-                NewGrant {
-                    category: Category::Admin,
-                    amount,
-                    effective_at: now,
-                    expires_at: None,
-                    priority: 0,
-                    cost_basis: None,
-                    reason,
-                    metadata: None,
-                    source_kind: Some("adjustment".into()),
-                    source_id: None,
-                },
-                EntryType::Adjustment,
-                Some(key.as_str()),
-            )
-            .await?;
-        (entry, Some(grant_id))
-    } else {
-        let allow_debt = book.wallet.allow_overage;
-        let attribution = Attribution {
-            description: Some(reason),
-            ..Attribution::default()
-        };
-        let entry = book
-            .spend(
-                EntryType::Adjustment,
-                -amount,
-                allow_debt,
-                None,
-                Links::default(),
-                &attribution,
-                Some(key.as_str()),
-            )
-            .map_err(|r| refused(-amount, r))?;
-        (entry, None)
+        })
     };
-    let grant = grant_id.and_then(|id| book.grant(id).cloned());
-    record_key(&book, clock, &key, "adjust", &hash, entry.id).await?;
-    book.finish().await?;
-    txn.commit().await?;
-    Ok(AdjustOutcome {
-        entry: entry.into(),
-        grant: grant.map(Into::into),
+    let out = idempotency::replay_or::<_, Error>(&txn, tenant_id, &request, replay, async || {
+        book.settle().await?;
+        book.check_room(amount)?;
+        let (entry, grant_id) = if amount > 0 {
+            let (grant_id, entry) = book
+                .add_grant(
+                    NewGrant {
+                        category: Category::Admin,
+                        amount,
+                        effective_at: now,
+                        expires_at: None,
+                        priority: 0,
+                        cost_basis: None,
+                        reason,
+                        metadata: None,
+                        source_kind: Some("adjustment".into()),
+                        source_id: None,
+                    },
+                    EntryType::Adjustment,
+                    Some(request.key().as_str()),
+                )
+                .await?;
+            (entry, Some(grant_id))
+        } else {
+            let allow_debt = book.wallet.allow_overage;
+            let attribution = Attribution {
+                description: Some(reason),
+                ..Attribution::default()
+            };
+            let entry = book
+                .spend(
+                    EntryType::Adjustment,
+                    -amount,
+                    allow_debt,
+                    None,
+                    Links::default(),
+                    &attribution,
+                    Some(request.key().as_str()),
+                )
+                .map_err(|r| refused(-amount, r))?;
+            (entry, None)
+        };
+        let grant = grant_id.and_then(|id| book.grant(id).cloned());
+        record_key(&book, clock, &request, entry.id).await?;
+        book.finish().await?;
+        Ok(AdjustOutcome {
+            entry: entry.into(),
+            grant: grant.map(Into::into),
+        })
     })
+    .await?;
+    txn.commit().await?;
+    Ok(out)
 }
 
 // ---------------------------------------------------------------- refund
@@ -659,103 +719,107 @@ pub async fn refund_usage(
         .amount
         .map(|a| positive_micros(a, precision, "amount"))
         .transpose()?;
-    let hash = fingerprint(&(input.entry_id, requested, &reason));
-    if let Some(entry_id) = check_key(&book, &key, "refund", &hash).await? {
+    let request = Request::new(key, "refund", &(input.entry_id, requested, &reason));
+    let replay = async |entry_id| {
         let entry = load_entry(&txn, tenant_id, entry_id).await?;
         let splits = load_splits(&txn, tenant_id, entry_id).await?;
-        return Ok(RefundOutcome {
+        Ok(RefundOutcome {
             entry: entry.into(),
             grants: grants_of_splits(&txn, tenant_id, &splits).await?,
-        });
-    }
-    let already: i64 = ledger_entry::Entity::find()
-        .filter(ledger_entry::Column::TenantId.eq(tenant_id))
-        .filter(ledger_entry::Column::RefundOfEntryId.eq(usage.id))
-        .all(&txn)
-        .await?
-        .iter()
-        .map(|e| e.amount_micros)
-        .sum();
-    let refundable = -usage.amount_micros - already;
-    if refundable <= 0 {
-        return Err(Error::Conflict(
-            "this entry is already fully refunded".into(),
-            "entry",
-        ));
-    }
-    let amount = requested.unwrap_or(refundable);
-    book.check_room(amount)?;
-    if amount > refundable {
-        return Err(Invalid::new(
-            "amount",
-            format!(
-                "at most {} of this entry is left to refund",
-                from_micros(refundable)
-            ),
-        )
-        .into());
-    }
-    book.settle().await?;
-    let draws: Vec<(Uuid, i64)> = load_splits(&txn, tenant_id, usage.id)
-        .await?
-        .into_iter()
-        .map(|s| (s.grant_id, -s.amount_micros))
-        .collect();
-    let sources: Vec<Uuid> = draws.iter().map(|(id, _)| *id).collect();
-    book.load_grants(&sources).await?;
-    let mut portions: Vec<(Option<Uuid>, i64)> = burn::refund_portions(&draws, already, amount)
-        .into_iter()
-        .map(|(id, x)| (Some(id), x))
-        .collect();
-    // What the usage put into debt has no source grant: it comes back as a
-    // never-expiring refund grant (which repays the debt if it is still owed).
-    let from_grants: i64 = portions.iter().map(|(_, x)| x).sum();
-    if from_grants < amount {
-        portions.push((None, amount - from_grants));
-    }
-    let mut splits = Vec::new();
-    for (source, part) in portions {
-        let source = source.and_then(|id| book.grant(id).cloned());
-        let grant_id = book.insert_grant(NewGrant {
-            category: Category::Refund,
-            amount: part,
-            effective_at: now,
-            expires_at: source.as_ref().and_then(|s| s.expires_at),
-            priority: source.as_ref().map_or(0, |s| s.priority),
-            cost_basis: source.as_ref().and_then(|s| s.cost_basis.clone()),
-            reason: reason.clone(),
-            metadata: None,
-            source_kind: Some("refund".into()),
-            source_id: Some(usage.id.to_string()),
-        });
-        splits.push((grant_id, part));
-    }
-    let entry = book.append(
-        EntryType::Refund,
-        amount,
-        Links {
-            refund_of_entry_id: Some(usage.id),
-            ..Links::default()
-        },
-        &Attribution {
-            description: Some(reason),
-            ..Attribution::default()
-        },
-        Some(key.as_str()),
-        &splits,
-    );
-    book.book_time();
-    let grants: Vec<Grant> = splits
-        .iter()
-        .filter_map(|(id, _)| book.grant(*id).cloned().map(Into::into))
-        .collect();
-    record_key(&book, clock, &key, "refund", &hash, entry.id).await?;
-    book.finish().await?;
-    txn.commit().await?;
-    Ok(RefundOutcome {
-        entry: entry.into(),
-        grants,
+        })
+    };
+    let out = idempotency::replay_or::<_, Error>(&txn, tenant_id, &request, replay, async || {
+        let already: i64 = ledger_entry::Entity::find()
+            .filter(ledger_entry::Column::TenantId.eq(tenant_id))
+            .filter(ledger_entry::Column::RefundOfEntryId.eq(usage.id))
+            .all(&txn)
+            .await?
+            .iter()
+            .map(|e| e.amount_micros)
+            .sum();
+        let refundable = -usage.amount_micros - already;
+        if refundable <= 0 {
+            return Err(Error::Conflict(
+                "this entry is already fully refunded".into(),
+                "entry",
+            ));
+        }
+        let amount = requested.unwrap_or(refundable);
+        book.check_room(amount)?;
+        if amount > refundable {
+            return Err(Invalid::new(
+                "amount",
+                format!(
+                    "at most {} of this entry is left to refund",
+                    from_micros(refundable)
+                ),
+            )
+            .into());
+        }
+        book.settle().await?;
+        let draws: Vec<(Uuid, i64)> = load_splits(&txn, tenant_id, usage.id)
+            .await?
+            .into_iter()
+            .map(|s| (s.grant_id, -s.amount_micros))
+            .collect();
+        let sources: Vec<Uuid> = draws.iter().map(|(id, _)| *id).collect();
+        book.load_grants(&sources).await?;
+        let mut portions: Vec<(Option<Uuid>, i64)> = burn::refund_portions(&draws, already, amount)
+            .into_iter()
+            .map(|(id, x)| (Some(id), x))
+            .collect();
+        // What the usage put into debt has no source grant: it comes back as a
+        // never-expiring refund grant (which repays the debt if it is still owed).
+        let from_grants: i64 = portions.iter().map(|(_, x)| x).sum();
+        if from_grants < amount {
+            portions.push((None, amount - from_grants));
+        }
+        let mut splits = Vec::new();
+        for (source, part) in portions {
+            let source = source.and_then(|id| book.grant(id).cloned());
+            let grant_id = book.insert_grant(NewGrant {
+                category: Category::Refund,
+                amount: part,
+                effective_at: now,
+                expires_at: source.as_ref().and_then(|s| s.expires_at),
+                priority: source.as_ref().map_or(0, |s| s.priority),
+                cost_basis: source.as_ref().and_then(|s| s.cost_basis.clone()),
+                reason: reason.clone(),
+                metadata: None,
+                source_kind: Some("refund".into()),
+                source_id: Some(usage.id.to_string()),
+            });
+            splits.push((grant_id, part));
+        }
+        let entry = book.append(
+            EntryType::Refund,
+            amount,
+            Links {
+                refund_of_entry_id: Some(usage.id),
+                ..Links::default()
+            },
+            &Attribution {
+                description: Some(reason),
+                ..Attribution::default()
+            },
+            Some(request.key().as_str()),
+            &splits,
+        );
+        book.book_time();
+        let grants: Vec<Grant> = splits
+            .iter()
+            .filter_map(|(id, _)| book.grant(*id).cloned().map(Into::into))
+            .collect();
+        record_key(&book, clock, &request, entry.id).await?;
+        book.finish().await?;
+        Ok(RefundOutcome {
+            entry: entry.into(),
+            grants,
+        })
     })
+    .await?;
+    txn.commit().await?;
+    Ok(out)
 }
 
 // ---------------------------------------------------------------- holds
@@ -790,40 +854,54 @@ pub async fn create_hold(
     let attribution = input.attribution.parse()?;
     let now = clock.now();
     let expires_at = crate::input::time("expiresAt", input.expires_at)?;
-    if expires_at <= now || expires_at > now + HOLD_DURATION_MAX {
-        return Err(Invalid::new("expiresAt", "must be after now and within 90 days").into());
-    }
     let txn = db.begin_write().await?;
     let (customer_id, cs) = resolve(&txn, tenant_id, &input.wallet).await?;
     let amount = positive_micros(input.amount, precision(&cs), "amount")?;
-    let hash = fingerprint(&(customer_id, cs.id, amount, expires_at, &attribution));
-    let Some(mut book) = Book::open(&txn, tenant_id, customer_id, cs.id, now, false).await? else {
-        return Err(insufficient(amount, 0));
-    };
-    if let Some(entry_id) = check_key(&book, &key, "hold", &hash).await? {
-        return replay_hold(&txn, tenant_id, entry_id).await;
-    }
-    book.settle().await?;
-    book.knows_credit_system(&cs);
-    let floor = book.plan_limits().await?.block;
-    let (hold, entry) = book
-        .reserve(
-            amount,
-            expires_at,
-            floor,
-            &attribution,
-            Some(key.as_str()),
-            None,
-        )
-        .await?
-        .map_err(|r| refused(amount, r))?;
-    record_key(&book, clock, &key, "hold", &hash, entry.id).await?;
-    book.finish().await?;
+    let request = Request::new(
+        key,
+        "hold",
+        &(customer_id, cs.id, amount, expires_at, &attribution),
+    );
+    let book = Book::open(&txn, tenant_id, customer_id, cs.id, now, false).await?;
+    let out = idempotency::replay_or::<_, Error>(
+        &txn,
+        tenant_id,
+        &request,
+        async |entry_id| replay_hold(&txn, tenant_id, entry_id).await,
+        async || {
+            if expires_at <= now || expires_at > now + HOLD_DURATION_MAX {
+                return Err(
+                    Invalid::new("expiresAt", "must be after now and within 90 days").into(),
+                );
+            }
+            let Some(mut book) = book else {
+                return Err(insufficient(amount, 0));
+            };
+            book.settle().await?;
+            book.knows_credit_system(&cs);
+            let floor = book.plan_limits().await?.block;
+            let (hold, entry) = book
+                .reserve(
+                    amount,
+                    expires_at,
+                    floor,
+                    &attribution,
+                    Some(request.key().as_str()),
+                    None,
+                )
+                .await?
+                .map_err(|r| refused(amount, r))?;
+            record_key(&book, clock, &request, entry.id).await?;
+            book.finish().await?;
+            Ok(HoldOutcome {
+                hold: hold.into(),
+                entry: Some(entry.into()),
+            })
+        },
+    )
+    .await?;
     txn.commit().await?;
-    Ok(HoldOutcome {
-        hold: hold.into(),
-        entry: Some(entry.into()),
-    })
+    Ok(out)
 }
 
 async fn replay_hold(
@@ -882,12 +960,7 @@ async fn settle_hold(
     let now = clock.now();
     let txn = db.begin_write().await?;
     let hold = load_hold(&txn, tenant_id, hold_id).await?;
-    if hold.invoice_id.is_some() {
-        return Err(Error::Conflict(
-            "this hold pays an invoice: finalizeInvoice or voidInvoice settles it".into(),
-            "hold",
-        ));
-    }
+    let pays_invoice = hold.invoice_id.is_some();
     let mut book = Book::open_by_id(&txn, tenant_id, hold.wallet_id, now)
         .await?
         .ok_or(Error::NotFound("wallet", "hold"))?;
@@ -898,50 +971,59 @@ async fn settle_hold(
         }
         None => None,
     };
-    let hash = fingerprint(&(hold_id, captured));
-    if let Some(entry_id) = check_key(&book, &key, operation, &hash).await? {
-        return replay_hold(&txn, tenant_id, entry_id).await;
-    }
-    book.settle().await?;
-    // Settling may just have released it at its deadline.
-    let hold = load_hold(&txn, tenant_id, hold_id).await?;
-    match (HoldStatus::parse(&hold.status), captured) {
-        (HoldStatus::Active, _) => {}
-        (HoldStatus::Released, None) => {
-            book.finish().await?;
-            txn.commit().await?;
-            return Ok(HoldOutcome {
-                hold: hold.into(),
-                entry: None,
-            });
-        }
-        (status, _) => {
+    let request = Request::new(key, operation, &(hold_id, captured));
+    let replay = async |entry_id| replay_hold(&txn, tenant_id, entry_id).await;
+    let out = idempotency::replay_or::<_, Error>(&txn, tenant_id, &request, replay, async || {
+        if pays_invoice {
             return Err(Error::Conflict(
-                format!("this hold is {} already", status.as_str()),
+                "this hold pays an invoice: finalizeInvoice or voidInvoice settles it".into(),
                 "hold",
             ));
         }
-    }
-    if let Some(c) = captured
-        && c > hold.amount_micros
-    {
-        return Err(Invalid::new(
-            "amount",
-            format!(
-                "can't capture more than the {} held",
-                from_micros(hold.amount_micros)
-            ),
-        )
-        .into());
-    }
-    let (hold, entry) = book.return_hold(hold, captured, Some(key.as_str())).await?;
-    record_key(&book, clock, &key, operation, &hash, entry.id).await?;
-    book.finish().await?;
-    txn.commit().await?;
-    Ok(HoldOutcome {
-        hold: hold.into(),
-        entry: Some(entry.into()),
+        book.settle().await?;
+        // Settling may just have released it at its deadline.
+        let hold = load_hold(&txn, tenant_id, hold_id).await?;
+        match (HoldStatus::parse(&hold.status), captured) {
+            (HoldStatus::Active, _) => {}
+            (HoldStatus::Released, None) => {
+                book.finish().await?;
+                return Ok(HoldOutcome {
+                    hold: hold.into(),
+                    entry: None,
+                });
+            }
+            (status, _) => {
+                return Err(Error::Conflict(
+                    format!("this hold is {} already", status.as_str()),
+                    "hold",
+                ));
+            }
+        }
+        if let Some(c) = captured
+            && c > hold.amount_micros
+        {
+            return Err(Invalid::new(
+                "amount",
+                format!(
+                    "can't capture more than the {} held",
+                    from_micros(hold.amount_micros)
+                ),
+            )
+            .into());
+        }
+        let (hold, entry) = book
+            .return_hold(hold, captured, Some(request.key().as_str()))
+            .await?;
+        record_key(&book, clock, &request, entry.id).await?;
+        book.finish().await?;
+        Ok(HoldOutcome {
+            hold: hold.into(),
+            entry: Some(entry.into()),
+        })
     })
+    .await?;
+    txn.commit().await?;
+    Ok(out)
 }
 
 /// Books what time has done to these wallets (expiries, hold releases) and
