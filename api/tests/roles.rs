@@ -65,9 +65,14 @@ const ROLE_TABLE: &[(&str, Role)] = &[
     ("voidInvoice", Role::Write),
 ];
 
+/// A field or argument: name, type, whether it has a default.
+type Arg = (String, Type, bool);
+/// A mutation: name, arguments, return type.
+type Mutation = (String, Vec<Arg>, Type);
+
 /// What the schema says about its types, for making argument values.
 struct Types {
-    inputs: HashMap<String, Vec<(String, Type, bool)>>,
+    inputs: HashMap<String, Vec<Arg>>,
     /// `@oneOf` inputs: exactly one field is set.
     one_of: Vec<String>,
     enums: HashMap<String, String>,
@@ -75,7 +80,7 @@ struct Types {
 }
 
 impl Types {
-    fn read(sdl: &str) -> (Self, Vec<(String, Vec<(String, Type, bool)>, Type)>) {
+    fn read(sdl: &str) -> (Self, Vec<Mutation>) {
         let doc = async_graphql::parser::parse_schema(sdl).unwrap();
         let mut types = Types {
             inputs: HashMap::new(),
