@@ -50,6 +50,11 @@ pub async fn run(
     });
 
     let limits = args.http_limits.limits();
+    if args.worker_config.webhooks.webhook_allow_private {
+        tracing::warn!(
+            "WEBHOOK_ALLOW_PRIVATE=true: webhook endpoints may name private addresses (development only)"
+        );
+    }
     let mut router = app_with(
         db,
         clock,

@@ -69,3 +69,38 @@ async fn private_targets_are_refused_at_registration() {
         json!([{"url": "https://hooks.example.com/credits"}])
     );
 }
+
+#[tokio::test]
+async fn the_development_setting_allows_private_targets() {
+    let mut app = TestApp::spawn().await;
+    app.restart_allowing_private_webhooks().await;
+    let mut id = None;
+    for https in REFUSED {
+        let http = https.replacen("https://", "http://", 1);
+        for url in [https.to_owned(), http] {
+            let data = app.ok(&app.admin_key, CREATE, json!({"url": url})).await;
+            assert_eq!(data["createWebhookEndpoint"]["endpoint"]["url"], json!(url));
+            id = Some(data["createWebhookEndpoint"]["endpoint"]["id"].clone());
+        }
+    }
+    let data = app
+        .ok(
+            &app.admin_key,
+            UPDATE,
+            json!({"id": id.unwrap(), "url": "http://localhost:8080/hook"}),
+        )
+        .await;
+    assert_eq!(
+        data["updateWebhookEndpoint"]["endpoint"]["url"],
+        "http://localhost:8080/hook"
+    );
+    // Still an http(s) URL with a host.
+    let (_, body) = app
+        .gql(
+            Some(&app.admin_key),
+            CREATE,
+            json!({"url": "ftp://127.0.0.1/"}),
+        )
+        .await;
+    assert_eq!((code(&body), field(&body)), ("VALIDATION", "url"));
+}

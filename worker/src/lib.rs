@@ -81,6 +81,37 @@ impl WebhookConfig {
     }
 }
 
+#[cfg(test)]
+mod webhook_config_tests {
+    use clap::Parser;
+
+    use super::WebhookConfig;
+    use service::notifications::TargetPolicy;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        webhooks: WebhookConfig,
+    }
+
+    #[test]
+    fn private_targets_are_refused_unless_set() {
+        let parse = |args: &[&str]| Cli::try_parse_from(args).unwrap().webhooks.targets();
+        // Only when the process environment does not set it.
+        if std::env::var_os("WEBHOOK_ALLOW_PRIVATE").is_none() {
+            assert_eq!(parse(&["x"]), TargetPolicy::PublicOnly);
+        }
+        assert_eq!(
+            parse(&["x", "--webhook-allow-private", "true"]),
+            TargetPolicy::AllowPrivate
+        );
+        assert_eq!(
+            parse(&["x", "--webhook-allow-private", "false"]),
+            TargetPolicy::PublicOnly
+        );
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(
@@ -144,6 +175,11 @@ impl JobContext {
     /// The database, the clock and the mail and webhook transports.
     pub fn new(db: Db, clock: Arc<dyn Clock>, config: &WorkerConfig) -> Result<Self, Error> {
         let mailer = transports::LettreMailer::from_config(&config.mail).map_err(Error::Monitor)?;
+        if config.webhooks.webhook_allow_private {
+            tracing::warn!(
+                "WEBHOOK_ALLOW_PRIVATE=true: webhooks may go to private addresses (development only)"
+            );
+        }
         let http =
             transports::HttpTransport::new(transports::WEBHOOK_TIMEOUT, config.webhooks.targets())
                 .map_err(Error::Monitor)?;

@@ -150,6 +150,30 @@ impl TestApp {
     }
 }
 
+impl TestApp {
+    /// Restarts the server as `WEBHOOK_ALLOW_PRIVATE=true` runs it
+    /// (development: private webhook targets allowed).
+    pub async fn restart_allowing_private_webhooks(&mut self) {
+        self.shutdown.cancel();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        self.addr = listener.local_addr().unwrap();
+        self.shutdown = CancellationToken::new();
+        let limits = HttpLimits::default();
+        let app = api::server::app_with(
+            self.t.db.clone(),
+            Arc::new(self.clock.clone()),
+            limits.clone(),
+            service::notifications::TargetPolicy::AllowPrivate,
+        );
+        tokio::spawn(api::http::serve::serve(
+            listener,
+            app,
+            limits,
+            self.shutdown.clone().cancelled_owned(),
+        ));
+    }
+}
+
 /// The application served as `api serve` serves it (connection limits and
 /// timeouts included).
 fn serve(
