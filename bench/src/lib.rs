@@ -455,16 +455,23 @@ async fn http_sections(
                 out.tail_secs,
                 out.drain_rate()
             ));
-            let r = (out.consume_rate() > 0.0).then(|| out.drain_rate() / out.consume_rate());
+            // Keeping up means the outbox is empty soon after the load: a
+            // drain slower than the writes would leave a backlog that
+            // grows with the load's length.
             report.row(Row {
                 id: "5",
-                measure: "webhooks delivered/s ÷ consumes/s (sustained)".into(),
+                measure: "last webhook after a sustained consume load ends".into(),
                 backend: db_name,
-                measured: format!("{:.0}/s", out.drain_rate()),
-                baseline: format!("{:.0}/s", out.consume_rate()),
-                ratio: r,
-                target: "≥ 1 (drain keeps up)".into(),
-                verdict: verdict(r.is_some_and(|r| r >= 1.0)),
+                measured: format!(
+                    "{:.2} s ({} delivered, drain {:.0}/s)",
+                    out.tail_secs,
+                    out.delivered,
+                    out.drain_rate()
+                ),
+                baseline: format!("consumes {:.0}/s", out.consume_rate()),
+                ratio: None,
+                target: "< 1 s (drain keeps up)".into(),
+                verdict: verdict(out.tail_secs < 1.0 && out.delivered > 0),
             });
         }
         api.stop().await;
