@@ -339,3 +339,87 @@ async fn subscriptions_are_authenticated_and_scoped() {
         "{closed:?}"
     );
 }
+
+/// Issue 15, item 1 (in part): an open socket's credential is checked for
+/// every operation it starts. The finding: a key revoked after its socket
+/// opened went on to create a new ADMIN key and grant credits.
+#[tokio::test]
+async fn a_revoked_key_or_rotated_token_starts_nothing_on_an_open_socket() {
+    let app = TestApp::spawn().await;
+    setup(&app).await;
+    let issued =
+        service::api_keys::create(&app.t.db, &app.clock, app.tenant_id, Role::Admin, "doomed")
+            .await
+            .unwrap();
+    let mut ws = Ws::connect(&app, &issued.secret).await;
+    let mint = r#"mutation { createApiKey(input: {role: ADMIN, name: "minted"}) { secret } }"#;
+    ws.send(json!({"id": "1", "type": "subscribe", "payload": {"query": "{ viewer { role } }"}}))
+        .await;
+    assert_eq!(
+        ws.next().await["payload"]["data"]["viewer"]["role"],
+        "ADMIN"
+    );
+    let _ = ws.next().await; // complete
+    let key_id = api_key_id(&app, &issued.key.id.to_string()).await;
+    app.ok(
+        &app.admin_key,
+        "mutation($id: ID!) { revokeApiKey(input: {id: $id}) { apiKey { id } } }",
+        json!({"id": key_id}),
+    )
+    .await;
+    ws.send(json!({"id": "2", "type": "subscribe", "payload": {"query": mint}}))
+        .await;
+    let refused = ws.next().await;
+    assert_eq!(refused["payload"]["data"], Value::Null, "{refused}");
+    assert_eq!(
+        refused["payload"]["errors"][0]["extensions"]["code"], "UNAUTHENTICATED",
+        "{refused}"
+    );
+    let keys = app
+        .ok(
+            &app.admin_key,
+            "{ apiKeys(first: 50) { nodes { name } } }",
+            json!({}),
+        )
+        .await;
+    assert!(
+        !keys["apiKeys"]["nodes"].to_string().contains("minted"),
+        "no key was minted: {keys}"
+    );
+    // A customer token whose tenant rotated its signing secret.
+    let t = token(&app, "client", 600, false).await;
+    let mut ws = Ws::connect(&app, &t).await;
+    app.ok(
+        &app.admin_key,
+        "mutation { rotateCustomerTokenSecret }",
+        json!({}),
+    )
+    .await;
+    ws.send(json!({"id": "3", "type": "subscribe", "payload": {"query": WATCH}}))
+        .await;
+    let refused = ws.next().await;
+    assert_eq!(refused["payload"]["data"], Value::Null, "{refused}");
+    assert_eq!(
+        refused["payload"]["errors"][0]["extensions"]["code"], "UNAUTHENTICATED",
+        "{refused}"
+    );
+}
+
+/// The API's id of an API key (`key_…`).
+async fn api_key_id(app: &TestApp, uuid: &str) -> String {
+    let keys = app
+        .ok(
+            &app.admin_key,
+            "{ apiKeys(first: 50) { nodes { id name } } }",
+            json!({}),
+        )
+        .await;
+    let hex = uuid.replace('-', "");
+    keys["apiKeys"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["id"].as_str().unwrap().to_owned())
+        .find(|id| id.ends_with(&hex))
+        .unwrap_or_else(|| panic!("key {uuid} in {keys}"))
+}

@@ -26,6 +26,7 @@ mod refs;
 mod reports;
 pub mod response_shape;
 pub mod scalars;
+pub mod socket_auth;
 mod tenancy;
 
 #[derive(MergedObject, Default)]
@@ -120,7 +121,11 @@ pub fn schemas(
         |builder: SchemaBuilder<_, _, _>| builder.data(feed.clone()).data(app.clone()).finish();
     Schemas {
         api_key: with(builder()),
-        fenced: with(builder().extension(customer_access::CustomerTokenFence)),
+        fenced: with(
+            builder()
+                .extension(customer_access::CustomerTokenFence)
+                .extension(socket_auth::SocketReauth),
+        ),
     }
 }
 

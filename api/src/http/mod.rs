@@ -106,16 +106,30 @@ async fn authenticate_bearer(
     state: &AppState,
     credential: &str,
 ) -> Result<api_keys::Principal, api_keys::Error> {
+    authenticate_credential(&state.db, state.clock.as_ref(), credential).await
+}
+
+/// Checks a presented credential now: an API key (`ck_live_…`, not
+/// revoked) or a customer token (`ct_…`, not expired, signed with the
+/// tenant's current secret).
+pub async fn authenticate_credential(
+    db: &Db,
+    clock: &dyn Clock,
+    credential: &str,
+) -> Result<api_keys::Principal, api_keys::Error> {
     if customer_tokens::is_customer_token(credential) {
-        customer_tokens::authenticate(&state.db, state.clock.as_ref(), credential).await
+        customer_tokens::authenticate(db, clock, credential).await
     } else {
-        api_keys::authenticate(&state.db, credential).await
+        api_keys::authenticate(db, credential).await
     }
 }
 
 /// `GET /graphql/ws`: subscriptions. The credential may come with the
 /// upgrade request or, from browsers, in the `connection_init` payload; a
-/// connection without a valid one is closed at init.
+/// connection without a valid one is closed at init. It is kept with the
+/// connection and checked again for every operation the socket starts
+/// ([`crate::graphql::socket_auth`]): a key revoked, a token expired or
+/// its tenant's secret rotated after `connection_init` starts nothing more.
 async fn graphql_ws(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -124,7 +138,7 @@ async fn graphql_ws(
 ) -> Response {
     let from_header = match bearer(&headers) {
         Some(credential) => match authenticate_bearer(&state, credential).await {
-            Ok(p) => Some(p),
+            Ok(p) => Some((p, credential.to_owned())),
             Err(e) => return unauthenticated(&e),
         },
         None => None,
@@ -137,7 +151,7 @@ async fn graphql_ws(
         .on_upgrade(move |socket| {
             GraphQLWebSocket::new(socket, schema, protocol)
                 .on_connection_init(move |payload| async move {
-                    let principal = match from_header {
+                    let (principal, credential) = match from_header {
                         Some(p) => p,
                         None => {
                             let credential = payload
@@ -148,9 +162,10 @@ async fn graphql_ws(
                                 .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
                                 .map(|(_, c)| c.trim().to_owned())
                                 .ok_or_else(|| async_graphql::Error::new("UNAUTHENTICATED"))?;
-                            authenticate_bearer(&state, &credential)
+                            let principal = authenticate_bearer(&state, &credential)
                                 .await
-                                .map_err(|_| async_graphql::Error::new("UNAUTHENTICATED"))?
+                                .map_err(|_| async_graphql::Error::new("UNAUTHENTICATED"))?;
+                            (principal, credential)
                         }
                     };
                     let mut data = async_graphql::Data::default();
@@ -160,6 +175,7 @@ async fn graphql_ws(
                         state.clock.now(),
                     ));
                     data.insert(principal);
+                    data.insert(crate::graphql::socket_auth::SocketCredential(credential));
                     Ok(data)
                 })
                 .serve()
