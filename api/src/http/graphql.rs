@@ -428,7 +428,7 @@ async fn execute(
     // Dropping the execution on timeout drops its database transaction,
     // which rolls it back — unless its COMMIT was already on its way,
     // hence "may or may not" below.
-    let Ok(mut response) = tokio::time::timeout(timeout, schema.execute(request)).await else {
+    let Ok(response) = tokio::time::timeout(timeout, schema.execute(request)).await else {
         tracing::warn!(
             timeout_secs = timeout.as_secs(),
             "GraphQL request timed out"
@@ -443,16 +443,16 @@ async fn execute(
             ),
         );
     };
-    annotate_request_errors(&mut response);
     if !started.get() {
         return errors_response(media, response.errors);
     }
+    // Executed: the response_shape extension has annotated its errors.
     respond(media, &response)
 }
 
 /// A request error response from errors raised before execution.
-fn errors_response(media: Media, mut errors: Vec<ServerError>) -> Response {
-    let mut response = GqlResponse::from_errors(std::mem::take(&mut errors));
+fn errors_response(media: Media, errors: Vec<ServerError>) -> Response {
+    let mut response = GqlResponse::from_errors(errors);
     annotate_request_errors(&mut response);
     write_errors(media.request_error_status(), media, &response.errors)
 }
