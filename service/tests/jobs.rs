@@ -338,11 +338,14 @@ async fn two_workers_at_once_grant_once() {
 
 #[tokio::test]
 async fn a_worker_killed_mid_run_is_abandoned_and_its_work_done_once() {
+    // More chunks (of 20) than PostgreSQL runs side by side (4), so a run
+    // has a visible middle to be killed in, however fast the waves commit.
+    const SUBSCRIPTIONS: usize = 120;
     let w = Arc::new(World::new(0).await);
     w.clock.set(jan31());
     plan(&w, "monthly", Rollover::None).await;
     let mut customers = Vec::new();
-    for i in 0..40 {
+    for i in 0..SUBSCRIPTIONS {
         let c = customer(&w, &format!("c{i}")).await;
         subscribe(&w, c, &format!("s{i}")).await;
         customers.push(c);
@@ -363,7 +366,7 @@ async fn a_worker_killed_mid_run_is_abandoned_and_its_work_done_once() {
         let w = w.clone();
         tokio::spawn(async move {
             jobs::record(&w.t.db, &w.clock, Job::AllowanceReset, async {
-                allowances::reset_due(&w.t.db, &w.clock, 100)
+                allowances::reset_due(&w.t.db, &w.clock, 1_000)
                     .await
                     .map(|r| r.periods)
             })
@@ -373,7 +376,7 @@ async fn a_worker_killed_mid_run_is_abandoned_and_its_work_done_once() {
     let mut partial = false;
     for _ in 0..5_000 {
         let n = periods().await;
-        if n > before && n < before + 40 * 6 {
+        if n > before && n < before + SUBSCRIPTIONS * 6 {
             partial = true;
             break;
         }
@@ -394,7 +397,7 @@ async fn a_worker_killed_mid_run_is_abandoned_and_its_work_done_once() {
     assert_eq!(status(recent().await.unwrap()), ["ABANDONED"]);
     // The next worker marks it so and finishes the job.
     jobs::record(&w.t.db, &w.clock, Job::AllowanceReset, async {
-        allowances::reset_due(&w.t.db, &w.clock, 100)
+        allowances::reset_due(&w.t.db, &w.clock, 1_000)
             .await
             .map(|r| r.periods)
     })
@@ -410,7 +413,7 @@ async fn a_worker_killed_mid_run_is_abandoned_and_its_work_done_once() {
         .collect();
     assert_eq!(stored, ["ABANDONED", "SUCCEEDED"]);
     assert_eq!(
-        allowances::reset_due(&w.t.db, &w.clock, 100)
+        allowances::reset_due(&w.t.db, &w.clock, 1_000)
             .await
             .unwrap()
             .periods,
