@@ -5,6 +5,8 @@ use std::net::SocketAddr;
 
 use service::db::{DEFAULT_DATABASE_URL, DbConfig, SqliteSynchronous};
 
+use crate::http::throttle::{IpNets, Limit, RateLimits};
+
 #[derive(Debug, Clone, clap::Args)]
 pub struct DatabaseArgs {
     /// `sqlite://file.db?mode=rwc` (embedded) or `postgres://user@host:port/db`.
@@ -65,6 +67,8 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub http_limits: HttpLimitArgs,
     #[command(flatten)]
+    pub rate_limits: RateLimitArgs,
+    #[command(flatten)]
     pub worker_config: worker::WorkerConfig,
 }
 
@@ -103,6 +107,47 @@ impl HttpLimitArgs {
     }
 }
 
+/// Rate limits (see `http::throttle`). Each is `off` or
+/// `<count>/<s|min|h>[,burst=<n>]`; every replica keeps its own buckets.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RateLimitArgs {
+    /// Requests per API key.
+    #[arg(long, env = "RATE_LIMIT_API_KEY", default_value = "100/s,burst=200")]
+    pub rate_limit_api_key: Limit,
+    /// Requests per customer, over all of its customer tokens.
+    #[arg(
+        long,
+        env = "RATE_LIMIT_CUSTOMER_TOKEN",
+        default_value = "10/s,burst=20"
+    )]
+    pub rate_limit_customer_token: Limit,
+    /// Failed authentications (401) per client address; an address over
+    /// it gets 429 even with a valid credential until it recovers.
+    #[arg(
+        long,
+        env = "RATE_LIMIT_AUTH_FAILURES",
+        default_value = "10/min,burst=20"
+    )]
+    pub rate_limit_auth_failures: Limit,
+    /// Proxies (addresses or networks, comma-separated: `10.0.0.0/8,::1`)
+    /// whose `X-Forwarded-For` names the client address. Empty (default):
+    /// the client address is the TCP peer.
+    #[arg(long, env = "TRUSTED_PROXIES", default_value = "")]
+    pub trusted_proxies: IpNets,
+}
+
+impl RateLimitArgs {
+    pub fn limits(&self) -> RateLimits {
+        RateLimits {
+            api_key: self.rate_limit_api_key,
+            customer_token: self.rate_limit_customer_token,
+            auth_failures: self.rate_limit_auth_failures,
+            trusted_proxies: self.trusted_proxies.0.clone(),
+            ..RateLimits::default()
+        }
+    }
+}
+
 impl ServeArgs {
     pub fn runs_worker(&self) -> bool {
         match self.worker {
@@ -110,5 +155,47 @@ impl ServeArgs {
             WorkerMode::Embedded => true,
             WorkerMode::Off => false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::http::throttle::Rate;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        rate_limits: RateLimitArgs,
+    }
+
+    #[test]
+    fn rate_limit_flags() {
+        // The flags' defaults are the documented ones.
+        let cli = Cli::try_parse_from(["api"]).unwrap();
+        assert_eq!(cli.rate_limits.limits(), RateLimits::default());
+        let cli = Cli::try_parse_from([
+            "api",
+            "--rate-limit-api-key=off",
+            "--rate-limit-customer-token",
+            "5/s",
+            "--rate-limit-auth-failures=3/min,burst=6",
+            "--trusted-proxies=10.0.0.0/8,::1",
+        ])
+        .unwrap();
+        let limits = cli.rate_limits.limits();
+        assert_eq!(limits.api_key, Limit::Off);
+        assert_eq!(limits.customer_token, Limit::Rate(Rate::per_second(5, 5)));
+        assert_eq!(limits.auth_failures, Limit::Rate(Rate::per_minute(3, 6)));
+        assert_eq!(
+            limits.trusted_proxies,
+            ["10.0.0.0/8".parse().unwrap(), "::1".parse().unwrap()]
+        );
+        assert!(Cli::try_parse_from(["api", "--rate-limit-api-key=50/day"]).is_err());
+        assert!(Cli::try_parse_from(["api", "--trusted-proxies=proxy.local"]).is_err());
+        let cli = Cli::try_parse_from(["api", "--trusted-proxies= , "]).unwrap();
+        assert!(cli.rate_limits.limits().trusted_proxies.is_empty());
     }
 }

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     config::ServeArgs,
     graphql,
-    http::{self, AppState, HttpLimits},
+    http::{self, AppState, HttpLimits, throttle::RateLimits},
 };
 
 /// Runs until `shutdown` resolves.
@@ -55,11 +55,20 @@ pub async fn run(
             "WEBHOOK_ALLOW_PRIVATE=true: webhook endpoints may name private addresses (development only)"
         );
     }
-    let mut router = app_with(
+    let rate_limits = args.rate_limits.limits();
+    tracing::info!(
+        api_key = %rate_limits.api_key,
+        customer_token = %rate_limits.customer_token,
+        auth_failures = %rate_limits.auth_failures,
+        trusted_proxies = rate_limits.trusted_proxies.len(),
+        "rate limits (per replica)"
+    );
+    let mut router = app_with_rate_limits(
         db,
         clock,
         limits.clone(),
         args.worker_config.webhooks.targets(),
+        &rate_limits,
     );
     if let Some(cors) = http::cors(&args.cors_origins)? {
         router = router.layer(cors);
@@ -73,24 +82,39 @@ pub async fn run(
 }
 
 /// The whole HTTP application over a migrated database, with the default
-/// [`HttpLimits`] and public webhook targets only.
+/// [`HttpLimits`], public webhook targets only and no rate limits.
 pub fn app(db: Db, clock: Arc<dyn Clock>) -> Router {
     app_with_limits(db, clock, HttpLimits::default())
 }
 
 /// The whole HTTP application with the given limits (serve it with
-/// [`http::serve::serve`] and the same limits), public webhook targets only.
+/// [`http::serve::serve`] and the same limits), public webhook targets only,
+/// no rate limits.
 pub fn app_with_limits(db: Db, clock: Arc<dyn Clock>, limits: HttpLimits) -> Router {
     app_with(db, clock, limits, TargetPolicy::PublicOnly)
 }
 
 /// The whole HTTP application with the given limits and webhook target
-/// policy (`WEBHOOK_ALLOW_PRIVATE`).
+/// policy (`WEBHOOK_ALLOW_PRIVATE`), without rate limits (tests and
+/// benchmarks send many requests with one key).
 pub fn app_with(
     db: Db,
     clock: Arc<dyn Clock>,
     limits: HttpLimits,
     webhook_targets: TargetPolicy,
+) -> Router {
+    app_with_rate_limits(db, clock, limits, webhook_targets, &RateLimits::off())
+}
+
+/// The whole HTTP application as `api serve` builds it: the given limits,
+/// webhook target policy and rate limits ([`http::throttle`]). Serve it
+/// with [`http::serve::serve`], which tells it each request's peer address.
+pub fn app_with_rate_limits(
+    db: Db,
+    clock: Arc<dyn Clock>,
+    limits: HttpLimits,
+    webhook_targets: TargetPolicy,
+    rate_limits: &RateLimits,
 ) -> Router {
     http::router(AppState {
         schemas: graphql::schemas(db.clone(), clock.clone(), webhook_targets),
@@ -98,6 +122,7 @@ pub fn app_with(
         limits,
         db,
         clock,
+        throttle: http::throttle::Throttle::new(rate_limits),
     })
 }
 

@@ -33,6 +33,8 @@ fn start(url: &str, port: u16, workdir: &std::path::Path, fresh: bool) -> (Child
         .env("DATABASE_URL", url)
         .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
         .env("WORKER", "off")
+        // 8 writers as fast as the server goes: past any per-key rate limit.
+        .env("RATE_LIMIT_API_KEY", "off")
         .env("RUST_LOG", "error")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

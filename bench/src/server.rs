@@ -60,6 +60,8 @@ impl Api {
             .env("WORKER", "off")
             // The notify section's receiver listens on 127.0.0.1.
             .env("WEBHOOK_ALLOW_PRIVATE", "true")
+            // Measure the engine, not the per-key rate limit.
+            .env("RATE_LIMIT_API_KEY", "off")
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -28,7 +28,7 @@ use axum::{
 };
 use serde_json::{Map, Value};
 
-use super::{AppState, authenticate, unauthenticated};
+use super::{AppState, authenticate, throttle};
 use crate::graphql::{
     error::annotate_request_errors,
     limits::{self, ExecutionStarted},
@@ -134,15 +134,33 @@ fn write_errors(status: StatusCode, media: Media, errors: &[ServerError]) -> Res
 }
 
 /// `POST /graphql`.
-pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+pub async fn post(
+    State(state): State<AppState>,
+    peer: throttle::Peer,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let Some(media) = negotiate(&headers) else {
         return not_acceptable();
     };
-    let principal = match authenticate(&state, &headers).await {
+    let (principal, allowed) = match authenticate(&state, peer, &headers).await {
         Ok(p) => p,
-        Err(e) => return unauthenticated(&e),
+        Err(response) => return response,
     };
-    if let Err(message) = check_content_type(&headers) {
+    let mut response = post_as(&state, principal, &headers, body, media).await;
+    allowed.annotate(response.headers_mut());
+    response
+}
+
+/// `POST /graphql` once the caller is known.
+async fn post_as(
+    state: &AppState,
+    principal: service::api_keys::Principal,
+    headers: &HeaderMap,
+    body: Body,
+    media: Media,
+) -> Response {
+    if let Err(message) = check_content_type(headers) {
         return request_error(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             media,
@@ -160,12 +178,13 @@ pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Body)
             return request_error(StatusCode::BAD_REQUEST, media, "BAD_REQUEST", &message);
         }
     };
-    execute(&state, principal, request, media).await
+    execute(state, principal, request, media).await
 }
 
 /// `GET /graphql`: a query in the URL, or GraphiQL for a browser.
 pub async fn get(
     State(state): State<AppState>,
+    peer: throttle::Peer,
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Response {
@@ -198,10 +217,24 @@ pub async fn get(
     let Some(media) = negotiate(&headers) else {
         return not_acceptable();
     };
-    let principal = match authenticate(&state, &headers).await {
+    let (principal, allowed) = match authenticate(&state, peer, &headers).await {
         Ok(p) => p,
-        Err(e) => return unauthenticated(&e),
+        Err(response) => return response,
     };
+    let mut response = get_as(&state, principal, query, &params, media).await;
+    allowed.annotate(response.headers_mut());
+    response
+}
+
+/// `GET /graphql?query=…` once the caller is known.
+async fn get_as(
+    state: &AppState,
+    principal: service::api_keys::Principal,
+    query: String,
+    params: &[(String, String)],
+    media: Media,
+) -> Response {
+    let param = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v);
     let json_param = |name: &str| -> Result<Option<Value>, String> {
         match param(name) {
             None => Ok(None),
@@ -250,7 +283,7 @@ pub async fn get(
     if let Some(name) = operation_name {
         request = request.operation_name(name);
     }
-    execute(&state, principal, request, media).await
+    execute(state, principal, request, media).await
 }
 
 fn graphiql() -> Response {

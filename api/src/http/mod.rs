@@ -29,6 +29,7 @@ use crate::graphql::{Schemas, loaders};
 pub mod admission;
 pub mod graphql;
 pub mod serve;
+pub mod throttle;
 
 pub use admission::{Admission, HttpLimits};
 
@@ -43,6 +44,8 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     pub limits: HttpLimits,
     pub admission: Admission,
+    /// Rate limits per credential and on failed authentication.
+    pub throttle: throttle::Throttle,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -90,14 +93,39 @@ pub fn cors(origins: &[String]) -> anyhow::Result<Option<CorsLayer>> {
     ))
 }
 
-/// The caller of a request with `Authorization: Bearer <key>`.
+/// The caller of a request with `Authorization: Bearer <key>`, within the
+/// rate limits ([`throttle`]): an address over its failed-authentication
+/// budget is refused before its credential is looked at, each 401 for a
+/// presented credential counts against it, and a caller takes one request
+/// from its credential's bucket. `Err` is the answer to send (401, 429,
+/// 503); [`throttle::Allowed`] adds the `RateLimit` headers to the one
+/// the caller sends.
 async fn authenticate(
     state: &AppState,
+    peer: throttle::Peer,
     headers: &HeaderMap,
-) -> Result<api_keys::Principal, api_keys::Error> {
-    match bearer(headers) {
-        Some(credential) => authenticate_bearer(state, credential).await,
-        None => Err(api_keys::Error::Unauthenticated),
+) -> Result<(api_keys::Principal, throttle::Allowed), Response> {
+    let client = state.throttle.client_addr(peer.0, headers);
+    if let Err(limited) = state.throttle.check_client(client) {
+        return Err(limited.response());
+    }
+    let Some(credential) = bearer(headers) else {
+        return Err(unauthenticated(&api_keys::Error::Unauthenticated));
+    };
+    match authenticate_bearer(state, credential).await {
+        Ok(principal) => match state.throttle.check(&principal) {
+            Ok(allowed) => Ok((principal, allowed)),
+            Err(limited) => Err(limited.response()),
+        },
+        Err(e) if e.code() == service::Code::Internal => Err(unauthenticated(&e)),
+        Err(e) => match state.throttle.record_failure(client) {
+            Ok(allowed) => {
+                let mut response = unauthenticated(&e);
+                allowed.annotate(response.headers_mut());
+                Err(response)
+            }
+            Err(limited) => Err(limited.response()),
+        },
     }
 }
 
@@ -352,18 +380,29 @@ fn domain_error<E: DomainError>(e: &E) -> Response {
 /// streamed page by page in creation order. Any key may export.
 async fn export_entries(
     State(state): State<AppState>,
+    peer: throttle::Peer,
     headers: HeaderMap,
     axum::extract::Query(params): axum::extract::Query<ExportParams>,
+) -> Response {
+    let (principal, allowed) = match authenticate(&state, peer, &headers).await {
+        Ok(p) => p,
+        Err(response) => return response,
+    };
+    let mut response = export_entries_as(state, principal, params).await;
+    allowed.annotate(response.headers_mut());
+    response
+}
+
+async fn export_entries_as(
+    state: AppState,
+    principal: api_keys::Principal,
+    params: ExportParams,
 ) -> Response {
     use service::{
         credit_systems::{self, CreditSystemRef},
         customers::{self, CustomerRef},
         exports,
         ledger::EntryType,
-    };
-    let principal = match authenticate(&state, &headers).await {
-        Ok(p) => p,
-        Err(e) => return unauthenticated(&e),
     };
     if principal.customer_scope().is_some() {
         return route_error(

@@ -6,7 +6,10 @@
 
 use std::{future::Future, sync::Arc};
 
-use axum::{Router, extract::Request};
+use axum::{
+    Router,
+    extract::{ConnectInfo, Request},
+};
 use hyper::body::Incoming;
 use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
@@ -66,9 +69,14 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
+        // The peer goes with each request, as axum's `ConnectInfo` (rate
+        // limits on failed authentication are per client address).
         let service = router
             .clone()
-            .map_request(|req: Request<Incoming>| req.map(axum::body::Body::new));
+            .map_request(move |mut req: Request<Incoming>| {
+                req.extensions_mut().insert(ConnectInfo(remote));
+                req.map(axum::body::Body::new)
+            });
         let service = TowerToHyperService::new(service);
         let conn = builder
             .serve_connection_with_upgrades(TokioIo::new(stream), service)

@@ -217,3 +217,28 @@ pub fn field(body: &Value) -> &str {
         .as_str()
         .unwrap_or_else(|| panic!("no error field in {body}"))
 }
+
+impl TestApp {
+    /// Restarts the server with rate limits, as `api serve` runs it
+    /// (`app_with_rate_limits`; the default limits otherwise).
+    pub async fn restart_with_rate_limits(&mut self, rate_limits: api::http::throttle::RateLimits) {
+        self.shutdown.cancel();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        self.addr = listener.local_addr().unwrap();
+        self.shutdown = CancellationToken::new();
+        let limits = HttpLimits::default();
+        let app = api::server::app_with_rate_limits(
+            self.t.db.clone(),
+            Arc::new(self.clock.clone()),
+            limits.clone(),
+            service::notifications::TargetPolicy::PublicOnly,
+            &rate_limits,
+        );
+        tokio::spawn(api::http::serve::serve(
+            listener,
+            app,
+            limits,
+            self.shutdown.clone().cancelled_owned(),
+        ));
+    }
+}

@@ -34,10 +34,13 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# `cargo run` execs the binary, so $! is the server itself.
+# `cargo run` execs the binary, so $! is the server itself. The audit sends
+# many requests per credential at once: rate limits off (tests/throttling.rs
+# checks them).
 (cd "$root" && exec env \
   DATABASE_URL="sqlite://$tmp/audit.db?mode=rwc" \
   LISTEN_ADDR=127.0.0.1:0 \
+  RATE_LIMIT_API_KEY=off RATE_LIMIT_CUSTOMER_TOKEN=off \
   RUST_LOG="${RUST_LOG:-warn}" \
   cargo run --quiet --locked -p api -- serve) >"$tmp/stdout" 2>"$tmp/stderr" &
 server_pid=$!
