@@ -11,8 +11,13 @@ pub struct Model {
     pub description: String,
     /// The event types it receives, a JSON array of strings.
     pub events: Json,
-    /// HMAC-SHA256 key for signatures (`whsec_…`); needed in clear to sign.
+    /// HMAC-SHA256 key for signatures (`whsec_<base64>`, Standard
+    /// Webhooks); needed in clear to sign.
     pub secret: String,
+    /// The secret `rotateWebhookSecret` replaced: it keeps signing beside
+    /// `secret` until `previous_secret_expires_at`.
+    pub previous_secret: Option<String>,
+    pub previous_secret_expires_at: Option<DateTimeUtc>,
     pub enabled: bool,
     /// Deliveries in a row that failed for good.
     pub consecutive_failures: i32,

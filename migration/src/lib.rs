@@ -19,6 +19,7 @@ mod m20261122_000007_reporting;
 mod m20261122_000008_invoices_and_tokens;
 mod m20261122_000009_report_indexes;
 mod m20261204_000010_job_run_heartbeat;
+mod m20261205_000011_sealed_secrets;
 
 pub struct Migrator;
 
@@ -36,6 +37,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000008_invoices_and_tokens::Migration),
             Box::new(m20261122_000009_report_indexes::Migration),
             Box::new(m20261204_000010_job_run_heartbeat::Migration),
+            Box::new(m20261205_000011_sealed_secrets::Migration),
         ]
     }
 }

@@ -16,6 +16,7 @@ use axum::{
     response::IntoResponse,
     routing::post,
 };
+use base64::{Engine as _, engine::general_purpose::STANDARD};
 use chrono::{Duration, TimeZone, Utc};
 use hmac::{Hmac, KeyInit, Mac};
 use rust_decimal::Decimal;
@@ -392,8 +393,11 @@ async fn receiver(script: Vec<&'static str>) -> (String, Arc<Mutex<Vec<Hit>>>) {
     (format!("http://{addr}/hook"), hits)
 }
 
-/// What a receiver does with the documented headers: HMAC-SHA256 over
-/// "<timestamp>.<raw body>" with the endpoint's secret, compared to `v1=`.
+/// What a receiver does with the documented (Standard Webhooks) headers,
+/// computed here without the engine's code: HMAC-SHA256 over
+/// "<webhook-id>.<webhook-timestamp>.<raw body>" under the base64 key after
+/// `whsec_`, compared to one of the `v1,<base64>` signatures.
+/// (`tests/standard_webhooks.rs` checks the same with the reference library.)
 fn receiver_accepts(secret: &str, hit: &Hit, now: i64) -> bool {
     let header = |name: &str| {
         hit.headers
@@ -402,17 +406,22 @@ fn receiver_accepts(secret: &str, hit: &Hit, now: i64) -> bool {
             .unwrap_or_default()
             .to_owned()
     };
-    let ts = header("credits-webhook-timestamp");
+    let (id, ts) = (header("webhook-id"), header("webhook-timestamp"));
     let Ok(ts_num) = ts.parse::<i64>() else {
         return false;
     };
-    if (now - ts_num).abs() > 300 {
+    if id.is_empty() || (now - ts_num).abs() > 300 {
         return false;
     }
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
-    mac.update(format!("{ts}.{}", hit.body).as_bytes());
-    let expected = format!("v1={}", hex::encode(mac.finalize().into_bytes()));
-    header("credits-webhook-signature") == expected && !header("credits-webhook-id").is_empty()
+    let key = STANDARD
+        .decode(secret.strip_prefix("whsec_").unwrap())
+        .unwrap();
+    let mut mac = Hmac::<Sha256>::new_from_slice(&key).unwrap();
+    mac.update(format!("{id}.{ts}.{}", hit.body).as_bytes());
+    let expected = format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()));
+    header("webhook-signature")
+        .split(' ')
+        .any(|given| given == expected)
 }
 
 #[tokio::test]
@@ -462,7 +471,7 @@ async fn webhooks_retry_500_timeout_and_429_then_deliver_signed() {
     // Every attempt carries the same event id, and the last one verifies.
     let ids: Vec<_> = hits
         .iter()
-        .map(|h| h.headers["credits-webhook-id"].clone())
+        .map(|h| h.headers["webhook-id"].clone())
         .collect();
     assert!(ids.windows(2).all(|p| p[0] == p[1]));
     assert!(receiver_accepts(
@@ -471,7 +480,7 @@ async fn webhooks_retry_500_timeout_and_429_then_deliver_signed() {
         w.clock.now().timestamp()
     ));
     assert!(!receiver_accepts(
-        "whsec_wrong",
+        "whsec_d3Jvbmc=",
         &hits[3],
         w.clock.now().timestamp()
     ));

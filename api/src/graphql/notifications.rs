@@ -48,6 +48,11 @@ impl WebhookEndpoint {
     async fn disabled_at(&self) -> Option<DateTime<Utc>> {
         self.0.disabled_at
     }
+    /// Until when the secret replaced by the last `rotateWebhookSecret`
+    /// still signs deliveries beside the current one (null: never rotated).
+    async fn previous_secret_expires_at(&self) -> Option<DateTime<Utc>> {
+        self.0.previous_secret_expires_at
+    }
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
     }
@@ -77,7 +82,7 @@ impl WebhookDelivery {
     async fn id(&self) -> ID {
         ids::encode(Kind::WebhookDelivery, self.delivery.id)
     }
-    /// The event id (also the `Credits-Webhook-Id` header).
+    /// The event id (also the `webhook-id` header).
     async fn event_id(&self) -> String {
         self.delivery.event_id.to_string()
     }
@@ -295,7 +300,8 @@ pub struct CreateWebhookEndpointInput {
 #[derive(SimpleObject)]
 pub struct WebhookEndpointWithSecretPayload {
     endpoint: WebhookEndpoint,
-    /// The signing secret, shown this once.
+    /// The signing secret, shown this once: `whsec_<base64>`, as the
+    /// Standard Webhooks libraries (`standardwebhooks`) take it.
     secret: String,
 }
 
@@ -426,7 +432,9 @@ impl NotificationMutation {
         })
     }
 
-    /// A new signing secret, returned this once; the old one stops at once.
+    /// A new signing secret, returned this once. For 24 h the old one signs
+    /// too: each delivery carries both signatures (space-separated in
+    /// `webhook-signature`), so receivers can switch without losing any.
     #[graphql(guard = "RoleGuard(Role::Admin)")]
     async fn rotate_webhook_secret(
         &self,

@@ -1,12 +1,25 @@
 //! Webhook endpoints, signatures and deliveries.
 //!
-//! # Verifying a delivery (what a receiver does)
-//! Each POST carries `Credits-Webhook-Id` (the event id: deduplicate on
-//! it), `Credits-Webhook-Timestamp` (Unix seconds) and
-//! `Credits-Webhook-Signature: v1=<hex>` where `<hex>` is
-//! HMAC-SHA256(secret, "<timestamp>.<raw body>"). Recompute it over the raw
-//! bytes, compare in constant time, and refuse timestamps more than five
-//! minutes away from your clock (replays). [`verify`] does exactly that.
+//! # Signatures: Standard Webhooks
+//! Deliveries are signed as the [Standard Webhooks] specification says, so
+//! receivers verify them with its libraries (`standardwebhooks` on npm,
+//! PyPI, crates.io, …). Each POST carries
+//! - `webhook-id`: the event id, the same on every attempt and every
+//!   redelivery of the event (receivers deduplicate on it: delivery is at
+//!   least once);
+//! - `webhook-timestamp`: Unix seconds of this attempt;
+//! - `webhook-signature`: `v1,<base64 HMAC-SHA256(key, "<id>.<timestamp>.<raw body>")>`,
+//!   where the key is the endpoint secret `whsec_<base64>` without its
+//!   prefix, base64-decoded. For [`PREVIOUS_SECRET_TTL`] after
+//!   [`rotate_secret`] there are two, space-separated: one under the new
+//!   secret, one under the replaced one, so a receiver verifies with
+//!   either while it switches.
+//!
+//! A receiver recomputes the signature over the raw bytes, compares in
+//! constant time with each one given, and refuses timestamps more than five
+//! minutes away from its clock (replays). [`verify`] does exactly that.
+//!
+//! [Standard Webhooks]: https://www.standardwebhooks.com/
 //!
 //! # Delivery
 //! Timeouts, connection errors, 5xx, 408 and 429 are retried on
@@ -16,6 +29,7 @@
 //! admin email is told. Delivery is at least once: a worker that dies after
 //! sending but before recording may send again, with the same event id.
 
+use base64::{Engine as _, engine::general_purpose::STANDARD};
 use chrono::{DateTime, Duration, Utc};
 use entity::{tenant, webhook_attempt, webhook_delivery, webhook_endpoint};
 use futures_util::StreamExt;
@@ -48,6 +62,16 @@ pub const DISABLE_AFTER: i32 = 3;
 const LEASE: Duration = Duration::minutes(2);
 /// Signatures older or newer than this are refused by [`verify`].
 pub const TOLERANCE_SECS: i64 = 300;
+/// How long the secret [`rotate_secret`] replaced keeps signing beside the
+/// new one.
+pub const PREVIOUS_SECRET_TTL: Duration = Duration::hours(24);
+
+/// The Standard Webhooks headers of a delivery.
+pub const HEADER_ID: &str = "webhook-id";
+pub const HEADER_TIMESTAMP: &str = "webhook-timestamp";
+pub const HEADER_SIGNATURE: &str = "webhook-signature";
+/// Endpoint secrets read `whsec_<base64 of the HMAC key>`.
+pub const SECRET_PREFIX: &str = "whsec_";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
@@ -58,6 +82,8 @@ pub struct Endpoint {
     pub enabled: bool,
     pub consecutive_failures: i32,
     pub disabled_at: Option<DateTime<Utc>>,
+    /// Until when the secret replaced by the last rotation signs too.
+    pub previous_secret_expires_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -80,6 +106,7 @@ impl From<webhook_endpoint::Model> for Endpoint {
             enabled: m.enabled,
             consecutive_failures: m.consecutive_failures,
             disabled_at: m.disabled_at,
+            previous_secret_expires_at: m.previous_secret_expires_at,
             created_at: m.created_at,
         }
     }
@@ -141,6 +168,9 @@ pub enum Error {
     Invalid(#[from] Invalid),
     #[error("no {0} with this id")]
     NotFound(&'static str),
+    /// A stored secret that is not `whsec_<base64>`: a broken invariant.
+    #[error("webhook endpoint {0} has a signing secret that is not whsec_<base64>")]
+    BrokenSecret(Uuid),
     #[error("database error")]
     Db(#[from] DbErr),
 }
@@ -150,7 +180,7 @@ impl DomainError for Error {
         match self {
             Error::Invalid(_) => Code::Validation,
             Error::NotFound(_) => Code::NotFound,
-            Error::Db(_) => Code::Internal,
+            Error::BrokenSecret(_) | Error::Db(_) => Code::Internal,
         }
     }
 
@@ -158,28 +188,55 @@ impl DomainError for Error {
         match self {
             Error::Invalid(e) => Some(&e.field),
             Error::NotFound(what) => Some(what),
-            Error::Db(_) => None,
+            Error::BrokenSecret(_) | Error::Db(_) => None,
         }
     }
 }
 
 // ---------------------------------------------------------------- signing
 
-/// `v1=<hex HMAC-SHA256(secret, "<timestamp>.<body>")>`
-pub fn sign(secret: &str, timestamp: i64, body: &str) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key");
-    mac.update(timestamp.to_string().as_bytes());
-    mac.update(b".");
-    mac.update(body.as_bytes());
-    format!("v1={}", hex::encode(mac.finalize().into_bytes()))
+/// The HMAC key of an endpoint secret: what follows `whsec_`,
+/// base64-decoded (as the Standard Webhooks libraries read it). `None`
+/// when it is not base64 or empty.
+fn signing_key(secret: &str) -> Option<Vec<u8>> {
+    let encoded = secret.strip_prefix(SECRET_PREFIX).unwrap_or(secret);
+    STANDARD.decode(encoded).ok().filter(|key| !key.is_empty())
 }
 
-/// What a receiver does: checks the signature over the raw body, in
-/// constant time, and that the timestamp is within five minutes of `now`.
+fn mac(key: &[u8], msg_id: &str, timestamp: &str, body: &str) -> Hmac<Sha256> {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key");
+    mac.update(msg_id.as_bytes());
+    mac.update(b".");
+    mac.update(timestamp.as_bytes());
+    mac.update(b".");
+    mac.update(body.as_bytes());
+    mac
+}
+
+/// The `webhook-signature` value of a delivery: `v1,<base64 HMAC-SHA256(key,
+/// "<msg_id>.<timestamp>.<body>")>` for each secret, space-separated, in
+/// the order given. `None` if a secret is not `whsec_<base64>`.
+pub fn sign(secrets: &[&str], msg_id: &str, timestamp: i64, body: &str) -> Option<String> {
+    let timestamp = timestamp.to_string();
+    let signatures = secrets
+        .iter()
+        .map(|secret| {
+            let key = signing_key(secret)?;
+            let tag = mac(&key, msg_id, &timestamp, body).finalize().into_bytes();
+            Some(format!("v1,{}", STANDARD.encode(tag)))
+        })
+        .collect::<Option<Vec<_>>>()?;
+    Some(signatures.join(" "))
+}
+
+/// What a receiver does: one of the space-separated `v1,` signatures is
+/// the HMAC of `"<msg_id>.<timestamp>.<body>"` under `secret` (compared in
+/// constant time), and the timestamp is within five minutes of `now`.
 pub fn verify(
     secret: &str,
+    msg_id: &str,
     timestamp: &str,
-    signature: &str,
+    signatures: &str,
     body: &str,
     now: DateTime<Utc>,
 ) -> bool {
@@ -189,23 +246,41 @@ pub fn verify(
     if (now.timestamp() - ts).abs() > TOLERANCE_SECS {
         return false;
     }
-    let Some(hex_sig) = signature.strip_prefix("v1=") else {
+    let Some(key) = signing_key(secret) else {
         return false;
     };
-    let Ok(given) = hex::decode(hex_sig) else {
-        return false;
-    };
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key");
-    mac.update(timestamp.as_bytes());
-    mac.update(b".");
-    mac.update(body.as_bytes());
-    mac.verify_slice(&given).is_ok()
+    signatures.split(' ').any(|versioned| {
+        versioned
+            .strip_prefix("v1,")
+            .and_then(|sig| STANDARD.decode(sig).ok())
+            .is_some_and(|given| {
+                mac(&key, msg_id, timestamp, body)
+                    .verify_slice(&given)
+                    .is_ok()
+            })
+    })
 }
 
+/// The secrets a delivery attempted at `now` is signed with: the
+/// endpoint's own, then the one its last rotation replaced while that
+/// still overlaps.
+fn signing_secrets(endpoint: &webhook_endpoint::Model, now: DateTime<Utc>) -> Vec<&str> {
+    let mut secrets = vec![endpoint.secret.as_str()];
+    if let (Some(previous), Some(until)) = (
+        endpoint.previous_secret.as_deref(),
+        endpoint.previous_secret_expires_at,
+    ) && now < until
+    {
+        secrets.push(previous);
+    }
+    secrets
+}
+
+/// `whsec_` and the base64 of 32 random bytes.
 fn new_secret() -> String {
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
-    format!("whsec_{}", hex::encode(bytes))
+    format!("{SECRET_PREFIX}{}", STANDARD.encode(bytes))
 }
 
 // ---------------------------------------------------------------- endpoints
@@ -297,6 +372,8 @@ pub async fn create_endpoint(
         description: Set(description),
         events: Set(events),
         secret: Set(secret.clone()),
+        previous_secret: Set(None),
+        previous_secret_expires_at: Set(None),
         enabled: Set(true),
         consecutive_failures: Set(0),
         disabled_at: Set(None),
@@ -373,7 +450,10 @@ pub async fn update_endpoint(
     Ok(m.into())
 }
 
-/// A new secret, returned this once; the old one stops signing at once.
+/// A new secret, returned this once. The replaced one keeps signing beside
+/// it for [`PREVIOUS_SECRET_TTL`] (each delivery then carries both
+/// signatures), so the receiver can switch without refusing anything; a
+/// second rotation within that time drops the oldest at once.
 pub async fn rotate_secret(
     db: &Db,
     clock: &dyn Clock,
@@ -382,9 +462,13 @@ pub async fn rotate_secret(
 ) -> Result<EndpointWithSecret, Error> {
     let m = find(db, tenant_id, id).await?;
     let secret = new_secret();
+    let now = clock.now();
+    let previous = m.secret.clone();
     let mut active = m.into_active_model();
     active.secret = Set(secret.clone());
-    active.updated_at = Set(clock.now());
+    active.previous_secret = Set(Some(previous));
+    active.previous_secret_expires_at = Set(Some(now + PREVIOUS_SECRET_TTL));
+    active.updated_at = Set(now);
     let txn = db.begin_write().await?;
     let m = active.update(&txn).await?;
     txn.commit().await?;
@@ -824,18 +908,17 @@ async fn attempt(
 ) -> Result<Outcome, Error> {
     let number = d.attempts + 1;
     let (outcome, status, retry_after, snippet, error, duration_ms) = if endpoint.enabled {
-        let timestamp = clock.now().timestamp();
+        let now = clock.now();
+        let timestamp = now.timestamp();
+        // The event id: the same on every attempt and redelivery.
+        let msg_id = d.event_id.to_string();
+        let signature = sign(&signing_secrets(endpoint, now), &msg_id, timestamp, &d.body)
+            .ok_or(Error::BrokenSecret(endpoint.id))?;
         let headers = vec![
             ("Content-Type".to_owned(), "application/json".to_owned()),
-            ("Credits-Webhook-Id".to_owned(), d.event_id.to_string()),
-            (
-                "Credits-Webhook-Timestamp".to_owned(),
-                timestamp.to_string(),
-            ),
-            (
-                "Credits-Webhook-Signature".to_owned(),
-                sign(&endpoint.secret, timestamp, &d.body),
-            ),
+            (HEADER_ID.to_owned(), msg_id),
+            (HEADER_TIMESTAMP.to_owned(), timestamp.to_string()),
+            (HEADER_SIGNATURE.to_owned(), signature),
         ];
         let started = std::time::Instant::now();
         let result = transport.post(&endpoint.url, &headers, &d.body).await;
@@ -978,26 +1061,101 @@ mod tests {
     fn signatures_verify_the_way_a_receiver_checks_them() {
         let now = Utc.timestamp_opt(1_800_000_000, 0).unwrap();
         let body = r#"{"id":"1","type":"credits.granted"}"#;
-        let sig = sign("whsec_test", now.timestamp(), body);
-        assert!(sig.starts_with("v1="));
+        let secret = new_secret();
+        let other = new_secret();
+        let id = "0193d3c2-5c1e-7000-8000-000000000001";
+        let sig = sign(&[&secret], id, now.timestamp(), body).unwrap();
+        assert!(sig.starts_with("v1,") && !sig.contains(' '));
         let ts = now.timestamp().to_string();
-        assert!(verify("whsec_test", &ts, &sig, body, now));
-        assert!(!verify("whsec_other", &ts, &sig, body, now));
+        assert!(verify(&secret, id, &ts, &sig, body, now));
+        assert!(!verify(&other, id, &ts, &sig, body, now));
+        assert!(!verify(&secret, "another-id", &ts, &sig, body, now));
         assert!(!verify(
-            "whsec_test",
+            &secret,
+            id,
             &ts,
             &sig,
             &body.replace('1', "2"),
             now
         ));
         assert!(!verify(
-            "whsec_test",
+            &secret,
+            id,
             &ts,
             &sig,
             body,
             now + Duration::seconds(301)
         ));
-        assert!(!verify("whsec_test", "x", &sig, body, now));
+        assert!(!verify(&secret, id, "x", &sig, body, now));
+        // Two secrets: two signatures, each verifies with its own secret.
+        let both = sign(&[&secret, &other], id, now.timestamp(), body).unwrap();
+        assert_eq!(both.split(' ').count(), 2);
+        assert!(both.starts_with(&sig));
+        assert!(verify(&secret, id, &ts, &both, body, now));
+        assert!(verify(&other, id, &ts, &both, body, now));
+        assert!(!verify(&new_secret(), id, &ts, &both, body, now));
+        assert_eq!(sign(&[&secret, "whsec_not base64"], id, 1, body), None);
+    }
+
+    /// The specification's test vector (the libraries' own tests).
+    #[test]
+    fn signatures_match_the_standard_webhooks_test_vector() {
+        let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+        let id = "msg_p5jXN8AQM9LWM0D4loKWxJek";
+        let body = r#"{"test": 2432232314}"#;
+        let expected = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=";
+        assert_eq!(sign(&[secret], id, 1_614_265_330, body).unwrap(), expected);
+        let at = Utc.timestamp_opt(1_614_265_330, 0).unwrap();
+        assert!(verify(secret, id, "1614265330", expected, body, at));
+    }
+
+    #[test]
+    fn secrets_are_whsec_base64_and_old_hex_ones_still_sign() {
+        let secret = new_secret();
+        let key = signing_key(&secret).unwrap();
+        assert_eq!(key.len(), 32);
+        assert!(secret.starts_with("whsec_"));
+        // Secrets made before Standard Webhooks (`whsec_<64 hex>`) are
+        // valid base64 too: the libraries read the same 48-byte key.
+        let hex_secret = format!("whsec_{}", "ab".repeat(32));
+        assert_eq!(signing_key(&hex_secret).unwrap().len(), 48);
+        assert_eq!(signing_key("whsec_"), None);
+        assert_eq!(signing_key("whsec_%%%"), None);
+    }
+
+    #[test]
+    fn a_replaced_secret_signs_until_its_overlap_ends() {
+        let at = Utc.timestamp_opt(1_800_000_000, 0).unwrap();
+        let endpoint =
+            |previous: Option<&str>, until: Option<DateTime<Utc>>| webhook_endpoint::Model {
+                id: Uuid::nil(),
+                tenant_id: Uuid::nil(),
+                url: String::new(),
+                description: String::new(),
+                events: serde_json::json!([]),
+                secret: "new".into(),
+                previous_secret: previous.map(Into::into),
+                previous_secret_expires_at: until,
+                enabled: true,
+                consecutive_failures: 0,
+                disabled_at: None,
+                created_at: at,
+                updated_at: at,
+            };
+        let until = at + PREVIOUS_SECRET_TTL;
+        for (e, now, expected) in [
+            (endpoint(None, None), at, vec!["new"]),
+            (endpoint(Some("old"), Some(until)), at, vec!["new", "old"]),
+            (
+                endpoint(Some("old"), Some(until)),
+                until - Duration::seconds(1),
+                vec!["new", "old"],
+            ),
+            (endpoint(Some("old"), Some(until)), until, vec!["new"]),
+            (endpoint(Some("old"), None), at, vec!["new"]),
+        ] {
+            assert_eq!(signing_secrets(&e, now), expected, "at {now}");
+        }
     }
 
     #[test]
