@@ -116,6 +116,8 @@ pub fn app_with_rate_limits(
     webhook_targets: TargetPolicy,
     rate_limits: &RateLimits,
 ) -> Router {
+    let sockets = http::sockets::Sockets::default();
+    sockets.watch(db.clone(), clock.clone());
     http::router(AppState {
         schemas: graphql::schemas(db.clone(), clock.clone(), webhook_targets),
         admission: http::Admission::new(&limits),
@@ -123,6 +125,7 @@ pub fn app_with_rate_limits(
         db,
         clock,
         throttle: http::throttle::Throttle::new(rate_limits),
+        sockets,
     })
 }
 

@@ -277,21 +277,30 @@ async fn queries_nested_too_deep_are_refused() {
 
 #[tokio::test]
 async fn job_runs_show_in_the_jobs_query_and_metrics() {
-    use service::jobs::{Job, record};
+    use service::jobs::{Job, Lease, record};
     let app = TestApp::spawn().await;
-    let sweep = record(&app.t.db, &app.clock, Job::ExpirySweep, async {
-        service::expiry::sweep(&app.t.db, &app.clock, 10)
-            .await
-            .map(|r| r.wallets + r.orders)
-    })
+    let sweep = record(
+        &app.t.db,
+        &app.clock,
+        Job::ExpirySweep,
+        Lease::DEFAULT,
+        async {
+            service::expiry::sweep(&app.t.db, &app.clock, 10)
+                .await
+                .map(|r| r.wallets + r.orders)
+        },
+    )
     .await
     .unwrap();
     assert_eq!(sweep, 0);
-    let failed: Result<u64, service::ledger::Error> =
-        record(&app.t.db, &app.clock, Job::AllowanceReset, async {
-            Err(service::ledger::Error::Conflict("boom".into(), "x"))
-        })
-        .await;
+    let failed: Result<u64, service::ledger::Error> = record(
+        &app.t.db,
+        &app.clock,
+        Job::AllowanceReset,
+        Lease::DEFAULT,
+        async { Err(service::ledger::Error::Conflict("boom".into(), "x")) },
+    )
+    .await;
     assert!(failed.is_err());
     let data = app
         .ok(

@@ -94,6 +94,7 @@ pub async fn run(
             mail_dir: mail_dir.to_owned(),
         },
         webhooks: worker::WebhookConfig::allow_private(),
+        job_lease_seconds: 60,
     };
     let worker = tokio::spawn(worker::run(
         db.clone(),

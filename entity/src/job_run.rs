@@ -18,6 +18,9 @@ pub struct Model {
     pub error: Option<String>,
     /// Last sign of life of a `RUNNING` run.
     pub heartbeat_at: Option<DateTimeUtc>,
+    /// Until when its worker vouches for a `RUNNING` run (renewed at every
+    /// heartbeat); past it, the run is `ABANDONED`.
+    pub lease_until: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

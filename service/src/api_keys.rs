@@ -320,6 +320,8 @@ pub async fn revoke(
     active.revoked_at = Set(Some(clock.now()));
     let updated = active.update(&txn).await?;
     txn.commit().await?;
+    // Open WebSockets authenticated with it close now, in every process.
+    crate::revocations::announce(db).await;
     updated.try_into()
 }
 

@@ -162,6 +162,8 @@ pub async fn rotate_secret(db: &Db, tenant_id: Uuid) -> Result<(), Error> {
     };
     active.update(&txn).await?;
     txn.commit().await?;
+    // Open WebSockets authenticated with its tokens close now.
+    crate::revocations::announce(db).await;
     Ok(())
 }
 

@@ -52,45 +52,94 @@ impl Job {
 /// How long job runs are kept.
 const RUNS_KEPT_DAYS: i64 = 14;
 
-/// How often a running run says it is alive.
-pub const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long a worker vouches for a run it is running: a `RUNNING` run
+/// whose lease ran out lost its worker (killed, crashed, cut off from the
+/// database) and is `ABANDONED`. Its work is not lost — every job is
+/// idempotent per period and catches up on what is due, so the next run
+/// does what it left undone, exactly once. The worker renews the lease
+/// every sixth of it ([`Lease::heartbeat`]) and stores it with the run
+/// (`lease_until`), so every reader agrees on it whatever the worker's
+/// setting (`JOB_LEASE`, default [`Lease::DEFAULT`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lease(chrono::Duration);
 
-/// A `RUNNING` run not heard from for this long lost its worker (killed,
-/// crashed, cut off from the database): it is `ABANDONED`. Its work is
-/// not lost — every job is idempotent per period and catches up on what
-/// is due, so the next run does what it left undone, exactly once.
-pub const LEASE: chrono::Duration = chrono::Duration::seconds(60);
+impl Lease {
+    /// One minute: a heartbeat every 10 s.
+    pub const DEFAULT: Lease = Lease(chrono::Duration::seconds(60));
+    /// The shortest lease (a heartbeat every ~170 ms): shorter ones would
+    /// abandon runs that are only slow to commit a beat.
+    pub const MIN: Lease = Lease(chrono::Duration::seconds(1));
 
-/// A run's status, with a `RUNNING` run whose heartbeat stopped shown as
-/// what it is.
+    /// A lease of `d`, at least [`Lease::MIN`].
+    pub fn new(d: std::time::Duration) -> Self {
+        let d = chrono::Duration::from_std(d).unwrap_or(Self::DEFAULT.0);
+        Lease(d.max(Self::MIN.0))
+    }
+
+    pub fn duration(self) -> chrono::Duration {
+        self.0
+    }
+
+    /// How often a running run renews its lease.
+    pub fn heartbeat(self) -> std::time::Duration {
+        (self.0 / 6)
+            .to_std()
+            .unwrap_or(std::time::Duration::from_secs(1))
+    }
+}
+
+impl Default for Lease {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+/// Until when a run's worker vouches for it. Runs from before leases were
+/// stored fall back to their last heartbeat plus the default lease.
+fn lease_until(m: &job_run::Model) -> DateTime<Utc> {
+    m.lease_until
+        .unwrap_or_else(|| m.heartbeat_at.unwrap_or(m.started_at) + Lease::DEFAULT.0)
+}
+
+/// A run's status, with a `RUNNING` run whose lease ran out shown as what
+/// it is.
 fn status_at(m: &job_run::Model, now: DateTime<Utc>) -> String {
-    if m.status == "RUNNING" && m.heartbeat_at.unwrap_or(m.started_at) < now - LEASE {
+    if m.status == "RUNNING" && lease_until(m) < now {
         "ABANDONED".into()
     } else {
         m.status.clone()
     }
 }
 
-/// Marks a job's runs whose worker stopped beating `ABANDONED`.
+/// Marks a job's runs whose lease ran out `ABANDONED`.
 async fn abandon_stale(db: &Db, clock: &dyn Clock, job: Job) -> Result<u64, DbErr> {
     use sea_orm::sea_query::Expr;
-    let stale = clock.now() - LEASE;
+    let now = clock.now();
+    let legacy_stale = now - Lease::DEFAULT.0;
     let res = job_run::Entity::update_many()
         .col_expr(job_run::Column::Status, Expr::value("ABANDONED"))
         .col_expr(
             job_run::Column::Error,
             Expr::value("its worker stopped while it ran; the next run did what it left undone"),
         )
-        .col_expr(job_run::Column::FinishedAt, Expr::value(Some(clock.now())))
+        .col_expr(job_run::Column::FinishedAt, Expr::value(Some(now)))
         .filter(job_run::Column::Job.eq(job.as_str()))
         .filter(job_run::Column::Status.eq("RUNNING"))
         .filter(
             sea_orm::Condition::any()
-                .add(job_run::Column::HeartbeatAt.lt(stale))
+                .add(job_run::Column::LeaseUntil.lt(now))
                 .add(
                     sea_orm::Condition::all()
-                        .add(job_run::Column::HeartbeatAt.is_null())
-                        .add(job_run::Column::StartedAt.lt(stale)),
+                        .add(job_run::Column::LeaseUntil.is_null())
+                        .add(
+                            sea_orm::Condition::any()
+                                .add(job_run::Column::HeartbeatAt.lt(legacy_stale))
+                                .add(
+                                    sea_orm::Condition::all()
+                                        .add(job_run::Column::HeartbeatAt.is_null())
+                                        .add(job_run::Column::StartedAt.lt(legacy_stale)),
+                                ),
+                        ),
                 ),
         )
         .exec(db.writer())
@@ -125,9 +174,15 @@ impl JobRun {
 
 /// Runs `work` as one recorded run of `job`: `processed` is what it
 /// returns; a failure is recorded with its message and returned. While
-/// it runs it beats every [`HEARTBEAT`]; earlier runs of the job that
-/// stopped beating are marked `ABANDONED` first.
-pub async fn record<E, F>(db: &Db, clock: &dyn Clock, job: Job, work: F) -> Result<u64, E>
+/// it runs it renews its `lease` ([`Lease::heartbeat`]); earlier runs of
+/// the job whose lease ran out are marked `ABANDONED` first.
+pub async fn record<E, F>(
+    db: &Db,
+    clock: &dyn Clock,
+    job: Job,
+    lease: Lease,
+    work: F,
+) -> Result<u64, E>
 where
     E: std::fmt::Display + From<DbErr>,
     F: Future<Output = Result<u64, E>>,
@@ -150,17 +205,20 @@ where
         processed: Set(0),
         error: Set(None),
         heartbeat_at: Set(Some(now)),
+        lease_until: Set(Some(now + lease.duration())),
     }
     .insert(db.writer())
     .await?;
     let beat = async {
-        let mut every = tokio::time::interval(HEARTBEAT);
+        let mut every = tokio::time::interval(lease.heartbeat());
         every.tick().await;
         loop {
             every.tick().await;
+            let now = clock.now();
             let beat = job_run::ActiveModel {
                 id: Set(run.id),
-                heartbeat_at: Set(Some(clock.now())),
+                heartbeat_at: Set(Some(now)),
+                lease_until: Set(Some(now + lease.duration())),
                 ..Default::default()
             };
             if let Err(e) = beat.update(db.writer()).await {
@@ -251,6 +309,7 @@ where
             .map_or(0, |n| i64::try_from(*n).unwrap_or(i64::MAX))),
         error: Set(result.as_ref().err().map(ToString::to_string)),
         heartbeat_at: Set(None),
+        lease_until: Set(None),
     }
     .insert(db.writer())
     .await?;

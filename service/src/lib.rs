@@ -39,6 +39,7 @@ pub mod idempotency;
 pub mod input;
 pub mod jobs;
 pub mod ledger;
+pub mod listen;
 pub mod live;
 pub mod notifications;
 pub mod outbox;
@@ -47,6 +48,7 @@ pub mod periods;
 pub mod pricing;
 pub mod purchases;
 pub mod reports;
+pub mod revocations;
 pub mod subscriptions;
 pub mod tenants;
 #[cfg(feature = "testing")]

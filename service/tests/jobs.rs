@@ -365,11 +365,17 @@ async fn a_worker_killed_mid_run_is_abandoned_and_its_work_done_once() {
     let run = {
         let w = w.clone();
         tokio::spawn(async move {
-            jobs::record(&w.t.db, &w.clock, Job::AllowanceReset, async {
-                allowances::reset_due(&w.t.db, &w.clock, 1_000)
-                    .await
-                    .map(|r| r.periods)
-            })
+            jobs::record(
+                &w.t.db,
+                &w.clock,
+                Job::AllowanceReset,
+                jobs::Lease::DEFAULT,
+                async {
+                    allowances::reset_due(&w.t.db, &w.clock, 1_000)
+                        .await
+                        .map(|r| r.periods)
+                },
+            )
             .await
         })
     };
@@ -393,14 +399,21 @@ async fn a_worker_killed_mid_run_is_abandoned_and_its_work_done_once() {
         "within its lease"
     );
     // Past the lease without a heartbeat, the jobs query calls it what it is.
-    w.clock.advance(jobs::LEASE + Duration::seconds(1));
+    w.clock
+        .advance(jobs::Lease::DEFAULT.duration() + Duration::seconds(1));
     assert_eq!(status(recent().await.unwrap()), ["ABANDONED"]);
     // The next worker marks it so and finishes the job.
-    jobs::record(&w.t.db, &w.clock, Job::AllowanceReset, async {
-        allowances::reset_due(&w.t.db, &w.clock, 1_000)
-            .await
-            .map(|r| r.periods)
-    })
+    jobs::record(
+        &w.t.db,
+        &w.clock,
+        Job::AllowanceReset,
+        jobs::Lease::DEFAULT,
+        async {
+            allowances::reset_due(&w.t.db, &w.clock, 1_000)
+                .await
+                .map(|r| r.periods)
+        },
+    )
     .await
     .unwrap();
     let stored: Vec<String> = entity::job_run::Entity::find()

@@ -51,6 +51,17 @@ pub struct WorkerConfig {
     pub mail: MailConfig,
     #[command(flatten)]
     pub webhooks: WebhookConfig,
+    /// Seconds a worker vouches for a job run it is running (renewed every
+    /// sixth of it); a run whose worker died is `ABANDONED` once it runs
+    /// out, and its work is taken up by the next run (at least 1).
+    #[arg(long, env = "JOB_LEASE_SECONDS", default_value_t = 60)]
+    pub job_lease_seconds: u64,
+}
+
+impl WorkerConfig {
+    pub fn lease(&self) -> service::jobs::Lease {
+        service::jobs::Lease::new(Duration::from_secs(self.job_lease_seconds))
+    }
 }
 
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -169,6 +180,8 @@ pub struct JobContext {
     pub http: Arc<transports::HttpTransport>,
     /// Webhook attempts in flight, shared by every delivery run here.
     pub in_flight: Arc<service::notifications::webhooks::InFlight>,
+    /// How long this worker vouches for a run (`JOB_LEASE_SECONDS`).
+    pub lease: service::jobs::Lease,
 }
 
 impl JobContext {
@@ -189,6 +202,7 @@ impl JobContext {
             mailer: Arc::new(mailer),
             http: Arc::new(http),
             in_flight: Arc::default(),
+            lease: config.lease(),
         })
     }
 }
@@ -410,19 +424,33 @@ pub mod jobs {
     }
 
     async fn reset(ctx: &JobContext) -> Result<u64, service::subscriptions::Error> {
-        record(&ctx.db, ctx.clock.as_ref(), Job::AllowanceReset, async {
-            let report =
-                service::allowances::reset_due(&ctx.db, ctx.clock.as_ref(), RESET_BATCH).await?;
-            Ok(report.subscriptions)
-        })
+        record(
+            &ctx.db,
+            ctx.clock.as_ref(),
+            Job::AllowanceReset,
+            ctx.lease,
+            async {
+                let report =
+                    service::allowances::reset_due(&ctx.db, ctx.clock.as_ref(), RESET_BATCH)
+                        .await?;
+                Ok(report.subscriptions)
+            },
+        )
         .await
     }
 
     async fn sweep(ctx: &JobContext) -> Result<u64, service::ledger::Error> {
-        record(&ctx.db, ctx.clock.as_ref(), Job::ExpirySweep, async {
-            let report = service::expiry::sweep(&ctx.db, ctx.clock.as_ref(), SWEEP_BATCH).await?;
-            Ok(report.wallets + report.orders)
-        })
+        record(
+            &ctx.db,
+            ctx.clock.as_ref(),
+            Job::ExpirySweep,
+            ctx.lease,
+            async {
+                let report =
+                    service::expiry::sweep(&ctx.db, ctx.clock.as_ref(), SWEEP_BATCH).await?;
+                Ok(report.wallets + report.orders)
+            },
+        )
         .await
     }
 

@@ -3,9 +3,9 @@
 //!
 //! - PostgreSQL: [`service::outbox::write`] runs `NOTIFY credits_outbox`
 //!   in the writing transaction (delivered at commit); this process
-//!   `LISTEN`s on a connection of its own ([`PgListener`], reconnecting on
-//!   loss — after which it runs once anyway, as notifications may have been
-//!   lost meanwhile).
+//!   `LISTEN`s on a connection of its own ([`service::listen::postgres`],
+//!   reconnecting on loss — after which it runs once anyway, as
+//!   notifications may have been lost meanwhile).
 //! - SQLite (one process, the embedded worker): the in-process signal of
 //!   [`service::outbox::subscribe`].
 //!
@@ -17,10 +17,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use sea_orm::{
-    DatabaseBackend,
-    sqlx::postgres::{PgListener, PgPoolOptions},
-};
+use sea_orm::DatabaseBackend;
 use service::notifications::webhooks;
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -34,14 +31,16 @@ pub const DEBOUNCE: Duration = Duration::from_millis(20);
 /// and at most [`webhooks::IN_FLIGHT_MAX`] are in flight: one more run
 /// than that is always free for the other endpoints.
 pub const SEND_RUNS_MAX: usize = webhooks::IN_FLIGHT_MAX + 1;
-/// How long to wait before listening again after an error.
-const RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// Runs until `shutdown`.
 pub async fn run(ctx: JobContext, shutdown: CancellationToken) {
     let wake = Arc::new(Notify::new());
     let source = match ctx.db.backend() {
-        DatabaseBackend::Postgres => tokio::spawn(listen_postgres(ctx.clone(), wake.clone())),
+        DatabaseBackend::Postgres => tokio::spawn(service::listen::postgres(
+            ctx.db.clone(),
+            service::outbox::CHANNEL,
+            wake.clone(),
+        )),
         _ => tokio::spawn(listen_in_process(wake.clone())),
     };
     let send_runs = Arc::new(Semaphore::new(SEND_RUNS_MAX));
@@ -73,50 +72,5 @@ async fn listen_in_process(wake: Arc<Notify>) {
     let mut written = service::outbox::subscribe();
     while written.changed().await.is_ok() {
         wake.notify_one();
-    }
-}
-
-async fn listen_postgres(ctx: JobContext, wake: Arc<Notify>) {
-    // A connection of its own, outside the shared pool.
-    let options = ctx
-        .db
-        .writer()
-        .get_postgres_connection_pool()
-        .connect_options();
-    let pool = PgPoolOptions::new()
-        .max_connections(1)
-        .connect_lazy_with((*options).clone());
-    loop {
-        let mut listener = match PgListener::connect_with(&pool).await {
-            Ok(l) => l,
-            Err(e) => {
-                tracing::warn!(error = %e, "LISTEN: cannot connect; retrying");
-                tokio::time::sleep(RETRY_AFTER).await;
-                continue;
-            }
-        };
-        if let Err(e) = listener.listen(service::outbox::CHANNEL).await {
-            tracing::warn!(error = %e, "LISTEN failed; retrying");
-            tokio::time::sleep(RETRY_AFTER).await;
-            continue;
-        }
-        // Whatever was written while not listening.
-        wake.notify_one();
-        loop {
-            match listener.try_recv().await {
-                Ok(Some(_)) => wake.notify_one(),
-                Ok(None) => {
-                    // Connection lost; the next call reconnects and
-                    // re-listens. Notifications may have been missed.
-                    tracing::warn!("LISTEN connection lost; reconnecting");
-                    wake.notify_one();
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "LISTEN failed; reconnecting");
-                    tokio::time::sleep(RETRY_AFTER).await;
-                    break;
-                }
-            }
-        }
     }
 }

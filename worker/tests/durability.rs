@@ -65,6 +65,7 @@ async fn sqlite_connections_run_synchronous_full_by_default() {
             mail_dir: std::env::temp_dir().join(format!("credits-mail-{}", std::process::id())),
         },
         webhooks: worker::WebhookConfig::allow_private(),
+        job_lease_seconds: 60,
     };
     let running = tokio::spawn(worker::run(
         t.db.clone(),

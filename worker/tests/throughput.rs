@@ -35,6 +35,7 @@ fn config() -> WorkerConfig {
             mail_dir: std::env::temp_dir().join(format!("credits-mail-{}", std::process::id())),
         },
         webhooks: worker::WebhookConfig::allow_private(),
+        job_lease_seconds: 60,
     }
 }
 

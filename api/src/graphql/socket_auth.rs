@@ -1,12 +1,10 @@
 //! A WebSocket's credential is checked again for every operation it
 //! starts, not only at `connection_init`: a key revoked, a customer token
-//! expired or signed with a rotated secret after the socket opened can
-//! start nothing more (the operation is refused `UNAUTHENTICATED`). HTTP
-//! requests authenticate each time anyway.
-//!
-//! Not yet done (issue 15, item 1): subscriptions already running keep
-//! streaming until the socket closes, and sockets are not closed on
-//! revocation.
+//! expired or signed with a rotated secret since starts nothing more (the
+//! operation is refused `UNAUTHENTICATED`). Sockets whose credential stops
+//! being valid are also closed, running subscriptions and all
+//! ([`crate::http::sockets`]); this check covers the moment between the
+//! change and the close. HTTP requests authenticate each time anyway.
 
 use std::sync::Arc;
 

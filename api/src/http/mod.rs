@@ -6,7 +6,6 @@
 //! the upgrade, or `{"Authorization": "Bearer …"}` in `connection_init`,
 //! which is what browsers can send).
 
-use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
 use axum::{
     Json, Router,
     extract::{State, WebSocketUpgrade},
@@ -24,11 +23,12 @@ use tower_http::{
     trace::TraceLayer,
 };
 
-use crate::graphql::{Schemas, loaders};
+use crate::graphql::Schemas;
 
 pub mod admission;
 pub mod graphql;
 pub mod serve;
+pub mod sockets;
 pub mod throttle;
 
 pub use admission::{Admission, HttpLimits};
@@ -46,6 +46,8 @@ pub struct AppState {
     pub admission: Admission,
     /// Rate limits per credential and on failed authentication.
     pub throttle: throttle::Throttle,
+    /// Open WebSockets, closed when their credential stops being valid.
+    pub sockets: sockets::Sockets,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -152,62 +154,50 @@ pub async fn authenticate_credential(
     }
 }
 
-/// `GET /graphql/ws`: subscriptions. The credential may come with the
-/// upgrade request or, from browsers, in the `connection_init` payload; a
-/// connection without a valid one is closed at init. It is kept with the
-/// connection and checked again for every operation the socket starts
-/// ([`crate::graphql::socket_auth`]): a key revoked, a token expired or
-/// its tenant's secret rotated after `connection_init` starts nothing more.
+/// `GET /graphql/ws`: subscriptions and other operations over a socket
+/// ([`sockets`]). The credential may come with the upgrade request or,
+/// from browsers, in the `connection_init` payload; a socket without a
+/// valid one is closed at init, and one whose credential stops being valid
+/// (revoked, expired, rotated) is closed then.
 async fn graphql_ws(
     State(state): State<AppState>,
+    peer: throttle::Peer,
     headers: HeaderMap,
-    protocol: GraphQLProtocol,
     upgrade: WebSocketUpgrade,
 ) -> Response {
+    let Some(protocol) = sockets::protocol(&headers) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "ask for the graphql-transport-ws (or graphql-ws) subprotocol",
+        )
+            .into_response();
+    };
+    let client = state.throttle.client_addr(peer.0, &headers);
+    if let Err(limited) = state.throttle.check_client(client) {
+        return limited.response();
+    }
     let from_header = match bearer(&headers) {
         Some(credential) => match authenticate_bearer(&state, credential).await {
             Ok(p) => Some((p, credential.to_owned())),
-            Err(e) => return unauthenticated(&e),
+            Err(e) if e.code() == service::Code::Internal => return unauthenticated(&e),
+            Err(e) => {
+                return match state.throttle.record_failure(client) {
+                    Ok(allowed) => {
+                        let mut response = unauthenticated(&e);
+                        allowed.annotate(response.headers_mut());
+                        response
+                    }
+                    Err(limited) => limited.response(),
+                };
+            }
         },
         None => None,
     };
-    let schema = state.schemas.fenced.clone();
     upgrade
         .max_message_size(BODY_LIMIT_BYTES)
         .max_frame_size(BODY_LIMIT_BYTES)
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
-        .on_upgrade(move |socket| {
-            GraphQLWebSocket::new(socket, schema, protocol)
-                .on_connection_init(move |payload| async move {
-                    let (principal, credential) = match from_header {
-                        Some(p) => p,
-                        None => {
-                            let credential = payload
-                                .get("Authorization")
-                                .or_else(|| payload.get("authorization"))
-                                .and_then(|v| v.as_str())
-                                .and_then(|v| v.split_once(' '))
-                                .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-                                .map(|(_, c)| c.trim().to_owned())
-                                .ok_or_else(|| async_graphql::Error::new("UNAUTHENTICATED"))?;
-                            let principal = authenticate_bearer(&state, &credential)
-                                .await
-                                .map_err(|_| async_graphql::Error::new("UNAUTHENTICATED"))?;
-                            (principal, credential)
-                        }
-                    };
-                    let mut data = async_graphql::Data::default();
-                    data.insert(loaders::loaders(
-                        state.db.clone(),
-                        principal.tenant_id,
-                        state.clock.now(),
-                    ));
-                    data.insert(principal);
-                    data.insert(crate::graphql::socket_auth::SocketCredential(credential));
-                    Ok(data)
-                })
-                .serve()
-        })
+        .on_upgrade(move |socket| sockets::serve(socket, protocol, state, from_header, client))
 }
 
 /// The key from `Authorization: Bearer <key>` (scheme case-insensitive).
