@@ -6,6 +6,7 @@
 
 pub mod allowance_period;
 pub mod api_key;
+pub mod audit_log;
 pub mod credit_grant;
 pub mod credit_hold;
 pub mod credit_system;

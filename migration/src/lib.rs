@@ -20,6 +20,7 @@ mod m20261122_000008_invoices_and_tokens;
 mod m20261122_000009_report_indexes;
 mod m20261204_000010_job_run_heartbeat;
 mod m20261205_000011_sealed_secrets;
+mod m20261205_000012_audit_log;
 mod m20261205_000013_job_run_lease;
 
 pub struct Migrator;
@@ -39,6 +40,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000009_report_indexes::Migration),
             Box::new(m20261204_000010_job_run_heartbeat::Migration),
             Box::new(m20261205_000011_sealed_secrets::Migration),
+            Box::new(m20261205_000012_audit_log::Migration),
             Box::new(m20261205_000013_job_run_lease::Migration),
         ]
     }

@@ -214,6 +214,7 @@ pub(crate) async fn insert(
     }
     .insert(conn)
     .await?;
+    crate::audit_log::note_created(crate::audit_log::Created::ApiKey, id);
     Ok(IssuedKey {
         key: model.try_into()?,
         secret: full,
@@ -233,6 +234,9 @@ pub async fn create(
 ) -> Result<IssuedKey, Error> {
     let txn = db.begin_write().await?;
     let issued = insert(&txn, clock, tenant_id, role, name).await?;
+    // Outside a request (the command line): recorded as SYSTEM.
+    let key_id = crate::audit_log::Created::ApiKey.api_id(issued.key.id);
+    crate::audit_log::record_system(&txn, clock, tenant_id, "createApiKey", vec![key_id]).await?;
     txn.commit().await?;
     Ok(issued)
 }

@@ -211,6 +211,7 @@ pub async fn create(
         }
         Err(e) => return Err(e.into()),
     };
+    crate::audit_log::note_created(crate::audit_log::Created::Customer, model.id);
     txn.commit().await?;
     Ok(model.into())
 }

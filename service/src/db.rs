@@ -20,8 +20,8 @@ use futures_util::future::BoxFuture;
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{
     ActiveModelTrait, ConnectOptions, ConnectionTrait, Database, DatabaseBackend,
-    DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait, SqliteTransactionMode,
-    TransactionOptions, TransactionTrait,
+    DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait, ExecResult, QueryResult,
+    SqliteTransactionMode, Statement, TransactionOptions, TransactionTrait,
     sea_query::{CaseStatement, Expr},
 };
 
@@ -209,13 +209,16 @@ impl Db {
 
     /// Starts a write transaction: `BEGIN IMMEDIATE` on SQLite (take the
     /// write lock now, not at the first write), a plain `BEGIN` on
-    /// PostgreSQL.
-    pub async fn begin_write(&self) -> Result<DatabaseTransaction, DbErr> {
+    /// PostgreSQL. Its commit records the running mutation in the audit
+    /// trail ([`WriteTxn`]).
+    pub async fn begin_write(&self) -> Result<WriteTxn, DbErr> {
         let mut options = TransactionOptions::default();
         if self.backend() == DatabaseBackend::Sqlite {
             options.sqlite_transaction_mode = Some(SqliteTransactionMode::Immediate);
         }
-        self.write.begin_with_options(options).await
+        let inner = self.write.begin_with_options(options).await?;
+        crate::audit_log::on_begin();
+        Ok(WriteTxn { inner })
     }
 
     /// How many write transactions a batch job runs side by side:
@@ -259,6 +262,71 @@ impl Db {
     pub async fn close(self) -> Result<(), DbErr> {
         self.read.close().await?;
         self.write.close().await
+    }
+}
+
+/// A write transaction ([`Db::begin_write`]): a [`DatabaseTransaction`]
+/// (it derefs to one and runs statements as one) whose [`commit`] first
+/// inserts the audit row of the mutation it runs for, when a request's
+/// audit scope is active and has not been recorded yet
+/// ([`crate::audit_log`]). The row is part of the transaction: if the
+/// COMMIT fails, the row goes with the change. Outside a scope (jobs,
+/// tests) it is a plain transaction.
+///
+/// Why here rather than a parameter of every service function: every
+/// write of a mutation goes through `begin_write`, so no service function
+/// can forget the audit row, and none needs to know about it.
+///
+/// [`commit`]: WriteTxn::commit
+#[derive(Debug)]
+pub struct WriteTxn {
+    inner: DatabaseTransaction,
+}
+
+impl WriteTxn {
+    /// Writes the scope's audit row (if due), then commits.
+    pub async fn commit(self) -> Result<(), DbErr> {
+        let audited = crate::audit_log::before_commit(&self.inner).await?;
+        self.inner.commit().await?;
+        crate::audit_log::after_commit(audited);
+        Ok(())
+    }
+
+    /// Rolls back (dropping the transaction does too, on the connection's
+    /// next use).
+    pub async fn rollback(self) -> Result<(), DbErr> {
+        self.inner.rollback().await
+    }
+}
+
+impl std::ops::Deref for WriteTxn {
+    type Target = DatabaseTransaction;
+
+    fn deref(&self) -> &DatabaseTransaction {
+        &self.inner
+    }
+}
+
+#[async_trait::async_trait]
+impl ConnectionTrait for WriteTxn {
+    fn get_database_backend(&self) -> DatabaseBackend {
+        self.inner.get_database_backend()
+    }
+
+    async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
+        self.inner.execute_raw(stmt).await
+    }
+
+    async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
+        self.inner.execute_unprepared(sql).await
+    }
+
+    async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
+        self.inner.query_one_raw(stmt).await
+    }
+
+    async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
+        self.inner.query_all_raw(stmt).await
     }
 }
 

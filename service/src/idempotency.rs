@@ -171,7 +171,10 @@ where
     E: From<DbErr> + From<Conflict>,
 {
     match request.check(conn, tenant_id).await? {
-        Seen::Replay(result_id) => replay(result_id).await,
+        Seen::Replay(result_id) => {
+            crate::audit_log::note_replay();
+            replay(result_id).await
+        }
         Seen::Conflict => Err(Conflict.into()),
         Seen::New => first().await,
     }

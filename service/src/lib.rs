@@ -3,6 +3,9 @@
 //!
 //! # Glossary (one word, one meaning)
 //! - **tenant** — a business using the engine; every row belongs to one.
+//! - **audit log** — who changed what, when, with which outcome: one row
+//!   per API-key mutation ([`audit_log`]; not [`ledger::audit`], which
+//!   checks that balances add up).
 //! - **API key** — a secret a tenant's systems authenticate with; carries a
 //!   [`api_keys::Role`].
 //! - **principal** — who is making a request: a tenant and a role.
@@ -25,6 +28,7 @@
 pub mod allowances;
 pub mod amount;
 pub mod api_keys;
+pub mod audit_log;
 pub mod backup;
 pub mod catalog;
 pub mod clock;

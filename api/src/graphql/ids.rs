@@ -29,6 +29,7 @@ pub enum Kind {
     WebhookDelivery,
     Email,
     Invoice,
+    AuditLogEntry,
 }
 
 impl Kind {
@@ -53,6 +54,7 @@ impl Kind {
             Kind::WebhookDelivery => "whd",
             Kind::Email => "eml",
             Kind::Invoice => "inv",
+            Kind::AuditLogEntry => "aud",
         }
     }
 }

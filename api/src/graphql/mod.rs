@@ -5,6 +5,7 @@ use std::sync::Arc;
 use async_graphql::{MergedObject, Schema, SchemaBuilder};
 use service::{Clock, Db, live::WalletFeed};
 
+mod audit_log;
 mod catalog;
 mod commerce;
 pub mod context;
@@ -42,6 +43,7 @@ pub struct QueryRoot(
     notifications::NotificationQuery,
     reports::ReportQuery,
     invoices::InvoiceQuery,
+    audit_log::AuditLogQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -59,18 +61,21 @@ pub struct MutationRoot(
     customer_tokens::CustomerTokenMutation,
 );
 
-pub type AppSchema = Schema<QueryRoot, MutationRoot, live::SubscriptionRoot>;
+/// Every mutation field runs in an audit scope ([`audit_log::Audited`]).
+pub type AppMutation = audit_log::Audited<MutationRoot>;
 
-fn builder() -> SchemaBuilder<QueryRoot, MutationRoot, live::SubscriptionRoot> {
+pub type AppSchema = Schema<QueryRoot, AppMutation, live::SubscriptionRoot>;
+
+fn builder() -> SchemaBuilder<QueryRoot, AppMutation, live::SubscriptionRoot> {
     bare_builder()
         .extension(limits::RequestLimits)
         .extension(response_shape::SpecResponse::new(&sdl()))
 }
 
-fn bare_builder() -> SchemaBuilder<QueryRoot, MutationRoot, live::SubscriptionRoot> {
+fn bare_builder() -> SchemaBuilder<QueryRoot, AppMutation, live::SubscriptionRoot> {
     Schema::build(
         QueryRoot::default(),
-        MutationRoot::default(),
+        audit_log::Audited(MutationRoot::default()),
         live::SubscriptionRoot,
     )
     // Depth, fields and cost are bounded by `limits::RequestLimits` (with

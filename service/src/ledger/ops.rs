@@ -29,7 +29,7 @@ use super::{
 use crate::{
     Clock, Db,
     amount::{from_micros, positive_micros, to_micros},
-    credit_systems, customers,
+    audit_log, credit_systems, customers,
     error::Invalid,
     idempotency::{self, IdempotencyKey, Request},
 };
@@ -332,6 +332,8 @@ pub(crate) async fn grant_in(
                 )
                 .await?;
             let grant = book.grant(grant_id).cloned();
+            audit_log::note_created(audit_log::Created::Grant, grant_id);
+            audit_log::note_created(audit_log::Created::Entry, entry.id);
             match batched {
                 Some(b) => {
                     b.flush
@@ -426,6 +428,7 @@ pub async fn consume(
                 )
                 .map_err(|r| refused(amount, r))?;
             record_key(&book, clock, &request, entry.id).await?;
+            audit_log::note_created(audit_log::Created::Entry, entry.id);
             let splits = book.split_models_of(entry.id);
             book.finish().await?;
             Ok(ConsumeOutcome {

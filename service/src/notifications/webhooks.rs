@@ -382,6 +382,7 @@ pub async fn create_endpoint(
     }
     .insert(&txn)
     .await?;
+    crate::audit_log::note_created(crate::audit_log::Created::WebhookEndpoint, m.id);
     txn.commit().await?;
     Ok(EndpointWithSecret {
         endpoint: m.into(),
