@@ -57,6 +57,11 @@ pub struct Subscription {
     pub cancel_at: Option<DateTime<Utc>>,
     pub billing_interval: BillingInterval,
     pub created_at: DateTime<Utc>,
+    /// On the answer of a write (`subscribe`, `cancel`): the instant it was
+    /// made at, which its status and period are to be read at, so that the
+    /// answer says what a read right after would. `None` on reads: they use
+    /// their own now.
+    pub as_of: Option<DateTime<Utc>>,
 }
 
 impl Subscription {
@@ -70,9 +75,18 @@ impl Subscription {
             cancel_at: m.cancel_at,
             billing_interval,
             created_at: m.created_at,
+            as_of: None,
         }
     }
 
+    /// The instant to read status and period at: [`Self::as_of`] on a
+    /// write's answer, else the reader's `now`.
+    pub fn read_at(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        self.as_of.unwrap_or(now)
+    }
+
+    /// The status at `now`: `subscribe` answers with this at its own now
+    /// (see [`Self::as_of`]), so a subscription starting now is `Active`.
     pub fn status_at(&self, now: DateTime<Utc>) -> SubscriptionStatus {
         if self.cancel_at.is_some_and(|c| c <= now) {
             SubscriptionStatus::Canceled
@@ -300,17 +314,19 @@ pub async fn subscribe(
             if !request.record(&txn, clock, tenant_id, model.id).await? {
                 return Err(Error::IdempotencyConflict);
             }
+            let mut subscription = Subscription::from_model(model, plan.billing_interval);
+            subscription.as_of = Some(now);
             Ok(SubscribeOutcome {
-                subscription: Subscription::from_model(model, plan.billing_interval),
+                subscription,
                 grants,
             })
         },
     )
     .await;
-    match out {
+    let mut out = match out {
         Ok(out) => {
             txn.commit().await?;
-            Ok(out)
+            out
         }
         Err(Error::IdempotencyConflict) => {
             // A concurrent request with this key may have committed first:
@@ -324,10 +340,15 @@ pub async fn subscribe(
                 async |id| replay(conn, tenant_id, id).await,
                 async || Err(Error::IdempotencyConflict),
             )
-            .await
+            .await?
         }
-        Err(e) => Err(e),
+        Err(e) => return Err(e),
+    };
+    // A replay is read as of now (after the original was written).
+    if out.subscription.as_of.is_none() {
+        out.subscription.as_of = Some(clock.now().max(now));
     }
+    Ok(out)
 }
 
 /// A subscribe's original answer: the subscription as it is now, and the
@@ -404,15 +425,19 @@ pub async fn cancel(
         .await?
         .ok_or(Error::NotFound)?;
     let interval = interval_of(&txn, tenant_id, m.plan_id).await?;
+    let answer = |m| Subscription {
+        as_of: Some(now),
+        ..Subscription::from_model(m, interval)
+    };
     if m.cancel_at.is_some_and(|c| c <= at) {
-        return Ok(Subscription::from_model(m, interval));
+        return Ok(answer(m));
     }
     let mut active = m.into_active_model();
     active.cancel_at = Set(Some(at.max(now)));
     active.updated_at = Set(now);
     let m = active.update(&txn).await?;
     txn.commit().await?;
-    Ok(Subscription::from_model(m, interval))
+    Ok(answer(m))
 }
 
 /// The subscriptions of these customers, oldest first.

@@ -59,6 +59,15 @@ pub enum EntitlementDenyReason {
 /// A customer on a plan.
 pub struct Subscription(pub Sub);
 
+impl Subscription {
+    /// The instant status and period are read at: the write's own now on
+    /// a write's answer (the request's `now` is taken before the write's),
+    /// else the request's.
+    fn now(&self, ctx: &Context<'_>) -> ApiResult<DateTime<Utc>> {
+        Ok(self.0.read_at(loaders(ctx)?.now()))
+    }
+}
+
 #[Object]
 impl Subscription {
     async fn id(&self) -> ID {
@@ -70,9 +79,10 @@ impl Subscription {
     async fn plan(&self, ctx: &Context<'_>) -> ApiResult<Option<Plan>> {
         Ok(load(ctx, PlanKey(self.0.plan_id)).await?.map(Plan))
     }
-    /// As of now.
+    /// As of now (in a `subscribe` or `cancelSubscription` payload: as of
+    /// the write, i.e. what a read right after says).
     async fn status(&self, ctx: &Context<'_>) -> ApiResult<SubscriptionStatus> {
-        Ok(self.0.status_at(loaders(ctx)?.now()).into())
+        Ok(self.0.status_at(self.now(ctx)?).into())
     }
     /// Billing periods are counted from here (month ends clamp).
     async fn billing_anchor(&self) -> DateTime<Utc> {
@@ -83,10 +93,10 @@ impl Subscription {
     }
     /// The billing period containing now.
     async fn current_period_start(&self, ctx: &Context<'_>) -> ApiResult<DateTime<Utc>> {
-        Ok(self.0.period_at(loaders(ctx)?.now()).0)
+        Ok(self.0.period_at(self.now(ctx)?).0)
     }
     async fn current_period_end(&self, ctx: &Context<'_>) -> ApiResult<DateTime<Utc>> {
-        Ok(self.0.period_at(loaders(ctx)?.now()).1)
+        Ok(self.0.period_at(self.now(ctx)?).1)
     }
     async fn cancel_at(&self) -> Option<DateTime<Utc>> {
         self.0.cancel_at

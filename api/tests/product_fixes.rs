@@ -1,0 +1,146 @@
+//! The small wrong answers of issue 16, item 6, over HTTP on SQLite and
+//! PostgreSQL: each answer says what a read right after would say.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use common::TestApp;
+use serde_json::{Value, json};
+use service::Clock;
+use tokio_util::sync::CancellationToken;
+
+/// A clock that moves one second every time it is read, so a request's
+/// `now` (taken first) and a write's (taken later) differ, as they do on
+/// the wall clock.
+#[derive(Debug, Clone)]
+struct TickingClock(Arc<Mutex<DateTime<Utc>>>);
+
+impl Clock for TickingClock {
+    fn now(&self) -> DateTime<Utc> {
+        let mut now = self.0.lock().unwrap();
+        *now += Duration::seconds(1);
+        *now
+    }
+}
+
+/// The test app's database served by a second server on a ticking clock.
+struct Ticking {
+    addr: std::net::SocketAddr,
+    shutdown: CancellationToken,
+}
+
+impl Ticking {
+    async fn spawn(app: &TestApp) -> Self {
+        let clock = TickingClock(Arc::new(Mutex::new(
+            Utc.with_ymd_and_hms(2026, 1, 31, 12, 0, 0).unwrap(),
+        )));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        let limits = api::http::HttpLimits::default();
+        let router =
+            api::server::app_with_limits(app.t.db.clone(), Arc::new(clock), limits.clone());
+        tokio::spawn(api::http::serve::serve(
+            listener,
+            router,
+            limits,
+            shutdown.clone().cancelled_owned(),
+        ));
+        Self { addr, shutdown }
+    }
+
+    async fn ok(&self, key: &str, query: &str) -> Value {
+        let body: Value = reqwest::Client::new()
+            .post(format!("http://{}/graphql", self.addr))
+            .bearer_auth(key)
+            .json(&json!({ "query": query }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert!(body.get("errors").is_none(), "unexpected errors: {body}");
+        body["data"].clone()
+    }
+}
+
+impl Drop for Ticking {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+const PLAN: &str = r#"mutation {
+  createCreditSystem(input: {key: "sms", name: "SMS", unitSingular: "SMS", unitPlural: "SMS", precision: 0}) { creditSystem { id } }
+  createProduct(input: {key: "sms", name: "SMS gateway"}) { product { id } }
+  createPlan(input: {product: {key: "sms"}, key: "sms-basic", name: "SMS Basic", billingInterval: MONTHLY}) { plan { id } }
+  attachCreditSystem(input: {plan: {key: "sms-basic"}, creditSystem: {key: "sms"}, included: {amount: "100", resetInterval: MONTHLY}}) { planCredit { id } }
+  publishPlan(input: {plan: {key: "sms-basic"}}) { plan { status } }
+  a: createCustomer(input: {externalId: "now", name: "now"}) { customer { id } }
+  b: createCustomer(input: {externalId: "past", name: "past"}) { customer { id } }
+  c: createCustomer(input: {externalId: "later", name: "later"}) { customer { id } }
+}"#;
+
+#[tokio::test]
+async fn subscribe_answers_the_status_a_read_right_after_gives() {
+    let app = TestApp::spawn().await;
+    app.ok(&app.admin_key, PLAN, json!({})).await;
+    let ticking = Ticking::spawn(&app).await;
+    let key = &app.admin_key;
+
+    let sub = |customer: &str, start: &str| {
+        format!(
+            r#"mutation {{ subscribe(input: {{customer: {{externalId: "{customer}"}}, plan: {{key: "sms-basic"}}, {start} idempotencyKey: "sub-{customer}"}}) {{
+                subscription {{ id status startedAt }} }} }}"#
+        )
+    };
+    let read = |id: &str| format!(r#"{{ subscription(id: "{id}") {{ status }} }}"#);
+
+    // Starting now: the request's now is a second before the write's.
+    let now = ticking.ok(key, &sub("now", "")).await;
+    let now = &now["subscribe"]["subscription"];
+    assert_eq!(now["status"], "ACTIVE", "{now}");
+    let after = ticking.ok(key, &read(now["id"].as_str().unwrap())).await;
+    assert_eq!(after["subscription"]["status"], "ACTIVE");
+
+    // Started in the past.
+    let past = ticking
+        .ok(key, &sub("past", r#"startAt: "2026-01-01T00:00:00Z","#))
+        .await;
+    assert_eq!(past["subscribe"]["subscription"]["status"], "ACTIVE");
+
+    // Starting later: scheduled, in the answer and in a read.
+    let later = ticking
+        .ok(key, &sub("later", r#"startAt: "2026-03-01T00:00:00Z","#))
+        .await;
+    let later = &later["subscribe"]["subscription"];
+    assert_eq!(later["status"], "SCHEDULED");
+    let after = ticking.ok(key, &read(later["id"].as_str().unwrap())).await;
+    assert_eq!(after["subscription"]["status"], "SCHEDULED");
+
+    // A replay answers as a read would.
+    let again = ticking.ok(key, &sub("now", "")).await;
+    assert_eq!(again["subscribe"]["subscription"]["status"], "ACTIVE");
+
+    // Cancelling now answers CANCELED, as a read right after does.
+    let id = now["id"].as_str().unwrap();
+    let canceled = ticking
+        .ok(
+            key,
+            &format!(
+                r#"mutation {{ cancelSubscription(input: {{subscription: "{id}"}}) {{ subscription {{ status }} }} }}"#
+            ),
+        )
+        .await;
+    assert_eq!(
+        canceled["cancelSubscription"]["subscription"]["status"],
+        "CANCELED"
+    );
+    let after = ticking.ok(key, &read(id)).await;
+    assert_eq!(after["subscription"]["status"], "CANCELED");
+    app.verify_all().await;
+}
+
