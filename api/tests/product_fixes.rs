@@ -6,7 +6,7 @@ mod common;
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use common::TestApp;
+use common::{TestApp, code, field};
 use serde_json::{Value, json};
 use service::Clock;
 use tokio_util::sync::CancellationToken;
@@ -144,3 +144,53 @@ async fn subscribe_answers_the_status_a_read_right_after_gives() {
     app.verify_all().await;
 }
 
+#[tokio::test]
+async fn pay_as_you_go_refuses_a_recurring_price() {
+    let app = TestApp::spawn().await;
+    let key = &app.admin_key;
+    app.ok(key, PLAN, json!({})).await;
+    app.ok(
+        key,
+        r#"mutation {
+          createCreditSystem(input: {key: "ai", name: "AI", unitSingular: "token", unitPlural: "tokens", precision: 0}) { creditSystem { id } }
+          createPlan(input: {product: {key: "sms"}, key: "payg", name: "PAYG", billingInterval: MONTHLY}) { plan { id } }
+          attachCreditSystem(input: {plan: {key: "payg"}, creditSystem: {key: "sms"},
+            pricing: {commitment: PAY_AS_YOU_GO, currency: "EUR",
+              topUpPrice: {pricingType: VOLUME, model: PER_UNIT, tiers: [{firstUnit: "0", amount: "0.05"}]}}}) { planCredit { id } }
+        }"#,
+        json!({}),
+    )
+    .await;
+    let credits = r#"{ plan(key: "payg") { credits { id creditSystem { key } pricing { commitment recurringPrice { quantity } } } } }"#;
+    let before = app.ok(key, credits, json!({})).await;
+
+    let recurring = r#"recurringPrice: {quantity: "1000", price: {pricingType: VOLUME, model: PER_UNIT, tiers: [{firstUnit: "0", amount: "0.01"}]}}"#;
+    let attach = format!(
+        r#"mutation {{ attachCreditSystem(input: {{plan: {{key: "payg"}}, creditSystem: {{key: "ai"}},
+            pricing: {{commitment: PAY_AS_YOU_GO, currency: "EUR", {recurring}}}}}) {{ planCredit {{ id }} }} }}"#
+    );
+    let (_, body) = app.gql(Some(key), &attach, json!({})).await;
+    assert_eq!(
+        (code(&body), field(&body)),
+        ("VALIDATION", "pricing.recurringPrice"),
+        "{body}"
+    );
+
+    let id = before["plan"]["credits"][0]["id"].as_str().unwrap();
+    let update = format!(
+        r#"mutation {{ updatePlanCredit(input: {{planCredit: "{id}",
+            pricing: {{commitment: PAY_AS_YOU_GO, currency: "EUR", {recurring}}}}}) {{ planCredit {{ id }} }} }}"#
+    );
+    let (_, body) = app.gql(Some(key), &update, json!({})).await;
+    assert_eq!(
+        (code(&body), field(&body)),
+        ("VALIDATION", "pricing.recurringPrice"),
+        "{body}"
+    );
+    // Nothing changed: no AI credit attached, the SMS one as it was.
+    assert_eq!(app.ok(key, credits, json!({})).await, before);
+
+    // UPFRONT takes it.
+    let upfront = attach.replace("PAY_AS_YOU_GO", "UPFRONT");
+    app.ok(key, &upfront, json!({})).await;
+}

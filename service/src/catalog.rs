@@ -935,6 +935,12 @@ fn validate_terms(
         }
     }
     if let Some(p) = &terms.pricing {
+        if p.commitment == Commitment::PayAsYouGo && p.recurring.is_some() {
+            return Err(Invalid::new(
+                "pricing.recurringPrice",
+                "a recurring price is for UPFRONT commitments only: pay-as-you-go credits are bought as they are needed",
+            ));
+        }
         row.commitment = Set(Some(p.commitment.as_str().to_owned()));
         let json = |price: &Price, field: &str| -> Result<serde_json::Value, Invalid> {
             pricing::validate(price)

@@ -49,7 +49,9 @@ pub enum ResetInterval {
 #[derive(Enum, Copy, Clone, Eq, PartialEq)]
 #[graphql(remote = "service::catalog::Commitment")]
 pub enum Commitment {
+    /// Credits bought ahead: top-ups, and optionally a recurring price.
     Upfront,
+    /// Credits bought as they are needed: top-ups only, no recurring price.
     PayAsYouGo,
 }
 
@@ -571,6 +573,8 @@ pub struct PlanPricingInput {
     #[graphql(default_with = "ExactDecimal(rust_decimal::Decimal::ZERO)")]
     tax_rate: ExactDecimal,
     top_up_price: Option<PriceInput>,
+    /// Credits granted and charged every billing cycle: `UPFRONT` only
+    /// (refused with `PAY_AS_YOU_GO`).
     recurring_price: Option<RecurringPriceInput>,
     min_quantity: Option<Credits>,
     max_quantity: Option<Credits>,
