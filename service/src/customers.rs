@@ -291,6 +291,32 @@ pub async fn ancestors(
     Ok(chain)
 }
 
+/// The recursive common table expression `subtree(root_id, id, depth)`:
+/// each of `roots` (depth 0) and every customer below it, each row naming
+/// the root it was reached from — the same walk down `parent_id` as
+/// [`height`], tenant-scoped and stopped after [`TREE_DEPTH_MAX`] levels
+/// (which also ends a walk round a cycle left by data older than the
+/// checks). Returns the text to put after `WITH RECURSIVE` and its
+/// values, in placeholder order; the caller selects from `subtree` (a
+/// customer may appear twice only in such a cycle: select DISTINCT where
+/// it matters). However deep the tree, it is part of one statement.
+pub(crate) fn subtree_cte(tenant_id: Uuid, roots: &[Uuid]) -> (String, Vec<Value>) {
+    let sql = format!(
+        "subtree(root_id, id, depth) AS ( \
+           SELECT id, id, 0 FROM customer WHERE tenant_id = ? AND id IN ({}) \
+           UNION ALL \
+           SELECT s.root_id, c.id, s.depth + 1 FROM customer c JOIN subtree s ON c.parent_id = s.id \
+           WHERE c.tenant_id = ? AND s.depth < ? \
+         )",
+        vec!["?"; roots.len()].join(", ")
+    );
+    let mut values: Vec<Value> = vec![tenant_id.into()];
+    values.extend(roots.iter().map(|id| Value::from(*id)));
+    values.push(tenant_id.into());
+    values.push((TREE_DEPTH_MAX as i32).into());
+    (sql, values)
+}
+
 fn too_deep() -> Invalid {
     Invalid::new(
         "parent",

@@ -1,5 +1,6 @@
 //! The ledger as CSV rows, read in bounded keyset pages so an export of any
-//! size streams with constant memory.
+//! size streams with constant memory. The scope is a report's
+//! ([`Scope`]): the tenant, one customer, or a customer and its subtree.
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
@@ -17,7 +18,7 @@ use crate::{
 pub const PAGE_ROWS: u64 = 1_000;
 
 /// The CSV header, in column order.
-pub const HEADER: [&str; 15] = [
+pub const HEADER: [&str; 16] = [
     "entry_id",
     "created_at",
     "customer_external_id",
@@ -33,6 +34,7 @@ pub const HEADER: [&str; 15] = [
     "order_id",
     "payment_id",
     "description",
+    "counterparty_external_id",
 ];
 
 #[derive(Debug, Clone, Default)]
@@ -60,12 +62,15 @@ pub struct ExportRow {
     pub order_id: Option<String>,
     pub payment_id: Option<String>,
     pub description: Option<String>,
+    /// For TRANSFER_OUT: the customer the credits went to; for
+    /// TRANSFER_IN: the one they came from.
+    pub counterparty_external_id: Option<String>,
 }
 
 impl ExportRow {
     /// The row's fields, in [`HEADER`] order (timestamps ISO 8601 UTC,
     /// amounts exact decimals).
-    pub fn fields(&self) -> [String; 15] {
+    pub fn fields(&self) -> [String; 16] {
         let opt = |o: &Option<String>| o.clone().unwrap_or_default();
         [
             self.entry_id.to_string(),
@@ -86,6 +91,7 @@ impl ExportRow {
             opt(&self.order_id),
             opt(&self.payment_id),
             opt(&self.description),
+            opt(&self.counterparty_external_id),
         ]
     }
 }
@@ -111,6 +117,17 @@ pub fn csv_line<S: AsRef<str>>(fields: &[S]) -> String {
     line
 }
 
+/// The customer `cc` on the other side of a transfer entry `e`: a
+/// TRANSFER_IN names its TRANSFER_OUT (`refund_of_entry_id`), so an OUT
+/// finds its IN by that link and an IN follows it (both indexed).
+const COUNTERPARTY_JOINS: &str = "\
+    LEFT JOIN ledger_entry t_in ON e.entry_type = 'TRANSFER_OUT' AND t_in.tenant_id = e.tenant_id \
+      AND t_in.refund_of_entry_id = e.id AND t_in.entry_type = 'TRANSFER_IN' \
+    LEFT JOIN ledger_entry t_out ON e.entry_type = 'TRANSFER_IN' AND t_out.tenant_id = e.tenant_id \
+      AND t_out.id = e.refund_of_entry_id \
+    LEFT JOIN wallet cw ON cw.id = COALESCE(t_in.wallet_id, t_out.wallet_id) \
+    LEFT JOIN customer cc ON cc.id = cw.customer_id";
+
 /// At most `limit` entries after `after` (by id, the creation order).
 pub async fn page(
     db: &Db,
@@ -120,15 +137,7 @@ pub async fn page(
     limit: u64,
 ) -> Result<Vec<ExportRow>, DbErr> {
     let mut values: Vec<Value> = vec![tenant_id.into()];
-    let mut conditions = String::new();
-    if let Some(c) = filter.scope.customer_id {
-        conditions.push_str(" AND w.customer_id = ?");
-        values.push(c.into());
-    }
-    if let Some(cs) = filter.scope.credit_system_id {
-        conditions.push_str(" AND w.credit_system_id = ?");
-        values.push(cs.into());
-    }
+    let mut conditions = filter.scope.sql(tenant_id, &mut values);
     if let Some(from) = filter.from {
         conditions.push_str(" AND e.created_at >= ?");
         values.push(from.into());
@@ -157,13 +166,15 @@ pub async fn page(
            cs.key AS credit_system_key, e.entry_type AS entry_type, e.amount_micros AS amount, \
            e.balance_after_micros AS balance_after, e.feature AS feature, e.quantity_micros AS quantity, \
            e.event_ref AS event_ref, e.user_ref AS user_ref, g.category AS grant_category, \
-           o.id AS order_id, o.payment_id AS payment_id, e.description AS description \
+           o.id AS order_id, o.payment_id AS payment_id, e.description AS description, \
+           cc.external_id AS counterparty_external_id \
          FROM ledger_entry e \
            JOIN wallet w ON w.id = e.wallet_id \
            JOIN customer c ON c.id = w.customer_id \
            JOIN credit_system cs ON cs.id = w.credit_system_id \
            LEFT JOIN credit_grant g ON g.id = e.grant_id \
            LEFT JOIN top_up_order o ON o.grant_id = e.grant_id AND e.grant_id IS NOT NULL \
+           {COUNTERPARTY_JOINS} \
          WHERE e.tenant_id = ?{conditions} \
          ORDER BY e.id LIMIT ?"
     );
@@ -191,6 +202,7 @@ pub async fn page(
                 .map(|id| id.simple().to_string()),
             payment_id: r.try_get("", "payment_id")?,
             description: r.try_get("", "description")?,
+            counterparty_external_id: r.try_get("", "counterparty_external_id")?,
         });
     }
     Ok(out)

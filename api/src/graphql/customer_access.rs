@@ -2,7 +2,8 @@
 //! places so no resolver has to remember it:
 //!
 //! - [`CustomerTokenFence`], a schema extension, answers `FORBIDDEN` for
-//!   every root field except `Query.customer` and
+//!   every root field except `Query.customer`, the usage reports
+//!   (`Query.usageSummary`, `Query.usageBreakdown`) and
 //!   `SubscriptionRoot.walletUpdated` — so every other query, and every
 //!   mutation, is refused before its resolver runs.
 //! - [`ensure_readable`] is called wherever a `Customer` is produced (the
@@ -10,6 +11,12 @@
 //!   refuses customers outside the token's scope: its own customer, plus
 //!   its descendants if the token includes them. `Customer.children` needs
 //!   a token that includes descendants.
+//! - [`ensure_report_readable`] does the same for a report's scope: a
+//!   token's report names a customer it can read, and asks for that
+//!   customer's descendants (`includeDescendants: true`) only if the token
+//!   includes them. A token without them is refused rather than answered
+//!   for its own customer alone: a report that silently covered less than
+//!   it was asked to would show wrong totals as if they were right.
 //!
 //! API keys pass through untouched.
 
@@ -31,8 +38,10 @@ use super::{
 /// `SubscriptionRoot`: `Subscription` names a customer's plan).
 /// Introspection (`__schema`, `__type`) is allowed: the schema is public,
 /// and browser tooling (and the GraphQL-over-HTTP audit) relies on it.
-const ALLOWED_ROOT_FIELDS: [(&str, &str); 4] = [
+const ALLOWED_ROOT_FIELDS: [(&str, &str); 6] = [
     ("Query", "customer"),
+    ("Query", "usageSummary"),
+    ("Query", "usageBreakdown"),
     ("Query", "__schema"),
     ("Query", "__type"),
     ("SubscriptionRoot", "walletUpdated"),
@@ -109,4 +118,26 @@ pub fn ensure_descendants_readable(ctx: &Context<'_>) -> ApiResult<()> {
         Some(scope) if !scope.include_descendants => Err(refused()),
         _ => Ok(()),
     }
+}
+
+/// Refuses, for a customer token, a report outside its scope: one that
+/// names no customer (the whole tenant), names a customer it can't read,
+/// or includes descendants the token does not include.
+pub async fn ensure_report_readable(
+    ctx: &Context<'_>,
+    customer_id: Option<Uuid>,
+    include_descendants: bool,
+) -> ApiResult<()> {
+    let (p, _) = app(ctx)?;
+    if p.customer_scope().is_none() {
+        return Ok(());
+    }
+    let Some(customer_id) = customer_id else {
+        return Err(refused());
+    };
+    ensure_readable(ctx, customer_id).await?;
+    if include_descendants {
+        ensure_descendants_readable(ctx)?;
+    }
+    Ok(())
 }

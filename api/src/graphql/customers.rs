@@ -80,12 +80,19 @@ impl Customer {
         Ok(None)
     }
     /// Its own totals in one credit system: bought, passed down the tree,
-    /// received, used, and available now.
+    /// received, used, and available now. `used` (and the usage % and
+    /// status) counts what its descendants spent too with
+    /// `includeDescendants: true` (a customer token needs to include
+    /// descendants for that).
     async fn balance_summary(
         &self,
         ctx: &Context<'_>,
         credit_system: CreditSystemRefInput,
+        #[graphql(default = false)] include_descendants: bool,
     ) -> ApiResult<TreeSummary> {
+        if include_descendants {
+            customer_access::ensure_descendants_readable(ctx)?;
+        }
         let (p, app) = super::context::app(ctx)?;
         let cs = service::credit_systems::get(
             &app.db,
@@ -94,7 +101,15 @@ impl Customer {
         )
         .await?;
         let now = super::context::loaders(ctx)?.now();
-        let mut found = tree::summaries(&app.db, p.tenant_id, cs.id, &[self.0.id], now).await?;
+        let mut found = tree::summaries(
+            &app.db,
+            p.tenant_id,
+            cs.id,
+            &[self.0.id],
+            include_descendants,
+            now,
+        )
+        .await?;
         Ok(TreeSummary(found.remove(&self.0.id).ok_or_else(|| {
             ApiError::new(service::Code::Internal, "internal error", None)
         })?))
@@ -102,6 +117,8 @@ impl Customer {
 
     /// Its direct children (oldest first), each with what was allocated to
     /// it, used and left in one credit system, as a usage % and a status.
+    /// A child's `used` counts its whole subtree (a client's budget is used
+    /// when its events spend it); `ownUsed` what it spent itself.
     #[graphql(complexity = "crate::graphql::limits::list_cost(first, child_complexity)")]
     async fn children(
         &self,
@@ -121,7 +138,7 @@ impl Customer {
         .await?;
         let now = super::context::loaders(ctx)?.now();
         let ids = tree::children(&app.db, p.tenant_id, self.0.id, page).await?;
-        let mut found = tree::summaries(&app.db, p.tenant_id, cs.id, &ids.items, now).await?;
+        let mut found = tree::summaries(&app.db, p.tenant_id, cs.id, &ids.items, true, now).await?;
         let page = service::pagination::Page {
             items: ids.items.iter().filter_map(|id| found.remove(id)).collect(),
             has_next_page: ids.has_next_page,
@@ -317,9 +334,16 @@ impl TreeSummary {
     async fn total_purchased(&self) -> Credits {
         Credits(self.0.purchased)
     }
-    /// Spent by this customer itself (usage less refunds).
+    /// Spent (usage less refunds) by this customer and every customer
+    /// below it — in a `children` row always, in `balanceSummary` with
+    /// `includeDescendants: true` (else by the customer itself).
     async fn used(&self) -> Credits {
         Credits(self.0.used)
+    }
+    /// Spent by this customer itself (usage less refunds), not by its
+    /// descendants.
+    async fn own_used(&self) -> Credits {
+        Credits(self.0.own_used)
     }
     /// Available now.
     async fn remaining(&self) -> Credits {
@@ -329,7 +353,8 @@ impl TreeSummary {
     async fn available(&self) -> Credits {
         Credits(self.0.remaining)
     }
-    /// used ÷ allocated × 100 (0 when nothing was allocated).
+    /// used ÷ allocated × 100 (0 when nothing was allocated); the status
+    /// follows it by the tenant's thresholds (`setUsageThresholds`).
     async fn usage_percent(&self) -> super::scalars::ExactDecimal {
         super::scalars::ExactDecimal(self.0.usage_percent)
     }

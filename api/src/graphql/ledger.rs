@@ -17,8 +17,8 @@ use super::{
     error::{ApiError, ApiResult},
     ids::{self, Kind},
     loaders::{
-        BalanceAtKey, BalanceKey, EntryKey, EntryPageKey, ExpiringKey, GrantKey, GrantPageKey,
-        HoldKey, SplitsKey, WalletKey,
+        BalanceAtKey, BalanceKey, CounterpartyKey, EntryKey, EntryPageKey, ExpiringKey, GrantKey,
+        GrantPageKey, HoldKey, SplitsKey, WalletKey,
     },
     pagination::{self, Conn},
     refs::{CreditSystemRefInput, CustomerRefInput, wallet_ref},
@@ -432,6 +432,22 @@ impl LedgerEntry {
             super::customer_access::ensure_readable(ctx, wallet.customer_id).await?;
         }
         Ok(Some(LedgerEntry(entry)))
+    }
+    /// For a TRANSFER_OUT: the customer the credits went to; for a
+    /// TRANSFER_IN: the one they came from (null for other entries). A
+    /// customer token must be able to read that customer (`FORBIDDEN`
+    /// otherwise: a TRANSFER_IN's is an ancestor).
+    async fn counterparty(&self, ctx: &Context<'_>) -> ApiResult<Option<Customer>> {
+        if !matches!(
+            self.0.entry_type,
+            ledger::EntryType::TransferIn | ledger::EntryType::TransferOut
+        ) {
+            return Ok(None);
+        }
+        match load(ctx, CounterpartyKey(self.0.id)).await? {
+            Some(customer_id) => customers::customer(ctx, customer_id).await,
+            None => Ok(None),
+        }
     }
     /// Which grants this entry drew from or filled, and how much each.
     #[graphql(complexity = "crate::graphql::limits::unpaged_list_cost(child_complexity)")]

@@ -172,6 +172,9 @@ pub struct EntitlementsOfPlan(pub Uuid);
 pub struct SubscriptionsOfCustomer(pub Uuid);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct OrderKey(pub Uuid);
+/// A transfer entry's id → the customer on the other side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CounterpartyKey(pub Uuid);
 
 fn ids<K>(keys: &[K], id: impl Fn(&K) -> Uuid) -> Vec<Uuid> {
     keys.iter().map(id).collect()
@@ -530,5 +533,23 @@ impl Loader<OrderKey> for Batch {
             .await
             .map_err(fail)?;
         Ok(rows.into_iter().map(|o| (OrderKey(o.id), o)).collect())
+    }
+}
+
+impl Loader<CounterpartyKey> for Batch {
+    type Value = Uuid;
+    type Error = LoadError;
+
+    async fn load(
+        &self,
+        keys: &[CounterpartyKey],
+    ) -> Result<HashMap<CounterpartyKey, Uuid>, LoadError> {
+        let found = read::counterparties(&self.db, self.tenant_id, &ids(keys, |k| k.0))
+            .await
+            .map_err(fail)?;
+        Ok(found
+            .into_iter()
+            .map(|(entry_id, customer_id)| (CounterpartyKey(entry_id), customer_id))
+            .collect())
     }
 }

@@ -1,16 +1,23 @@
 //! Usage reports and the tenant's report calendar.
+//!
+//! A report covers the tenant, one customer (`customer`), or a customer and
+//! every customer below it (`includeDescendants: true`). A customer token
+//! may run reports on customers it can read: it must name one, and
+//! `includeDescendants: true` needs a token that includes descendants —
+//! otherwise `FORBIDDEN` (never a quietly narrower answer).
 
 use async_graphql::{Context, Enum, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use service::{
     api_keys::Role,
     credit_systems, customers,
-    reports::{self, GroupBy, Scope},
+    reports::{self, Customers, GroupBy, Scope},
     tenants,
 };
 
 use super::{
     context::{RoleGuard, app},
+    customer_access,
     error::{ApiError, ApiResult},
     ledger::EntryType,
     refs::{CreditSystemRefInput, CustomerRefInput},
@@ -37,9 +44,17 @@ pub enum UsageGroupBy {
     UserRef,
     /// A key of the entries' dimensions (give `dimension`).
     Dimension,
-    /// The tenant's calendar day.
+    /// The tenant's calendar day (`2027-01-31`); ranges up to 366 days.
     Day,
-    /// The customer's external id: the tenant-wide view.
+    /// An hour in the tenant's time zone, named by its local start and
+    /// offset (`2027-01-31T14:00+01:00`); ranges up to 31 days. On a DST
+    /// change a repeated local hour appears twice (one per offset), a
+    /// skipped one not at all.
+    Hour,
+    /// The tenant's local hour of the day (`00`–`23`) over the whole range
+    /// (peak times); ranges up to 366 days.
+    HourOfDay,
+    /// The customer's external id: the tenant-wide (or subtree) view.
     Customer,
 }
 
@@ -55,6 +70,7 @@ pub struct UsageBreakdownRow {
 async fn scope(
     ctx: &Context<'_>,
     customer: Option<CustomerRefInput>,
+    include_descendants: bool,
     credit_system: Option<CreditSystemRefInput>,
 ) -> ApiResult<Scope> {
     let (p, app) = app(ctx)?;
@@ -66,6 +82,13 @@ async fn scope(
         ),
         None => None,
     };
+    if include_descendants && customer_id.is_none() {
+        return Err(ApiError::invalid(
+            "includeDescendants",
+            "name the `customer` whose descendants to include (without one a report covers the whole tenant)",
+        ));
+    }
+    customer_access::ensure_report_readable(ctx, customer_id, include_descendants).await?;
     let credit_system_id = match credit_system {
         Some(cs) => Some(
             credit_systems::get(&app.db, p.tenant_id, &cs.parse("creditSystem")?)
@@ -75,7 +98,7 @@ async fn scope(
         None => None,
     };
     Ok(Scope {
-        customer_id,
+        customers: Customers::of(customer_id, include_descendants),
         credit_system_id,
     })
 }
@@ -87,17 +110,23 @@ pub struct ReportQuery;
 impl ReportQuery {
     /// Credits used per calendar month: the current month and the ones
     /// before it (4 in all by default), oldest first. Without a customer:
-    /// the whole tenant; without a credit system, units add up across
+    /// the whole tenant; with `includeDescendants`, the customer and every
+    /// customer below it; without a credit system, units add up across
     /// systems.
     #[graphql(complexity = "crate::graphql::limits::list_cost(Some(months), child_complexity)")]
     async fn usage_summary(
         &self,
         ctx: &Context<'_>,
         customer: Option<CustomerRefInput>,
+        #[graphql(
+            default = false,
+            desc = "Count the customer's descendants too (its whole subtree)."
+        )]
+        include_descendants: bool,
         credit_system: Option<CreditSystemRefInput>,
         #[graphql(default = 4)] months: i32,
     ) -> ApiResult<Vec<UsageMonth>> {
-        let scope = scope(ctx, customer, credit_system).await?;
+        let scope = scope(ctx, customer, include_descendants, credit_system).await?;
         let (p, app) = app(ctx)?;
         let months =
             u32::try_from(months).map_err(|_| ApiError::invalid("months", "must be 1 to 24"))?;
@@ -115,13 +144,20 @@ impl ReportQuery {
     }
 
     /// Where credits went in `[from, to)`: grouped by feature, event,
-    /// user, a dimension, day or customer; largest first.
+    /// user, a dimension, day, hour, hour of the day or customer; largest
+    /// first. With `includeDescendants`, over the customer and every
+    /// customer below it (one statement, whatever the tree's depth).
     #[allow(clippy::too_many_arguments)]
     #[graphql(complexity = "crate::graphql::limits::list_cost(Some(first), child_complexity)")]
     async fn usage_breakdown(
         &self,
         ctx: &Context<'_>,
         customer: Option<CustomerRefInput>,
+        #[graphql(
+            default = false,
+            desc = "Count the customer's descendants too (its whole subtree)."
+        )]
+        include_descendants: bool,
         credit_system: Option<CreditSystemRefInput>,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
@@ -130,7 +166,7 @@ impl ReportQuery {
         #[graphql(desc = "Entry types counted; default USAGE.")] types: Option<Vec<EntryType>>,
         #[graphql(default = 20)] first: i32,
     ) -> ApiResult<Vec<UsageBreakdownRow>> {
-        let scope = scope(ctx, customer, credit_system).await?;
+        let scope = scope(ctx, customer, include_descendants, credit_system).await?;
         let (p, app) = app(ctx)?;
         let group_by =
             match group_by {
@@ -138,6 +174,8 @@ impl ReportQuery {
                 UsageGroupBy::EventRef => GroupBy::EventRef,
                 UsageGroupBy::UserRef => GroupBy::UserRef,
                 UsageGroupBy::Day => GroupBy::Day,
+                UsageGroupBy::Hour => GroupBy::Hour,
+                UsageGroupBy::HourOfDay => GroupBy::HourOfDay,
                 UsageGroupBy::Customer => GroupBy::Customer,
                 UsageGroupBy::Dimension => GroupBy::Dimension(dimension.ok_or_else(|| {
                     ApiError::invalid("dimension", "name the dimension to group by")

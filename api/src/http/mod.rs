@@ -316,6 +316,8 @@ async fn metrics(State(state): State<AppState>) -> Response {
 pub struct ExportParams {
     /// The customer's external id.
     customer: Option<String>,
+    /// `true`: the customer's descendants too (its whole subtree).
+    include_descendants: Option<String>,
     /// The credit system's key.
     credit_system: Option<String>,
     /// RFC 3339; entries at or after.
@@ -365,8 +367,9 @@ fn domain_error<E: DomainError>(e: &E) -> Response {
     route_error(status, e.code(), e.to_string(), e.field())
 }
 
-/// `GET /exports/entries.csv`: the tenant's ledger (or one customer's,
-/// one credit system's, a time range, some entry types) as RFC 4180 CSV,
+/// `GET /exports/entries.csv`: the tenant's ledger (or one customer's, with
+/// `includeDescendants=true` its subtree's, one credit system's, a time
+/// range, some entry types) as RFC 4180 CSV,
 /// streamed page by page in creation order. Any key may export.
 async fn export_entries(
     State(state): State<AppState>,
@@ -445,6 +448,23 @@ async fn export_entries_as(
             }
         }
     };
+    let include_descendants = match params.include_descendants.as_deref() {
+        None | Some("false") => false,
+        Some("true") if params.customer.is_some() => true,
+        Some(value) => {
+            let message = if value == "true" {
+                "includeDescendants: name the `customer` whose descendants to include"
+            } else {
+                "includeDescendants: must be true or false"
+            };
+            return route_error(
+                StatusCode::BAD_REQUEST,
+                service::Code::Validation,
+                message.into(),
+                Some("includeDescendants"),
+            );
+        }
+    };
     let customer_id = match &params.customer {
         Some(external) => match customers::get(
             &state.db,
@@ -471,7 +491,7 @@ async fn export_entries_as(
     };
     let filter = exports::ExportFilter {
         scope: service::reports::Scope {
-            customer_id,
+            customers: service::reports::Customers::of(customer_id, include_descendants),
             credit_system_id,
         },
         from,

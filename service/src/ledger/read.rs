@@ -502,6 +502,48 @@ pub async fn splits_of_entries(
     Ok(out)
 }
 
+/// The customer on the other side of each of these transfer entries: for
+/// a TRANSFER_OUT the customer the credits went to, for a TRANSFER_IN the
+/// one they came from (an allocation's IN entry names its OUT entry in
+/// `refund_of_entry_id`). One statement; other entries have none.
+pub async fn counterparties(
+    db: &Db,
+    tenant_id: Uuid,
+    entry_ids: &[Uuid],
+) -> Result<HashMap<Uuid, Uuid>, DbErr> {
+    if entry_ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let conn = db.reader();
+    let n = entry_ids.len();
+    let sql = format!(
+        "SELECT e.id AS entry_id, w.customer_id AS customer_id \
+         FROM ledger_entry e JOIN ledger_entry o ON o.id = e.refund_of_entry_id AND o.tenant_id = e.tenant_id \
+           JOIN wallet w ON w.id = o.wallet_id \
+         WHERE e.tenant_id = ? AND e.entry_type = 'TRANSFER_IN' AND e.id IN ({list}) \
+         UNION ALL \
+         SELECT i.refund_of_entry_id AS entry_id, w.customer_id AS customer_id \
+         FROM ledger_entry i JOIN wallet w ON w.id = i.wallet_id \
+         WHERE i.tenant_id = ? AND i.entry_type = 'TRANSFER_IN' AND i.refund_of_entry_id IN ({list})",
+        list = list(n)
+    );
+    let mut values: Vec<Value> = vec![tenant_id.into()];
+    values.extend(uuids(entry_ids));
+    values.push(tenant_id.into());
+    values.extend(uuids(entry_ids));
+    let mut out = HashMap::new();
+    for row in conn
+        .query_all_raw(statement(conn.get_database_backend(), &sql, values))
+        .await?
+    {
+        out.insert(
+            row.try_get::<Uuid>("", "entry_id")?,
+            row.try_get::<Uuid>("", "customer_id")?,
+        );
+    }
+    Ok(out)
+}
+
 pub async fn grants_by_ids(db: &Db, tenant_id: Uuid, ids: &[Uuid]) -> Result<Vec<Grant>, DbErr> {
     Ok(credit_grant::Entity::find()
         .filter(credit_grant::Column::TenantId.eq(tenant_id))

@@ -3,8 +3,13 @@
 //!
 //! For one credit system:
 //! - **allocated**: credits received by TRANSFER_IN (from ancestors);
-//! - **used**: credits spent by the child itself (USAGE, less refunds) —
-//!   what it passed further down is not "used";
+//! - **used**: credits spent (USAGE, less refunds) by the child and every
+//!   customer below it — a client's budget is used when its events spend
+//!   it; what it merely passed down is not "used". **own used**: by the
+//!   customer itself. (A customer's own summary counts its subtree only
+//!   when asked to; a child's row always does.) The subtree is a
+//!   recursive CTE ([`crate::customers::subtree_cte`]): one statement for
+//!   a page of children, whatever the depth below them;
 //! - **remaining**: its available balance now;
 //! - **usage %** = used ÷ allocated × 100 (0 when nothing was allocated),
 //!   and the status: `HEALTHY` below the tenant's watch threshold (75 %),
@@ -89,7 +94,11 @@ pub struct TreeSummary {
     pub customer_id: Uuid,
     pub allocated: Decimal,
     pub allocated_out: Decimal,
+    /// By the customer and, when the summary includes them, its
+    /// descendants.
     pub used: Decimal,
+    /// By the customer itself.
+    pub own_used: Decimal,
     pub purchased: Decimal,
     pub remaining: Decimal,
     pub usage_percent: Decimal,
@@ -113,12 +122,13 @@ pub async fn thresholds(db: &Db, tenant_id: Uuid) -> Result<Thresholds, DbErr> {
 }
 
 /// Sums per customer in one credit system, in one statement (plus the
-/// balances').
+/// balances', and one for the subtrees' usage with `include_descendants`).
 pub async fn summaries(
     db: &Db,
     tenant_id: Uuid,
     credit_system_id: Uuid,
     customer_ids: &[Uuid],
+    include_descendants: bool,
     now: DateTime<Utc>,
 ) -> Result<HashMap<Uuid, TreeSummary>, super::Error> {
     if customer_ids.is_empty() {
@@ -155,12 +165,21 @@ pub async fn summaries(
     let wallet_ids: Vec<Uuid> = sums.iter().map(|s| s.1).collect();
     let balances = read::balances(db, tenant_id, &wallet_ids, now).await?;
     let thresholds = thresholds(db, tenant_id).await?;
+    let subtree_used = if include_descendants {
+        Some(subtrees_used(db, tenant_id, credit_system_id, customer_ids).await?)
+    } else {
+        None
+    };
     let mut out: HashMap<Uuid, TreeSummary> = customer_ids
         .iter()
         .map(|id| (*id, empty(*id, &thresholds)))
         .collect();
-    for (customer_id, wallet_id, allocated, allocated_out, used, purchased) in sums {
-        let (allocated, used) = (from_micros(allocated), from_micros(used));
+    for (customer_id, wallet_id, allocated, allocated_out, own_used, purchased) in sums {
+        let (allocated, own_used) = (from_micros(allocated), from_micros(own_used));
+        let used = match &subtree_used {
+            Some(by_root) => by_root.get(&customer_id).copied().unwrap_or_default(),
+            None => own_used,
+        };
         let percent = usage_percent(used, allocated);
         out.insert(
             customer_id,
@@ -169,6 +188,7 @@ pub async fn summaries(
                 allocated,
                 allocated_out: from_micros(allocated_out),
                 used,
+                own_used,
                 purchased: from_micros(purchased),
                 remaining: balances
                     .get(&wallet_id)
@@ -177,6 +197,47 @@ pub async fn summaries(
                 usage_percent: percent,
                 health: thresholds.health(percent),
             },
+        );
+    }
+    // A customer without a wallet in this credit system may still have
+    // descendants who spent in it (nothing allocated to it: 0 %).
+    if let Some(by_root) = subtree_used {
+        for (customer_id, used) in by_root {
+            if let Some(summary) = out.get_mut(&customer_id) {
+                summary.used = used;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Credits used (USAGE less refunds) in each root's subtree, in one
+/// credit system: one statement for all roots, whatever the depth.
+async fn subtrees_used(
+    db: &Db,
+    tenant_id: Uuid,
+    credit_system_id: Uuid,
+    roots: &[Uuid],
+) -> Result<HashMap<Uuid, Decimal>, DbErr> {
+    let (cte, mut values) = crate::customers::subtree_cte(tenant_id, roots);
+    let sql = format!(
+        "WITH RECURSIVE {cte} \
+         SELECT s.root_id AS root_id, CAST(COALESCE(SUM(-e.amount_micros), 0) AS BIGINT) AS used \
+         FROM (SELECT DISTINCT root_id, id FROM subtree) s \
+           JOIN wallet w ON w.customer_id = s.id AND w.tenant_id = ? AND w.credit_system_id = ? \
+           JOIN ledger_entry e ON e.wallet_id = w.id AND e.tenant_id = ? AND e.entry_type IN ('USAGE', 'REFUND') \
+         GROUP BY s.root_id"
+    );
+    values.extend([tenant_id.into(), credit_system_id.into(), tenant_id.into()]);
+    let conn = db.reader();
+    let mut out = HashMap::new();
+    for row in conn
+        .query_all_raw(statement(conn.get_database_backend(), &sql, values))
+        .await?
+    {
+        out.insert(
+            row.try_get::<Uuid>("", "root_id")?,
+            from_micros(row.try_get::<i64>("", "used")?),
         );
     }
     Ok(out)
@@ -188,6 +249,7 @@ fn empty(customer_id: Uuid, thresholds: &Thresholds) -> TreeSummary {
         allocated: Decimal::ZERO,
         allocated_out: Decimal::ZERO,
         used: Decimal::ZERO,
+        own_used: Decimal::ZERO,
         purchased: Decimal::ZERO,
         remaining: Decimal::ZERO,
         usage_percent: Decimal::ZERO,
