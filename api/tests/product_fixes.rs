@@ -194,3 +194,90 @@ async fn pay_as_you_go_refuses_a_recurring_price() {
     let upfront = attach.replace("PAY_AS_YOU_GO", "UPFRONT");
     app.ok(key, &upfront, json!({})).await;
 }
+
+#[tokio::test]
+async fn balance_parts_add_up_to_available_with_admin_refund_and_transfer_credits() {
+    let app = TestApp::spawn().await;
+    let key = &app.admin_key;
+    let setup = r#"mutation {
+      createCreditSystem(input: {key: "pts", name: "Points", unitSingular: "point", unitPlural: "points", precision: 0}) { creditSystem { id } }
+      p: createCustomer(input: {externalId: "partner", name: "Partner"}) { customer { id } }
+      c: createCustomer(input: {externalId: "client", name: "Client", parent: {externalId: "partner"}}) { customer { id } }
+      bought: grantCredits(input: {customer: {externalId: "partner"}, creditSystem: {key: "pts"}, amount: "500", category: PURCHASED, reason: "bulk", idempotencyKey: "g-1"}) { grant { id } }
+      allocateCredits(input: {from: {externalId: "partner"}, to: {externalId: "client"}, creditSystem: {key: "pts"}, amount: "200", idempotencyKey: "a-1"}) { grants { category amount } }
+      promo: grantCredits(input: {customer: {externalId: "client"}, creditSystem: {key: "pts"}, amount: "100", category: PROMOTIONAL, reason: "welcome", idempotencyKey: "g-2"}) { grant { id } }
+      plan: grantCredits(input: {customer: {externalId: "client"}, creditSystem: {key: "pts"}, amount: "60", category: INCLUDED, reason: "allowance", idempotencyKey: "g-3"}) { grant { id } }
+      adjustBalance(input: {customer: {externalId: "client"}, creditSystem: {key: "pts"}, amount: "50", reason: "goodwill", idempotencyKey: "adj-1"}) { grant { category } }
+    }"#;
+    let out = app.ok(key, setup, json!({})).await;
+    assert_eq!(out["allocateCredits"]["grants"][0]["category"], "TRANSFER");
+    assert_eq!(out["adjustBalance"]["grant"]["category"], "ADMIN");
+
+    // Spend 30 (none expires, so the oldest grant first: the transfer's),
+    // refund it (a REFUND grant), and hold 20 until an hour from now.
+    let used = app
+        .ok(
+            key,
+            r#"mutation { consumeCredits(input: {customer: {externalId: "client"}, creditSystem: {key: "pts"}, amount: "30", idempotencyKey: "u-1"}) { entry { id } } }"#,
+            json!({}),
+        )
+        .await;
+    let entry = used["consumeCredits"]["entry"]["id"].as_str().unwrap();
+    app.ok(
+        key,
+        &format!(
+            r#"mutation {{ refundUsage(input: {{entry: "{entry}", reason: "failed job", idempotencyKey: "r-1"}}) {{ grants {{ category amount }} }} }}"#
+        ),
+        json!({}),
+    )
+    .await;
+    app.ok(
+        key,
+        r#"mutation { createHold(input: {customer: {externalId: "client"}, creditSystem: {key: "pts"}, amount: "20", expiresAt: "2026-01-31T13:00:00Z", idempotencyKey: "h-1"}) { hold { id } } }"#,
+        json!({}),
+    )
+    .await;
+
+    let read = r#"{ customer(externalId: "client") { wallets { balance {
+        available pending debt included purchased promotional admin refund transfer } } } }"#;
+    let parts = |b: &Value| -> i64 {
+        [
+            "included",
+            "purchased",
+            "promotional",
+            "admin",
+            "refund",
+            "transfer",
+        ]
+        .iter()
+        .map(|k| b[*k].as_str().unwrap().parse::<i64>().unwrap())
+        .sum::<i64>()
+            - b["debt"].as_str().unwrap().parse::<i64>().unwrap()
+    };
+    let balance = |data: Value| data["customer"]["wallets"][0]["balance"].clone();
+
+    // The hold reserves 20.
+    let b = balance(app.ok(key, read, json!({})).await);
+    assert_eq!(b["available"], "390", "{b}");
+    assert_eq!(b["pending"], "20", "{b}");
+    assert_eq!(parts(&b), 390, "{b}");
+    assert_eq!(
+        (&b["admin"], &b["refund"], &b["promotional"]),
+        (&json!("50"), &json!("30"), &json!("100")),
+        "{b}"
+    );
+
+    // Past its deadline (before any sweep) the hold's 20 count again, in
+    // the part they were drawn from.
+    app.clock.advance(Duration::hours(2));
+    let b = balance(app.ok(key, read, json!({})).await);
+    assert_eq!(b["available"], "410", "{b}");
+    assert_eq!(b["pending"], "0", "{b}");
+    assert_eq!(parts(&b), 410, "{b}");
+    assert_eq!(
+        (&b["included"], &b["transfer"], &b["admin"], &b["refund"]),
+        (&json!("60"), &json!("170"), &json!("50"), &json!("30")),
+        "{b}"
+    );
+    app.verify_all().await;
+}

@@ -125,3 +125,44 @@ impl DomainError for Invalid {
         Some(&self.field)
     }
 }
+
+/// A stored value the code does not know — a status, type, category or
+/// role no version of it writes: a broken invariant, never read as a
+/// default. It reaches clients as `INTERNAL` (it becomes a `DbErr`, which
+/// every domain error maps so); the log names the row.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{table}.{column} of row {id} holds {value:?}, which is not a value this version knows")]
+pub struct UnknownValue {
+    pub table: &'static str,
+    pub column: &'static str,
+    /// The row's id (or what names it: a wallet and a category).
+    pub id: String,
+    pub value: String,
+}
+
+impl From<UnknownValue> for sea_orm::DbErr {
+    fn from(e: UnknownValue) -> Self {
+        sea_orm::DbErr::Custom(e.to_string())
+    }
+}
+
+/// `parsed`, the reading of `value` stored in `table.column` of row `id`;
+/// `None` is an [`UnknownValue`], logged here with the row it came from.
+pub fn known<T>(
+    parsed: Option<T>,
+    table: &'static str,
+    column: &'static str,
+    id: impl std::fmt::Display,
+    value: &str,
+) -> Result<T, UnknownValue> {
+    parsed.ok_or_else(|| {
+        let id = id.to_string();
+        tracing::error!(table, column, id, value, "stored value not recognised");
+        UnknownValue {
+            table,
+            column,
+            id,
+            value: value.to_owned(),
+        }
+    })
+}

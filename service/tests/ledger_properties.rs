@@ -1,6 +1,7 @@
 //! Random sequences of grant / consume / void / refund / hold / capture /
-//! release / time-advance keep the ledger's invariants, and never create or
-//! lose a credit relative to what was asked.
+//! release / time-advance keep the ledger's invariants, never create or
+//! lose a credit relative to what was asked, and keep the balance's parts
+//! by category (less debt) equal to what is available.
 
 mod common;
 
@@ -12,7 +13,7 @@ use proptest::prelude::*;
 use rust_decimal::Decimal;
 use service::{
     Clock, Code, DomainError,
-    ledger::{self, Attribution, EntryType, HoldStatus, read},
+    ledger::{self, Attribution, Category, EntryType, HoldStatus, read},
     pagination::PageRequest,
 };
 use uuid::Uuid;
@@ -24,6 +25,8 @@ enum Op {
         expires_h: Option<i64>,
         effective_h: i64,
         priority: i32,
+        /// Any a grant may have (TRANSFER comes only from allocations).
+        category: Category,
     },
     Consume {
         amount: i64,
@@ -56,8 +59,8 @@ enum Op {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        3 => (1..100i64, prop::option::of(1..72i64), prop_oneof![Just(0i64), 0..24i64], 0..3i32)
-            .prop_map(|(amount, expires_h, effective_h, priority)| Op::Grant { amount, expires_h, effective_h, priority }),
+        3 => (1..100i64, prop::option::of(1..72i64), prop_oneof![Just(0i64), 0..24i64], 0..3i32, prop::sample::select(GRANTABLE.to_vec()))
+            .prop_map(|(amount, expires_h, effective_h, priority, category)| Op::Grant { amount, expires_h, effective_h, priority, category }),
         4 => (1..80i64).prop_map(|amount| Op::Consume { amount }),
         1 => any::<usize>().prop_map(|pick| Op::Void { pick }),
         1 => (any::<usize>(), prop::option::of(1..40i64)).prop_map(|(pick, amount)| Op::Refund { pick, amount }),
@@ -68,6 +71,14 @@ fn op() -> impl Strategy<Value = Op> {
         1 => any::<bool>().prop_map(|on| Op::Overage { on }),
     ]
 }
+
+const GRANTABLE: [Category; 5] = [
+    Category::Promotional,
+    Category::Admin,
+    Category::Purchased,
+    Category::Included,
+    Category::Refund,
+];
 
 fn dec(n: i64) -> Decimal {
     Decimal::from(n)
@@ -123,8 +134,10 @@ async fn run(ops: Vec<Op>) {
                 expires_h,
                 effective_h,
                 priority,
+                category,
             } => {
                 let mut input = w.grant_input(&amount.to_string());
+                input.category = category;
                 input.effective_at = Some(now + Duration::hours(effective_h));
                 input.expires_at = expires_h.map(|h| now + Duration::hours(effective_h + h));
                 input.priority = Some(priority);
@@ -239,6 +252,10 @@ async fn run(ops: Vec<Op>) {
         let b = w.balance().await;
         assert_eq!(b.total, b.available + b.pending);
         assert!(b.pending >= Decimal::ZERO && b.debt >= Decimal::ZERO);
+        // The parts by category, less debt, are what is available.
+        let parts = b.included + b.purchased + b.promotional + b.admin + b.refund + b.transfer;
+        assert_eq!(parts - b.debt, b.available, "{b:?}");
+        assert_eq!(b.parts_total(), b.available);
         // Nothing created or lost: what was granted is what is booked, spent,
         // held, expired or voided.
         let wallet_id = w.wallet_id().await;

@@ -217,6 +217,9 @@ impl EntryFilter {
 }
 
 /// A wallet's balance as of the request's instant.
+///
+/// `included + purchased + promotional + admin + refund + transfer − debt
+/// = available`, always: one part per grant category.
 pub struct Balance {
     wallet_id: uuid::Uuid,
     balance: ledger::Balance,
@@ -224,7 +227,9 @@ pub struct Balance {
 
 #[Object]
 impl Balance {
-    /// What can be spent now.
+    /// What can be spent now: the parts by category (`included`,
+    /// `purchased`, `promotional`, `admin`, `refund`, `transfer`) less
+    /// `debt`.
     async fn available(&self) -> Credits {
         credits(self.balance.available)
     }
@@ -236,23 +241,40 @@ impl Balance {
     async fn total(&self) -> Credits {
         credits(self.balance.total)
     }
-    /// Live credits from plan allowances.
+    /// Part of `available`: live credits from plan allowances (INCLUDED
+    /// grants). Each part counts what holds past their deadline return to
+    /// its grants.
     async fn included(&self) -> Credits {
         credits(self.balance.included)
     }
-    /// Live credits bought.
+    /// Part of `available`: live credits bought (PURCHASED grants).
     async fn purchased(&self) -> Credits {
         credits(self.balance.purchased)
     }
-    /// Live promotional credits.
+    /// Part of `available`: live promotional credits (PROMOTIONAL grants).
     async fn promotional(&self) -> Credits {
         credits(self.balance.promotional)
+    }
+    /// Part of `available`: live credits an admin granted (ADMIN grants,
+    /// `adjustBalance` up included).
+    async fn admin(&self) -> Credits {
+        credits(self.balance.admin)
+    }
+    /// Part of `available`: live refunded credits (REFUND grants).
+    async fn refund(&self) -> Credits {
+        credits(self.balance.refund)
+    }
+    /// Part of `available`: live credits received from an ancestor
+    /// (TRANSFER grants, `allocateCredits`).
+    async fn transfer(&self) -> Credits {
+        credits(self.balance.transfer)
     }
     /// Granted with a future `effectiveAt`: not spendable yet.
     async fn scheduled(&self) -> Credits {
         credits(self.balance.scheduled)
     }
-    /// Overage not yet repaid (only with `allowOverage`).
+    /// Overage not yet repaid (only with `allowOverage`): subtracted from
+    /// the parts to give `available`.
     async fn debt(&self) -> Credits {
         credits(self.balance.debt)
     }

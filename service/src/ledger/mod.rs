@@ -419,6 +419,10 @@ impl From<credit_hold::Model> for Hold {
 }
 
 /// A wallet's balance as of an instant.
+///
+/// The parts by category (`included`, `purchased`, `promotional`, `admin`,
+/// `refund`, `transfer`: one per [`Category`]) less `debt` always add up
+/// to `available` ([`Balance::parts_total`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Balance {
     /// What can be spent now: live grants − debt (+ what expired holds
@@ -428,14 +432,48 @@ pub struct Balance {
     pub pending: Decimal,
     /// `available + pending`.
     pub total: Decimal,
-    /// Live credits by category (before debt).
+    /// Live credits by category (before debt), each with what holds past
+    /// their deadline return to its grants.
     pub included: Decimal,
     pub purchased: Decimal,
     pub promotional: Decimal,
+    pub admin: Decimal,
+    pub refund: Decimal,
+    pub transfer: Decimal,
     /// Granted but not yet effective.
     pub scheduled: Decimal,
     /// Overage not yet repaid.
     pub debt: Decimal,
+}
+
+impl Balance {
+    /// The part of `available` (before debt) from grants of a category.
+    pub fn part(&self, category: Category) -> Decimal {
+        match category {
+            Category::Included => self.included,
+            Category::Purchased => self.purchased,
+            Category::Promotional => self.promotional,
+            Category::Admin => self.admin,
+            Category::Refund => self.refund,
+            Category::Transfer => self.transfer,
+        }
+    }
+
+    pub fn part_mut(&mut self, category: Category) -> &mut Decimal {
+        match category {
+            Category::Included => &mut self.included,
+            Category::Purchased => &mut self.purchased,
+            Category::Promotional => &mut self.promotional,
+            Category::Admin => &mut self.admin,
+            Category::Refund => &mut self.refund,
+            Category::Transfer => &mut self.transfer,
+        }
+    }
+
+    /// Σ parts − debt: always equal to `available`.
+    pub fn parts_total(&self) -> Decimal {
+        Category::ALL.iter().map(|&c| self.part(c)).sum::<Decimal>() - self.debt
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -13,10 +13,11 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::{Balance, Entry, EntryType, Grant, Hold, Split, Wallet};
+use super::{Balance, Category, Entry, EntryType, Grant, Hold, Split, Wallet};
 use crate::{
     Db,
     amount::from_micros,
+    error::known,
     pagination::{Page, PageRequest},
 };
 
@@ -170,12 +171,10 @@ pub async fn balances(
     let conn = db.reader();
     let backend = conn.get_database_backend();
     let n = wallet_ids.len();
+    // Per wallet and grant category: the parts of the balance.
     let sql = format!(
-        "SELECT w.id AS wallet_id, w.debt_micros AS debt, \
+        "SELECT w.id AS wallet_id, w.debt_micros AS debt, g.category AS category, \
            CAST(COALESCE(SUM(CASE WHEN g.live = 1 THEN g.remaining_micros ELSE 0 END), 0) AS BIGINT) AS live, \
-           CAST(COALESCE(SUM(CASE WHEN g.live = 1 AND g.category = 'INCLUDED' THEN g.remaining_micros ELSE 0 END), 0) AS BIGINT) AS included, \
-           CAST(COALESCE(SUM(CASE WHEN g.live = 1 AND g.category = 'PURCHASED' THEN g.remaining_micros ELSE 0 END), 0) AS BIGINT) AS purchased, \
-           CAST(COALESCE(SUM(CASE WHEN g.live = 1 AND g.category = 'PROMOTIONAL' THEN g.remaining_micros ELSE 0 END), 0) AS BIGINT) AS promotional, \
            CAST(COALESCE(SUM(CASE WHEN g.scheduled = 1 THEN g.remaining_micros ELSE 0 END), 0) AS BIGINT) AS scheduled \
          FROM wallet w LEFT JOIN ( \
            SELECT wallet_id, category, remaining_micros, \
@@ -184,44 +183,48 @@ pub async fn balances(
            FROM credit_grant WHERE tenant_id = ? AND wallet_id IN ({list}) AND remaining_micros > 0 \
          ) g ON g.wallet_id = w.id \
          WHERE w.tenant_id = ? AND w.id IN ({list}) \
-         GROUP BY w.id, w.debt_micros",
+         GROUP BY w.id, w.debt_micros, g.category",
         list = list(n)
     );
     let mut values: Vec<Value> = vec![now.into(), now.into(), now.into(), tenant_id.into()];
     values.extend(uuids(wallet_ids));
     values.push(tenant_id.into());
     values.extend(uuids(wallet_ids));
-    let mut out = HashMap::new();
+    // The balance and its available micros (live − debt) so far.
+    let mut out: HashMap<Uuid, (Balance, i64)> = HashMap::new();
     for row in conn.query_all_raw(statement(backend, &sql, values)).await? {
         let wallet_id: Uuid = row.try_get("", "wallet_id")?;
         let debt: i64 = row.try_get("", "debt")?;
-        let live: i64 = row.try_get("", "live")?;
-        out.insert(
-            wallet_id,
+        let (balance, available) = out.entry(wallet_id).or_insert_with(|| {
             (
                 Balance {
-                    included: from_micros(row.try_get("", "included")?),
-                    purchased: from_micros(row.try_get("", "purchased")?),
-                    promotional: from_micros(row.try_get("", "promotional")?),
-                    scheduled: from_micros(row.try_get("", "scheduled")?),
                     debt: from_micros(debt),
                     ..Balance::default()
                 },
-                live - debt,
-            ),
-        );
+                -debt,
+            )
+        });
+        let Some(category) = row.try_get::<Option<String>>("", "category")? else {
+            continue; // a wallet without grants
+        };
+        let category = grant_category(conn, tenant_id, wallet_id, &category).await?;
+        let live: i64 = row.try_get("", "live")?;
+        *balance.part_mut(category) += from_micros(live);
+        balance.scheduled += from_micros(row.try_get::<i64>("", "scheduled")?);
+        *available += live;
     }
 
     // Active holds: reserved while before their deadline; after it, what
-    // they return to still-live grants is available again.
+    // they return to still-live grants is available again (and counts in
+    // the part of those grants' category).
     let sql = format!(
-        "SELECT h.wallet_id AS wallet_id, \
+        "SELECT h.wallet_id AS wallet_id, g.category AS category, \
            CAST(COALESCE(SUM(CASE WHEN h.expires_at > ? THEN s.amount_micros ELSE 0 END), 0) AS BIGINT) AS pending, \
            CAST(COALESCE(SUM(CASE WHEN h.expires_at <= ? AND g.voided_at IS NULL AND g.effective_at <= ? \
              AND (g.expires_at IS NULL OR g.expires_at > ?) THEN s.amount_micros ELSE 0 END), 0) AS BIGINT) AS releasable \
          FROM credit_hold h JOIN hold_split s ON s.hold_id = h.id JOIN credit_grant g ON g.id = s.grant_id \
          WHERE h.tenant_id = ? AND h.wallet_id IN ({list}) AND h.status = 'ACTIVE' \
-         GROUP BY h.wallet_id",
+         GROUP BY h.wallet_id, g.category",
         list = list(n)
     );
     let mut values: Vec<Value> = vec![
@@ -232,24 +235,50 @@ pub async fn balances(
         tenant_id.into(),
     ];
     values.extend(uuids(wallet_ids));
-    let mut holds: HashMap<Uuid, (i64, i64)> = HashMap::new();
     for row in conn.query_all_raw(statement(backend, &sql, values)).await? {
-        holds.insert(
-            row.try_get("", "wallet_id")?,
-            (row.try_get("", "pending")?, row.try_get("", "releasable")?),
-        );
+        let wallet_id: Uuid = row.try_get("", "wallet_id")?;
+        let category: String = row.try_get("", "category")?;
+        let category = grant_category(conn, tenant_id, wallet_id, &category).await?;
+        let pending: i64 = row.try_get("", "pending")?;
+        let releasable: i64 = row.try_get("", "releasable")?;
+        if let Some((balance, available)) = out.get_mut(&wallet_id) {
+            balance.pending += from_micros(pending);
+            *balance.part_mut(category) += from_micros(releasable);
+            *available += releasable;
+        }
     }
     Ok(out
         .into_iter()
         .map(|(id, (mut balance, available))| {
-            let (pending, releasable) = holds.get(&id).copied().unwrap_or_default();
-            let available = available + releasable;
             balance.available = from_micros(available);
-            balance.pending = from_micros(pending);
-            balance.total = from_micros(available + pending);
+            balance.total = balance.available + balance.pending;
             (id, balance)
         })
         .collect())
+}
+
+/// A grant category as stored; an unknown one fails, naming a grant of
+/// the wallet that holds it.
+async fn grant_category(
+    conn: &impl ConnectionTrait,
+    tenant_id: Uuid,
+    wallet_id: Uuid,
+    stored: &str,
+) -> Result<Category, DbErr> {
+    if let Some(category) = Category::parse(stored) {
+        return Ok(category);
+    }
+    let grant = credit_grant::Entity::find()
+        .filter(credit_grant::Column::TenantId.eq(tenant_id))
+        .filter(credit_grant::Column::WalletId.eq(wallet_id))
+        .filter(credit_grant::Column::Category.eq(stored))
+        .one(conn)
+        .await?;
+    let id = grant.map_or_else(
+        || format!("(a grant of wallet {wallet_id})"),
+        |g| g.id.to_string(),
+    );
+    known(None, "credit_grant", "category", id, stored).map_err(Into::into)
 }
 
 /// Live credits expiring in `(now, until]`, per wallet.
