@@ -120,7 +120,7 @@ pub fn annotate_request_errors(response: &mut async_graphql::Response) {
 pub fn retryable(code: &str) -> bool {
     matches!(
         code,
-        "UNAVAILABLE" | "INTERNAL" | "TIMEOUT" | "OVERLOADED" | "REQUEST_TIMEOUT"
+        "UNAVAILABLE" | "INTERNAL" | "TIMEOUT" | "OVERLOADED" | "REQUEST_TIMEOUT" | "RATE_LIMITED"
     )
 }
 
