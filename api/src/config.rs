@@ -38,6 +38,18 @@ impl DatabaseArgs {
     }
 }
 
+/// The key webhook and customer-token secrets are sealed with at rest
+/// (`service::secrets`).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct SecretsArgs {
+    /// Base64 of 32 random bytes (`openssl rand -base64 32`); prefer the
+    /// environment to the flag. Unset: on SQLite, the key file beside the
+    /// database (created, mode 0600, on first start); PostgreSQL refuses
+    /// to start.
+    #[arg(long, env = "SECRETS_KEY", hide_env_values = true)]
+    pub secrets_key: Option<String>,
+}
+
 /// Whether the API process also runs the scheduled jobs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum WorkerMode {
@@ -68,6 +80,8 @@ pub struct ServeArgs {
     pub http_limits: HttpLimitArgs,
     #[command(flatten)]
     pub rate_limits: RateLimitArgs,
+    #[command(flatten)]
+    pub secrets: SecretsArgs,
     #[command(flatten)]
     pub worker_config: worker::WorkerConfig,
 }

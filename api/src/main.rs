@@ -1,13 +1,18 @@
-//! `api`: serve GraphQL (default), print the schema, or manage tenants and
-//! keys from a shell.
+//! `api`: serve GraphQL (default), print the schema, or manage tenants,
+//! keys and the secrets key from a shell.
 
 use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use service::{Db, SystemClock, api_keys::Role, tenants};
+use service::{
+    Db, SystemClock,
+    api_keys::Role,
+    secrets::{self, KeyOrigin, SecretsKey},
+    tenants,
+};
 
-use api::config::{DatabaseArgs, ServeArgs};
+use api::config::{DatabaseArgs, SecretsArgs, ServeArgs};
 
 #[derive(Debug, Parser)]
 #[command(name = "api", about = "The credits engine's GraphQL API")]
@@ -44,6 +49,32 @@ enum Command {
     /// engine runs (PostgreSQL: use pg_dump).
     Backup {
         file: std::path::PathBuf,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// The key webhook and customer-token secrets are sealed with.
+    Secrets {
+        #[command(subcommand)]
+        command: SecretsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SecretsCommand {
+    /// Re-seal every secret under a new key (the current one from
+    /// SECRETS_KEY or the key file). Stop the API and workers first, start
+    /// them with the new key after. Running it again with the same two
+    /// keys finishes an interrupted rotation and changes nothing after a
+    /// finished one.
+    Rotate {
+        /// The new key: base64 of 32 random bytes (`openssl rand -base64
+        /// 32`). Optional with the key file (SQLite without SECRETS_KEY):
+        /// then a new key is made, kept in `<key file>.new` until the
+        /// rotation is done, and the key file replaced.
+        #[arg(long, env = "SECRETS_KEY_NEW", hide_env_values = true)]
+        new_key: Option<String>,
+        #[command(flatten)]
+        secrets: SecretsArgs,
         #[command(flatten)]
         database: DatabaseArgs,
     },
@@ -128,9 +159,93 @@ async fn main() -> anyhow::Result<()> {
             let db = Db::connect(&database.db_config()).await?;
             service::backup::sqlite(&db, &file).await?;
             println!("backed up to {}", file.display());
+            if let Some(key_file) =
+                secrets::key_file_for(&database.database_url).filter(|path| path.exists())
+            {
+                println!(
+                    "The secrets key is not in the backup: keep {} too, apart from it (see README, Secrets at rest).",
+                    key_file.display()
+                );
+            }
             Ok(())
         }
+        Some(Command::Secrets {
+            command:
+                SecretsCommand::Rotate {
+                    new_key,
+                    secrets,
+                    database,
+                },
+        }) => rotate_secrets(new_key.as_deref(), &secrets, &database).await,
     }
+}
+
+/// `api secrets rotate`.
+async fn rotate_secrets(
+    new_key: Option<&str>,
+    current: &SecretsArgs,
+    database: &DatabaseArgs,
+) -> anyhow::Result<()> {
+    let old = secrets::resolve_key(
+        &database.database_url,
+        current.secrets_key.as_deref(),
+        false,
+    )
+    .context("the current secrets key (SECRETS_KEY, or the key file beside the database)")?;
+    let given = new_key
+        .filter(|k| !k.trim().is_empty())
+        .map(|k| SecretsKey::from_base64(k, "the new key (--new-key, SECRETS_KEY_NEW)"))
+        .transpose()?;
+    // With the key file, the new key waits in `<file>.new` (written before
+    // anything is re-sealed, so it can't be lost) and replaces the file
+    // once every secret is sealed under it.
+    let (new, key_file) = match (&old.origin, given) {
+        (KeyOrigin::File { path, .. }, given) => {
+            let mut pending = path.clone().into_os_string();
+            pending.push(".new");
+            let pending = std::path::PathBuf::from(pending);
+            let made = given.clone().unwrap_or_else(SecretsKey::generate);
+            secrets::create_key_file(&pending, &made)?;
+            let new = secrets::read_key_file(&pending)?;
+            if given.is_some_and(|g| g != new) {
+                anyhow::bail!(
+                    "{} holds another new key (an interrupted rotation): finish that one (run without --new-key), or delete the file",
+                    pending.display()
+                );
+            }
+            (new, Some((path.clone(), pending)))
+        }
+        (_, Some(new)) => (new, None),
+        (_, None) => anyhow::bail!(
+            "give the new key with --new-key or SECRETS_KEY_NEW (make one with `openssl rand -base64 32`)"
+        ),
+    };
+    if new == old.key {
+        anyhow::bail!("the new key is the current key");
+    }
+    let db = Db::connect_and_migrate(&database.db_config()).await?;
+    let report = secrets::rotate(&db, &SystemClock, &old.key, &new)
+        .await
+        .context("re-seal the secrets")?;
+    println!(
+        "Re-sealed {} secret(s) of {} tenant(s) under key {} ({} already were); key {} no longer opens them.",
+        report.resealed,
+        report.tenants,
+        new.id(),
+        report.unchanged,
+        old.key.id()
+    );
+    match key_file {
+        Some((path, pending)) => {
+            secrets::replace_key_file(&path, &pending)?;
+            println!("{} now holds the new key.", path.display());
+        }
+        None => println!(
+            "Start the API and every worker with SECRETS_KEY set to the new key (key id {}).",
+            new.id()
+        ),
+    }
+    Ok(())
 }
 
 /// `api audit`: every tenant, every wallet, a page at a time.

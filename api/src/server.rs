@@ -5,7 +5,7 @@ use std::{future::Future, io::Write as _, net::SocketAddr, sync::Arc};
 
 use anyhow::Context as _;
 use axum::Router;
-use service::{Clock, Db, notifications::TargetPolicy, tenants};
+use service::{Clock, Db, notifications::TargetPolicy, secrets, tenants};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -23,9 +23,22 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     // Bad CORS origins fail the start, not the first browser request.
     http::cors(&args.cors_origins)?;
+    // No key (PostgreSQL), a malformed one, or one that does not open the
+    // database's secrets: the start fails here, saying which.
+    let key = secrets::resolve_key(
+        &args.database.database_url,
+        args.secrets.secrets_key.as_deref(),
+        true,
+    )
+    .context("the secrets key")?;
+    worker::announce_secrets_key(&key);
     let db = Db::connect_and_migrate(&args.database.db_config())
         .await
-        .context("connect to and migrate the database")?;
+        .context("connect to and migrate the database")?
+        .with_sealer(secrets::Sealer::new(&key.key));
+    secrets::prepare(&db, clock.as_ref())
+        .await
+        .context("secrets at rest")?;
     let listener = TcpListener::bind(args.listen_addr)
         .await
         .with_context(|| format!("listen on {}", args.listen_addr))?;

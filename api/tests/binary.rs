@@ -20,6 +20,7 @@ async fn serve_prints_a_working_key_and_stops_on_sigterm() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_api"))
         .current_dir(workdir.path())
         .env("DATABASE_URL", &t.url)
+        .env("SECRETS_KEY", t.secrets_key().to_base64())
         .env("LISTEN_ADDR", "127.0.0.1:0")
         .env("WORKER", "embedded")
         .env("RUST_LOG", "warn")

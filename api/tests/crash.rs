@@ -27,10 +27,11 @@ fn free_port() -> u16 {
 }
 
 /// Starts `api serve`; on an empty database returns the printed key.
-fn start(url: &str, port: u16, workdir: &std::path::Path, fresh: bool) -> (Child, Option<String>) {
+fn start(t: &TestDb, port: u16, workdir: &std::path::Path, fresh: bool) -> (Child, Option<String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_api"))
         .current_dir(workdir)
-        .env("DATABASE_URL", url)
+        .env("DATABASE_URL", &t.url)
+        .env("SECRETS_KEY", t.secrets_key().to_base64())
         .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
         .env("WORKER", "off")
         // 8 writers as fast as the server goes: past any per-key rate limit.
@@ -99,7 +100,7 @@ async fn a_killed_server_loses_no_acknowledged_write() {
     let t = TestDb::unmigrated().await;
     let workdir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let (child, key) = start(&t.url, port, workdir.path(), true);
+    let (child, key) = start(&t, port, workdir.path(), true);
     let key = key.expect("a key on stdout");
     let client = reqwest::Client::new();
     wait_ready(&client, port).await;
@@ -160,7 +161,7 @@ async fn a_killed_server_loses_no_acknowledged_write() {
     assert!(lost >= 1, "the kill cut some requests off");
 
     // Restart on the same database.
-    let (mut child, _) = start(&t.url, port, workdir.path(), false);
+    let (mut child, _) = start(&t, port, workdir.path(), false);
     wait_ready(&client, port).await;
     // Retries, 8 at a time: the original reply for every acknowledged
     // write; for a lost one, whatever the first retry answers, again.

@@ -436,6 +436,7 @@ async fn a_revocation_reaches_another_replica() {
     let mut replica = std::process::Command::new(env!("CARGO_BIN_EXE_api"))
         .current_dir(workdir.path())
         .env("DATABASE_URL", &app.t.url)
+        .env("SECRETS_KEY", app.t.secrets_key().to_base64())
         .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
         .env("WORKER", "off")
         .env("RUST_LOG", "error")

@@ -290,7 +290,12 @@ async fn http_sections(
     let result = async {
         let (api, db) = match &options.api_bin {
             Some(bin) => {
-                let api = Api::spawn(bin, &scratch.url, &work.path().join("api.log")).await?;
+                let api = Api::spawn(
+                    bin,
+                    &scratch.url,
+                    &scratch.secrets_key,
+                    &work.path().join("api.log"),
+                ).await?;
                 (api, scratch.connect().await?)
             }
             None => {

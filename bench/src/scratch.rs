@@ -4,7 +4,11 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use sea_orm::{ConnectionTrait, Database, DatabaseBackend, Statement, Value};
-use service::{Db, db::DbConfig};
+use service::{
+    Db,
+    db::DbConfig,
+    secrets::{Sealer, SecretsKey},
+};
 
 /// Which database a measurement ran on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,6 +30,9 @@ impl Backend {
 pub struct Scratch {
     pub backend: Backend,
     pub url: String,
+    /// The key its secrets are sealed with (`SECRETS_KEY` of the API
+    /// started on it, and of [`Scratch::connect`]'s handle).
+    pub secrets_key: SecretsKey,
     cleanup: Cleanup,
 }
 
@@ -48,6 +55,7 @@ impl Scratch {
         Ok(Self {
             backend: Backend::Sqlite,
             url,
+            secrets_key: SecretsKey::generate(),
             cleanup: Cleanup::Sqlite(dir),
         })
     }
@@ -69,6 +77,7 @@ impl Scratch {
         Ok(Self {
             backend: Backend::Postgres,
             url: replace_database(admin_url, &name),
+            secrets_key: SecretsKey::generate(),
             cleanup: Cleanup::Postgres {
                 admin_url: admin_url.to_owned(),
                 name,
@@ -82,9 +91,10 @@ impl Scratch {
         if self.backend == Backend::Postgres {
             config.max_connections = Some(16);
         }
-        Db::connect_and_migrate(&config)
+        Ok(Db::connect_and_migrate(&config)
             .await
-            .context("connect to and migrate the scratch database")
+            .context("connect to and migrate the scratch database")?
+            .with_sealer(Sealer::new(&self.secrets_key)))
     }
 
     /// Drops it (PostgreSQL) or deletes the folder (SQLite).

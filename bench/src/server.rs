@@ -52,10 +52,16 @@ impl Api {
     /// Starts `bin` on `database_url` (empty database: it migrates and
     /// prints the bootstrap ADMIN key), with the worker off. Its stdout is
     /// drained for as long as it runs; stderr goes to `log`.
-    pub async fn spawn(bin: &Path, database_url: &str, log: &Path) -> anyhow::Result<Self> {
+    pub async fn spawn(
+        bin: &Path,
+        database_url: &str,
+        secrets_key: &service::secrets::SecretsKey,
+        log: &Path,
+    ) -> anyhow::Result<Self> {
         let log_file = std::fs::File::create(log).context("API log file")?;
         let mut child = Command::new(bin)
             .env("DATABASE_URL", database_url)
+            .env("SECRETS_KEY", secrets_key.to_base64())
             .env("LISTEN_ADDR", "127.0.0.1:0")
             .env("WORKER", "off")
             // The notify section's receiver listens on 127.0.0.1.

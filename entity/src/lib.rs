@@ -26,6 +26,7 @@ pub mod outbox_event;
 pub mod plan;
 pub mod plan_credit;
 pub mod product;
+pub mod secrets_key_check;
 pub mod subscription;
 pub mod tenant;
 pub mod top_up_order;

@@ -15,8 +15,9 @@ pub struct Model {
     pub critical_percent_micros: Option<i64>,
     /// IANA time zone reports count months and days in (default UTC).
     pub time_zone: Option<String>,
-    /// Hex HMAC key that signs customer (browser) tokens; replaced to
-    /// invalidate them all. Created on first use.
+    /// Hex HMAC key that signs customer (browser) tokens, sealed
+    /// (`sealed:v1:…`, see `service::secrets`); replaced to invalidate them
+    /// all. Created on first use.
     pub customer_token_secret: Option<String>,
     pub created_at: DateTimeUtc,
 }

@@ -12,10 +12,10 @@ pub struct Model {
     /// The event types it receives, a JSON array of strings.
     pub events: Json,
     /// HMAC-SHA256 key for signatures (`whsec_<base64>`, Standard
-    /// Webhooks); needed in clear to sign.
+    /// Webhooks), sealed (`sealed:v1:…`, see `service::secrets`).
     pub secret: String,
-    /// The secret `rotateWebhookSecret` replaced: it keeps signing beside
-    /// `secret` until `previous_secret_expires_at`.
+    /// The secret `rotateWebhookSecret` replaced, sealed: it keeps signing
+    /// beside `secret` until `previous_secret_expires_at`.
     pub previous_secret: Option<String>,
     pub previous_secret_expires_at: Option<DateTimeUtc>,
     pub enabled: bool,

@@ -1,8 +1,17 @@
-//! Webhook secret rotation with overlap: after `rotateWebhookSecret` the
-//! replaced secret keeps signing beside the new one until
-//! `previous_secret_expires_at` (24 h), so receivers can switch without
-//! losing deliveries (Standard Webhooks: several space-separated
-//! signatures).
+//! Secrets sealed at rest, and webhook secret rotation with overlap.
+//!
+//! - `webhook_endpoint.previous_secret` / `previous_secret_expires_at`:
+//!   after `rotateWebhookSecret` the replaced secret keeps signing beside
+//!   the new one until then (24 h), so receivers can switch without losing
+//!   deliveries (Standard Webhooks: several space-separated signatures).
+//! - `secrets_key_check`: one row holding a known text sealed under the
+//!   database's secrets key, so a process started with another key refuses
+//!   to start (see `service::secrets`). Engine-wide, so no `tenant_id`.
+//!
+//! Sealing itself can't happen here (a migration doesn't know the key):
+//! webhook and customer-token secrets written before this migration stay
+//! plaintext until the first start with a key, which seals every value
+//! without the `sealed:` prefix (`service::secrets::prepare`).
 
 use sea_orm_migration::{prelude::*, schema::*};
 
@@ -30,10 +39,22 @@ impl MigrationTrait for Migration {
                 )
                 .await?;
         }
-        Ok(())
+        manager
+            .create_table(
+                Table::create()
+                    .table(c("secrets_key_check"))
+                    .col(integer(c("id")).primary_key())
+                    .col(text(c("sealed")))
+                    .col(timestamp_with_time_zone(c("created_at")))
+                    .to_owned(),
+            )
+            .await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .drop_table(Table::drop().table(c("secrets_key_check")).to_owned())
+            .await?;
         for column in ["previous_secret_expires_at", "previous_secret"] {
             manager
                 .alter_table(

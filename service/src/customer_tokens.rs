@@ -5,8 +5,9 @@
 //! A token reads `ct_<payload>.<signature>`: the payload is base64url JSON
 //! `{"t": tenant, "c": customer, "d": include descendants, "e": expiry
 //! (unix seconds)}`, the signature base64url HMAC-SHA256 of the payload
-//! text under the tenant's token secret. Nothing is stored per token:
-//! checking one is one primary-key read of the tenant. Rotating the
+//! text under the tenant's token secret (stored sealed: [`crate::secrets`]).
+//! Nothing is stored per token: checking one is one primary-key read of
+//! the tenant. Rotating the
 //! tenant's secret (`rotate_secret`) invalidates every token issued before.
 //! Tokens live at most [`TTL_MAX_SECONDS`]; a token can't be revoked one by
 //! one (rotate, or keep the TTL short).
@@ -26,6 +27,7 @@ use crate::{
     api_keys::{self, Credential, Principal, Role},
     customers::{self, CustomerRef},
     error::{Code, DomainError, Invalid},
+    secrets::{self, Slot},
 };
 
 /// The longest a customer token may live: one day.
@@ -53,6 +55,9 @@ pub enum Error {
     Invalid(#[from] Invalid),
     #[error(transparent)]
     Customer(#[from] customers::Error),
+    /// The tenant's sealed secret does not open (a broken invariant).
+    #[error("the token secret can't be read")]
+    Secrets(#[from] secrets::Error),
     #[error("database error")]
     Db(#[from] DbErr),
 }
@@ -62,14 +67,14 @@ impl DomainError for Error {
         match self {
             Error::Invalid(_) => Code::Validation,
             Error::Customer(e) => e.code(),
-            Error::Db(_) => Code::Internal,
+            Error::Secrets(_) | Error::Db(_) => Code::Internal,
         }
     }
     fn field(&self) -> Option<&str> {
         match self {
             Error::Invalid(i) => Some(&i.field),
             Error::Customer(e) => e.field(),
-            Error::Db(_) => None,
+            Error::Secrets(_) | Error::Db(_) => None,
         }
     }
 }
@@ -111,18 +116,20 @@ pub async fn issue(
         )
         .into());
     }
+    let sealer = db.sealer()?;
+    let slot = Slot::CustomerTokenSecret { tenant_id };
     let txn = db.begin_write().await?;
     let customer = customers::resolve(&txn, tenant_id, customer).await?;
     let tenant = tenant::Entity::find_by_id(tenant_id)
         .one(&txn)
         .await?
         .ok_or_else(|| DbErr::RecordNotFound("tenant".into()))?;
-    let secret = match tenant.customer_token_secret.clone() {
-        Some(s) => s,
+    let secret = match tenant.customer_token_secret.as_deref() {
+        Some(sealed) => sealer.open(slot, sealed)?,
         None => {
             let s = new_secret();
             let mut active: tenant::ActiveModel = tenant.into();
-            active.customer_token_secret = Set(Some(s.clone()));
+            active.customer_token_secret = Set(Some(sealer.seal(slot, &s)));
             active.update(&txn).await?;
             s
         }
@@ -154,10 +161,13 @@ pub async fn issue(
 /// Replaces the tenant's token secret: every customer token issued so far
 /// stops working at once.
 pub async fn rotate_secret(db: &Db, tenant_id: Uuid) -> Result<(), Error> {
+    let sealed = db
+        .sealer()?
+        .seal(Slot::CustomerTokenSecret { tenant_id }, &new_secret());
     let txn = db.begin_write().await?;
     let active = tenant::ActiveModel {
         id: sea_orm::ActiveValue::Unchanged(tenant_id),
-        customer_token_secret: Set(Some(new_secret())),
+        customer_token_secret: Set(Some(sealed)),
         ..Default::default()
     };
     active.update(&txn).await?;
@@ -200,11 +210,24 @@ pub async fn authenticate(
         .one(db.reader())
         .await?
         .ok_or_else(unauthenticated)?;
-    let secret = tenant
+    let sealed = tenant
         .customer_token_secret
         .as_deref()
         .ok_or_else(unauthenticated)?;
-    sign(secret, payload)
+    // A secret that doesn't open is the server's problem (a wrong or
+    // missing key), not the caller's: INTERNAL, logged with its cause.
+    let secret = db
+        .sealer()
+        .and_then(|s| {
+            s.open(
+                Slot::CustomerTokenSecret {
+                    tenant_id: tenant.id,
+                },
+                sealed,
+            )
+        })
+        .map_err(|e| api_keys::Error::Db(DbErr::Custom(format!("customer tokens: {e}"))))?;
+    sign(&secret, payload)
         .verify_slice(&signature)
         .map_err(|_| unauthenticated())?;
     Ok(Principal {

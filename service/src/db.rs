@@ -131,6 +131,8 @@ pub const SQLITE_WRITER_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Db {
     read: DatabaseConnection,
     write: DatabaseConnection,
+    /// Seals and opens secrets at rest ([`Db::with_sealer`]).
+    sealer: Option<crate::secrets::Sealer>,
 }
 
 impl Db {
@@ -147,11 +149,16 @@ impl Db {
                 return Ok(Self {
                     read: write.clone(),
                     write,
+                    sealer: None,
                 });
             }
             let readers = config.max_connections.unwrap_or(SQLITE_READERS_DEFAULT);
             let read = Database::connect(sqlite_options(config, readers)).await?;
-            Ok(Self { read, write })
+            Ok(Self {
+                read,
+                write,
+                sealer: None,
+            })
         } else if config.url.starts_with("postgres:") || config.url.starts_with("postgresql:") {
             let mut options = ConnectOptions::new(config.url.clone());
             options
@@ -166,6 +173,7 @@ impl Db {
             Ok(Self {
                 read: conn.clone(),
                 write: conn,
+                sealer: None,
             })
         } else {
             Err(DbErr::Custom(format!(
@@ -229,6 +237,19 @@ impl Db {
             DatabaseBackend::Sqlite => 1,
             _ => PARALLEL_WRITERS_POSTGRES,
         }
+    }
+
+    /// This handle, sealing and opening secrets at rest with `sealer`
+    /// (the process's secrets key: see [`crate::secrets`]).
+    pub fn with_sealer(mut self, sealer: crate::secrets::Sealer) -> Self {
+        self.sealer = Some(sealer);
+        self
+    }
+
+    /// What seals and opens secrets at rest; an error if this handle was
+    /// made without a key.
+    pub fn sealer(&self) -> Result<&crate::secrets::Sealer, crate::secrets::Error> {
+        self.sealer.as_ref().ok_or(crate::secrets::Error::NoKey)
     }
 
     pub fn backend(&self) -> DatabaseBackend {

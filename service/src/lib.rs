@@ -8,6 +8,8 @@
 //!   checks that balances add up).
 //! - **API key** — a secret a tenant's systems authenticate with; carries a
 //!   [`api_keys::Role`].
+//! - **sealed** — a secret stored encrypted under the secrets key (webhook
+//!   and customer-token signing secrets: [`secrets`]).
 //! - **principal** — who is making a request: a tenant and a role.
 //! - **credit system** — a kind of credit (tokens, SMS, HUF) with its unit
 //!   labels and precision.
@@ -53,6 +55,7 @@ pub mod pricing;
 pub mod purchases;
 pub mod reports;
 pub mod revocations;
+pub mod secrets;
 pub mod subscriptions;
 pub mod tenants;
 #[cfg(feature = "testing")]

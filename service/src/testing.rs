@@ -4,17 +4,26 @@
 //! With `TEST_DATABASE_URL=postgres://user@host:port/any_db` set, each is a
 //! new PostgreSQL database of its own (`credits_test_<uuid>`), created and
 //! migrated through the real migrations, and dropped when the `TestDb` is.
+//!
+//! Each has a secrets key of its own ([`TestDb::secrets_key`]) its handle
+//! seals with; for SQLite it is also written to the key file beside the
+//! database, so a binary started on the same file uses it too (on
+//! PostgreSQL, give it `SECRETS_KEY`).
 
 use sea_orm::{ConnectionTrait, Database, DatabaseBackend};
 use uuid::Uuid;
 
-use crate::db::{Db, DbConfig};
+use crate::{
+    db::{Db, DbConfig},
+    secrets::{self, Sealer, SecretsKey},
+};
 
 /// A migrated database that exists for one test.
 pub struct TestDb {
     pub db: Db,
     /// The URL it was created at (to connect a second process to it).
     pub url: String,
+    secrets_key: SecretsKey,
     cleanup: Cleanup,
 }
 
@@ -62,14 +71,39 @@ impl TestDb {
                 (url, Cleanup::Sqlite(dir))
             }
         };
+        let secrets_key = SecretsKey::generate();
+        if let Some(path) = secrets::key_file_for(&url) {
+            secrets::create_key_file(&path, &secrets_key).expect("write the secrets key file");
+        }
         let config = DbConfig::new(url.clone());
         let db = if migrate {
             Db::connect_and_migrate(&config).await
         } else {
             Db::connect(&config).await
         }
-        .expect("connect to the test database");
-        Self { db, url, cleanup }
+        .expect("connect to the test database")
+        .with_sealer(Sealer::new(&secrets_key));
+        Self {
+            db,
+            url,
+            secrets_key,
+            cleanup,
+        }
+    }
+
+    /// The key its handle seals secrets with (`SECRETS_KEY` for a process
+    /// started on it: [`SecretsKey::to_base64`]).
+    pub fn secrets_key(&self) -> &SecretsKey {
+        &self.secrets_key
+    }
+
+    /// Another handle on the same database (its own pools), with the same
+    /// secrets key.
+    pub async fn connect_again(&self) -> Db {
+        Db::connect(&DbConfig::new(self.url.clone()))
+            .await
+            .expect("connect to the test database")
+            .with_sealer(Sealer::new(&self.secrets_key))
     }
 
     pub fn is_postgres(&self) -> bool {

@@ -133,6 +133,8 @@ pub enum Error {
     Db(#[from] sea_orm::DbErr),
     #[error("job storage setup: {0}")]
     JobStorage(String),
+    #[error("secrets at rest: {0}")]
+    Secrets(#[from] service::secrets::Error),
     #[error("worker: {0}")]
     Monitor(String),
 }
@@ -162,6 +164,32 @@ pub const SWEEP_BATCH: u64 = 1_000;
 /// anyway (a job cut off is taken up again by another replica's storage
 /// worker once this one's heartbeat is stale).
 pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Says where the process's secrets key comes from (never the key): a
+/// line on stdout when the key file was just created (whoever started the
+/// engine must know to back it up), a log line always.
+pub fn announce_secrets_key(resolved: &service::secrets::ResolvedKey) {
+    use service::secrets::KeyOrigin;
+    let key_id = resolved.key.id();
+    match &resolved.origin {
+        KeyOrigin::Env => tracing::info!(%key_id, "secrets key from SECRETS_KEY"),
+        KeyOrigin::Generated => {
+            tracing::info!(%key_id, "secrets key made for this in-memory database")
+        }
+        KeyOrigin::File { path, created } => {
+            if *created {
+                use std::io::Write as _;
+                // Like the bootstrap key: a closed stdout must not kill us.
+                let _ = writeln!(
+                    std::io::stdout().lock(),
+                    "Created the secrets key file {} (mode 0600): webhook and customer-token secrets are sealed with it. Back it up with the database; without it they can't be read.\n",
+                    path.display()
+                );
+            }
+            tracing::info!(%key_id, path = %path.display(), created, "secrets key from the key file");
+        }
+    }
+}
 
 /// The cron schedule of each job.
 pub fn schedule(job: Job) -> &'static str {
@@ -259,6 +287,9 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
     prepare(&db).await?;
+    // The key opens the database's secrets (or this replica stops here);
+    // plaintext left from before sealing is sealed.
+    service::secrets::prepare(&db, clock.as_ref()).await?;
     let ctx = JobContext::new(db, clock, &config)?;
     tracing::info!(mail = %config.mail.describe(), "worker started");
     // Listening first: a start-up run waiting on a slow endpoint holds up

@@ -2,7 +2,10 @@
 //! (production: run the API with `WORKER=off` and one or more of these).
 
 use clap::Parser;
-use service::db::{DEFAULT_DATABASE_URL, Db, DbConfig, SqliteSynchronous};
+use service::{
+    db::{DEFAULT_DATABASE_URL, Db, DbConfig, SqliteSynchronous},
+    secrets,
+};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Parser)]
@@ -17,6 +20,11 @@ struct Cli {
     /// the last writes on power loss (see `service::db::SqliteSynchronous`).
     #[arg(long, env = "SQLITE_SYNCHRONOUS", default_value = "FULL")]
     sqlite_synchronous: SqliteSynchronous,
+    /// The key webhook and customer-token secrets are sealed with: base64
+    /// of 32 random bytes, the API's (`SECRETS_KEY`). Unset: on SQLite,
+    /// the key file beside the database; PostgreSQL refuses to start.
+    #[arg(long, env = "SECRETS_KEY", hide_env_values = true)]
+    secrets_key: Option<String>,
     #[command(flatten)]
     worker: worker::WorkerConfig,
 }
@@ -31,12 +39,15 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    let key = secrets::resolve_key(&cli.database_url, cli.secrets_key.as_deref(), true)?;
+    worker::announce_secrets_key(&key);
     let db = Db::connect(&DbConfig {
         url: cli.database_url,
         max_connections: cli.database_max_connections,
         sqlite_synchronous: cli.sqlite_synchronous,
     })
-    .await?;
+    .await?
+    .with_sealer(secrets::Sealer::new(&key.key));
     let shutdown = CancellationToken::new();
     tokio::spawn({
         let shutdown = shutdown.clone();

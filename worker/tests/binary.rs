@@ -20,6 +20,7 @@ async fn starts_on_a_migrated_database_and_stops_on_sigterm() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_worker"))
         .current_dir(workdir.path())
         .env("DATABASE_URL", &t.url)
+        .env("SECRETS_KEY", t.secrets_key().to_base64())
         .env("MAIL_DIR", workdir.path().join("mail"))
         .env_remove("SMTP_URL")
         .env("RUST_LOG", "info")

@@ -36,6 +36,7 @@ const LEASE_SECONDS: u64 = 2;
 fn start_worker(w: &World, mail: &std::path::Path) -> Child {
     Command::new(env!("CARGO_BIN_EXE_worker"))
         .env("DATABASE_URL", &w.t.url)
+        .env("SECRETS_KEY", w.t.secrets_key().to_base64())
         .env("JOB_LEASE_SECONDS", LEASE_SECONDS.to_string())
         .env("MAIL_DIR", mail)
         .env("RUST_LOG", "error")

@@ -426,8 +426,9 @@ async fn deliveries_verify_with_the_reference_library_across_a_rotation() {
     assert_eq!(reference_verify(&[(&new, &again, w.now())]), ["ok"]);
 }
 
-/// Secrets made before Standard Webhooks (`whsec_<hex>`) keep working: the
-/// libraries read their hex text as base64, and so do we.
+/// Secrets made before Standard Webhooks (`whsec_<hex>`, stored in the
+/// clear then) keep working: the next start seals them, and the libraries
+/// read their hex text as base64, as we do.
 #[tokio::test]
 async fn an_endpoint_with_an_old_hex_secret_verifies_with_the_reference_library() {
     let w = World::new().await;
@@ -445,6 +446,8 @@ async fn an_endpoint_with_an_old_hex_secret_verifies_with_the_reference_library(
     .unwrap();
     let hex_secret = format!("whsec_{}", "0123456789abcdef".repeat(4));
     set_raw_secret(&w.t, created.endpoint.id, &hex_secret).await;
+    let prepared = service::secrets::prepare(&w.t.db, &w.clock).await.unwrap();
+    assert_eq!(prepared.sealed_now, 1);
     w.grant("1").await;
     assert_eq!(w.deliver().await, 1);
     let hit = hits.lock().unwrap()[0].clone();
@@ -457,7 +460,7 @@ async fn an_endpoint_with_an_old_hex_secret_verifies_with_the_reference_library(
     );
 }
 
-/// Stores a secret as an endpoint made before this change had it.
+/// Stores a secret as an endpoint made before these changes had it.
 async fn set_raw_secret(t: &TestDb, endpoint: Uuid, secret: &str) {
     use sea_orm::{ActiveModelTrait, ActiveValue::Set};
     entity::webhook_endpoint::ActiveModel {
@@ -468,4 +471,71 @@ async fn set_raw_secret(t: &TestDb, endpoint: Uuid, secret: &str) {
     .update(t.db.writer())
     .await
     .unwrap();
+}
+
+/// Secrets sealed at rest (issue 15, item 6): after the database's secrets
+/// are re-sealed under a new key, a worker with the new key signs exactly
+/// as before (the reference library verifies with the endpoint's secret),
+/// and a worker still holding the old key refuses to start.
+#[tokio::test]
+async fn after_a_secrets_key_rotation_deliveries_still_verify_with_the_reference_library() {
+    use service::{
+        Db,
+        db::DbConfig,
+        secrets::{self, Sealer, SecretsKey},
+    };
+    let w = World::new().await;
+    let (url, hits) = receiver(vec![]).await;
+    let created = webhooks::create_endpoint(
+        &w.t.db,
+        &w.clock,
+        TargetPolicy::AllowPrivate,
+        w.tenant,
+        &url,
+        &["credits.granted".into()],
+        "",
+    )
+    .await
+    .unwrap();
+    secrets::prepare(&w.t.db, &w.clock).await.unwrap();
+    let new_key = SecretsKey::generate();
+    let report = secrets::rotate(&w.t.db, &w.clock, w.t.secrets_key(), &new_key)
+        .await
+        .unwrap();
+    assert_eq!((report.resealed, report.unchanged), (1, 0));
+    let db = Db::connect(&DbConfig::new(w.t.url.clone()))
+        .await
+        .unwrap()
+        .with_sealer(Sealer::new(&new_key));
+    secrets::prepare(&db, &w.clock).await.unwrap();
+    w.grant("5").await;
+    let report = webhooks::deliver_due(&db, &w.clock, &w.http, 100)
+        .await
+        .unwrap();
+    assert_eq!(report.delivered, 1);
+    let hit = hits.lock().unwrap()[0].clone();
+    assert_eq!(
+        reference_verify(&[(&created.secret, &hit, w.now())]),
+        ["ok"]
+    );
+    // The old key: the worker stops before running anything.
+    let stale = worker::run(
+        w.t.db.clone(),
+        Arc::new(w.clock.clone()),
+        worker::WorkerConfig {
+            mail: worker::MailConfig {
+                smtp_url: None,
+                mail_from: "credits@localhost".into(),
+                mail_dir: std::env::temp_dir(),
+            },
+            webhooks: worker::WebhookConfig::allow_private(),
+            job_lease_seconds: 60,
+        },
+        tokio_util::sync::CancellationToken::new(),
+    )
+    .await;
+    let Err(worker::Error::Secrets(secrets::Error::WrongKey { given, stored })) = stale else {
+        panic!("a worker with the old key must not start: {stale:?}");
+    };
+    assert_eq!((given, stored), (w.t.secrets_key().id(), new_key.id()));
 }

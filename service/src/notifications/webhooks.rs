@@ -21,6 +21,9 @@
 //!
 //! [Standard Webhooks]: https://www.standardwebhooks.com/
 //!
+//! Secrets are stored sealed ([`crate::secrets`]), bound to their endpoint
+//! and column; they are opened only to sign.
+//!
 //! # Delivery
 //! Timeouts, connection errors, 5xx, 408 and 429 are retried on
 //! [`super::retry::WEBHOOK_DELAYS`] (at least `Retry-After`); other answers
@@ -54,6 +57,7 @@ use crate::{
     error::{Code, DomainError, Invalid},
     outbox::EventType,
     pagination::{Page, PageRequest},
+    secrets::{self, Sealer, Slot},
 };
 
 /// Deliveries failing for good in a row before an endpoint is disabled.
@@ -171,6 +175,9 @@ pub enum Error {
     /// A stored secret that is not `whsec_<base64>`: a broken invariant.
     #[error("webhook endpoint {0} has a signing secret that is not whsec_<base64>")]
     BrokenSecret(Uuid),
+    /// A sealed secret that does not open (a wrong or missing key).
+    #[error("a signing secret can't be read")]
+    Secrets(#[from] secrets::Error),
     #[error("database error")]
     Db(#[from] DbErr),
 }
@@ -180,7 +187,7 @@ impl DomainError for Error {
         match self {
             Error::Invalid(_) => Code::Validation,
             Error::NotFound(_) => Code::NotFound,
-            Error::BrokenSecret(_) | Error::Db(_) => Code::Internal,
+            Error::BrokenSecret(_) | Error::Secrets(_) | Error::Db(_) => Code::Internal,
         }
     }
 
@@ -188,7 +195,7 @@ impl DomainError for Error {
         match self {
             Error::Invalid(e) => Some(&e.field),
             Error::NotFound(what) => Some(what),
-            Error::BrokenSecret(_) | Error::Db(_) => None,
+            Error::BrokenSecret(_) | Error::Secrets(_) | Error::Db(_) => None,
         }
     }
 }
@@ -261,19 +268,24 @@ pub fn verify(
     })
 }
 
-/// The secrets a delivery attempted at `now` is signed with: the
+/// The secrets a delivery attempted at `now` is signed with, opened: the
 /// endpoint's own, then the one its last rotation replaced while that
 /// still overlaps.
-fn signing_secrets(endpoint: &webhook_endpoint::Model, now: DateTime<Utc>) -> Vec<&str> {
-    let mut secrets = vec![endpoint.secret.as_str()];
+fn signing_secrets(
+    sealer: &Sealer,
+    endpoint: &webhook_endpoint::Model,
+    now: DateTime<Utc>,
+) -> Result<Vec<String>, secrets::Error> {
+    let endpoint_id = endpoint.id;
+    let mut opened = vec![sealer.open(Slot::WebhookSecret { endpoint_id }, &endpoint.secret)?];
     if let (Some(previous), Some(until)) = (
         endpoint.previous_secret.as_deref(),
         endpoint.previous_secret_expires_at,
     ) && now < until
     {
-        secrets.push(previous);
+        opened.push(sealer.open(Slot::WebhookPreviousSecret { endpoint_id }, previous)?);
     }
-    secrets
+    Ok(opened)
 }
 
 /// `whsec_` and the base64 of 32 random bytes.
@@ -363,15 +375,19 @@ pub async fn create_endpoint(
     let events = parse_events(events)?;
     let description = parse_description(description)?;
     let secret = new_secret();
+    let id = Uuid::now_v7();
+    let sealed = db
+        .sealer()?
+        .seal(Slot::WebhookSecret { endpoint_id: id }, &secret);
     let now = clock.now();
     let txn = db.begin_write().await?;
     let m = webhook_endpoint::ActiveModel {
-        id: Set(Uuid::now_v7()),
+        id: Set(id),
         tenant_id: Set(tenant_id),
         url: Set(url),
         description: Set(description),
         events: Set(events),
-        secret: Set(secret.clone()),
+        secret: Set(sealed),
         previous_secret: Set(None),
         previous_secret_expires_at: Set(None),
         enabled: Set(true),
@@ -461,12 +477,15 @@ pub async fn rotate_secret(
     tenant_id: Uuid,
     id: Uuid,
 ) -> Result<EndpointWithSecret, Error> {
+    let sealer = db.sealer()?;
     let m = find(db, tenant_id, id).await?;
     let secret = new_secret();
     let now = clock.now();
-    let previous = m.secret.clone();
+    // Re-sealed for its new column.
+    let previous = sealer.open(Slot::WebhookSecret { endpoint_id: id }, &m.secret)?;
+    let previous = sealer.seal(Slot::WebhookPreviousSecret { endpoint_id: id }, &previous);
     let mut active = m.into_active_model();
-    active.secret = Set(secret.clone());
+    active.secret = Set(sealer.seal(Slot::WebhookSecret { endpoint_id: id }, &secret));
     active.previous_secret = Set(Some(previous));
     active.previous_secret_expires_at = Set(Some(now + PREVIOUS_SECRET_TTL));
     active.updated_at = Set(now);
@@ -913,8 +932,10 @@ async fn attempt(
         let timestamp = now.timestamp();
         // The event id: the same on every attempt and redelivery.
         let msg_id = d.event_id.to_string();
-        let signature = sign(&signing_secrets(endpoint, now), &msg_id, timestamp, &d.body)
-            .ok_or(Error::BrokenSecret(endpoint.id))?;
+        let secrets = signing_secrets(db.sealer()?, endpoint, now)?;
+        let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
+        let signature =
+            sign(&secrets, &msg_id, timestamp, &d.body).ok_or(Error::BrokenSecret(endpoint.id))?;
         let headers = vec![
             ("Content-Type".to_owned(), "application/json".to_owned()),
             (HEADER_ID.to_owned(), msg_id),
@@ -1127,15 +1148,18 @@ mod tests {
     #[test]
     fn a_replaced_secret_signs_until_its_overlap_ends() {
         let at = Utc.timestamp_opt(1_800_000_000, 0).unwrap();
+        let sealer = Sealer::new(&secrets::SecretsKey::generate());
+        let endpoint_id = Uuid::now_v7();
         let endpoint =
             |previous: Option<&str>, until: Option<DateTime<Utc>>| webhook_endpoint::Model {
-                id: Uuid::nil(),
+                id: endpoint_id,
                 tenant_id: Uuid::nil(),
                 url: String::new(),
                 description: String::new(),
                 events: serde_json::json!([]),
-                secret: "new".into(),
-                previous_secret: previous.map(Into::into),
+                secret: sealer.seal(Slot::WebhookSecret { endpoint_id }, "new"),
+                previous_secret: previous
+                    .map(|p| sealer.seal(Slot::WebhookPreviousSecret { endpoint_id }, p)),
                 previous_secret_expires_at: until,
                 enabled: true,
                 consecutive_failures: 0,
@@ -1155,7 +1179,11 @@ mod tests {
             (endpoint(Some("old"), Some(until)), until, vec!["new"]),
             (endpoint(Some("old"), None), at, vec!["new"]),
         ] {
-            assert_eq!(signing_secrets(&e, now), expected, "at {now}");
+            assert_eq!(
+                signing_secrets(&sealer, &e, now).unwrap(),
+                expected,
+                "at {now}"
+            );
         }
     }
 
