@@ -281,3 +281,151 @@ async fn balance_parts_add_up_to_available_with_admin_refund_and_transfer_credit
     );
     app.verify_all().await;
 }
+
+#[tokio::test]
+async fn invoices_are_listed_newest_first_with_filters_and_cursors() {
+    let app = TestApp::spawn().await;
+    let key = &app.admin_key;
+    app.ok(
+        key,
+        r#"mutation {
+          createCreditSystem(input: {key: "usd", name: "Service credit", unitSingular: "dollar", unitPlural: "dollars", precision: 2, kind: MONETARY, currency: "USD"}) { creditSystem { id } }
+          a: createCustomer(input: {externalId: "acme", name: "Acme"}) { customer { id } }
+          b: createCustomer(input: {externalId: "bolt", name: "Bolt"}) { customer { id } }
+          ga: grantCredits(input: {customer: {externalId: "acme"}, creditSystem: {key: "usd"}, amount: "100", category: PURCHASED, reason: "prepaid", idempotencyKey: "ga"}) { grant { id } }
+          gb: grantCredits(input: {customer: {externalId: "bolt"}, creditSystem: {key: "usd"}, amount: "100", category: PURCHASED, reason: "prepaid", idempotencyKey: "gb"}) { grant { id } }
+        }"#,
+        json!({}),
+    )
+    .await;
+    // Four invoices a day apart: acme 1, bolt 2, acme 3 (voided), acme 4.
+    for (n, customer) in [(1, "acme"), (2, "bolt"), (3, "acme"), (4, "acme")] {
+        app.ok(
+            key,
+            &format!(
+                r#"mutation {{ applyCreditsToInvoice(customer: {{externalId: "{customer}"}}, invoice: {{externalId: "INV-{n}", currency: "USD", subtotal: "10"}}, idempotencyKey: "inv-{n}") {{ status }} }}"#
+            ),
+            json!({}),
+        )
+        .await;
+        app.clock.advance(Duration::days(1));
+    }
+    app.ok(
+        key,
+        r#"mutation { voidInvoice(externalId: "INV-3") { status } }"#,
+        json!({}),
+    )
+    .await;
+
+    let list = r#"query($first: Int, $after: String, $filter: InvoiceFilter) {
+      invoices(first: $first, after: $after, filter: $filter) {
+        edges { cursor node { externalId status customer { externalId } } }
+        pageInfo { hasNextPage endCursor }
+      }
+    }"#;
+    let ids = |data: &Value| -> Vec<String> {
+        data["invoices"]["edges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["node"]["externalId"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let read = app.key(service::api_keys::Role::Read).await;
+    let all = app.ok(&read, list, json!({})).await;
+    assert_eq!(ids(&all), ["INV-4", "INV-3", "INV-2", "INV-1"]);
+
+    // Pages of two, by cursor.
+    let first = app.ok(&read, list, json!({"first": 2})).await;
+    assert_eq!(ids(&first), ["INV-4", "INV-3"]);
+    assert_eq!(first["invoices"]["pageInfo"]["hasNextPage"], true);
+    let cursor = first["invoices"]["pageInfo"]["endCursor"].clone();
+    let second = app
+        .ok(&read, list, json!({"first": 2, "after": cursor}))
+        .await;
+    assert_eq!(ids(&second), ["INV-2", "INV-1"]);
+    assert_eq!(second["invoices"]["pageInfo"]["hasNextPage"], false);
+
+    // Filters: customer, status, date range [from, to).
+    let by = |filter: Value| json!({ "filter": filter });
+    let acme = app
+        .ok(&read, list, by(json!({"customer": {"externalId": "acme"}})))
+        .await;
+    assert_eq!(ids(&acme), ["INV-4", "INV-3", "INV-1"]);
+    let pending = app
+        .ok(
+            &read,
+            list,
+            by(json!({"customer": {"externalId": "acme"}, "status": "PENDING"})),
+        )
+        .await;
+    assert_eq!(ids(&pending), ["INV-4", "INV-1"]);
+    let voided = app.ok(&read, list, by(json!({"status": "VOIDED"}))).await;
+    assert_eq!(ids(&voided), ["INV-3"]);
+    let window = app
+        .ok(
+            &read,
+            list,
+            by(json!({"from": "2026-02-01T12:00:00Z", "to": "2026-02-02T12:00:00Z"})),
+        )
+        .await;
+    assert_eq!(ids(&window), ["INV-2"]);
+
+    // Bad input names its field; an unknown customer is NOT_FOUND.
+    let (_, body) = app
+        .gql(
+            Some(&read),
+            list,
+            by(json!({"from": "2026-02-02T00:00:00Z", "to": "2026-02-01T00:00:00Z"})),
+        )
+        .await;
+    assert_eq!((code(&body), field(&body)), ("VALIDATION", "filter.to"));
+    let (_, body) = app.gql(Some(&read), list, json!({"first": 201})).await;
+    assert_eq!((code(&body), field(&body)), ("VALIDATION", "first"));
+    let (_, body) = app
+        .gql(
+            Some(&read),
+            list,
+            by(json!({"customer": {"externalId": "nobody"}})),
+        )
+        .await;
+    assert_eq!(code(&body), "NOT_FOUND", "{body}");
+
+    // Another tenant sees none of them.
+    let (_, other) = app.other_tenant("other").await;
+    assert_eq!(
+        ids(&app.ok(&other, list, json!({})).await),
+        Vec::<String>::new()
+    );
+
+    // A customer token reads no invoice list (as it reads no `invoice`):
+    // not even its own customer's.
+    let token = app
+        .ok(
+            key,
+            r#"mutation { createCustomerToken(customer: {externalId: "acme"}, ttlSeconds: 60) { token } }"#,
+            json!({}),
+        )
+        .await["createCustomerToken"]["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (_, body) = app
+        .gql(
+            Some(&token),
+            list,
+            by(json!({"customer": {"externalId": "acme"}})),
+        )
+        .await;
+    assert_eq!(code(&body), "FORBIDDEN", "{body}");
+    let (_, body) = app
+        .gql(
+            Some(&token),
+            r#"{ invoice(externalId: "INV-1") { status } }"#,
+            json!({}),
+        )
+        .await;
+    assert_eq!(code(&body), "FORBIDDEN", "{body}");
+    app.verify_all().await;
+}
+

@@ -13,6 +13,7 @@ use super::{
     customers::{self, Customer},
     error::ApiResult,
     ids::{self, Kind},
+    pagination::{self, Conn},
     refs::CustomerRefInput,
     scalars::ExactDecimal,
 };
@@ -88,6 +89,17 @@ pub struct InvoiceInput {
     subtotal: ExactDecimal,
 }
 
+/// Which invoices to list; every condition given must hold.
+#[derive(InputObject, Default)]
+pub struct InvoiceFilter {
+    customer: Option<CustomerRefInput>,
+    status: Option<InvoiceStatus>,
+    /// Invoices credits were applied to at or after this instant…
+    from: Option<DateTime<Utc>>,
+    /// …and before this one.
+    to: Option<DateTime<Utc>>,
+}
+
 #[derive(Default)]
 pub struct InvoiceQuery;
 
@@ -99,6 +111,32 @@ impl InvoiceQuery {
         Ok(invoices::get(&app.db, p.tenant_id, &external_id)
             .await?
             .map(Invoice))
+    }
+
+    /// Invoices credits were applied to, newest first (API keys only,
+    /// like `invoice`).
+    #[graphql(complexity = "crate::graphql::limits::list_cost(first, child_complexity)")]
+    async fn invoices(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        filter: Option<InvoiceFilter>,
+    ) -> ApiResult<Conn<Invoice>> {
+        let (p, app) = app(ctx)?;
+        let page = pagination::page_request(first, after)?;
+        let filter = filter.unwrap_or_default();
+        let filter = invoices::InvoiceFilter {
+            customer: filter
+                .customer
+                .map(|c| c.parse("filter.customer"))
+                .transpose()?,
+            status: filter.status.map(Into::into),
+            from: filter.from,
+            to: filter.to,
+        };
+        let found = invoices::list(&app.db, p.tenant_id, &filter, page).await?;
+        Ok(pagination::connection(found, |i| i.id, Invoice))
     }
 }
 

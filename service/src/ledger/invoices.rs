@@ -25,7 +25,7 @@ use entity::{credit_hold, credit_system, invoice, wallet};
 use rust_decimal::Decimal;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction,
-    EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, SqlErr,
+    EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, QuerySelect, SqlErr,
 };
 use serde::Serialize;
 use uuid::Uuid;
@@ -43,6 +43,7 @@ use crate::{
     customers::{self, CustomerRef},
     error::Invalid,
     idempotency::{self, IdempotencyKey},
+    pagination::{Page, PageRequest},
     pricing::minor_units,
 };
 
@@ -420,6 +421,57 @@ pub async fn get(db: &Db, tenant_id: Uuid, external_id: &str) -> Result<Option<I
     Ok(find(db.reader(), tenant_id, &external_id)
         .await?
         .map(Into::into))
+}
+
+/// Which invoices [`list`] returns; every condition given must hold.
+#[derive(Debug, Clone, Default)]
+pub struct InvoiceFilter {
+    pub customer: Option<CustomerRef>,
+    pub status: Option<InvoiceStatus>,
+    /// Applied at or after this instant…
+    pub from: Option<DateTime<Utc>>,
+    /// …and before this one.
+    pub to: Option<DateTime<Utc>>,
+}
+
+/// The tenant's invoices, newest first (by when credits were applied).
+pub async fn list(
+    db: &Db,
+    tenant_id: Uuid,
+    filter: &InvoiceFilter,
+    page: PageRequest,
+) -> Result<Page<Invoice>, Error> {
+    let from = crate::input::time_opt("filter.from", filter.from)?;
+    let to = crate::input::time_opt("filter.to", filter.to)?;
+    if let (Some(from), Some(to)) = (from, to)
+        && from >= to
+    {
+        return Err(Invalid::new("filter.to", "must be after `from`").into());
+    }
+    let conn = db.reader();
+    let mut q = invoice::Entity::find().filter(invoice::Column::TenantId.eq(tenant_id));
+    if let Some(c) = &filter.customer {
+        let c = customers::resolve(conn, tenant_id, c).await?;
+        q = q.filter(invoice::Column::CustomerId.eq(c.id));
+    }
+    if let Some(status) = filter.status {
+        q = q.filter(invoice::Column::Status.eq(status.as_str()));
+    }
+    if let Some(from) = from {
+        q = q.filter(invoice::Column::CreatedAt.gte(from));
+    }
+    if let Some(to) = to {
+        q = q.filter(invoice::Column::CreatedAt.lt(to));
+    }
+    if let Some(after) = page.after {
+        q = q.filter(invoice::Column::Id.lt(after));
+    }
+    let rows = q
+        .order_by_desc(invoice::Column::Id)
+        .limit(page.fetch_limit())
+        .all(conn)
+        .await?;
+    Ok(page.finish(rows.into_iter().map(Into::into).collect()))
 }
 
 /// Spends the held credits (INVOICE entries). Finalizing a finalized
