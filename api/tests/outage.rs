@@ -2,11 +2,12 @@
 //! answered `UNAVAILABLE` (HTTP 503, `retryable`) within 3 s, `/readyz`
 //! within 1 s, and the server recovers without a restart.
 //!
-//! PostgreSQL only: the API reaches the database through a TCP proxy in
-//! this test that can drop every connection and swallow new ones (a
-//! network partition — the slow case: nothing refuses, nothing answers).
-//! On SQLite the database is a file in the process; its failures (a full
-//! disk) are covered by `service/tests/durability.rs`.
+//! PostgreSQL: the API reaches the database through a TCP proxy in this
+//! test that can drop every connection and swallow new ones (a network
+//! partition — the slow case: nothing refuses, nothing answers). SQLite:
+//! the database is a file in the process; its outage is another process
+//! keeping the file's write lock (below), and a full disk
+//! (`service/tests/durability.rs`).
 
 mod common;
 
@@ -184,4 +185,57 @@ mod url_parts {
             format!("{}@{host_port}{}", self.scheme_user, self.rest)
         }
     }
+}
+
+/// SQLite's outage: the file is there but another process holds its write
+/// lock and does not let go (a stuck tool, a crashed-but-not-dead
+/// process). Writes are answered `UNAVAILABLE` (503, `retryable`) within
+/// 3 s instead of hanging; reads and `/readyz` go on (WAL readers don't
+/// wait for writers); once the lock is released the retry with the same
+/// key applies, without a restart. (A full disk is
+/// `service/tests/durability.rs`.)
+#[tokio::test]
+async fn a_locked_sqlite_file_is_reported_fast_and_recovered_from() {
+    use sea_orm::sqlx::{Connection, sqlite::SqliteConnection};
+    let app = common::TestApp::spawn().await;
+    if app.t.is_postgres() {
+        return;
+    }
+    let create = r#"mutation { createCustomer(input: {externalId: "late", name: "Late"}) { customer { externalId } } }"#;
+    let mut other = SqliteConnection::connect(&app.t.url).await.unwrap();
+    sea_orm::sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut other)
+        .await
+        .unwrap();
+
+    let started = Instant::now();
+    let (status, body) = app.gql(Some(&app.admin_key), create, json!({})).await;
+    let took = started.elapsed();
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"], "UNAVAILABLE",
+        "{body}"
+    );
+    assert_eq!(body["errors"][0]["extensions"]["retryable"], true, "{body}");
+    assert!(
+        took < Duration::from_secs(3) + Duration::from_millis(500),
+        "UNAVAILABLE after {took:?}"
+    );
+    // Reads and readiness go on.
+    let (status, body) = app
+        .gql(Some(&app.admin_key), "{ viewer { role } }", json!({}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let started = Instant::now();
+    let ready = reqwest::get(app.url("/readyz")).await.unwrap();
+    assert_eq!(ready.status(), 200);
+    assert!(started.elapsed() < Duration::from_secs(1));
+
+    sea_orm::sqlx::query("ROLLBACK")
+        .execute(&mut other)
+        .await
+        .unwrap();
+    other.close().await.unwrap();
+    let data = app.ok(&app.admin_key, create, json!({})).await;
+    assert_eq!(data["createCustomer"]["customer"]["externalId"], "late");
 }

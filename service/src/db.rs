@@ -27,8 +27,14 @@ use sea_orm::{
 
 pub use migration::DEFAULT_DATABASE_URL;
 
-/// How long an SQLite connection waits for the write lock before failing.
-const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long an SQLite connection waits for another process's write lock
+/// before failing (`UNAVAILABLE`: retry with the same key). Long enough for
+/// any batch of a separate worker process (which holds the lock ~100 ms at
+/// a time and pauses between: `allowances::Pacer`), short enough that a
+/// file locked by something else is reported within 3 s, as an outage is
+/// on PostgreSQL. Waits within this process are the writer queue's
+/// (`SQLITE_WRITER_ACQUIRE_TIMEOUT`), not this.
+pub const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_millis(2_500);
 /// Reader connections on SQLite when not configured.
 const SQLITE_READERS_DEFAULT: u32 = 4;
 /// Pool size on PostgreSQL when not configured.

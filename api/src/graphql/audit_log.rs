@@ -53,7 +53,12 @@ impl<T: ContainerType> ContainerType for Audited<T> {
             Ok(_) => Ok(()),
             Err(e) => Err(code_of(e)),
         };
-        if let Err(e) = scope.finish(&app.db, outcome).await {
+        if outcome == Err("UNAVAILABLE") {
+            // The database could not take the change; it would not take
+            // the row either (and on SQLite, waiting for it again would
+            // double the time to answer). Logged instead.
+            tracing::warn!("a mutation failed UNAVAILABLE; not recorded in the audit log");
+        } else if let Err(e) = scope.finish(&app.db, outcome).await {
             // The answer stands (its change, if any, committed with its
             // row); only a failure's own row is lost.
             tracing::error!(error = %e, "could not record a failed mutation in the audit log");
