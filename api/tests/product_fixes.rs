@@ -429,3 +429,117 @@ async fn invoices_are_listed_newest_first_with_filters_and_cursors() {
     app.verify_all().await;
 }
 
+#[tokio::test]
+async fn plans_have_a_description_set_at_create_and_update() {
+    let app = TestApp::spawn().await;
+    let key = &app.admin_key;
+    let create = r#"mutation($d: String!) {
+      createProduct(input: {key: "ai", name: "AI"}) { product { id } }
+      createPlan(input: {product: {key: "ai"}, key: "ai-pro", name: "AI Pro", description: $d, billingInterval: MONTHLY}) { plan { key description } }
+    }"#;
+    let pro = "10,000 tokens a month; top-ups at 0.002 EUR.";
+    let out = app.ok(key, create, json!({"d": pro})).await;
+    assert_eq!(out["createPlan"]["plan"]["description"], pro);
+    // Again with the same fields: the same plan; with another description
+    // under the key: CONFLICT.
+    app.ok(key, create, json!({"d": pro})).await;
+    let (_, body) = app.gql(Some(key), create, json!({"d": "other"})).await;
+    assert_eq!((code(&body), field(&body)), ("CONFLICT", "key"), "{body}");
+    // Bounded like other texts; nothing is created.
+    let long = "x".repeat(1001);
+    let other = r#"mutation($d: String!) { createPlan(input: {product: {key: "ai"}, key: "ai-max", name: "AI Max", description: $d, billingInterval: MONTHLY}) { plan { id } } }"#;
+    for bad in [long.as_str(), "nul\u{0}"] {
+        let (_, body) = app.gql(Some(key), other, json!({"d": bad})).await;
+        assert_eq!(
+            (code(&body), field(&body)),
+            ("VALIDATION", "description"),
+            "{body}"
+        );
+    }
+    let (_, body) = app
+        .gql(Some(key), r#"{ plan(key: "ai-max") { id } }"#, json!({}))
+        .await;
+    assert_eq!(code(&body), "NOT_FOUND");
+    // Without one: "".
+    let plain = app
+        .ok(
+            key,
+            r#"mutation { createPlan(input: {product: {key: "ai"}, key: "ai-lite", name: "AI Lite", billingInterval: MONTHLY}) { plan { description } } }"#,
+            json!({}),
+        )
+        .await;
+    assert_eq!(plain["createPlan"]["plan"]["description"], "");
+
+    // Updated after publishing (a description is not a term); the name
+    // alone leaves it; "" clears it; a copy keeps it.
+    let update = r#"mutation($name: String, $d: String) {
+      updatePlan(input: {plan: {key: "ai-pro"}, name: $name, description: $d}) { plan { name description status } }
+    }"#;
+    app.ok(
+        key,
+        r#"mutation { publishPlan(input: {plan: {key: "ai-pro"}}) { plan { status } } }"#,
+        json!({}),
+    )
+    .await;
+    let out = app
+        .ok(key, update, json!({"d": "Now 12,000 tokens."}))
+        .await;
+    assert_eq!(
+        out["updatePlan"]["plan"],
+        json!({"name": "AI Pro", "description": "Now 12,000 tokens.", "status": "PUBLISHED"})
+    );
+    let out = app.ok(key, update, json!({"name": "AI Pro 2"})).await;
+    assert_eq!(
+        out["updatePlan"]["plan"]["description"],
+        "Now 12,000 tokens."
+    );
+    let copy = app
+        .ok(
+            key,
+            r#"mutation { duplicatePlan(input: {plan: {key: "ai-pro"}, key: "ai-pro-v2", name: "AI Pro v2"}) { plan { description } } }"#,
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        copy["duplicatePlan"]["plan"]["description"],
+        "Now 12,000 tokens."
+    );
+    let (_, body) = app.gql(Some(key), update, json!({"d": long})).await;
+    assert_eq!((code(&body), field(&body)), ("VALIDATION", "description"));
+    let out = app.ok(key, update, json!({"d": ""})).await;
+    assert_eq!(out["updatePlan"]["plan"]["description"], "");
+    let read = app
+        .ok(
+            key,
+            r#"{ plan(key: "ai-pro") { name description } }"#,
+            json!({}),
+        )
+        .await;
+    assert_eq!(read["plan"], json!({"name": "AI Pro 2", "description": ""}));
+
+    // A plan row written without the column (as before the migration)
+    // reads "".
+    let db = app.t.db.writer();
+    let sql = match db.get_database_backend() {
+        sea_orm::DatabaseBackend::Postgres => {
+            "INSERT INTO plan (id, tenant_id, product_id, key, name, billing_interval, status, created_at, updated_at) \
+             SELECT $1, tenant_id, product_id, 'old', 'Old', 'MONTHLY', 'DRAFT', created_at, updated_at FROM plan WHERE key = 'ai-lite'"
+        }
+        _ => {
+            "INSERT INTO plan (id, tenant_id, product_id, key, name, billing_interval, status, created_at, updated_at) \
+             SELECT ?, tenant_id, product_id, 'old', 'Old', 'MONTHLY', 'DRAFT', created_at, updated_at FROM plan WHERE key = 'ai-lite'"
+        }
+    };
+    use sea_orm::ConnectionTrait;
+    db.execute_raw(sea_orm::Statement::from_sql_and_values(
+        db.get_database_backend(),
+        sql,
+        [uuid::Uuid::now_v7().into()],
+    ))
+    .await
+    .unwrap();
+    let old = app
+        .ok(key, r#"{ plan(key: "old") { description } }"#, json!({}))
+        .await;
+    assert_eq!(old["plan"]["description"], "");
+}

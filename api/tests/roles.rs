@@ -59,6 +59,7 @@ const ROLE_TABLE: &[(&str, Role)] = &[
     ("trackUsage", Role::Write),
     ("updateCreditSystem", Role::Admin),
     ("updateCustomer", Role::Write),
+    ("updatePlan", Role::Admin),
     ("updatePlanCredit", Role::Admin),
     ("updateWebhookEndpoint", Role::Admin),
     ("voidGrant", Role::Admin),

@@ -10,6 +10,8 @@ pub struct Model {
     pub product_id: Uuid,
     pub key: String,
     pub name: String,
+    /// What the plan offers, for people; "" when none was given.
+    pub description: String,
     /// `MONTHLY` or `ANNUALLY`.
     pub billing_interval: String,
     /// `DRAFT`, `PUBLISHED` or `ARCHIVED`.

@@ -22,6 +22,7 @@ mod m20261204_000010_job_run_heartbeat;
 mod m20261205_000011_sealed_secrets;
 mod m20261205_000012_audit_log;
 mod m20261205_000013_job_run_lease;
+mod m20261205_000014_plan_description;
 
 pub struct Migrator;
 
@@ -42,6 +43,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000011_sealed_secrets::Migration),
             Box::new(m20261205_000012_audit_log::Migration),
             Box::new(m20261205_000013_job_run_lease::Migration),
+            Box::new(m20261205_000014_plan_description::Migration),
         ]
     }
 }

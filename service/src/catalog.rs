@@ -113,6 +113,8 @@ pub struct Plan {
     pub product_id: Uuid,
     pub key: String,
     pub name: String,
+    /// What the plan offers, for people ("" when none was given).
+    pub description: String,
     pub billing_interval: BillingInterval,
     pub status: PlanStatus,
     pub copied_from_plan_id: Option<Uuid>,
@@ -127,6 +129,7 @@ impl From<plan::Model> for Plan {
             product_id: m.product_id,
             key: m.key,
             name: m.name,
+            description: m.description,
             billing_interval: BillingInterval::parse(&m.billing_interval),
             status: PlanStatus::parse(&m.status),
             copied_from_plan_id: m.copied_from_plan_id,
@@ -599,6 +602,18 @@ pub async fn list_features(
 
 // ---------------------------------------------------------------- plans
 
+/// A new plan, as given to [`create_plan_with`].
+#[derive(Debug, Clone)]
+pub struct NewPlan<'a> {
+    pub product: &'a Ref,
+    pub key: &'a str,
+    pub name: &'a str,
+    /// At most [`input::TEXT_LEN_MAX`] characters; "" for none.
+    pub description: &'a str,
+    pub billing_interval: BillingInterval,
+}
+
+/// A new draft plan without a description (see [`create_plan_with`]).
 pub async fn create_plan(
     db: &Db,
     clock: &dyn Clock,
@@ -608,16 +623,37 @@ pub async fn create_plan(
     name: &str,
     billing_interval: BillingInterval,
 ) -> Result<Plan, Error> {
-    let key = parse_key(key, "key")?;
-    let name = parse_label(name, "name", 100)?;
+    let plan = NewPlan {
+        product,
+        key,
+        name,
+        description: "",
+        billing_interval,
+    };
+    create_plan_with(db, clock, tenant_id, &plan).await
+}
+
+/// A new draft plan. Creating it again with the same fields returns it;
+/// other fields under the same key are `CONFLICT`.
+pub async fn create_plan_with(
+    db: &Db,
+    clock: &dyn Clock,
+    tenant_id: Uuid,
+    plan: &NewPlan<'_>,
+) -> Result<Plan, Error> {
+    let key = parse_key(plan.key, "key")?;
+    let name = parse_label(plan.name, "name", 100)?;
+    let description = input::text("description", plan.description, input::TEXT_LEN_MAX)?;
+    let billing_interval = plan.billing_interval;
     let now = clock.now();
     let txn = db.begin_write().await?;
-    let product = find_product(&txn, tenant_id, product)
+    let product = find_product(&txn, tenant_id, plan.product)
         .await?
-        .ok_or_else(|| Error::NotFound("product", describe(product)))?;
+        .ok_or_else(|| Error::NotFound("product", describe(plan.product)))?;
     if let Some(existing) = find_plan(&txn, tenant_id, &Ref::Key(key.clone())).await? {
         return if existing.product_id == product.id
             && existing.name == name
+            && existing.description == description
             && existing.billing_interval == billing_interval.as_str()
         {
             Ok(existing.into())
@@ -632,8 +668,7 @@ pub async fn create_plan(
         &txn,
         tenant_id,
         product.id,
-        &key,
-        &name,
+        (&key, &name, &description),
         billing_interval,
         None,
         now,
@@ -643,13 +678,60 @@ pub async fn create_plan(
     Ok(model.into())
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What [`update_plan`] changes; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct PlanChanges {
+    pub name: Option<String>,
+    pub description: Option<String>,
+}
+
+/// Renames or redescribes a plan, in any status: its name and description
+/// are for people, not terms subscribers rely on.
+pub async fn update_plan(
+    db: &Db,
+    clock: &dyn Clock,
+    tenant_id: Uuid,
+    which: &Ref,
+    changes: &PlanChanges,
+) -> Result<Plan, Error> {
+    let name = changes
+        .name
+        .as_deref()
+        .map(|n| parse_label(n, "name", 100))
+        .transpose()?;
+    let description = changes
+        .description
+        .as_deref()
+        .map(|d| input::text("description", d, input::TEXT_LEN_MAX))
+        .transpose()?;
+    let txn = db.begin_write().await?;
+    let plan = find_plan(&txn, tenant_id, which)
+        .await?
+        .ok_or_else(|| Error::NotFound("plan", describe(which)))?;
+    if name.as_ref().is_none_or(|n| *n == plan.name)
+        && description.as_ref().is_none_or(|d| *d == plan.description)
+    {
+        return Ok(plan.into());
+    }
+    let mut active = plan.into_active_model();
+    if let Some(name) = name {
+        active.name = Set(name);
+    }
+    if let Some(description) = description {
+        active.description = Set(description);
+    }
+    active.updated_at = Set(clock.now());
+    let plan = active.update(&txn).await?;
+    txn.commit().await?;
+    Ok(plan.into())
+}
+
+/// `(key, name, description)` are checked already.
 async fn insert_plan(
     txn: &DatabaseTransaction,
     tenant_id: Uuid,
     product_id: Uuid,
-    key: &str,
-    name: &str,
+    (key, name, description): (&str, &str, &str),
     billing_interval: BillingInterval,
     copied_from: Option<Uuid>,
     now: DateTime<Utc>,
@@ -660,6 +742,7 @@ async fn insert_plan(
         product_id: Set(product_id),
         key: Set(key.to_owned()),
         name: Set(name.to_owned()),
+        description: Set(description.to_owned()),
         billing_interval: Set(billing_interval.as_str().to_owned()),
         status: Set(PlanStatus::Draft.as_str().to_owned()),
         copied_from_plan_id: Set(copied_from),
@@ -817,7 +900,7 @@ async fn set_status(
     Ok(plan.into())
 }
 
-/// A new DRAFT with the same plan credits and entitlements.
+/// A new DRAFT with the same description, plan credits and entitlements.
 pub async fn duplicate_plan(
     db: &Db,
     clock: &dyn Clock,
@@ -847,8 +930,7 @@ pub async fn duplicate_plan(
         &txn,
         tenant_id,
         source.product_id,
-        &key,
-        &name,
+        (&key, &name, &source.description),
         BillingInterval::parse(&source.billing_interval),
         Some(source.id),
         now,

@@ -172,6 +172,10 @@ impl Plan {
     async fn name(&self) -> &str {
         &self.0.name
     }
+    /// What the plan offers, for people ("" when none was given).
+    async fn description(&self) -> &str {
+        &self.0.description
+    }
     async fn billing_interval(&self) -> BillingInterval {
         self.0.billing_interval.into()
     }
@@ -494,7 +498,19 @@ pub struct CreatePlanInput {
     product: CatalogRef,
     key: String,
     name: String,
+    /// What the plan offers, for people (at most 1,000 characters).
+    #[graphql(default)]
+    description: String,
     billing_interval: BillingInterval,
+}
+
+#[derive(InputObject)]
+pub struct UpdatePlanInput {
+    plan: CatalogRef,
+    /// Omitted: unchanged.
+    name: Option<String>,
+    /// Omitted: unchanged; "" clears it (at most 1,000 characters).
+    description: Option<String>,
 }
 
 #[derive(SimpleObject)]
@@ -787,14 +803,41 @@ impl CatalogMutation {
     ) -> ApiResult<PlanPayload> {
         let (p, app) = app(ctx)?;
         let product = input.product.parse(Kind::Product, "product")?;
-        let plan = catalog::create_plan(
+        let plan = catalog::create_plan_with(
             &app.db,
             app.clock(),
             p.tenant_id,
-            &product,
-            &input.key,
-            &input.name,
-            input.billing_interval.into(),
+            &catalog::NewPlan {
+                product: &product,
+                key: &input.key,
+                name: &input.name,
+                description: &input.description,
+                billing_interval: input.billing_interval.into(),
+            },
+        )
+        .await?;
+        Ok(PlanPayload { plan: Plan(plan) })
+    }
+
+    /// Renames or redescribes a plan, whatever its status: name and
+    /// description are for people, not terms subscribers rely on.
+    #[graphql(guard = "RoleGuard(Role::Admin)")]
+    async fn update_plan(
+        &self,
+        ctx: &Context<'_>,
+        input: UpdatePlanInput,
+    ) -> ApiResult<PlanPayload> {
+        let (p, app) = app(ctx)?;
+        let which = input.plan.parse(Kind::Plan, "plan")?;
+        let plan = catalog::update_plan(
+            &app.db,
+            app.clock(),
+            p.tenant_id,
+            &which,
+            &catalog::PlanChanges {
+                name: input.name,
+                description: input.description,
+            },
         )
         .await?;
         Ok(PlanPayload { plan: Plan(plan) })
