@@ -45,6 +45,7 @@ const ROLE_TABLE: &[(&str, Role)] = &[
     ("publishPlan", Role::Admin),
     ("purchaseCredits", Role::Write),
     ("redeliverWebhook", Role::Admin),
+    ("refundTopUpOrder", Role::Admin),
     ("refundUsage", Role::Write),
     ("releaseHold", Role::Write),
     ("removeEntitlement", Role::Admin),

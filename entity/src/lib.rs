@@ -30,6 +30,7 @@ pub mod secrets_key_check;
 pub mod subscription;
 pub mod tenant;
 pub mod top_up_order;
+pub mod top_up_refund;
 pub mod wallet;
 pub mod webhook_attempt;
 pub mod webhook_delivery;

@@ -18,7 +18,8 @@ pub struct Model {
     pub total_micros: i64,
     /// The whole `service::pricing::Quote` as JSON.
     pub quote: Json,
-    /// `PENDING`, `PAID`, `FAILED` or `EXPIRED`.
+    /// `PENDING`, `PAID`, `FAILED`, `EXPIRED`, `REFUNDED` or
+    /// `PARTIALLY_REFUNDED`.
     pub status: String,
     pub gateway: Option<String>,
     pub payment_id: Option<String>,
@@ -30,6 +31,13 @@ pub struct Model {
     pub expires_at: DateTimeUtc,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
+    /// Credits taken back by refunds so far.
+    pub refunded_quantity_micros: i64,
+    /// Money refunded so far, in micro-units of the currency.
+    pub refunded_amount_micros: i64,
+    /// Why a provider's payment did not grant (amount or currency not the
+    /// quote's); the order stays as it was.
+    pub payment_issue: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -23,6 +23,7 @@ mod m20261205_000011_sealed_secrets;
 mod m20261205_000012_audit_log;
 mod m20261205_000013_job_run_lease;
 mod m20261205_000014_plan_description;
+mod m20261205_000016_payment_intake;
 
 pub struct Migrator;
 
@@ -44,6 +45,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000012_audit_log::Migration),
             Box::new(m20261205_000013_job_run_lease::Migration),
             Box::new(m20261205_000014_plan_description::Migration),
+            Box::new(m20261205_000016_payment_intake::Migration),
         ]
     }
 }

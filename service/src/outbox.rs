@@ -37,11 +37,12 @@ pub enum EventType {
     TopupPaid,
     TopupFailed,
     TopupRequested,
+    TopupRefunded,
     AllowanceReset,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 12] = [
+    pub const ALL: [EventType; 13] = [
         EventType::CreditsGranted,
         EventType::CreditsConsumed,
         EventType::CreditsExpired,
@@ -53,6 +54,7 @@ impl EventType {
         EventType::TopupPaid,
         EventType::TopupFailed,
         EventType::TopupRequested,
+        EventType::TopupRefunded,
         EventType::AllowanceReset,
     ];
 
@@ -70,6 +72,7 @@ impl EventType {
             EventType::TopupPaid => "topup.paid",
             EventType::TopupFailed => "topup.failed",
             EventType::TopupRequested => "topup.requested",
+            EventType::TopupRefunded => "topup.refunded",
             EventType::AllowanceReset => "allowance.reset",
         }
     }

@@ -13,6 +13,8 @@
 //! - Purchased credits are `PURCHASED` grants with cost basis = total ÷
 //!   quantity (6 places, half-up) and the plan credit's expiration counted
 //!   from the confirmation.
+//! - A paid order is refunded by [`refund_order`]: what remains of its
+//!   grant comes back (a VOID entry), never more; the money is pro rata.
 
 use chrono::{DateTime, Duration, Utc};
 use entity::top_up_order;
@@ -48,6 +50,10 @@ pub enum OrderStatus {
     Paid,
     Failed,
     Expired,
+    /// Paid, then refunded in full (what could be taken back was).
+    Refunded,
+    /// Paid, then refunded in part: more may still be refunded.
+    PartiallyRefunded,
 }
 
 impl OrderStatus {
@@ -57,6 +63,8 @@ impl OrderStatus {
             OrderStatus::Paid => "PAID",
             OrderStatus::Failed => "FAILED",
             OrderStatus::Expired => "EXPIRED",
+            OrderStatus::Refunded => "REFUNDED",
+            OrderStatus::PartiallyRefunded => "PARTIALLY_REFUNDED",
         }
     }
 
@@ -65,6 +73,8 @@ impl OrderStatus {
             "PAID" => OrderStatus::Paid,
             "FAILED" => OrderStatus::Failed,
             "EXPIRED" => OrderStatus::Expired,
+            "REFUNDED" => OrderStatus::Refunded,
+            "PARTIALLY_REFUNDED" => OrderStatus::PartiallyRefunded,
             _ => OrderStatus::Pending,
         }
     }
@@ -88,6 +98,12 @@ pub struct TopUpOrder {
     pub automatic: bool,
     pub expires_at: DateTime<Utc>,
     pub created_at: DateTime<Utc>,
+    /// Credits taken back by refunds so far.
+    pub refunded_quantity: Decimal,
+    /// Money refunded so far (see [`refund_order`]).
+    pub refunded_amount: Decimal,
+    /// Why a provider's payment did not grant (see `crate::payments`).
+    pub payment_issue: Option<String>,
 }
 
 impl TopUpOrder {
@@ -122,6 +138,9 @@ impl TryFrom<top_up_order::Model> for TopUpOrder {
             automatic: m.automatic,
             expires_at: m.expires_at,
             created_at: m.created_at,
+            refunded_quantity: from_micros(m.refunded_quantity_micros),
+            refunded_amount: money_of(m.refunded_amount_micros, &m.currency),
+            payment_issue: m.payment_issue,
         })
     }
 }
@@ -437,6 +456,9 @@ fn new_order(
         expires_at: Set(now + ORDER_PAYMENT_WINDOW),
         created_at: Set(now),
         updated_at: Set(now),
+        refunded_quantity_micros: Set(0),
+        refunded_amount_micros: Set(0),
+        payment_issue: Set(None),
     })
 }
 
@@ -611,6 +633,239 @@ pub async fn fail_payment(
     outbox::write(&txn, vec![order_event(&order, EventType::TopupFailed, now)]).await?;
     txn.commit().await?;
     Ok(order.try_into()?)
+}
+
+/// One refund of a top-up order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrderRefund {
+    pub id: Uuid,
+    pub order_id: Uuid,
+    /// Credits this refund asked for.
+    pub quantity: Decimal,
+    /// Credits taken back from the order's grant.
+    pub refunded: Decimal,
+    /// Credits asked for that could not be taken back: spent, expired or
+    /// voided already.
+    pub not_refundable: Decimal,
+    /// Money this refund stands for, in the order's currency (0 for an
+    /// order without a price).
+    pub amount: Decimal,
+    pub currency: String,
+    pub reason: String,
+    /// The VOID entry that took the credits back; none when nothing could be.
+    pub entry_id: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<entity::top_up_refund::Model> for OrderRefund {
+    fn from(m: entity::top_up_refund::Model) -> Self {
+        Self {
+            id: m.id,
+            order_id: m.order_id,
+            quantity: from_micros(m.requested_micros),
+            refunded: from_micros(m.refunded_micros),
+            not_refundable: from_micros(m.not_refundable_micros),
+            amount: money_of(m.amount_micros, &m.currency),
+            currency: m.currency,
+            reason: m.reason,
+            entry_id: m.entry_id,
+            created_at: m.created_at,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RefundOutcome {
+    /// The order as it is now.
+    pub order: TopUpOrder,
+    pub refund: OrderRefund,
+}
+
+/// Stored money, shown with the currency's minor units (`38.10`).
+fn money_of(micros: i64, currency: &str) -> Decimal {
+    let mut money = from_micros(micros);
+    money.rescale(pricing::minor_units(currency).max(money.scale()));
+    money
+}
+
+/// The money of `taken` credits of an order: `total × taken ÷ quantity`,
+/// rounded half-up to the currency's minor units.
+fn pro_rata(total: Decimal, quantity: Decimal, taken: Decimal, currency: &str) -> Decimal {
+    if quantity.is_zero() {
+        return Decimal::ZERO;
+    }
+    let minor = pricing::minor_units(currency);
+    let mut money = (total * taken / quantity)
+        .round_dp_with_strategy(minor, RoundingStrategy::MidpointAwayFromZero);
+    money.rescale(minor);
+    money
+}
+
+/// Refunds a paid order: takes back up to `quantity` (default: all that is
+/// left to refund of the order) of what remains of its grant — never more
+/// than remains; what was spent (or expired) says `not_refundable` — as a
+/// VOID entry in one transaction, and marks the order `REFUNDED` once
+/// refunds have asked for its whole quantity, else `PARTIALLY_REFUNDED`.
+/// Emits `topup.refunded`.
+///
+/// **Money.** The money refunded so far is always `total × credits taken
+/// back so far ÷ quantity`, rounded half-up to the currency's minor units;
+/// each refund's `amount` is what that adds (so the refunds of an order
+/// add up to its total exactly when all of its credits come back).
+///
+/// A replay (same key, same order, quantity and reason) returns the
+/// original refund and the order as it is now.
+pub async fn refund_order(
+    db: &Db,
+    clock: &dyn Clock,
+    tenant_id: Uuid,
+    order_id: Uuid,
+    quantity: Option<Decimal>,
+    reason: &str,
+    idempotency_key: &str,
+) -> Result<RefundOutcome, Error> {
+    let key = IdempotencyKey::parse(idempotency_key)?;
+    let reason = crate::input::reason("reason", reason)?;
+    let found = load(db.reader(), tenant_id, order_id).await?;
+    let cs = credit_systems::resolve(
+        db.reader(),
+        tenant_id,
+        &CreditSystemRef::Id(found.credit_system_id),
+    )
+    .await?;
+    let requested = quantity
+        .map(|q| positive_micros(q, cs.precision.clamp(0, 6) as u32, "quantity"))
+        .transpose()?;
+    let request = Request::new(key, "refundOrder", &(order_id, requested, &reason));
+    let now = clock.now();
+    let txn = db.begin_write().await?;
+    let order = top_up_order::Entity::find_by_id(order_id)
+        .filter(top_up_order::Column::TenantId.eq(tenant_id))
+        .lock_exclusive()
+        .one(&txn)
+        .await?
+        .ok_or(Error::NotFound)?;
+    let replay = async |refund_id: Uuid| {
+        let refund = entity::top_up_refund::Entity::find_by_id(refund_id)
+            .filter(entity::top_up_refund::Column::TenantId.eq(tenant_id))
+            .one(&txn)
+            .await?
+            .ok_or(Error::NotFound)?;
+        Ok(RefundOutcome {
+            order: TopUpOrder::try_from(order.clone())?,
+            refund: refund.into(),
+        })
+    };
+    let out = idempotency::replay_or::<_, Error>(&txn, tenant_id, &request, replay, async || {
+        let view = TopUpOrder::try_from(order.clone())?;
+        match view.status_at(now) {
+            OrderStatus::Paid | OrderStatus::PartiallyRefunded => {}
+            status => {
+                return Err(Error::Conflict(
+                    format!("this order is {} and can't be refunded", status.as_str()),
+                    "order",
+                ));
+            }
+        }
+        let grant_id = order
+            .grant_id
+            .ok_or_else(|| Error::Conflict("this order has no grant to refund".into(), "order"))?;
+        let earlier = entity::top_up_refund::Entity::find()
+            .filter(entity::top_up_refund::Column::TenantId.eq(tenant_id))
+            .filter(entity::top_up_refund::Column::OrderId.eq(order_id))
+            .all(&txn)
+            .await?;
+        let asked: i64 = earlier.iter().map(|r| r.requested_micros).sum();
+        let left = order.quantity_micros - asked;
+        if left <= 0 {
+            return Err(Error::Conflict(
+                "this order is refunded already".into(),
+                "order",
+            ));
+        }
+        let requested = requested.unwrap_or(left);
+        if requested > left {
+            return Err(Invalid::new(
+                "quantity",
+                format!(
+                    "at most {} of this order is left to refund",
+                    from_micros(left)
+                ),
+            )
+            .into());
+        }
+        let (taken, entry) = ledger::take_back_in(
+            &txn,
+            clock,
+            tenant_id,
+            grant_id,
+            requested,
+            &reason,
+            request.key().as_str(),
+        )
+        .await?;
+        let taken_so_far = order.refunded_quantity_micros + taken;
+        let money_so_far = pro_rata(
+            from_micros(order.total_micros),
+            from_micros(order.quantity_micros),
+            from_micros(taken_so_far),
+            &order.currency,
+        );
+        let money_so_far_micros = to_micros(money_so_far, 6, "quantity")?;
+        let refund = entity::top_up_refund::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            tenant_id: Set(tenant_id),
+            order_id: Set(order_id),
+            requested_micros: Set(requested),
+            refunded_micros: Set(taken),
+            not_refundable_micros: Set(requested - taken),
+            amount_micros: Set(money_so_far_micros - order.refunded_amount_micros),
+            currency: Set(order.currency.clone()),
+            reason: Set(reason.clone()),
+            entry_id: Set(entry.as_ref().map(|e| e.id)),
+            created_at: Set(now),
+        }
+        .insert(&txn)
+        .await?;
+        let status = if asked + requested >= order.quantity_micros {
+            OrderStatus::Refunded
+        } else {
+            OrderStatus::PartiallyRefunded
+        };
+        let mut active = order.clone().into_active_model();
+        active.status = Set(status.as_str().to_owned());
+        active.refunded_quantity_micros = Set(taken_so_far);
+        active.refunded_amount_micros = Set(money_so_far_micros);
+        active.updated_at = Set(now);
+        let updated = active.update(&txn).await?;
+        let mut event = order_event(&updated, EventType::TopupRefunded, now);
+        if let sea_orm::ActiveValue::Set(serde_json::Value::Object(payload)) = &mut event.payload {
+            payload.insert(
+                "refund".into(),
+                serde_json::json!({
+                    "id": refund.id,
+                    "quantity": from_micros(refund.requested_micros).to_string(),
+                    "refunded": from_micros(refund.refunded_micros).to_string(),
+                    "notRefundable": from_micros(refund.not_refundable_micros).to_string(),
+                    "amount": money_of(refund.amount_micros, &refund.currency).to_string(),
+                    "currency": refund.currency,
+                    "reason": refund.reason,
+                    "entryId": refund.entry_id,
+                }),
+            );
+        }
+        outbox::write(&txn, vec![event]).await?;
+        if !request.record(&txn, clock, tenant_id, refund.id).await? {
+            return Err(Error::IdempotencyConflict);
+        }
+        Ok(RefundOutcome {
+            order: updated.try_into()?,
+            refund: refund.into(),
+        })
+    })
+    .await?;
+    txn.commit().await?;
+    Ok(out)
 }
 
 /// A customer's orders, newest first, optionally of one status (as of now).

@@ -17,7 +17,7 @@ use super::{
     error::ApiResult,
     ids::{self, Kind},
     ledger::{Grant, LedgerEntry},
-    loaders::{GrantKey, PlanKey},
+    loaders::{EntryKey, GrantKey, PlanKey},
     pagination::{self, Conn},
     refs::{CreditSystemRefInput, CustomerRefInput},
     scalars::{Credits, ExactDecimal},
@@ -42,6 +42,10 @@ pub enum TopUpOrderStatus {
     Failed,
     /// Not paid within 24 hours.
     Expired,
+    /// Paid, then refunded: refunds asked for its whole quantity.
+    Refunded,
+    /// Paid, then refunded in part (`refundTopUpOrder` may refund the rest).
+    PartiallyRefunded,
 }
 
 #[derive(Enum, Copy, Clone, Eq, PartialEq)]
@@ -201,6 +205,65 @@ impl TopUpOrder {
     }
     async fn expires_at(&self) -> DateTime<Utc> {
         self.0.expires_at
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+    /// Credits taken back by `refundTopUpOrder` so far.
+    async fn refunded_quantity(&self) -> Credits {
+        Credits(self.0.refunded_quantity)
+    }
+    /// Money refunded so far: `total × refundedQuantity ÷ quantity`,
+    /// rounded half-up to the currency's minor units.
+    async fn refunded_amount(&self) -> ExactDecimal {
+        ExactDecimal(self.0.refunded_amount)
+    }
+    /// Set when a payment provider reported a payment for this order whose
+    /// amount or currency is not the quote's: nothing was granted, and the
+    /// order kept its status. Someone should look at it.
+    async fn payment_issue(&self) -> Option<&str> {
+        self.0.payment_issue.as_deref()
+    }
+}
+
+/// One refund of a top-up order.
+pub struct TopUpRefund(pub purchases::OrderRefund);
+
+#[Object]
+impl TopUpRefund {
+    async fn id(&self) -> ID {
+        ids::encode(Kind::Refund, self.0.id)
+    }
+    /// Credits this refund asked for.
+    async fn quantity(&self) -> Credits {
+        Credits(self.0.quantity)
+    }
+    /// Credits taken back from the order's grant (a VOID entry).
+    async fn refunded_quantity(&self) -> Credits {
+        Credits(self.0.refunded)
+    }
+    /// Credits asked for that could not be taken back: spent, expired or
+    /// voided already.
+    async fn not_refundable_quantity(&self) -> Credits {
+        Credits(self.0.not_refundable)
+    }
+    /// Money this refund stands for, in `currency` (see
+    /// `TopUpOrder.refundedAmount`): pay it back at your gateway.
+    async fn amount(&self) -> ExactDecimal {
+        ExactDecimal(self.0.amount)
+    }
+    async fn currency(&self) -> &str {
+        &self.0.currency
+    }
+    async fn reason(&self) -> &str {
+        &self.0.reason
+    }
+    /// The VOID entry that took the credits back; null when none could be.
+    async fn entry(&self, ctx: &Context<'_>) -> ApiResult<Option<LedgerEntry>> {
+        match self.0.entry_id {
+            Some(id) => Ok(load(ctx, EntryKey(id)).await?.map(LedgerEntry)),
+            None => Ok(None),
+        }
     }
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
@@ -400,6 +463,23 @@ pub struct FailTopUpPaymentInput {
     reason: String,
 }
 
+#[derive(InputObject)]
+pub struct RefundTopUpOrderInput {
+    /// A PAID or PARTIALLY_REFUNDED order.
+    order: ID,
+    /// Credits to refund. Default: all that is left to refund of the order.
+    quantity: Option<Credits>,
+    reason: String,
+    idempotency_key: String,
+}
+
+#[derive(SimpleObject)]
+pub struct RefundTopUpOrderPayload {
+    /// The order as it is now.
+    order: TopUpOrder,
+    refund: TopUpRefund,
+}
+
 #[derive(Default)]
 pub struct CommerceMutation;
 
@@ -527,6 +607,35 @@ impl CommerceMutation {
         .await?;
         Ok(TopUpOrderPayload {
             order: TopUpOrder(order),
+        })
+    }
+
+    /// Refunds a paid order: takes back up to `quantity` of what remains of
+    /// its grant (never more; `notRefundableQuantity` says what was spent
+    /// already), marks it REFUNDED or PARTIALLY_REFUNDED and emits
+    /// `topup.refunded`. `refund.amount` is the money to pay back, pro
+    /// rata. ADMIN only, like confirming a payment.
+    #[graphql(guard = "RoleGuard(Role::Admin)")]
+    async fn refund_top_up_order(
+        &self,
+        ctx: &Context<'_>,
+        input: RefundTopUpOrderInput,
+    ) -> ApiResult<RefundTopUpOrderPayload> {
+        let (p, app) = app(ctx)?;
+        let id = ids::decode(Kind::Order, &input.order, "order")?;
+        let out = purchases::refund_order(
+            &app.db,
+            app.clock(),
+            p.tenant_id,
+            id,
+            input.quantity.map(|q| q.0),
+            &input.reason,
+            &input.idempotency_key,
+        )
+        .await?;
+        Ok(RefundTopUpOrderPayload {
+            order: TopUpOrder(out.order),
+            refund: TopUpRefund(out.refund),
         })
     }
 

@@ -30,6 +30,7 @@ pub enum Kind {
     Email,
     Invoice,
     AuditLogEntry,
+    Refund,
 }
 
 impl Kind {
@@ -55,6 +56,7 @@ impl Kind {
             Kind::Email => "eml",
             Kind::Invoice => "inv",
             Kind::AuditLogEntry => "aud",
+            Kind::Refund => "rfd",
         }
     }
 }

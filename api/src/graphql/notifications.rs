@@ -291,7 +291,7 @@ pub struct CreateWebhookEndpointInput {
     /// `credits.expired`, `credits.expiring_soon`, `grant.voided`,
     /// `wallet.balance_low`, `wallet.balance_depleted`,
     /// `wallet.balance_recovered`, `topup.paid`, `topup.failed`,
-    /// `topup.requested`, `allowance.reset`.
+    /// `topup.requested`, `topup.refunded`, `allowance.reset`.
     events: Vec<String>,
     #[graphql(default)]
     description: String,

@@ -570,6 +570,60 @@ pub async fn void_grant(
     Ok(out)
 }
 
+/// Takes back up to `amount` of what remains of one grant, inside the
+/// caller's write transaction (a top-up order's refund): a VOID entry of
+/// what it took, linked to the grant; the grant is voided when nothing of
+/// it remains. Never more than remains: what time has done is booked first
+/// (an expired grant holds nothing). Returns what it took and its entry
+/// (none when nothing remained).
+pub(crate) async fn take_back_in(
+    txn: &DatabaseTransaction,
+    clock: &dyn Clock,
+    tenant_id: Uuid,
+    grant_id: Uuid,
+    amount: i64,
+    reason: &str,
+    idempotency_key: &str,
+) -> Result<(i64, Option<Entry>), Error> {
+    let now = clock.now();
+    let grant = load_grant(txn, tenant_id, grant_id).await?;
+    let mut book = Book::open_by_id(txn, tenant_id, grant.wallet_id, now)
+        .await?
+        .ok_or(Error::NotFound("wallet", "grant"))?;
+    book.settle().await?;
+    book.load_grants(&[grant_id]).await?;
+    let remaining = book
+        .grant(grant_id)
+        .filter(|g| g.voided_at.is_none())
+        .map_or(0, |g| g.remaining_micros);
+    let taken = amount.min(remaining).max(0);
+    let entry = if taken == 0 {
+        None
+    } else if taken == remaining {
+        book.void(grant_id, reason, Some(idempotency_key))
+    } else {
+        Some(book.append(
+            EntryType::Void,
+            -taken,
+            Links {
+                grant_id: Some(grant_id),
+                ..Links::default()
+            },
+            &Attribution {
+                description: Some(reason.to_owned()),
+                ..Attribution::default()
+            },
+            Some(idempotency_key),
+            &[(grant_id, -taken)],
+        ))
+    };
+    if let Some(e) = &entry {
+        audit_log::note_created(audit_log::Created::Entry, e.id);
+    }
+    book.finish().await?;
+    Ok((taken, entry.map(Into::into)))
+}
+
 // ---------------------------------------------------------------- adjust
 
 #[derive(Debug, Clone)]
