@@ -83,7 +83,22 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub secrets: SecretsArgs,
     #[command(flatten)]
+    pub payments: PaymentArgs,
+    #[command(flatten)]
     pub worker_config: worker::WorkerConfig,
+}
+
+/// Payment providers (`service::payments`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct PaymentArgs {
+    /// Mercado Pago's API, where notified payments are fetched from
+    /// (reached under the webhook target rules: `WEBHOOK_ALLOW_PRIVATE`).
+    #[arg(
+        long,
+        env = "MERCADOPAGO_API_URL",
+        default_value = service::payments::MERCADOPAGO_API_URL
+    )]
+    pub mercadopago_api_url: String,
 }
 
 /// Bounds on connections and requests (see `http::admission`).

@@ -76,12 +76,13 @@ pub async fn run(
         trusted_proxies = rate_limits.trusted_proxies.len(),
         "rate limits (per replica)"
     );
-    let mut router = app_with_rate_limits(
+    let mut router = app_with_payments(
         db,
         clock,
         limits.clone(),
         args.worker_config.webhooks.targets(),
         &rate_limits,
+        &args.payments.mercadopago_api_url,
     );
     if let Some(cors) = http::cors(&args.cors_origins)? {
         router = router.layer(cors);
@@ -129,6 +130,27 @@ pub fn app_with_rate_limits(
     webhook_targets: TargetPolicy,
     rate_limits: &RateLimits,
 ) -> Router {
+    app_with_payments(
+        db,
+        clock,
+        limits,
+        webhook_targets,
+        rate_limits,
+        service::payments::MERCADOPAGO_API_URL,
+    )
+}
+
+/// [`app_with_rate_limits`] with Mercado Pago's API at
+/// `mercadopago_api_url` (`MERCADOPAGO_API_URL`; tests: a local fake,
+/// reached under `webhook_targets` like every provider API).
+pub fn app_with_payments(
+    db: Db,
+    clock: Arc<dyn Clock>,
+    limits: HttpLimits,
+    webhook_targets: TargetPolicy,
+    rate_limits: &RateLimits,
+    mercadopago_api_url: &str,
+) -> Router {
     let sockets = http::sockets::Sockets::default();
     sockets.watch(db.clone(), clock.clone());
     http::router(AppState {
@@ -139,6 +161,7 @@ pub fn app_with_rate_limits(
         clock,
         throttle: http::throttle::Throttle::new(rate_limits),
         sockets,
+        payments: http::payments::Payments::new(webhook_targets, mercadopago_api_url),
     })
 }
 

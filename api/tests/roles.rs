@@ -53,6 +53,7 @@ const ROLE_TABLE: &[(&str, Role)] = &[
     ("rotateCustomerTokenSecret", Role::Admin),
     ("rotateWebhookSecret", Role::Admin),
     ("setAdminEmail", Role::Admin),
+    ("setPaymentProvider", Role::Admin),
     ("setEntitlement", Role::Admin),
     ("setTimeZone", Role::Admin),
     ("setUsageThresholds", Role::Admin),

@@ -23,6 +23,8 @@ pub mod job_run;
 pub mod job_tick;
 pub mod ledger_entry;
 pub mod outbox_event;
+pub mod payment_event;
+pub mod payment_intake;
 pub mod plan;
 pub mod plan_credit;
 pub mod product;

@@ -50,6 +50,7 @@ pub mod live;
 pub mod notifications;
 pub mod outbox;
 pub mod pagination;
+pub mod payments;
 pub mod periods;
 pub mod pricing;
 pub mod purchases;

@@ -868,6 +868,89 @@ pub async fn refund_order(
     Ok(out)
 }
 
+/// Refunds an order so that its refunds ask, in all, for `refunded ÷ paid`
+/// (`share`) of its quantity (rounded down to the credit system's precision): how a
+/// payment provider's (cumulative) refunded amount becomes credits. `None`
+/// when the refunds already ask for that much. Like [`refund_order`]
+/// otherwise (same key, same answer).
+pub async fn refund_share(
+    db: &Db,
+    clock: &dyn Clock,
+    tenant_id: Uuid,
+    order_id: Uuid,
+    share: (Decimal, Decimal),
+    reason: &str,
+    idempotency_key: &str,
+) -> Result<Option<RefundOutcome>, Error> {
+    let (refunded, paid) = share;
+    if paid <= Decimal::ZERO || refunded <= Decimal::ZERO {
+        return Ok(None);
+    }
+    let order = load(db.reader(), tenant_id, order_id).await?;
+    let cs = credit_systems::resolve(
+        db.reader(),
+        tenant_id,
+        &CreditSystemRef::Id(order.credit_system_id),
+    )
+    .await?;
+    let share = if refunded >= paid {
+        order.quantity
+    } else {
+        (order.quantity * refunded / paid)
+            .round_dp_with_strategy(cs.precision.clamp(0, 6) as u32, RoundingStrategy::ToZero)
+    };
+    let asked: i64 = entity::top_up_refund::Entity::find()
+        .filter(entity::top_up_refund::Column::TenantId.eq(tenant_id))
+        .filter(entity::top_up_refund::Column::OrderId.eq(order_id))
+        .all(db.reader())
+        .await?
+        .iter()
+        .map(|r| r.requested_micros)
+        .sum();
+    let quantity = share - from_micros(asked);
+    if quantity <= Decimal::ZERO {
+        return Ok(None);
+    }
+    refund_order(
+        db,
+        clock,
+        tenant_id,
+        order_id,
+        Some(quantity),
+        reason,
+        idempotency_key,
+    )
+    .await
+    .map(Some)
+}
+
+/// Marks an order as needing a person: a provider reported a payment for
+/// it that was not granted (amount or currency not the quote's, or the
+/// order could no longer be paid). Nothing else changes.
+pub async fn flag_payment(
+    db: &Db,
+    clock: &dyn Clock,
+    tenant_id: Uuid,
+    order_id: Uuid,
+    issue: &str,
+) -> Result<TopUpOrder, Error> {
+    let now = clock.now();
+    let issue: String = issue.chars().take(1000).collect();
+    let txn = db.begin_write().await?;
+    let order = top_up_order::Entity::find_by_id(order_id)
+        .filter(top_up_order::Column::TenantId.eq(tenant_id))
+        .lock_exclusive()
+        .one(&txn)
+        .await?
+        .ok_or(Error::NotFound)?;
+    let mut active = order.into_active_model();
+    active.payment_issue = Set(Some(issue));
+    active.updated_at = Set(now);
+    let order = active.update(&txn).await?;
+    txn.commit().await?;
+    Ok(order.try_into()?)
+}
+
 /// A customer's orders, newest first, optionally of one status (as of now).
 pub async fn list(
     db: &Db,

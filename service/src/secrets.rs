@@ -312,6 +312,8 @@ pub enum Slot {
     CustomerTokenSecret { tenant_id: Uuid },
     WebhookSecret { endpoint_id: Uuid },
     WebhookPreviousSecret { endpoint_id: Uuid },
+    PaymentSecret { intake_id: Uuid },
+    PaymentAccessToken { intake_id: Uuid },
     KeyCheck,
 }
 
@@ -321,6 +323,8 @@ impl Slot {
             Slot::CustomerTokenSecret { .. } => "tenant.customer_token_secret",
             Slot::WebhookSecret { .. } => "webhook_endpoint.secret",
             Slot::WebhookPreviousSecret { .. } => "webhook_endpoint.previous_secret",
+            Slot::PaymentSecret { .. } => "payment_intake.secret",
+            Slot::PaymentAccessToken { .. } => "payment_intake.access_token",
             Slot::KeyCheck => "secrets_key_check.sealed",
         }
     }
@@ -329,7 +333,9 @@ impl Slot {
         match self {
             Slot::CustomerTokenSecret { tenant_id: id }
             | Slot::WebhookSecret { endpoint_id: id }
-            | Slot::WebhookPreviousSecret { endpoint_id: id } => id.to_string(),
+            | Slot::WebhookPreviousSecret { endpoint_id: id }
+            | Slot::PaymentSecret { intake_id: id }
+            | Slot::PaymentAccessToken { intake_id: id } => id.to_string(),
             Slot::KeyCheck => KEY_CHECK_ID.to_string(),
         }
     }

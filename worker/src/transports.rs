@@ -16,6 +16,7 @@ use service::notifications::{
     EmailMessage, HttpReply, Mailer, SendError, TargetPolicy, TransportError, WebhookTransport,
     targets::{self, Refusal},
 };
+use service::payments::{PROVIDER_REPLY_MAX_BYTES, ProviderApi, ProviderReply};
 
 use crate::MailConfig;
 
@@ -280,6 +281,53 @@ impl WebhookTransport for HttpTransport {
             retry_after,
             body_snippet: text.chars().take(500).collect(),
         })
+    }
+}
+
+/// How long a payment provider's API has to answer (Mercado Pago waits
+/// about 22 s for our answer to its notification, and we fetch first).
+pub const PROVIDER_API_TIMEOUT: Duration = Duration::from_secs(8);
+
+/// Payment providers' APIs (`service::payments`), under the same rules as
+/// webhooks: the target policy, no redirects, no proxy, the client's
+/// timeout, and at most [`PROVIDER_REPLY_MAX_BYTES`] of an answer read.
+impl ProviderApi for HttpTransport {
+    async fn get(&self, url: &str, bearer_token: &str) -> Result<ProviderReply, String> {
+        let url = targets::check_url(url, self.targets).map_err(|r| r.kind().to_owned())?;
+        let mut response = self
+            .client
+            .get(url)
+            .bearer_auth(bearer_token)
+            .header(reqwest::header::ACCEPT, "application/json")
+            .send()
+            .await
+            .map_err(|e| {
+                if refused_by_resolver(&e) {
+                    Refusal::NotPublicAddress.kind().to_owned()
+                } else if e.is_timeout() {
+                    "timed out".to_owned()
+                } else {
+                    failure_kind(e)
+                }
+            })?;
+        let status = response.status().as_u16();
+        let mut body = Vec::new();
+        loop {
+            match response.chunk().await {
+                Ok(Some(chunk)) => {
+                    if body.len() + chunk.len() > PROVIDER_REPLY_MAX_BYTES {
+                        return Err(format!(
+                            "the answer is larger than {PROVIDER_REPLY_MAX_BYTES} bytes"
+                        ));
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                Ok(None) => break,
+                Err(e) if e.is_timeout() => return Err("timed out".to_owned()),
+                Err(e) => return Err(failure_kind(e)),
+            }
+        }
+        Ok(ProviderReply { status, body })
     }
 }
 

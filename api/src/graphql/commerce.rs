@@ -4,7 +4,7 @@ use async_graphql::{Context, Enum, ID, InputObject, Json, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use service::{
     api_keys::Role,
-    pricing,
+    payments, pricing,
     purchases::{self, TopUpOrder as Order},
     subscriptions::{self, Subscription as Sub},
 };
@@ -270,6 +270,42 @@ impl TopUpRefund {
     }
 }
 
+#[derive(Enum, Copy, Clone, Eq, PartialEq)]
+#[graphql(remote = "service::payments::Provider")]
+pub enum PaymentProvider {
+    Stripe,
+    #[graphql(name = "MERCADOPAGO")]
+    MercadoPago,
+}
+
+/// Where a payment provider sends its notifications for this tenant
+/// (README "Taking payments"). Its secrets are never shown.
+pub struct PaymentIntake(pub payments::Intake);
+
+#[Object]
+impl PaymentIntake {
+    async fn provider(&self) -> PaymentProvider {
+        self.0.provider.into()
+    }
+    /// `/payments/<provider>/<intake id>`: give the provider this path on
+    /// the API's public origin (`https://credits.example.com/payments/…`).
+    /// The intake id names the tenant and is unguessable; the provider's
+    /// signature is what proves a notification.
+    async fn path(&self) -> &str {
+        &self.0.path
+    }
+    /// Whether an API access token is set (Mercado Pago).
+    async fn has_access_token(&self) -> bool {
+        self.0.has_access_token
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+    async fn updated_at(&self) -> DateTime<Utc> {
+        self.0.updated_at
+    }
+}
+
 /// Whether usage would be allowed now, and what it would cost.
 #[derive(SimpleObject)]
 pub struct EntitlementCheck {
@@ -315,6 +351,17 @@ impl CommerceQuery {
         )
         .await?;
         Ok(quote.into())
+    }
+
+    /// The tenant's payment-provider intakes (`setPaymentProvider`).
+    #[graphql(guard = "RoleGuard(Role::Admin)")]
+    async fn payment_providers(&self, ctx: &Context<'_>) -> ApiResult<Vec<PaymentIntake>> {
+        let (p, app) = app(ctx)?;
+        Ok(payments::intakes(&app.db, p.tenant_id)
+            .await?
+            .into_iter()
+            .map(PaymentIntake)
+            .collect())
     }
 
     async fn top_up_order(&self, ctx: &Context<'_>, id: ID) -> ApiResult<TopUpOrder> {
@@ -480,6 +527,23 @@ pub struct RefundTopUpOrderPayload {
     refund: TopUpRefund,
 }
 
+#[derive(InputObject)]
+pub struct SetPaymentProviderInput {
+    provider: PaymentProvider,
+    /// Stripe: the webhook endpoint's signing secret (`whsec_…`); Mercado
+    /// Pago: the webhook secret ("Your integrations" → Webhooks). Stored
+    /// sealed, never shown again.
+    secret: String,
+    /// Mercado Pago only: the access token the engine fetches notified
+    /// payments with. Stored sealed.
+    access_token: Option<String>,
+}
+
+#[derive(SimpleObject)]
+pub struct SetPaymentProviderPayload {
+    intake: PaymentIntake,
+}
+
 #[derive(Default)]
 pub struct CommerceMutation;
 
@@ -636,6 +700,30 @@ impl CommerceMutation {
         Ok(RefundTopUpOrderPayload {
             order: TopUpOrder(out.order),
             refund: TopUpRefund(out.refund),
+        })
+    }
+
+    /// Sets a payment provider's secrets and returns the tenant's intake
+    /// for it: the path the provider must notify. The first call makes the
+    /// intake; later calls replace the secrets and keep the path.
+    #[graphql(guard = "RoleGuard(Role::Admin)")]
+    async fn set_payment_provider(
+        &self,
+        ctx: &Context<'_>,
+        input: SetPaymentProviderInput,
+    ) -> ApiResult<SetPaymentProviderPayload> {
+        let (p, app) = app(ctx)?;
+        let intake = payments::set_provider(
+            &app.db,
+            app.clock(),
+            p.tenant_id,
+            input.provider.into(),
+            &input.secret,
+            input.access_token.as_deref(),
+        )
+        .await?;
+        Ok(SetPaymentProviderPayload {
+            intake: PaymentIntake(intake),
         })
     }
 

@@ -27,6 +27,7 @@ use crate::graphql::Schemas;
 
 pub mod admission;
 pub mod graphql;
+pub mod payments;
 pub mod serve;
 pub mod sockets;
 pub mod throttle;
@@ -48,6 +49,8 @@ pub struct AppState {
     pub throttle: throttle::Throttle,
     /// Open WebSockets, closed when their credential stops being valid.
     pub sockets: sockets::Sockets,
+    /// Payment providers' notifications ([`payments`]).
+    pub payments: payments::Payments,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -58,6 +61,16 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/exports/entries.csv", get(export_entries))
+        .route(
+            "/payments/stripe/{intake}",
+            axum::routing::post(payments::stripe)
+                .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT_BYTES)),
+        )
+        .route(
+            "/payments/mercadopago/{intake}",
+            axum::routing::post(payments::mercadopago)
+                .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT_BYTES)),
+        )
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
