@@ -543,3 +543,214 @@ async fn plans_have_a_description_set_at_create_and_update() {
         .await;
     assert_eq!(old["plan"]["description"], "");
 }
+
+/// Everything the process logs, for checking that a failure was logged.
+fn captured_logs() -> Arc<Mutex<Vec<u8>>> {
+    static LOGS: std::sync::OnceLock<Arc<Mutex<Vec<u8>>>> = std::sync::OnceLock::new();
+    LOGS.get_or_init(|| {
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let sink = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || LogSink(sink.clone()))
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).expect("one subscriber per process");
+        logs
+    })
+    .clone()
+}
+
+struct LogSink(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The row id behind an API id (`ord_0193…`).
+fn row_id(id: &str) -> uuid::Uuid {
+    uuid::Uuid::parse_str(id.split_once('_').unwrap().1).unwrap()
+}
+
+/// Writes `column = value` into one row, behind the API's back; returns
+/// what was there.
+async fn overwrite(
+    app: &TestApp,
+    table: &str,
+    column: &str,
+    id: uuid::Uuid,
+    value: &str,
+) -> String {
+    use sea_orm::ConnectionTrait;
+    let db = app.t.db.writer();
+    let backend = db.get_database_backend();
+    let (p1, p2) = match backend {
+        sea_orm::DatabaseBackend::Postgres => ("$1", "$2"),
+        _ => ("?", "?"),
+    };
+    let statement = |sql: String, values: Vec<sea_orm::Value>| {
+        sea_orm::Statement::from_sql_and_values(backend, sql, values)
+    };
+    let old: String = db
+        .query_one_raw(statement(
+            format!("SELECT {column} AS v FROM {table} WHERE id = {p1}"),
+            vec![id.into()],
+        ))
+        .await
+        .unwrap()
+        .expect("the row exists")
+        .try_get("", "v")
+        .unwrap();
+    let done = db
+        .execute_raw(statement(
+            format!("UPDATE {table} SET {column} = {p1} WHERE id = {p2}"),
+            vec![value.into(), id.into()],
+        ))
+        .await
+        .unwrap();
+    assert_eq!(done.rows_affected(), 1);
+    old
+}
+
+#[tokio::test]
+async fn a_stored_value_no_version_writes_is_internal_and_logged_never_a_default() {
+    let logs = captured_logs();
+    let app = TestApp::spawn().await;
+    let key = &app.admin_key;
+    let setup = r#"mutation {
+      createCreditSystem(input: {key: "sms", name: "SMS", unitSingular: "SMS", unitPlural: "SMS", precision: 0}) { creditSystem { id } }
+      usd: createCreditSystem(input: {key: "usd", name: "Service credit", unitSingular: "dollar", unitPlural: "dollars", precision: 2, kind: MONETARY, currency: "USD"}) { creditSystem { id } }
+      createProduct(input: {key: "sms", name: "SMS gateway"}) { product { id } }
+      createPlan(input: {product: {key: "sms"}, key: "sms-basic", name: "SMS Basic", billingInterval: MONTHLY}) { plan { id } }
+      attachCreditSystem(input: {plan: {key: "sms-basic"}, creditSystem: {key: "sms"}, included: {amount: "100", resetInterval: MONTHLY},
+        pricing: {commitment: PAY_AS_YOU_GO, currency: "EUR", topUpPrice: {pricingType: VOLUME, model: PER_UNIT, tiers: [{firstUnit: "0", amount: "0.05"}]}}}) { planCredit { id } }
+      publishPlan(input: {plan: {key: "sms-basic"}}) { plan { status } }
+      createCustomer(input: {externalId: "acme", name: "Acme"}) { customer { id } }
+      subscribe(input: {customer: {externalId: "acme"}, plan: {key: "sms-basic"}, idempotencyKey: "s-1"}) { subscription { id } }
+      purchaseCredits(input: {customer: {externalId: "acme"}, creditSystem: {key: "sms"}, quantity: "500", idempotencyKey: "o-1"}) { order { id status } }
+      consumeCredits(input: {customer: {externalId: "acme"}, creditSystem: {key: "sms"}, amount: "3", idempotencyKey: "u-1"}) { entry { id splits { grant { id } } } }
+      createHold(input: {customer: {externalId: "acme"}, creditSystem: {key: "sms"}, amount: "5", expiresAt: "2026-02-01T00:00:00Z", idempotencyKey: "h-1"}) { hold { id } }
+      grantCredits(input: {customer: {externalId: "acme"}, creditSystem: {key: "usd"}, amount: "50", category: PURCHASED, reason: "prepaid", idempotencyKey: "g-usd"}) { grant { id } }
+      applyCreditsToInvoice(customer: {externalId: "acme"}, invoice: {externalId: "INV-1", currency: "USD", subtotal: "10"}, idempotencyKey: "i-1") { status }
+    }"#;
+    let out = app.ok(key, setup, json!({})).await;
+    assert_eq!(out["purchaseCredits"]["order"]["status"], "PENDING");
+    let order = out["purchaseCredits"]["order"]["id"].as_str().unwrap();
+    let entry = out["consumeCredits"]["entry"]["id"].as_str().unwrap();
+    let grant = out["consumeCredits"]["entry"]["splits"][0]["grant"]["id"]
+        .as_str()
+        .unwrap();
+    let hold = out["createHold"]["hold"]["id"].as_str().unwrap();
+    let plan = out["createPlan"]["plan"]["id"].as_str().unwrap();
+    let usd = out["usd"]["creditSystem"]["id"].as_str().unwrap();
+    let invoice = app
+        .ok(key, r#"{ invoice(externalId: "INV-1") { id } }"#, json!({}))
+        .await["invoice"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // (table, column, row, a read through the API that meets it)
+    let cases: Vec<(&str, &str, &str, String)> = vec![
+        (
+            "top_up_order",
+            "status",
+            order,
+            format!(r#"{{ topUpOrder(id: "{order}") {{ status }} }}"#),
+        ),
+        (
+            "ledger_entry",
+            "entry_type",
+            entry,
+            format!(r#"{{ entry(id: "{entry}") {{ type }} }}"#),
+        ),
+        (
+            "credit_grant",
+            "category",
+            grant,
+            r#"{ customer(externalId: "acme") { wallet(creditSystem: {key: "sms"}) { balance { available } } } }"#.into(),
+        ),
+        (
+            "credit_hold",
+            "status",
+            hold,
+            format!(r#"{{ hold(id: "{hold}") {{ status }} }}"#),
+        ),
+        (
+            "plan",
+            "status",
+            plan,
+            r#"{ plan(key: "sms-basic") { status } }"#.into(),
+        ),
+        (
+            "plan",
+            "billing_interval",
+            plan,
+            r#"{ customer(externalId: "acme") { subscriptions { status } } }"#.into(),
+        ),
+        (
+            "credit_system",
+            "kind",
+            usd,
+            r#"{ creditSystem(key: "usd") { kind } }"#.into(),
+        ),
+        (
+            "invoice",
+            "status",
+            &invoice,
+            r#"{ invoices { edges { node { status } } } }"#.into(),
+        ),
+    ];
+    for (table, column, id, query) in cases {
+        let id = row_id(id);
+        let before = app.gql(Some(key), &query, json!({})).await.1;
+        assert!(before.get("errors").is_none(), "{table}: {before}");
+        let old = overwrite(&app, table, column, id, "BOGUS").await;
+        let (_, body) = app.gql(Some(key), &query, json!({})).await;
+        assert_eq!(code(&body), "INTERNAL", "{table}.{column}: {body}");
+        assert_eq!(body["errors"][0]["message"], "internal error", "{body}");
+        assert!(
+            !body.to_string().contains("BOGUS"),
+            "no database detail reaches the client: {body}"
+        );
+        let logged = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
+        let line = logged
+            .lines()
+            .find(|l| {
+                l.contains("stored value not recognised")
+                    && l.contains(&id.to_string())
+                    && l.contains(&format!("column=\"{column}\""))
+            })
+            .unwrap_or_else(|| panic!("no log line for {table} {id}:\n{logged}"));
+        assert!(
+            line.contains(table) && line.contains(column) && line.contains("BOGUS"),
+            "{line}"
+        );
+        // Put back, the same read answers again.
+        overwrite(&app, table, column, id, &old).await;
+        let again = app.gql(Some(key), &query, json!({})).await.1;
+        assert_eq!(again, before, "{table}.{column} restored");
+    }
+
+    // A key whose stored role is unknown fails as a broken invariant, not
+    // as a key that is not there.
+    let read = app.key(service::api_keys::Role::Read).await;
+    let read_id = app.ok(&read, "{ viewer { apiKeyId } }", json!({})).await["viewer"]["apiKeyId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    overwrite(&app, "api_key", "role", row_id(&read_id), "BOGUS").await;
+    let err = service::api_keys::authenticate(&app.t.db, &read)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        service::DomainError::code(&err),
+        service::Code::Internal,
+        "{err}"
+    );
+}

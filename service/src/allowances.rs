@@ -288,10 +288,15 @@ async fn reset_chunk(
     for sub in &subs {
         if let Entry::Vacant(slot) = plans.entry(sub.plan_id) {
             let credits = catalog::plan_credits_of(&txn, sub.tenant_id, &[sub.plan_id]).await?;
-            let billing = catalog::find_plan(&txn, sub.tenant_id, &catalog::Ref::Id(sub.plan_id))
+            let plan = catalog::find_plan(&txn, sub.tenant_id, &catalog::Ref::Id(sub.plan_id))
                 .await?
-                .map(|p| catalog::Plan::from(p).billing_interval.interval())
-                .unwrap_or(periods::Interval::Monthly);
+                .ok_or_else(|| {
+                    DbErr::RecordNotFound(format!(
+                        "plan {} of subscription {}",
+                        sub.plan_id, sub.id
+                    ))
+                })?;
+            let billing = catalog::Plan::try_from(plan)?.billing_interval.interval();
             let systems = credit_system::Entity::find()
                 .filter(credit_system::Column::TenantId.eq(sub.tenant_id))
                 .filter(

@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 use crate::{
     Clock, Db,
-    error::{Code, DomainError, Invalid},
+    error::{Code, DomainError, Invalid, known},
     pagination::{Page, PageRequest},
 };
 
@@ -104,9 +104,7 @@ impl TryFrom<api_key::Model> for ApiKey {
     type Error = Error;
 
     fn try_from(m: api_key::Model) -> Result<Self, Error> {
-        let role = Role::parse(&m.role).ok_or_else(|| {
-            Error::Db(DbErr::Custom(format!("api_key {} has unknown role", m.id)))
-        })?;
+        let role = known(Role::parse(&m.role), "api_key", "role", m.id, &m.role)?;
         Ok(Self {
             id: m.id,
             tenant_id: m.tenant_id,
@@ -258,7 +256,9 @@ pub async fn authenticate(db: &Db, presented: &str) -> Result<Principal, Error> 
     {
         return Err(Error::Unauthenticated);
     }
-    let role = Role::parse(&key.role).ok_or(Error::Unauthenticated)?;
+    // A key whose stored role is unknown is a broken invariant: INTERNAL
+    // (logged), not a key that seems not to exist.
+    let role = known(Role::parse(&key.role), "api_key", "role", key.id, &key.role)?;
     Ok(Principal {
         tenant_id: key.tenant_id,
         tenant_name: tenant.name,

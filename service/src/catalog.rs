@@ -21,7 +21,7 @@ use crate::{
     Clock, Db,
     amount::{from_micros, positive_micros, to_micros},
     credit_systems::{self, CreditSystemRef, parse_key, parse_label},
-    error::{Code, DomainError, Invalid},
+    error::{Code, DomainError, Invalid, known, unknown},
     input,
     pagination::{Page, PageRequest},
     periods::{CalendarDuration, Interval},
@@ -46,12 +46,18 @@ impl PlanStatus {
         }
     }
 
-    fn parse(s: &str) -> Self {
+    fn parse(s: &str) -> Option<Self> {
         match s {
-            "PUBLISHED" => PlanStatus::Published,
-            "ARCHIVED" => PlanStatus::Archived,
-            _ => PlanStatus::Draft,
+            "DRAFT" => Some(PlanStatus::Draft),
+            "PUBLISHED" => Some(PlanStatus::Published),
+            "ARCHIVED" => Some(PlanStatus::Archived),
+            _ => None,
         }
+    }
+
+    /// A stored plan's status; an unknown one fails (see [`known`]).
+    fn of(m: &plan::Model) -> Result<Self, DbErr> {
+        known(Self::parse(&m.status), "plan", "status", m.id, &m.status)
     }
 }
 
@@ -77,12 +83,23 @@ impl BillingInterval {
         }
     }
 
-    fn parse(s: &str) -> Self {
-        if s == "ANNUALLY" {
-            BillingInterval::Annually
-        } else {
-            BillingInterval::Monthly
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "MONTHLY" => Some(BillingInterval::Monthly),
+            "ANNUALLY" => Some(BillingInterval::Annually),
+            _ => None,
         }
+    }
+
+    /// A stored plan's interval; an unknown one fails (see [`known`]).
+    fn of(m: &plan::Model) -> Result<Self, DbErr> {
+        known(
+            Self::parse(&m.billing_interval),
+            "plan",
+            "billing_interval",
+            m.id,
+            &m.billing_interval,
+        )
     }
 }
 
@@ -122,20 +139,23 @@ pub struct Plan {
     pub published_at: Option<DateTime<Utc>>,
 }
 
-impl From<plan::Model> for Plan {
-    fn from(m: plan::Model) -> Self {
-        Self {
+/// A stored plan; an unknown status or interval fails (see [`known`]).
+impl TryFrom<plan::Model> for Plan {
+    type Error = DbErr;
+
+    fn try_from(m: plan::Model) -> Result<Self, DbErr> {
+        Ok(Self {
+            billing_interval: BillingInterval::of(&m)?,
+            status: PlanStatus::of(&m)?,
             id: m.id,
             product_id: m.product_id,
             key: m.key,
             name: m.name,
             description: m.description,
-            billing_interval: BillingInterval::parse(&m.billing_interval),
-            status: PlanStatus::parse(&m.status),
             copied_from_plan_id: m.copied_from_plan_id,
             created_at: m.created_at,
             published_at: m.published_at,
-        }
+        })
     }
 }
 
@@ -252,65 +272,99 @@ pub struct PlanCredit {
 }
 
 impl PlanCredit {
-    fn from_model(m: plan_credit::Model) -> Self {
-        let included = match (
-            m.included_micros,
-            m.reset_interval.as_deref().and_then(Interval::parse),
-        ) {
-            (Some(amount), Some(reset_interval)) => Some(Allowance {
+    /// A stored plan credit. Every stored choice must be one this version
+    /// knows, and what comes in pairs (an allowance's amount and interval,
+    /// a recurring price and its quantity, …) must be whole: anything else
+    /// fails (see [`known`]) rather than reading as "none" or a default.
+    fn from_model(m: plan_credit::Model) -> Result<Self, DbErr> {
+        let id = m.id;
+        let bad = |column: &'static str, value: &str| unknown("plan_credit", column, id, value);
+        let included = match (m.included_micros, m.reset_interval.as_deref()) {
+            (None, None) => None,
+            (Some(amount), Some(interval)) => Some(Allowance {
                 amount: from_micros(amount),
-                reset_interval,
-                rollover: match m.rollover_cap_micros {
-                    Some(cap) if m.rollover == "CAPPED" => Rollover::Capped(from_micros(cap)),
-                    _ => Rollover::None,
+                reset_interval: known(
+                    Interval::parse(interval),
+                    "plan_credit",
+                    "reset_interval",
+                    id,
+                    interval,
+                )?,
+                rollover: match (m.rollover.as_str(), m.rollover_cap_micros) {
+                    ("NONE", None) => Rollover::None,
+                    ("CAPPED", Some(cap)) => Rollover::Capped(from_micros(cap)),
+                    (other, _) => return Err(bad("rollover", other)),
                 },
             }),
-            _ => None,
+            (_, interval) => return Err(bad("reset_interval", interval.unwrap_or("NULL"))),
         };
-        let price = |j: &Option<serde_json::Value>| {
-            j.as_ref()
-                .and_then(|v| serde_json::from_value::<Price>(v.clone()).ok())
+        let price = |column: &'static str, j: &Option<serde_json::Value>| match j {
+            None => Ok(None),
+            Some(v) => serde_json::from_value::<Price>(v.clone())
+                .map(Some)
+                .map_err(|_| bad(column, &v.to_string())),
         };
-        let pricing = m.commitment.as_deref().map(|commitment| PlanPricing {
-            commitment: if commitment == "UPFRONT" {
-                Commitment::Upfront
-            } else {
-                Commitment::PayAsYouGo
-            },
-            top_up_price: price(&m.top_up_price),
-            recurring: match (price(&m.recurring_price), m.recurring_quantity_micros) {
-                (Some(price), Some(q)) => Some(RecurringPrice {
-                    quantity: from_micros(q),
-                    price,
-                }),
-                _ => None,
-            },
-            min_quantity: m.min_quantity_micros.map(from_micros),
-            max_quantity: m.max_quantity_micros.map(from_micros),
-            expiration: m
-                .purchase_expiration
-                .as_deref()
-                .and_then(CalendarDuration::parse),
-            low_credit_limit: m.low_credit_limit_micros.map(|l| {
-                (
-                    from_micros(l),
-                    if m.low_credit_action.as_deref() == Some("BLOCK") {
-                        LowCreditAction::Block
-                    } else {
-                        LowCreditAction::Alert
-                    },
-                )
+        let pricing = match m.commitment.as_deref() {
+            None => None,
+            Some(commitment) => Some(PlanPricing {
+                commitment: match commitment {
+                    "UPFRONT" => Commitment::Upfront,
+                    "PAY_AS_YOU_GO" => Commitment::PayAsYouGo,
+                    other => return Err(bad("commitment", other)),
+                },
+                top_up_price: price("top_up_price", &m.top_up_price)?,
+                recurring: match (
+                    price("recurring_price", &m.recurring_price)?,
+                    m.recurring_quantity_micros,
+                ) {
+                    (Some(price), Some(q)) => Some(RecurringPrice {
+                        quantity: from_micros(q),
+                        price,
+                    }),
+                    (None, None) => None,
+                    (_, q) => {
+                        return Err(bad(
+                            "recurring_quantity_micros",
+                            &q.map_or("NULL".into(), |q| q.to_string()),
+                        ));
+                    }
+                },
+                min_quantity: m.min_quantity_micros.map(from_micros),
+                max_quantity: m.max_quantity_micros.map(from_micros),
+                expiration: match m.purchase_expiration.as_deref() {
+                    None => None,
+                    Some(e) => Some(known(
+                        CalendarDuration::parse(e),
+                        "plan_credit",
+                        "purchase_expiration",
+                        id,
+                        e,
+                    )?),
+                },
+                low_credit_limit: match (m.low_credit_limit_micros, m.low_credit_action.as_deref())
+                {
+                    (None, None) => None,
+                    (Some(l), Some("ALERT")) => Some((from_micros(l), LowCreditAction::Alert)),
+                    (Some(l), Some("BLOCK")) => Some((from_micros(l), LowCreditAction::Block)),
+                    (_, action) => return Err(bad("low_credit_action", action.unwrap_or("NULL"))),
+                },
+                mandatory_purchase: m.mandatory_purchase,
+                auto_top_up: match (m.auto_top_up_below_micros, m.auto_top_up_quantity_micros) {
+                    (Some(below), Some(quantity)) => Some(AutoTopUp {
+                        below: from_micros(below),
+                        quantity: from_micros(quantity),
+                    }),
+                    (None, None) => None,
+                    (_, q) => {
+                        return Err(bad(
+                            "auto_top_up_quantity_micros",
+                            &q.map_or("NULL".into(), |q| q.to_string()),
+                        ));
+                    }
+                },
             }),
-            mandatory_purchase: m.mandatory_purchase,
-            auto_top_up: match (m.auto_top_up_below_micros, m.auto_top_up_quantity_micros) {
-                (Some(below), Some(quantity)) => Some(AutoTopUp {
-                    below: from_micros(below),
-                    quantity: from_micros(quantity),
-                }),
-                _ => None,
-            },
-        });
-        Self {
+        };
+        Ok(Self {
             id: m.id,
             plan_id: m.plan_id,
             credit_system_id: m.credit_system_id,
@@ -318,7 +372,7 @@ impl PlanCredit {
             pricing,
             created_at: m.created_at,
             updated_at: m.updated_at,
-        }
+        })
     }
 
     /// The spending floor a BLOCK limit puts on subscribers' wallets.
@@ -656,7 +710,7 @@ pub async fn create_plan_with(
             && existing.description == description
             && existing.billing_interval == billing_interval.as_str()
         {
-            Ok(existing.into())
+            Ok(existing.try_into()?)
         } else {
             Err(Error::Conflict(
                 format!("a plan with key {key:?} exists"),
@@ -675,7 +729,7 @@ pub async fn create_plan_with(
     )
     .await?;
     txn.commit().await?;
-    Ok(model.into())
+    Ok(model.try_into()?)
 }
 
 /// What [`update_plan`] changes; `None` leaves a field as it is.
@@ -711,7 +765,7 @@ pub async fn update_plan(
     if name.as_ref().is_none_or(|n| *n == plan.name)
         && description.as_ref().is_none_or(|d| *d == plan.description)
     {
-        return Ok(plan.into());
+        return Ok(plan.try_into()?);
     }
     let mut active = plan.into_active_model();
     if let Some(name) = name {
@@ -723,7 +777,7 @@ pub async fn update_plan(
     active.updated_at = Set(clock.now());
     let plan = active.update(&txn).await?;
     txn.commit().await?;
-    Ok(plan.into())
+    Ok(plan.try_into()?)
 }
 
 /// `(key, name, description)` are checked already.
@@ -779,7 +833,8 @@ pub(crate) async fn find_plan(
 pub async fn get_plan(db: &Db, tenant_id: Uuid, which: &Ref) -> Result<Plan, Error> {
     find_plan(db.reader(), tenant_id, which)
         .await?
-        .map(Into::into)
+        .map(Plan::try_from)
+        .transpose()?
         .ok_or_else(|| Error::NotFound("plan", describe(which)))
 }
 
@@ -806,7 +861,11 @@ pub async fn list_plans(
         .limit(page.fetch_limit())
         .all(db.reader())
         .await?;
-    Ok(page.finish(rows.into_iter().map(Into::into).collect()))
+    let items = rows
+        .into_iter()
+        .map(Plan::try_from)
+        .collect::<Result<_, _>>()?;
+    Ok(page.finish(items))
 }
 
 /// Locks a plan for a change and checks it is a draft.
@@ -828,7 +887,7 @@ async fn draft(
         .one(txn)
         .await?
         .ok_or_else(|| Error::NotFound("plan", describe(which)))?;
-    if plan.status != PlanStatus::Draft.as_str() {
+    if PlanStatus::of(&plan)? != PlanStatus::Draft {
         return Err(Error::Conflict(
             format!(
                 "plan {:?} is {}: only drafts can change (duplicatePlan makes a new draft)",
@@ -872,9 +931,9 @@ async fn set_status(
     let plan = find_plan(&txn, tenant_id, which)
         .await?
         .ok_or_else(|| Error::NotFound("plan", describe(which)))?;
-    let from = PlanStatus::parse(&plan.status);
+    let from = PlanStatus::of(&plan)?;
     if from == to {
-        return Ok(plan.into());
+        return Ok(plan.try_into()?);
     }
     let allowed = matches!(
         (from, to),
@@ -897,7 +956,7 @@ async fn set_status(
     }
     let plan = active.update(&txn).await?;
     txn.commit().await?;
-    Ok(plan.into())
+    Ok(plan.try_into()?)
 }
 
 /// A new DRAFT with the same description, plan credits and entitlements.
@@ -918,7 +977,7 @@ pub async fn duplicate_plan(
         .ok_or_else(|| Error::NotFound("plan", describe(which)))?;
     if let Some(existing) = find_plan(&txn, tenant_id, &Ref::Key(key.clone())).await? {
         return if existing.copied_from_plan_id == Some(source.id) && existing.name == name {
-            Ok(existing.into())
+            Ok(existing.try_into()?)
         } else {
             Err(Error::Conflict(
                 format!("a plan with key {key:?} exists"),
@@ -931,7 +990,7 @@ pub async fn duplicate_plan(
         tenant_id,
         source.product_id,
         (&key, &name, &source.description),
-        BillingInterval::parse(&source.billing_interval),
+        BillingInterval::of(&source)?,
         Some(source.id),
         now,
     )
@@ -962,7 +1021,7 @@ pub async fn duplicate_plan(
         row.reset_all().insert(&txn).await?;
     }
     txn.commit().await?;
-    Ok(copy.into())
+    Ok(copy.try_into()?)
 }
 
 // ---------------------------------------------------------------- plan credits
@@ -1144,7 +1203,7 @@ pub async fn attach_credit_system(
         }
     })?;
     txn.commit().await?;
-    Ok(PlanCredit::from_model(model))
+    PlanCredit::from_model(model).map_err(Into::into)
 }
 
 /// Replaces a draft plan credit's allowance and prices.
@@ -1173,7 +1232,7 @@ pub async fn update_plan_credit(
     row.updated_at = Set(clock.now());
     let model = row.update(&txn).await?;
     txn.commit().await?;
-    Ok(PlanCredit::from_model(model))
+    PlanCredit::from_model(model).map_err(Into::into)
 }
 
 /// Removes a credit system (and the entitlements priced in it) from a draft.
@@ -1205,7 +1264,7 @@ pub async fn detach_credit_system(
         .exec(&txn)
         .await?;
     txn.commit().await?;
-    Ok(plan.into())
+    Ok(plan.try_into()?)
 }
 
 pub async fn plan_credits_of(
@@ -1213,7 +1272,7 @@ pub async fn plan_credits_of(
     tenant_id: Uuid,
     plan_ids: &[Uuid],
 ) -> Result<Vec<PlanCredit>, DbErr> {
-    Ok(plan_credit::Entity::find()
+    plan_credit::Entity::find()
         .filter(plan_credit::Column::TenantId.eq(tenant_id))
         .filter(plan_credit::Column::PlanId.is_in(plan_ids.iter().copied()))
         .order_by_asc(plan_credit::Column::Id)
@@ -1221,7 +1280,7 @@ pub async fn plan_credits_of(
         .await?
         .into_iter()
         .map(PlanCredit::from_model)
-        .collect())
+        .collect()
 }
 
 pub async fn plan_credit(db: &Db, tenant_id: Uuid, id: Uuid) -> Result<PlanCredit, Error> {
@@ -1230,6 +1289,7 @@ pub async fn plan_credit(db: &Db, tenant_id: Uuid, id: Uuid) -> Result<PlanCredi
         .one(db.reader())
         .await?
         .map(PlanCredit::from_model)
+        .transpose()?
         .ok_or_else(|| Error::NotFound("planCredit", "with this id".into()))
 }
 
@@ -1318,7 +1378,7 @@ pub async fn remove_entitlement(
         .exec(&txn)
         .await?;
     txn.commit().await?;
-    Ok(plan.into())
+    Ok(plan.try_into()?)
 }
 
 pub async fn entitlements_of(
@@ -1339,14 +1399,14 @@ pub async fn entitlements_of(
 
 /// Plans, products and features by id, for batched reads.
 pub async fn plans_by_ids(db: &Db, tenant_id: Uuid, ids: &[Uuid]) -> Result<Vec<Plan>, DbErr> {
-    Ok(plan::Entity::find()
+    plan::Entity::find()
         .filter(plan::Column::TenantId.eq(tenant_id))
         .filter(plan::Column::Id.is_in(ids.iter().copied()))
         .all(db.reader())
         .await?
         .into_iter()
-        .map(Into::into)
-        .collect())
+        .map(Plan::try_from)
+        .collect()
 }
 
 pub async fn products_by_ids(

@@ -16,7 +16,7 @@ use uuid::Uuid;
 use crate::{
     Clock, Db,
     amount::PRECISION_MAX,
-    error::{Code, DomainError, Invalid},
+    error::{Code, DomainError, Invalid, known},
     input,
     pagination::{Page, PageRequest},
 };
@@ -37,11 +37,11 @@ impl Kind {
         }
     }
 
-    fn parse(s: &str) -> Self {
-        if s == "MONETARY" {
-            Kind::Monetary
-        } else {
-            Kind::Units
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "UNITS" => Some(Kind::Units),
+            "MONETARY" => Some(Kind::Monetary),
+            _ => None,
         }
     }
 }
@@ -64,9 +64,13 @@ pub struct CreditSystem {
     pub updated_at: DateTime<Utc>,
 }
 
-impl From<credit_system::Model> for CreditSystem {
-    fn from(m: credit_system::Model) -> Self {
-        Self {
+/// A stored credit system; an unknown kind fails (see [`known`]).
+impl TryFrom<credit_system::Model> for CreditSystem {
+    type Error = DbErr;
+
+    fn try_from(m: credit_system::Model) -> Result<Self, DbErr> {
+        let kind = known(Kind::parse(&m.kind), "credit_system", "kind", m.id, &m.kind)?;
+        Ok(Self {
             id: m.id,
             tenant_id: m.tenant_id,
             key: m.key,
@@ -75,14 +79,14 @@ impl From<credit_system::Model> for CreditSystem {
             unit_singular: m.unit_singular,
             unit_plural: m.unit_plural,
             precision: m.precision.clamp(0, PRECISION_MAX as i32) as u32,
-            kind: Kind::parse(&m.kind),
+            kind,
             currency: m.currency,
             low_balance_threshold: m
                 .low_balance_threshold_micros
                 .map(crate::amount::from_micros),
             created_at: m.created_at,
             updated_at: m.updated_at,
-        }
+        })
     }
 }
 
@@ -229,7 +233,7 @@ pub async fn create(
     let txn = db.begin_write().await?;
     if let Some(existing) = find_by_key(&txn, tenant_id, &v.key).await? {
         return if same_settings(&existing, &v) {
-            Ok(existing.into())
+            Ok(existing.try_into()?)
         } else {
             Err(Error::KeyTaken(v.key))
         };
@@ -260,7 +264,7 @@ pub async fn create(
         Err(e) => return Err(e.into()),
     };
     txn.commit().await?;
-    Ok(model.into())
+    Ok(model.try_into()?)
 }
 
 /// Changes labels; `precision`, `kind` and `currency` are fixed.
@@ -308,7 +312,7 @@ pub async fn update(
     active.updated_at = Set(clock.now());
     let model = active.update(&txn).await?;
     txn.commit().await?;
-    Ok(model.into())
+    Ok(model.try_into()?)
 }
 
 async fn find_by_key(
@@ -351,7 +355,7 @@ pub async fn resolve(
 }
 
 pub async fn get(db: &Db, tenant_id: Uuid, which: &CreditSystemRef) -> Result<CreditSystem, Error> {
-    Ok(resolve(db.reader(), tenant_id, which).await?.into())
+    Ok(resolve(db.reader(), tenant_id, which).await?.try_into()?)
 }
 
 /// The tenant's credit systems, oldest first.
@@ -370,7 +374,11 @@ pub async fn list(
         .limit(page.fetch_limit())
         .all(db.reader())
         .await?;
-    Ok(page.finish(rows.into_iter().map(Into::into).collect()))
+    let items = rows
+        .into_iter()
+        .map(CreditSystem::try_from)
+        .collect::<Result<_, _>>()?;
+    Ok(page.finish(items))
 }
 
 /// Credit systems by id, for batched reads.
@@ -381,8 +389,8 @@ pub async fn by_ids(db: &Db, tenant_id: Uuid, ids: &[Uuid]) -> Result<Vec<Credit
         .all(db.reader())
         .await?
         .into_iter()
-        .map(Into::into)
-        .collect())
+        .map(CreditSystem::try_from)
+        .collect::<Result<_, _>>()?)
 }
 
 #[cfg(test)]

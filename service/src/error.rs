@@ -147,22 +147,33 @@ impl From<UnknownValue> for sea_orm::DbErr {
 }
 
 /// `parsed`, the reading of `value` stored in `table.column` of row `id`;
-/// `None` is an [`UnknownValue`], logged here with the row it came from.
+/// `None` is an [`UnknownValue`] (as a `DbErr`, so `?` carries it through
+/// every domain error), logged here with the row it came from.
 pub fn known<T>(
     parsed: Option<T>,
     table: &'static str,
     column: &'static str,
     id: impl std::fmt::Display,
     value: &str,
-) -> Result<T, UnknownValue> {
-    parsed.ok_or_else(|| {
-        let id = id.to_string();
-        tracing::error!(table, column, id, value, "stored value not recognised");
-        UnknownValue {
-            table,
-            column,
-            id,
-            value: value.to_owned(),
-        }
-    })
+) -> Result<T, sea_orm::DbErr> {
+    parsed.ok_or_else(|| unknown(table, column, id, value))
+}
+
+/// The error for a stored `value` in `table.column` of row `id` that this
+/// version does not know (logged here, with the row).
+pub fn unknown(
+    table: &'static str,
+    column: &'static str,
+    id: impl std::fmt::Display,
+    value: &str,
+) -> sea_orm::DbErr {
+    let id = id.to_string();
+    tracing::error!(table, column, id, value, "stored value not recognised");
+    UnknownValue {
+        table,
+        column,
+        id,
+        value: value.to_owned(),
+    }
+    .into()
 }

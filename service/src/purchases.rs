@@ -32,7 +32,7 @@ use crate::{
     catalog::{self, PlanCredit},
     credit_systems::{self, CreditSystemRef},
     customers::{self, CustomerRef},
-    error::{Code, DomainError, Invalid},
+    error::{Code, DomainError, Invalid, known},
     idempotency::{self, IdempotencyKey, Request, Seen, fingerprint},
     ledger::{self, Category, WalletRef},
     outbox::{self, EventType},
@@ -68,15 +68,17 @@ impl OrderStatus {
         }
     }
 
-    fn parse(s: &str) -> Self {
-        match s {
-            "PAID" => OrderStatus::Paid,
-            "FAILED" => OrderStatus::Failed,
-            "EXPIRED" => OrderStatus::Expired,
-            "REFUNDED" => OrderStatus::Refunded,
-            "PARTIALLY_REFUNDED" => OrderStatus::PartiallyRefunded,
-            _ => OrderStatus::Pending,
-        }
+    pub const ALL: [OrderStatus; 6] = [
+        OrderStatus::Pending,
+        OrderStatus::Paid,
+        OrderStatus::Failed,
+        OrderStatus::Expired,
+        OrderStatus::Refunded,
+        OrderStatus::PartiallyRefunded,
+    ];
+
+    fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|o| o.as_str() == s)
     }
 }
 
@@ -129,7 +131,13 @@ impl TryFrom<top_up_order::Model> for TopUpOrder {
             plan_credit_id: m.plan_credit_id,
             quantity: from_micros(m.quantity_micros),
             quote,
-            status: OrderStatus::parse(&m.status),
+            status: known(
+                OrderStatus::parse(&m.status),
+                "top_up_order",
+                "status",
+                m.id,
+                &m.status,
+            )?,
             gateway: m.gateway,
             payment_id: m.payment_id,
             paid_at: m.paid_at,

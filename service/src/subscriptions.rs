@@ -177,10 +177,17 @@ async fn interval_of(
     tenant_id: Uuid,
     plan_id: Uuid,
 ) -> Result<BillingInterval, Error> {
-    Ok(catalog::find_plan(conn, tenant_id, &Ref::Id(plan_id))
-        .await?
-        .map(|p| catalog::Plan::from(p).billing_interval)
-        .unwrap_or(BillingInterval::Monthly))
+    match catalog::find_plan(conn, tenant_id, &Ref::Id(plan_id)).await? {
+        Some(p) => Ok(catalog::Plan::try_from(p)?.billing_interval),
+        None => Err(missing_plan(plan_id).into()),
+    }
+}
+
+/// A subscription's plan that is not there: a broken invariant (plans are
+/// never deleted), never read as a default plan.
+fn missing_plan(plan_id: Uuid) -> DbErr {
+    tracing::error!(%plan_id, "a subscription's plan does not exist");
+    DbErr::RecordNotFound(format!("plan {plan_id} of a subscription"))
 }
 
 #[derive(Debug, Clone)]
@@ -231,7 +238,8 @@ pub async fn subscribe(
     let customer = customers::resolve(&txn, tenant_id, &input.customer).await?;
     let plan = catalog::find_plan(&txn, tenant_id, &input.plan)
         .await?
-        .map(catalog::Plan::from)
+        .map(catalog::Plan::try_from)
+        .transpose()?
         .ok_or_else(|| catalog::Error::NotFound("plan", "with this id or key".into()))?;
     let request = Request::new(key, "subscribe", &(customer.id, plan.id, input.start_at));
     let out = idempotency::replay_or::<_, Error>(
@@ -377,7 +385,7 @@ async fn replay(
             .one(conn)
             .await?
         {
-            grants.push(g.into());
+            grants.push(g.try_into()?);
         }
     }
     Ok(SubscribeOutcome {
@@ -463,7 +471,7 @@ pub async fn of_customers(
         let interval = intervals
             .get(&s.plan_id)
             .copied()
-            .unwrap_or(BillingInterval::Monthly);
+            .ok_or_else(|| missing_plan(s.plan_id))?;
         out.entry(s.customer_id)
             .or_default()
             .push(Subscription::from_model(s, interval));

@@ -182,12 +182,24 @@ pub async fn set_time_zone(db: &Db, tenant_id: Uuid, zone: &str) -> Result<chron
 
 /// The tenant's report time zone (UTC unless set).
 pub async fn time_zone(db: &Db, tenant_id: Uuid) -> Result<chrono_tz::Tz, Error> {
-    Ok(tenant::Entity::find_by_id(tenant_id)
+    let Some(t) = tenant::Entity::find_by_id(tenant_id)
         .one(db.reader())
         .await?
-        .and_then(|t| t.time_zone)
-        .and_then(|z| z.parse().ok())
-        .unwrap_or(chrono_tz::UTC))
+    else {
+        return Ok(chrono_tz::UTC);
+    };
+    match t.time_zone {
+        None => Ok(chrono_tz::UTC),
+        // Set through `set_time_zone`, which parsed it: one that no longer
+        // parses is a broken invariant, not UTC.
+        Some(zone) => Ok(crate::error::known(
+            zone.parse().ok(),
+            "tenant",
+            "time_zone",
+            t.id,
+            &zone,
+        )?),
+    }
 }
 
 /// The tenant's admin email, if set.

@@ -158,14 +158,14 @@ pub async fn allocate(
             target.book_time();
             let grants: Vec<Grant> = splits
                 .iter()
-                .filter_map(|(id, _)| target.grant(*id).cloned().map(Into::into))
-                .collect();
+                .filter_map(|(id, _)| target.grant(*id).cloned().map(Grant::try_from))
+                .collect::<Result<_, _>>()?;
             super::ops::record_key(&source, clock, &request, out.id).await?;
             source.finish().await?;
             target.finish().await?;
             Ok(AllocateOutcome {
-                out: out.into(),
-                r#in: r#in.into(),
+                out: out.try_into()?,
+                r#in: r#in.try_into()?,
                 grants,
             })
         },
@@ -210,11 +210,11 @@ async fn replay(
         .all(conn)
         .await?
         .into_iter()
-        .map(Into::into)
-        .collect();
+        .map(Grant::try_from)
+        .collect::<Result<_, _>>()?;
     Ok(AllocateOutcome {
-        out: out.into(),
-        r#in: r#in.into(),
+        out: out.try_into()?,
+        r#in: r#in.try_into()?,
         grants,
     })
 }

@@ -48,11 +48,12 @@ impl LowBalance {
         }
     }
 
-    fn parse(s: &str) -> Self {
+    fn parse(s: &str) -> Option<Self> {
         match s {
-            "LOW" => LowBalance::Low,
-            "DEPLETED" => LowBalance::Depleted,
-            _ => LowBalance::Ok,
+            "OK" => Some(LowBalance::Ok),
+            "LOW" => Some(LowBalance::Low),
+            "DEPLETED" => Some(LowBalance::Depleted),
+            _ => None,
         }
     }
 
@@ -834,7 +835,13 @@ impl<'t> Book<'t> {
         if !self.entries.is_empty() {
             let threshold = self.low_balance_threshold().await?;
             let available = self.available();
-            let before = LowBalance::parse(&self.wallet.low_balance_state);
+            let before = crate::error::known(
+                LowBalance::parse(&self.wallet.low_balance_state),
+                "wallet",
+                "low_balance_state",
+                self.wallet.id,
+                &self.wallet.low_balance_state,
+            )?;
             let after = LowBalance::of(available, threshold);
             if let Some(kind) = before.crossing(after) {
                 flush.events.push(outbox::event(

@@ -24,7 +24,7 @@ use chrono::{DateTime, Utc};
 use entity::{credit_hold, credit_system, invoice, wallet};
 use rust_decimal::Decimal;
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbErr,
     EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, QuerySelect, SqlErr,
 };
 use serde::Serialize;
@@ -41,7 +41,7 @@ use crate::{
     amount::from_micros,
     credit_systems::Kind,
     customers::{self, CustomerRef},
-    error::Invalid,
+    error::{Invalid, known},
     idempotency::{self, IdempotencyKey},
     pagination::{Page, PageRequest},
     pricing::minor_units,
@@ -68,12 +68,18 @@ impl InvoiceStatus {
         }
     }
 
-    fn parse(s: &str) -> Self {
+    fn parse(s: &str) -> Option<Self> {
         match s {
-            "FINALIZED" => InvoiceStatus::Finalized,
-            "VOIDED" => InvoiceStatus::Voided,
-            _ => InvoiceStatus::Pending,
+            "PENDING" => Some(InvoiceStatus::Pending),
+            "FINALIZED" => Some(InvoiceStatus::Finalized),
+            "VOIDED" => Some(InvoiceStatus::Voided),
+            _ => None,
         }
+    }
+
+    /// A stored invoice's status; an unknown one fails (see [`known`]).
+    fn of(m: &invoice::Model) -> Result<Self, DbErr> {
+        known(Self::parse(&m.status), "invoice", "status", m.id, &m.status)
     }
 }
 
@@ -94,9 +100,12 @@ pub struct Invoice {
     pub settled_at: Option<DateTime<Utc>>,
 }
 
-impl From<invoice::Model> for Invoice {
-    fn from(m: invoice::Model) -> Self {
-        Invoice {
+impl TryFrom<invoice::Model> for Invoice {
+    type Error = DbErr;
+
+    fn try_from(m: invoice::Model) -> Result<Self, DbErr> {
+        let status = InvoiceStatus::of(&m)?;
+        Ok(Invoice {
             id: m.id,
             customer_id: m.customer_id,
             external_id: m.external_id,
@@ -105,11 +114,11 @@ impl From<invoice::Model> for Invoice {
             credit_applied: from_micros(m.credit_applied_micros),
             total_due: from_micros(m.subtotal_micros - m.credit_applied_micros),
             note: m.note,
-            status: InvoiceStatus::parse(&m.status),
+            status,
             holds_until: m.holds_until,
             created_at: m.created_at,
             settled_at: m.settled_at,
-        }
+        })
     }
 }
 
@@ -225,7 +234,7 @@ async fn try_apply(
         &txn,
         tenant_id,
         &request,
-        async |id| Ok(load(&txn, tenant_id, id).await?.into()),
+        async |id| Ok(load(&txn, tenant_id, id).await?.try_into()?),
         async || apply_first(&txn, clock, tenant_id, &request, &application, now).await,
     )
     .await?;
@@ -361,7 +370,7 @@ async fn apply_first(
     for book in books {
         book.finish().await?;
     }
-    Ok(model.into())
+    Ok(model.try_into()?)
 }
 
 /// Pure: how much each wallet pays of `amount`, taking live blocks across
@@ -420,7 +429,8 @@ pub async fn get(db: &Db, tenant_id: Uuid, external_id: &str) -> Result<Option<I
     let external_id = parse_external_id(external_id, "externalId")?;
     Ok(find(db.reader(), tenant_id, &external_id)
         .await?
-        .map(Into::into))
+        .map(Invoice::try_from)
+        .transpose()?)
 }
 
 /// Which invoices [`list`] returns; every condition given must hold.
@@ -471,7 +481,11 @@ pub async fn list(
         .limit(page.fetch_limit())
         .all(conn)
         .await?;
-    Ok(page.finish(rows.into_iter().map(Into::into).collect()))
+    let items = rows
+        .into_iter()
+        .map(Invoice::try_from)
+        .collect::<Result<_, _>>()?;
+    Ok(page.finish(items))
 }
 
 /// Spends the held credits (INVOICE entries). Finalizing a finalized
@@ -510,9 +524,9 @@ async fn settle(
     let invoice = find(&txn, tenant_id, &external_id)
         .await?
         .ok_or(Error::NotFound("invoice", "externalId"))?;
-    match InvoiceStatus::parse(&invoice.status) {
+    match InvoiceStatus::of(&invoice)? {
         InvoiceStatus::Pending => {}
-        s if s == to => return Ok(invoice.into()),
+        s if s == to => return Ok(invoice.try_into()?),
         s => {
             return Err(Error::Conflict(
                 format!("invoice {external_id:?} is {} already", s.as_str()),
@@ -545,7 +559,7 @@ async fn settle(
     active.settled_at = Set(Some(now));
     let invoice = active.update(&txn).await?;
     txn.commit().await?;
-    Ok(invoice.into())
+    Ok(invoice.try_into()?)
 }
 
 /// Captures (all of) or releases the invoice's active holds, wallet by
@@ -574,7 +588,14 @@ async fn settle_holds(
             .one(txn)
             .await?
             .ok_or(Error::NotFound("hold", "externalId"))?;
-        if HoldStatus::parse(&hold.status) == HoldStatus::Active {
+        let status = known(
+            HoldStatus::parse(&hold.status),
+            "credit_hold",
+            "status",
+            hold.id,
+            &hold.status,
+        )?;
+        if status == HoldStatus::Active {
             let amount = hold.amount_micros;
             book.return_hold(hold, capture.then_some(amount), None)
                 .await?;

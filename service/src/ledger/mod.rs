@@ -46,7 +46,7 @@ use crate::{
     amount::from_micros,
     credit_systems::{self, CreditSystemRef},
     customers::{self, CustomerRef},
-    error::{Code, DomainError, Invalid},
+    error::{Code, DomainError, Invalid, known},
     input,
 };
 
@@ -170,11 +170,12 @@ impl HoldStatus {
         }
     }
 
-    pub fn parse(s: &str) -> Self {
+    pub fn parse(s: &str) -> Option<Self> {
         match s {
-            "CAPTURED" => HoldStatus::Captured,
-            "RELEASED" => HoldStatus::Released,
-            _ => HoldStatus::Active,
+            "ACTIVE" => Some(HoldStatus::Active),
+            "CAPTURED" => Some(HoldStatus::Captured),
+            "RELEASED" => Some(HoldStatus::Released),
+            _ => None,
         }
     }
 }
@@ -288,26 +289,47 @@ impl Grant {
     }
 }
 
-impl From<credit_grant::Model> for Grant {
-    fn from(m: credit_grant::Model) -> Self {
-        Self {
+/// A stored grant; an unknown category or an unreadable cost basis fails
+/// (see [`known`]).
+impl TryFrom<credit_grant::Model> for Grant {
+    type Error = DbErr;
+
+    fn try_from(m: credit_grant::Model) -> Result<Self, DbErr> {
+        let category = known(
+            Category::parse(&m.category),
+            "credit_grant",
+            "category",
+            m.id,
+            &m.category,
+        )?;
+        let cost_basis = match &m.cost_basis {
+            Some(c) => Some(known(
+                c.parse::<Decimal>().ok(),
+                "credit_grant",
+                "cost_basis",
+                m.id,
+                c,
+            )?),
+            None => None,
+        };
+        Ok(Self {
             id: m.id,
             wallet_id: m.wallet_id,
-            category: Category::parse(&m.category).unwrap_or(Category::Admin),
+            category,
             amount: from_micros(m.amount_micros),
             remaining: from_micros(m.remaining_micros),
             debt_repaid: from_micros(m.debt_repaid_micros),
             effective_at: m.effective_at,
             expires_at: m.expires_at,
             priority: m.priority,
-            cost_basis: m.cost_basis.and_then(|c| c.parse().ok()),
+            cost_basis,
             reason: m.reason,
             metadata: m.metadata,
             source_kind: m.source_kind,
             source_id: m.source_id,
             voided_at: m.voided_at,
             created_at: m.created_at,
-        }
+        })
     }
 }
 
@@ -327,13 +349,23 @@ pub struct Entry {
     pub created_at: DateTime<Utc>,
 }
 
-impl From<ledger_entry::Model> for Entry {
-    fn from(m: ledger_entry::Model) -> Self {
-        Self {
+/// A stored entry; an unknown type fails (see [`known`]).
+impl TryFrom<ledger_entry::Model> for Entry {
+    type Error = DbErr;
+
+    fn try_from(m: ledger_entry::Model) -> Result<Self, DbErr> {
+        let entry_type = known(
+            EntryType::parse(&m.entry_type),
+            "ledger_entry",
+            "entry_type",
+            m.id,
+            &m.entry_type,
+        )?;
+        Ok(Self {
             id: m.id,
             wallet_id: m.wallet_id,
             seq: m.seq,
-            entry_type: EntryType::parse(&m.entry_type).unwrap_or(EntryType::Adjustment),
+            entry_type,
             amount: from_micros(m.amount_micros),
             balance_after: from_micros(m.balance_after_micros),
             grant_id: m.grant_id,
@@ -348,7 +380,7 @@ impl From<ledger_entry::Model> for Entry {
                 description: m.description,
             },
             created_at: m.created_at,
-        }
+        })
     }
 }
 
@@ -395,14 +427,24 @@ impl Hold {
     }
 }
 
-impl From<credit_hold::Model> for Hold {
-    fn from(m: credit_hold::Model) -> Self {
-        Self {
+/// A stored hold; an unknown status fails (see [`known`]).
+impl TryFrom<credit_hold::Model> for Hold {
+    type Error = DbErr;
+
+    fn try_from(m: credit_hold::Model) -> Result<Self, DbErr> {
+        let status = known(
+            HoldStatus::parse(&m.status),
+            "credit_hold",
+            "status",
+            m.id,
+            &m.status,
+        )?;
+        Ok(Self {
             id: m.id,
             wallet_id: m.wallet_id,
             amount: from_micros(m.amount_micros),
             captured: m.captured_micros.map(from_micros),
-            status: HoldStatus::parse(&m.status),
+            status,
             expires_at: m.expires_at,
             attribution: Attribution {
                 feature: m.feature,
@@ -414,7 +456,7 @@ impl From<credit_hold::Model> for Hold {
             },
             created_at: m.created_at,
             settled_at: m.settled_at,
-        }
+        })
     }
 }
 

@@ -30,7 +30,7 @@ use crate::{
     Clock, Db,
     amount::{from_micros, positive_micros, to_micros},
     audit_log, credit_systems, customers,
-    error::Invalid,
+    error::{Invalid, known},
     idempotency::{self, IdempotencyKey, Request},
 };
 
@@ -167,7 +167,7 @@ async fn grants_of_splits(
 ) -> Result<Vec<Grant>, Error> {
     let mut grants = Vec::with_capacity(splits.len());
     for s in splits {
-        grants.push(load_grant(conn, tenant_id, s.grant_id).await?.into());
+        grants.push(load_grant(conn, tenant_id, s.grant_id).await?.try_into()?);
     }
     Ok(grants)
 }
@@ -346,8 +346,8 @@ pub(crate) async fn grant_in(
                 }
             }
             Ok(GrantOutcome {
-                grant: grant.ok_or(Error::NotFound("grant", "grant"))?.into(),
-                entry: entry.into(),
+                grant: grant.ok_or(Error::NotFound("grant", "grant"))?.try_into()?,
+                entry: entry.try_into()?,
             })
         },
     )
@@ -362,8 +362,8 @@ async fn replay_grant(
     let entry = load_entry(conn, tenant_id, entry_id).await?;
     let grant_id = entry.grant_id.ok_or(Error::NotFound("grant", "grant"))?;
     Ok(GrantOutcome {
-        grant: load_grant(conn, tenant_id, grant_id).await?.into(),
-        entry: entry.into(),
+        grant: load_grant(conn, tenant_id, grant_id).await?.try_into()?,
+        entry: entry.try_into()?,
     })
 }
 
@@ -432,7 +432,7 @@ pub async fn consume(
             let splits = book.split_models_of(entry.id);
             book.finish().await?;
             Ok(ConsumeOutcome {
-                entry: entry.into(),
+                entry: entry.try_into()?,
                 splits: splits.into_iter().map(Into::into).collect(),
             })
         },
@@ -497,7 +497,7 @@ async fn replay_consume(
     let entry = load_entry(conn, tenant_id, entry_id).await?;
     let splits = load_splits(conn, tenant_id, entry_id).await?;
     Ok(ConsumeOutcome {
-        entry: entry.into(),
+        entry: entry.try_into()?,
         splits: splits.into_iter().map(Into::into).collect(),
     })
 }
@@ -535,8 +535,8 @@ pub async fn void_grant(
         &request,
         async |entry_id| {
             Ok(VoidOutcome {
-                grant: load_grant(&txn, tenant_id, grant_id).await?.into(),
-                entry: load_entry(&txn, tenant_id, entry_id).await?.into(),
+                grant: load_grant(&txn, tenant_id, grant_id).await?.try_into()?,
+                entry: load_entry(&txn, tenant_id, entry_id).await?.try_into()?,
             })
         },
         async || {
@@ -560,8 +560,8 @@ pub async fn void_grant(
             record_key(&book, clock, &request, entry.id).await?;
             book.finish().await?;
             Ok(VoidOutcome {
-                grant: grant.ok_or(Error::NotFound("grant", "grant"))?.into(),
-                entry: entry.into(),
+                grant: grant.ok_or(Error::NotFound("grant", "grant"))?.try_into()?,
+                entry: entry.try_into()?,
             })
         },
     )
@@ -621,7 +621,7 @@ pub(crate) async fn take_back_in(
         audit_log::note_created(audit_log::Created::Entry, e.id);
     }
     book.finish().await?;
-    Ok((taken, entry.map(Into::into)))
+    Ok((taken, entry.map(Entry::try_from).transpose()?))
 }
 
 // ---------------------------------------------------------------- adjust
@@ -667,11 +667,11 @@ pub async fn adjust(
     let replay = async |entry_id| {
         let entry = load_entry(&txn, tenant_id, entry_id).await?;
         let grant = match entry.grant_id {
-            Some(id) => Some(load_grant(&txn, tenant_id, id).await?.into()),
+            Some(id) => Some(load_grant(&txn, tenant_id, id).await?.try_into()?),
             None => None,
         };
         Ok(AdjustOutcome {
-            entry: entry.into(),
+            entry: entry.try_into()?,
             grant,
         })
     };
@@ -721,8 +721,8 @@ pub async fn adjust(
         record_key(&book, clock, &request, entry.id).await?;
         book.finish().await?;
         Ok(AdjustOutcome {
-            entry: entry.into(),
-            grant: grant.map(Into::into),
+            entry: entry.try_into()?,
+            grant: grant.map(Grant::try_from).transpose()?,
         })
     })
     .await?;
@@ -781,7 +781,7 @@ pub async fn refund_usage(
         let entry = load_entry(&txn, tenant_id, entry_id).await?;
         let splits = load_splits(&txn, tenant_id, entry_id).await?;
         Ok(RefundOutcome {
-            entry: entry.into(),
+            entry: entry.try_into()?,
             grants: grants_of_splits(&txn, tenant_id, &splits).await?,
         })
     };
@@ -865,12 +865,12 @@ pub async fn refund_usage(
         book.book_time();
         let grants: Vec<Grant> = splits
             .iter()
-            .filter_map(|(id, _)| book.grant(*id).cloned().map(Into::into))
-            .collect();
+            .filter_map(|(id, _)| book.grant(*id).cloned().map(Grant::try_from))
+            .collect::<Result<_, _>>()?;
         record_key(&book, clock, &request, entry.id).await?;
         book.finish().await?;
         Ok(RefundOutcome {
-            entry: entry.into(),
+            entry: entry.try_into()?,
             grants,
         })
     })
@@ -951,8 +951,8 @@ pub async fn create_hold(
             record_key(&book, clock, &request, entry.id).await?;
             book.finish().await?;
             Ok(HoldOutcome {
-                hold: hold.into(),
-                entry: Some(entry.into()),
+                hold: hold.try_into()?,
+                entry: Some(entry.try_into()?),
             })
         },
     )
@@ -969,8 +969,8 @@ async fn replay_hold(
     let entry = load_entry(conn, tenant_id, entry_id).await?;
     let hold_id = entry.hold_id.ok_or(Error::NotFound("hold", "hold"))?;
     Ok(HoldOutcome {
-        hold: load_hold(conn, tenant_id, hold_id).await?.into(),
-        entry: Some(entry.into()),
+        hold: load_hold(conn, tenant_id, hold_id).await?.try_into()?,
+        entry: Some(entry.try_into()?),
     })
 }
 
@@ -1040,12 +1040,19 @@ async fn settle_hold(
         book.settle().await?;
         // Settling may just have released it at its deadline.
         let hold = load_hold(&txn, tenant_id, hold_id).await?;
-        match (HoldStatus::parse(&hold.status), captured) {
+        let status = known(
+            HoldStatus::parse(&hold.status),
+            "credit_hold",
+            "status",
+            hold.id,
+            &hold.status,
+        )?;
+        match (status, captured) {
             (HoldStatus::Active, _) => {}
             (HoldStatus::Released, None) => {
                 book.finish().await?;
                 return Ok(HoldOutcome {
-                    hold: hold.into(),
+                    hold: hold.try_into()?,
                     entry: None,
                 });
             }
@@ -1074,8 +1081,8 @@ async fn settle_hold(
         record_key(&book, clock, &request, entry.id).await?;
         book.finish().await?;
         Ok(HoldOutcome {
-            hold: hold.into(),
-            entry: Some(entry.into()),
+            hold: hold.try_into()?,
+            entry: Some(entry.try_into()?),
         })
     })
     .await?;

@@ -278,7 +278,7 @@ async fn grant_category(
         || format!("(a grant of wallet {wallet_id})"),
         |g| g.id.to_string(),
     );
-    known(None, "credit_grant", "category", id, stored).map_err(Into::into)
+    known(None, "credit_grant", "category", id, stored)
 }
 
 /// Live credits expiring in `(now, until]`, per wallet.
@@ -420,7 +420,7 @@ pub async fn grant_pages(
         .await?;
     let mut grouped: HashMap<Uuid, Vec<Grant>> = HashMap::new();
     for g in rows {
-        grouped.entry(g.wallet_id).or_default().push(g.into());
+        grouped.entry(g.wallet_id).or_default().push(g.try_into()?);
     }
     Ok(wallet_ids
         .iter()
@@ -504,7 +504,7 @@ pub async fn entry_pages(
         .await?;
     let mut grouped: HashMap<Uuid, Vec<Entry>> = HashMap::new();
     for e in rows {
-        grouped.entry(e.wallet_id).or_default().push(e.into());
+        grouped.entry(e.wallet_id).or_default().push(e.try_into()?);
     }
     Ok(wallet_ids
         .iter()
@@ -574,14 +574,14 @@ pub async fn counterparties(
 }
 
 pub async fn grants_by_ids(db: &Db, tenant_id: Uuid, ids: &[Uuid]) -> Result<Vec<Grant>, DbErr> {
-    Ok(credit_grant::Entity::find()
+    credit_grant::Entity::find()
         .filter(credit_grant::Column::TenantId.eq(tenant_id))
         .filter(credit_grant::Column::Id.is_in(ids.iter().copied()))
         .all(db.reader())
         .await?
         .into_iter()
-        .map(Into::into)
-        .collect())
+        .map(Grant::try_from)
+        .collect()
 }
 
 pub async fn wallets_by_ids(db: &Db, tenant_id: Uuid, ids: &[Uuid]) -> Result<Vec<Wallet>, DbErr> {
@@ -596,25 +596,25 @@ pub async fn wallets_by_ids(db: &Db, tenant_id: Uuid, ids: &[Uuid]) -> Result<Ve
 }
 
 pub async fn entries_by_ids(db: &Db, tenant_id: Uuid, ids: &[Uuid]) -> Result<Vec<Entry>, DbErr> {
-    Ok(ledger_entry::Entity::find()
+    ledger_entry::Entity::find()
         .filter(ledger_entry::Column::TenantId.eq(tenant_id))
         .filter(ledger_entry::Column::Id.is_in(ids.iter().copied()))
         .all(db.reader())
         .await?
         .into_iter()
-        .map(Into::into)
-        .collect())
+        .map(Entry::try_from)
+        .collect()
 }
 
 pub async fn holds_by_ids(db: &Db, tenant_id: Uuid, ids: &[Uuid]) -> Result<Vec<Hold>, DbErr> {
-    Ok(credit_hold::Entity::find()
+    credit_hold::Entity::find()
         .filter(credit_hold::Column::TenantId.eq(tenant_id))
         .filter(credit_hold::Column::Id.is_in(ids.iter().copied()))
         .all(db.reader())
         .await?
         .into_iter()
-        .map(Into::into)
-        .collect())
+        .map(Hold::try_from)
+        .collect()
 }
 
 /// A wallet of a customer in a credit system, if it exists.

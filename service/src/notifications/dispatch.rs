@@ -198,7 +198,7 @@ async fn low_balance_email(
     };
     let cs = match credit_systems::resolve(txn, event.tenant_id, &CreditSystemRef::Id(cs_id)).await
     {
-        Ok(cs) => credit_systems::CreditSystem::from(cs),
+        Ok(cs) => credit_systems::CreditSystem::try_from(cs)?,
         Err(_) => return Ok(None),
     };
     let Some((subject, body)) =
