@@ -402,6 +402,17 @@ async fn secrets_rotate_reseals_everything_and_keeps_tokens_and_signatures_worki
     let clock = FixedClock::new(Utc::now());
     let (url, hits) = receiver().await;
     let seeded = seed(&t, &clock, &url).await;
+    // A payment provider's secrets too (Mercado Pago: secret and token).
+    service::payments::set_provider(
+        &t.db,
+        &clock,
+        seeded.tenant_id,
+        service::payments::Provider::MercadoPago,
+        "mp-webhook-secret-0123456789",
+        Some("APP_USR-mp-access-token-0123456789"),
+    )
+    .await
+    .unwrap();
     secrets::prepare(&t.db, &clock).await.unwrap();
     let old = t.secrets_key().clone();
     let new = SecretsKey::generate();
@@ -411,11 +422,12 @@ async fn secrets_rotate_reseals_everything_and_keeps_tokens_and_signatures_worki
         ("SECRETS_KEY_NEW", new.to_base64()),
     ];
 
-    // Token secret, endpoint secret, previous secret: three values.
+    // Token secret, endpoint secret, previous secret, the intake's secret
+    // and access token: five values.
     let out = api(&["secrets", "rotate"], &keys);
     assert!(out.status.success(), "{}", text(&out));
     assert!(
-        text(&out).contains("Re-sealed 3 secret(s) of 1 tenant(s)"),
+        text(&out).contains("Re-sealed 5 secret(s) of 1 tenant(s)"),
         "{}",
         text(&out)
     );
@@ -425,7 +437,7 @@ async fn secrets_rotate_reseals_everything_and_keeps_tokens_and_signatures_worki
     assert!(out.status.success(), "{}", text(&out));
     assert!(
         text(&out).contains("Re-sealed 0 secret(s) of 1 tenant(s)")
-            && text(&out).contains("(3 already were)"),
+            && text(&out).contains("(5 already were)"),
         "{}",
         text(&out)
     );
@@ -457,6 +469,36 @@ async fn secrets_rotate_reseals_everything_and_keeps_tokens_and_signatures_worki
             clock.now(),
         ));
     }
+    // The intake's secrets open under the new key, each in its slot.
+    let sealer = db.sealer().unwrap();
+    let intake = entity::payment_intake::Entity::find()
+        .one(db.reader())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(secrets::key_id_of(&intake.secret), Some(new.id().as_str()));
+    assert_eq!(
+        sealer
+            .open(
+                secrets::Slot::PaymentSecret {
+                    intake_id: intake.id
+                },
+                &intake.secret
+            )
+            .unwrap(),
+        "mp-webhook-secret-0123456789"
+    );
+    assert_eq!(
+        sealer
+            .open(
+                secrets::Slot::PaymentAccessToken {
+                    intake_id: intake.id
+                },
+                intake.access_token.as_deref().unwrap()
+            )
+            .unwrap(),
+        "APP_USR-mp-access-token-0123456789"
+    );
     // And what the rotation wrote is no more readable than before.
     let secret = token_secret(&db, seeded.tenant_id).await;
     assert_none_in(

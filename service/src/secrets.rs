@@ -46,7 +46,7 @@ use chacha20poly1305::{
     KeyInit, XChaCha20Poly1305, XNonce,
     aead::{Aead, Payload},
 };
-use entity::{secrets_key_check, tenant, webhook_endpoint};
+use entity::{payment_intake, secrets_key_check, tenant, webhook_endpoint};
 use rand::RngCore;
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseBackend, DbErr, EntityTrait, QueryFilter, QueryOrder,
@@ -559,13 +559,17 @@ enum Column {
     TokenSecret,
     WebhookSecret,
     WebhookPrevious,
+    PaymentSecret,
+    PaymentAccessToken,
 }
 
 impl Column {
-    const ALL: [Column; 3] = [
+    const ALL: [Column; 5] = [
         Column::TokenSecret,
         Column::WebhookSecret,
         Column::WebhookPrevious,
+        Column::PaymentSecret,
+        Column::PaymentAccessToken,
     ];
 
     fn slot(self, row: Uuid) -> Slot {
@@ -573,6 +577,8 @@ impl Column {
             Column::TokenSecret => Slot::CustomerTokenSecret { tenant_id: row },
             Column::WebhookSecret => Slot::WebhookSecret { endpoint_id: row },
             Column::WebhookPrevious => Slot::WebhookPreviousSecret { endpoint_id: row },
+            Column::PaymentSecret => Slot::PaymentSecret { intake_id: row },
+            Column::PaymentAccessToken => Slot::PaymentAccessToken { intake_id: row },
         }
     }
 
@@ -612,6 +618,20 @@ impl Column {
                     .all(conn)
                     .await
             }
+            Column::PaymentSecret | Column::PaymentAccessToken => {
+                let col = self.intake_column();
+                payment_intake::Entity::find()
+                    .select_only()
+                    .column(payment_intake::Column::Id)
+                    .column(col)
+                    .filter(col.is_not_null())
+                    .filter(filter(Expr::col((payment_intake::Entity, col))))
+                    .order_by_asc(payment_intake::Column::Id)
+                    .limit(limit)
+                    .into_tuple()
+                    .all(conn)
+                    .await
+            }
         }
     }
 
@@ -619,6 +639,13 @@ impl Column {
         match self {
             Column::WebhookPrevious => webhook_endpoint::Column::PreviousSecret,
             _ => webhook_endpoint::Column::Secret,
+        }
+    }
+
+    fn intake_column(self) -> payment_intake::Column {
+        match self {
+            Column::PaymentAccessToken => payment_intake::Column::AccessToken,
+            _ => payment_intake::Column::Secret,
         }
     }
 
@@ -644,6 +671,15 @@ impl Column {
                 webhook_endpoint::Entity::update_many()
                     .col_expr(col, Expr::value(new))
                     .filter(webhook_endpoint::Column::Id.eq(id))
+                    .filter(col.eq(old))
+                    .exec(conn)
+                    .await?;
+            }
+            Column::PaymentSecret | Column::PaymentAccessToken => {
+                let col = self.intake_column();
+                payment_intake::Entity::update_many()
+                    .col_expr(col, Expr::value(new))
+                    .filter(payment_intake::Column::Id.eq(id))
                     .filter(col.eq(old))
                     .exec(conn)
                     .await?;
@@ -846,6 +882,18 @@ async fn rotate_tenant(
         values.push((Column::WebhookSecret, e.id, e.secret));
         if let Some(previous) = e.previous_secret {
             values.push((Column::WebhookPrevious, e.id, previous));
+        }
+    }
+    let intakes = payment_intake::Entity::find()
+        .filter(payment_intake::Column::TenantId.eq(tenant_id))
+        .order_by_asc(payment_intake::Column::Id)
+        .lock(LockType::Update)
+        .all(&txn)
+        .await?;
+    for i in intakes {
+        values.push((Column::PaymentSecret, i.id, i.secret));
+        if let Some(token) = i.access_token {
+            values.push((Column::PaymentAccessToken, i.id, token));
         }
     }
     for (column, id, stored) in values {
