@@ -11,7 +11,28 @@ use common::{TestApp, code};
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 
-/// The README's partner walk-through, block by block, as written.
+/// The walk-through's variables as its README `date` line computes them,
+/// from the test's clock: a year from today, and the last 30 days up to
+/// the end of today (midnights UTC).
+fn walk_through_variables(app: &TestApp) -> Value {
+    use chrono::{Days, Months};
+    use service::Clock;
+    let today = app
+        .clock
+        .now()
+        .date_naive()
+        .and_time(chrono::NaiveTime::MIN)
+        .and_utc();
+    let at = |t: chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%dT00:00:00Z").to_string();
+    json!({
+        "expiresAt": at(today.checked_add_months(Months::new(12)).unwrap()),
+        "from": at(today.checked_sub_days(Days::new(30)).unwrap()),
+        "to": at(today.checked_add_days(Days::new(1)).unwrap()),
+    })
+}
+
+/// The README's partner walk-through, block by block, as written, with
+/// the variables its `date` line prints.
 async fn run_walk_through(app: &TestApp) -> Vec<Value> {
     let readme =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
@@ -26,9 +47,15 @@ async fn run_walk_through(app: &TestApp) -> Vec<Value> {
         .map(|b| b.split("```").next().unwrap())
         .collect();
     assert_eq!(blocks.len(), 6);
+    let variables = walk_through_variables(app);
+    assert_eq!(
+        variables,
+        json!({"expiresAt": "2027-01-31T00:00:00Z", "from": "2026-01-01T00:00:00Z", "to": "2026-02-01T00:00:00Z"}),
+        "as the README says for the test's clock"
+    );
     let mut answers = Vec::new();
     for block in blocks {
-        answers.push(app.ok(&app.admin_key, block, json!({})).await);
+        answers.push(app.ok(&app.admin_key, block, variables.clone()).await);
     }
     answers
 }
