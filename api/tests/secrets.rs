@@ -112,7 +112,7 @@ fn forms(secret: &str) -> Vec<Vec<u8>> {
         URL_SAFE_NO_PAD.encode(secret).into_bytes(),
         hex(secret.as_bytes()).into_bytes(),
     ];
-    let is_hex = secret.len() % 2 == 0 && secret.bytes().all(|b| b.is_ascii_hexdigit());
+    let is_hex = secret.len().is_multiple_of(2) && secret.bytes().all(|b| b.is_ascii_hexdigit());
     let key = match secret.strip_prefix("whsec_") {
         Some(b64) => {
             forms.push(b64.as_bytes().to_vec());
