@@ -13,7 +13,7 @@ use common::{World, d};
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 use service::{
     Clock,
-    catalog::{self, Allowance, BillingInterval, PlanCreditTerms, Ref, Rollover},
+    catalog::{self, Ref},
     credit_systems::CreditSystemRef,
     customers::{self, CustomerPatch, CustomerRef, NewCustomer},
     error::{Code, DomainError},
@@ -22,7 +22,6 @@ use service::{
         self, Attribution, EntryType, HoldStatus,
         allocations::{self, AllocateInput},
     },
-    periods::Interval,
     subscriptions::{self, SubscribeInput},
 };
 
@@ -320,50 +319,11 @@ async fn a_consume_replayed_after_its_credits_expired_is_the_original() {
     w.verify().await;
 }
 
-/// A published monthly plan including 100 tokens a month.
-async fn monthly_plan(w: &World) {
-    let (db, clock, t) = (&w.t.db, &w.clock, w.tenant_id);
-    catalog::create_product(db, clock, t, "p", "Product", "")
-        .await
-        .unwrap();
-    catalog::create_plan(
-        db,
-        clock,
-        t,
-        &Ref::Key("p".into()),
-        "monthly",
-        "Monthly",
-        BillingInterval::Monthly,
-    )
-    .await
-    .unwrap();
-    catalog::attach_credit_system(
-        db,
-        clock,
-        t,
-        &Ref::Key("monthly".into()),
-        &CreditSystemRef::Id(w.credit_system_id),
-        &PlanCreditTerms {
-            included: Some(Allowance {
-                amount: d("100"),
-                reset_interval: Interval::Monthly,
-                rollover: Rollover::None,
-            }),
-            pricing: None,
-        },
-    )
-    .await
-    .unwrap();
-    catalog::publish_plan(db, clock, t, &Ref::Key("monthly".into()))
-        .await
-        .unwrap();
-}
-
 #[tokio::test]
 async fn a_subscribe_replayed_after_resets_and_archiving_is_the_original() {
     let w = World::new(0).await;
     let (db, clock, t) = (&w.t.db, &w.clock, w.tenant_id);
-    monthly_plan(&w).await;
+    w.monthly_plan().await;
     let input = SubscribeInput {
         customer: CustomerRef::Id(w.customer_id),
         plan: Ref::Key("monthly".into()),

@@ -14,16 +14,14 @@ use std::{
 };
 
 use chrono::{Months, Utc};
-use common::{World, d};
+use common::World;
 use entity::{allowance_period, job_run, ledger_entry};
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder};
 use service::{
-    catalog::{self, Allowance, BillingInterval, PlanCreditTerms, Ref, Rollover},
-    credit_systems::CreditSystemRef,
+    catalog::Ref,
     customers::{self, CustomerRef, NewCustomer},
     jobs::{self, Job},
     ledger::audit,
-    periods::Interval,
     subscriptions::{self, SubscribeInput},
 };
 
@@ -71,40 +69,7 @@ async fn a_killed_worker_process_is_abandoned_and_the_next_does_its_work_once() 
         Utc::now().checked_sub_months(Months::new(MONTHS)).unwrap() - chrono::Duration::days(1);
     w.clock.set(start);
     let (db, clock, t) = (&w.t.db, &w.clock, w.tenant_id);
-    catalog::create_product(db, clock, t, "p", "Product", "")
-        .await
-        .unwrap();
-    catalog::create_plan(
-        db,
-        clock,
-        t,
-        &Ref::Key("p".into()),
-        "monthly",
-        "Monthly",
-        BillingInterval::Monthly,
-    )
-    .await
-    .unwrap();
-    catalog::attach_credit_system(
-        db,
-        clock,
-        t,
-        &Ref::Key("monthly".into()),
-        &CreditSystemRef::Id(w.credit_system_id),
-        &PlanCreditTerms {
-            included: Some(Allowance {
-                amount: d("100"),
-                reset_interval: Interval::Monthly,
-                rollover: Rollover::None,
-            }),
-            pricing: None,
-        },
-    )
-    .await
-    .unwrap();
-    catalog::publish_plan(db, clock, t, &Ref::Key("monthly".into()))
-        .await
-        .unwrap();
+    w.monthly_plan().await;
     for i in 0..SUBSCRIPTIONS {
         let c = customers::create(
             db,

@@ -132,15 +132,24 @@ async fn authenticate(
             Ok(allowed) => Ok((principal, allowed)),
             Err(limited) => Err(limited.response()),
         },
-        Err(e) if e.code() == service::Code::Internal => Err(unauthenticated(&e)),
-        Err(e) => match state.throttle.record_failure(client) {
-            Ok(allowed) => {
-                let mut response = unauthenticated(&e);
-                allowed.annotate(response.headers_mut());
-                Err(response)
-            }
-            Err(limited) => Err(limited.response()),
-        },
+        Err(e) => Err(refused(state, client, &e)),
+    }
+}
+
+/// The answer to a credential that did not authenticate: 503 when the
+/// database failed; else a 401 counted against the client's
+/// failed-authentication budget (429 once that is spent).
+fn refused(state: &AppState, client: Option<std::net::IpAddr>, e: &api_keys::Error) -> Response {
+    if e.code() == service::Code::Internal {
+        return unauthenticated(e);
+    }
+    match state.throttle.record_failure(client) {
+        Ok(allowed) => {
+            let mut response = unauthenticated(e);
+            allowed.annotate(response.headers_mut());
+            response
+        }
+        Err(limited) => limited.response(),
     }
 }
 
@@ -192,17 +201,7 @@ async fn graphql_ws(
     let from_header = match bearer(&headers) {
         Some(credential) => match authenticate_bearer(&state, credential).await {
             Ok(p) => Some((p, credential.to_owned())),
-            Err(e) if e.code() == service::Code::Internal => return unauthenticated(&e),
-            Err(e) => {
-                return match state.throttle.record_failure(client) {
-                    Ok(allowed) => {
-                        let mut response = unauthenticated(&e);
-                        allowed.annotate(response.headers_mut());
-                        response
-                    }
-                    Err(limited) => limited.response(),
-                };
-            }
+            Err(e) => return refused(&state, client, &e),
         },
         None => None,
     };
@@ -215,7 +214,13 @@ async fn graphql_ws(
 
 /// The key from `Authorization: Bearer <key>` (scheme case-insensitive).
 fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    bearer_value(headers.get(header::AUTHORIZATION)?.to_str().ok()?)
+}
+
+/// The credential of an `Authorization` value `Bearer <key>` (scheme
+/// case-insensitive): a header's, or a WebSocket `connection_init`
+/// payload's.
+pub(crate) fn bearer_value(value: &str) -> Option<&str> {
     let (scheme, key) = value.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| key.trim())
 }

@@ -561,7 +561,6 @@ fn init_credential(payload: &serde_json::Value) -> Option<String> {
         .get("Authorization")
         .or_else(|| payload.get("authorization"))
         .and_then(|v| v.as_str())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, c)| c.trim().to_owned())
+        .and_then(super::bearer_value)
+        .map(str::to_owned)
 }

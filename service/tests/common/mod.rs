@@ -63,6 +63,50 @@ impl World {
         )
     }
 
+    /// Product `p` with a published plan `monthly` including 100 credits
+    /// of this world's credit system a month (no rollover).
+    pub async fn monthly_plan(&self) {
+        use service::{
+            catalog::{self, Allowance, BillingInterval, PlanCreditTerms, Ref, Rollover},
+            periods::Interval,
+        };
+        let (db, clock, t) = (&self.t.db, &self.clock, self.tenant_id);
+        catalog::create_product(db, clock, t, "p", "Product", "")
+            .await
+            .unwrap();
+        catalog::create_plan(
+            db,
+            clock,
+            t,
+            &Ref::Key("p".into()),
+            "monthly",
+            "Monthly",
+            BillingInterval::Monthly,
+        )
+        .await
+        .unwrap();
+        catalog::attach_credit_system(
+            db,
+            clock,
+            t,
+            &Ref::Key("monthly".into()),
+            &CreditSystemRef::Id(self.credit_system_id),
+            &PlanCreditTerms {
+                included: Some(Allowance {
+                    amount: d("100"),
+                    reset_interval: Interval::Monthly,
+                    rollover: Rollover::None,
+                }),
+                pricing: None,
+            },
+        )
+        .await
+        .unwrap();
+        catalog::publish_plan(db, clock, t, &Ref::Key("monthly".into()))
+            .await
+            .unwrap();
+    }
+
     pub fn key(&self) -> String {
         let n = self
             .next_key
