@@ -107,8 +107,6 @@ pub struct Sockets(Arc<Registry>);
 #[derive(Default)]
 struct Registry {
     open: Mutex<Open>,
-    /// Pokes the watcher to re-check every credential now.
-    recheck: Notify,
 }
 
 #[derive(Default)]
@@ -142,21 +140,6 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Sockets {
-    /// Sockets open now.
-    pub fn len(&self) -> usize {
-        lock(&self.0.open).sockets.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Re-checks every open socket's credential now (also done on every
-    /// [`revocations::announce`]).
-    pub fn recheck_now(&self) {
-        self.0.recheck.notify_one();
-    }
-
     fn register(
         &self,
         credential: &str,
@@ -228,7 +211,6 @@ impl Sockets {
                     _ = tick.tick() => last_recheck.elapsed() >= RECHECK_EVERY,
                     () = announced.notified() => true,
                     changed = in_process.changed() => changed.is_ok(),
-                    () = registry.recheck.notified() => true,
                 };
                 let sockets = Sockets(registry);
                 let now = clock.now();
