@@ -42,6 +42,7 @@ pub mod error;
 pub mod expiry;
 pub mod exports;
 pub mod idempotency;
+pub mod ids;
 pub mod input;
 pub mod jobs;
 pub mod ledger;
