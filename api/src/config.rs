@@ -70,6 +70,14 @@ pub struct ServeArgs {
     pub listen_addr: SocketAddr,
     #[arg(long, env = "WORKER", value_enum, default_value = "auto")]
     pub worker: WorkerMode,
+    /// Where to serve Prometheus metrics (`GET /metrics`), apart from the
+    /// API's port, or `off`. A separate `worker` process defaults to
+    /// 127.0.0.1:9465, so the two can share a host.
+    #[arg(long, env = "METRICS_ADDR", default_value = "127.0.0.1:9464")]
+    pub metrics_addr: worker::observability::MetricsAddr,
+    /// `human` (default) or `json` (one object per line).
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "human")]
+    pub log_format: worker::observability::LogFormat,
     /// Browser origins allowed to call the API (CORS), comma-separated,
     /// e.g. `https://app.example.com,http://localhost:5173`; `*` allows
     /// any. Empty (default): no CORS headers, browsers on other origins are

@@ -4,4 +4,5 @@
 pub mod config;
 pub mod graphql;
 pub mod http;
+pub mod observe;
 pub mod server;

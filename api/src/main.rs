@@ -282,12 +282,6 @@ async fn audit(database: &DatabaseArgs) -> anyhow::Result<()> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,sqlx=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let _telemetry = worker::observability::init("credits-api", args.log_format)?;
     api::server::run(args, Arc::new(SystemClock), worker::shutdown_signal()).await
 }

@@ -53,6 +53,10 @@ pub async fn run(
             token.cancel();
         }
     });
+    if let Some(addr) = args.metrics_addr.0 {
+        worker::observability::serve_metrics(addr, db.clone(), clock.clone(), token.clone())
+            .await?;
+    }
     let worker = args.runs_worker().then(|| {
         tokio::spawn(worker::run(
             db.clone(),

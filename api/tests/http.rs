@@ -325,12 +325,26 @@ async fn job_runs_show_in_the_jobs_query_and_metrics() {
     let (_, body) = app.gql(Some(&read), "{ jobs { name } }", json!({})).await;
     assert_eq!(code(&body), "FORBIDDEN");
 
-    let metrics = reqwest::get(app.url("/metrics"))
+    // Metrics are served on a listener of their own (METRICS_ADDR), never
+    // on the API's port.
+    let on_api = reqwest::get(app.url("/metrics")).await.unwrap();
+    assert_eq!(on_api.status(), 404);
+    let stop = tokio_util::sync::CancellationToken::new();
+    let addr = worker::observability::serve_metrics(
+        "127.0.0.1:0".parse().unwrap(),
+        app.t.db.clone(),
+        std::sync::Arc::new(app.clock.clone()),
+        stop.clone(),
+    )
+    .await
+    .unwrap();
+    let metrics = reqwest::get(format!("http://{addr}/metrics"))
         .await
         .unwrap()
         .text()
         .await
         .unwrap();
+    stop.cancel();
     assert!(
         metrics.contains(r#"credits_job_runs_total{job="expiry_sweep",status="succeeded"} 1"#),
         "{metrics}"

@@ -16,6 +16,7 @@
 use std::{fmt, str::FromStr, time::Duration};
 
 use futures_util::future::BoxFuture;
+use tracing::Instrument as _;
 
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{
@@ -230,9 +231,21 @@ impl Db {
         if self.backend() == DatabaseBackend::Sqlite {
             options.sqlite_transaction_mode = Some(SqliteTransactionMode::Immediate);
         }
-        let inner = self.write.begin_with_options(options).await?;
+        // A span per write transaction (a child of the request's, job's or
+        // delivery's span in traces), open until it commits or drops.
+        let span = tracing::info_span!("db.transaction", otel.kind = "client");
+        let started = std::time::Instant::now();
+        let inner = self
+            .write
+            .begin_with_options(options)
+            .instrument(span.clone())
+            .await?;
+        crate::metrics::write_acquired(started.elapsed());
         crate::audit_log::on_begin();
-        Ok(WriteTxn { inner })
+        Ok(WriteTxn {
+            inner: Some(Box::new(inner)),
+            _span: span,
+        })
     }
 
     /// How many write transactions a batch job runs side by side:
@@ -305,24 +318,57 @@ impl Db {
 /// can forget the audit row, and none needs to know about it.
 ///
 /// [`commit`]: WriteTxn::commit
+///
+/// The transaction is boxed so its address stays put while it is open:
+/// the ledger entries it writes are counted by that address and reach the
+/// `credits_ledger_entries_total` metric only when it commits
+/// ([`crate::metrics`]).
 #[derive(Debug)]
 pub struct WriteTxn {
-    inner: DatabaseTransaction,
+    /// `None` only once committed or rolled back.
+    inner: Option<Box<DatabaseTransaction>>,
+    /// The `db.transaction` span, closed with the transaction.
+    _span: tracing::Span,
 }
 
 impl WriteTxn {
+    fn txn(&self) -> &DatabaseTransaction {
+        self.inner
+            .as_deref()
+            .expect("a WriteTxn is open until commit or rollback consumes it")
+    }
+
     /// Writes the scope's audit row (if due), then commits.
-    pub async fn commit(self) -> Result<(), DbErr> {
-        let audited = crate::audit_log::before_commit(&self.inner).await?;
-        self.inner.commit().await?;
+    pub async fn commit(mut self) -> Result<(), DbErr> {
+        let audited = crate::audit_log::before_commit(self.txn()).await?;
+        let inner = self.inner.take().expect("open until consumed");
+        let key = std::ptr::from_ref::<DatabaseTransaction>(&inner) as usize;
+        let result = inner.commit().await;
+        match result {
+            Ok(()) => crate::metrics::entries_committed(key),
+            Err(_) => crate::metrics::entries_dropped(key),
+        }
+        result?;
         crate::audit_log::after_commit(audited);
         Ok(())
     }
 
     /// Rolls back (dropping the transaction does too, on the connection's
     /// next use).
-    pub async fn rollback(self) -> Result<(), DbErr> {
-        self.inner.rollback().await
+    pub async fn rollback(mut self) -> Result<(), DbErr> {
+        let inner = self.inner.take().expect("open until consumed");
+        crate::metrics::entries_dropped(std::ptr::from_ref::<DatabaseTransaction>(&inner) as usize);
+        inner.rollback().await
+    }
+}
+
+impl Drop for WriteTxn {
+    fn drop(&mut self) {
+        if let Some(inner) = &self.inner {
+            crate::metrics::entries_dropped(
+                std::ptr::from_ref::<DatabaseTransaction>(inner) as usize
+            );
+        }
     }
 }
 
@@ -330,30 +376,30 @@ impl std::ops::Deref for WriteTxn {
     type Target = DatabaseTransaction;
 
     fn deref(&self) -> &DatabaseTransaction {
-        &self.inner
+        self.txn()
     }
 }
 
 #[async_trait::async_trait]
 impl ConnectionTrait for WriteTxn {
     fn get_database_backend(&self) -> DatabaseBackend {
-        self.inner.get_database_backend()
+        self.txn().get_database_backend()
     }
 
     async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
-        self.inner.execute_raw(stmt).await
+        self.txn().execute_raw(stmt).await
     }
 
     async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
-        self.inner.execute_unprepared(sql).await
+        self.txn().execute_unprepared(sql).await
     }
 
     async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
-        self.inner.query_one_raw(stmt).await
+        self.txn().query_one_raw(stmt).await
     }
 
     async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
-        self.inner.query_all_raw(stmt).await
+        self.txn().query_all_raw(stmt).await
     }
 }
 

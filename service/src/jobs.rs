@@ -176,6 +176,7 @@ impl JobRun {
 /// returns; a failure is recorded with its message and returned. While
 /// it runs it renews its `lease` ([`Lease::heartbeat`]); earlier runs of
 /// the job whose lease ran out are marked `ABANDONED` first.
+#[tracing::instrument(name = "job.run", skip_all, fields(job = job.as_str()))]
 pub async fn record<E, F>(
     db: &Db,
     clock: &dyn Clock,
@@ -283,6 +284,8 @@ pub async fn claim_tick(
 
 /// Like [`record`], for a job that runs every few seconds: a run that
 /// handled nothing and succeeded leaves no record.
+/// (Its span is at debug level: it runs every few seconds, mostly idle.)
+#[tracing::instrument(name = "job.run", level = "debug", skip_all, fields(job = job.as_str()))]
 pub async fn record_if_busy<E, F>(db: &Db, clock: &dyn Clock, job: Job, work: F) -> Result<u64, E>
 where
     E: std::fmt::Display + From<DbErr>,

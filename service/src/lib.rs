@@ -48,6 +48,7 @@ pub mod jobs;
 pub mod ledger;
 pub mod listen;
 pub mod live;
+pub mod metrics;
 pub mod notifications;
 pub mod outbox;
 pub mod pagination;

@@ -374,6 +374,7 @@ pub async fn shutdown_signal() {
     ctrl_c.await.ok();
 }
 
+pub mod observability;
 pub mod queue;
 pub mod transports;
 pub mod wake;

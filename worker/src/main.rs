@@ -25,20 +25,22 @@ struct Cli {
     /// the key file beside the database; PostgreSQL refuses to start.
     #[arg(long, env = "SECRETS_KEY", hide_env_values = true)]
     secrets_key: Option<String>,
+    /// Where to serve Prometheus metrics (`GET /metrics`), or `off`. Not
+    /// the API's 9464, so an API with an embedded worker and a worker of
+    /// its own can share a host.
+    #[arg(long, env = "METRICS_ADDR", default_value = "127.0.0.1:9465")]
+    metrics_addr: worker::observability::MetricsAddr,
+    /// `human` (default) or `json` (one object per line).
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "human")]
+    log_format: worker::observability::LogFormat,
     #[command(flatten)]
     worker: worker::WorkerConfig,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,sqlx=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    let _telemetry = worker::observability::init("credits-worker", cli.log_format)?;
     let key = secrets::resolve_key(&cli.database_url, cli.secrets_key.as_deref(), true)?;
     worker::announce_secrets_key(&key);
     let db = Db::connect(&DbConfig {
@@ -56,12 +58,11 @@ async fn main() -> anyhow::Result<()> {
             shutdown.cancel();
         }
     });
-    worker::run(
-        db,
-        std::sync::Arc::new(service::SystemClock),
-        cli.worker,
-        shutdown,
-    )
-    .await?;
+    let clock: std::sync::Arc<dyn service::Clock> = std::sync::Arc::new(service::SystemClock);
+    if let Some(addr) = cli.metrics_addr.0 {
+        worker::observability::serve_metrics(addr, db.clone(), clock.clone(), shutdown.clone())
+            .await?;
+    }
+    worker::run(db, clock, cli.worker, shutdown).await?;
     Ok(())
 }

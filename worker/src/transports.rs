@@ -247,6 +247,10 @@ impl WebhookTransport for HttpTransport {
         for (name, value) in headers {
             request = request.header(name, value);
         }
+        // The delivery's trace context (W3C traceparent), when traced.
+        for (name, value) in crate::observability::trace_headers() {
+            request = request.header(name, value);
+        }
         let mut response = request.send().await.map_err(|e| {
             if refused_by_resolver(&e) {
                 TransportError::Refused(Refusal::NotPublicAddress)

@@ -70,6 +70,7 @@ fn builder() -> SchemaBuilder<QueryRoot, AppMutation, live::SubscriptionRoot> {
     bare_builder()
         .extension(limits::RequestLimits)
         .extension(response_shape::SpecResponse::new(&sdl()))
+        .extension(crate::observe::OperationMetrics)
 }
 
 fn bare_builder() -> SchemaBuilder<QueryRoot, AppMutation, live::SubscriptionRoot> {

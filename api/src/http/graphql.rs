@@ -456,12 +456,14 @@ async fn execute(
     let loaders = loaders::loaders(state.db.clone(), principal.tenant_id, state.clock.now());
     let schema = state.schemas.for_principal(&principal).clone();
     let started = ExecutionStarted::default();
+    let span = crate::observe::operation_span(&principal);
     let request = request.data(principal).data(loaders).data(started.clone());
     let timeout = state.limits.request_timeout;
     // Dropping the execution on timeout drops its database transaction,
     // which rolls it back — unless its COMMIT was already on its way,
     // hence "may or may not" below.
-    let Ok(response) = tokio::time::timeout(timeout, schema.execute(request)).await else {
+    let execution = tracing::Instrument::instrument(schema.execute(request), span);
+    let Ok(response) = tokio::time::timeout(timeout, execution).await else {
         tracing::warn!(
             timeout_secs = timeout.as_secs(),
             "GraphQL request timed out"

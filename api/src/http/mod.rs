@@ -59,7 +59,6 @@ pub fn router(state: AppState) -> Router {
         .route("/graphql/ws", get(graphql_ws))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
         .route("/exports/entries.csv", get(export_entries))
         .route(
             "/payments/stripe/{intake}",
@@ -71,7 +70,7 @@ pub fn router(state: AppState) -> Router {
             axum::routing::post(payments::mercadopago)
                 .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT_BYTES)),
         )
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http().make_span_with(crate::observe::request_span))
         .with_state(state)
 }
 
@@ -270,63 +269,6 @@ async fn readyz(State(state): State<AppState>) -> Response {
 
 /// How long `/readyz` waits for the database.
 pub const READY_WITHIN: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// Prometheus text: job run counts, last duration and last success per job.
-/// Unauthenticated (operator data only, no tenant data): expose it on an
-/// internal network.
-async fn metrics(State(state): State<AppState>) -> Response {
-    let stats = match service::jobs::stats(&state.db, state.clock.now()).await {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!(error = %e, "metrics: reading job runs failed");
-            return (StatusCode::SERVICE_UNAVAILABLE, "database unreachable").into_response();
-        }
-    };
-    let mut out = String::new();
-    out.push_str("# HELP credits_job_runs_total Scheduled job runs by outcome.\n");
-    out.push_str("# TYPE credits_job_runs_total counter\n");
-    for s in &stats {
-        let job = s.job.as_str();
-        out.push_str(&format!(
-            "credits_job_runs_total{{job=\"{job}\",status=\"succeeded\"}} {}\n",
-            s.succeeded
-        ));
-        out.push_str(&format!(
-            "credits_job_runs_total{{job=\"{job}\",status=\"failed\"}} {}\n",
-            s.failed
-        ));
-        out.push_str(&format!(
-            "credits_job_runs_total{{job=\"{job}\",status=\"abandoned\"}} {}\n",
-            s.abandoned
-        ));
-    }
-    out.push_str("# HELP credits_job_last_duration_seconds Duration of the latest finished run.\n");
-    out.push_str("# TYPE credits_job_last_duration_seconds gauge\n");
-    for s in &stats {
-        if let Some(ms) = s.last_duration_ms {
-            out.push_str(&format!(
-                "credits_job_last_duration_seconds{{job=\"{}\"}} {}.{:03}\n",
-                s.job.as_str(),
-                ms / 1000,
-                ms % 1000
-            ));
-        }
-    }
-    out.push_str(
-        "# HELP credits_job_last_success_timestamp_seconds Start of the latest successful run.\n",
-    );
-    out.push_str("# TYPE credits_job_last_success_timestamp_seconds gauge\n");
-    for s in &stats {
-        if let Some(at) = s.last_success_at {
-            out.push_str(&format!(
-                "credits_job_last_success_timestamp_seconds{{job=\"{}\"}} {}\n",
-                s.job.as_str(),
-                at.timestamp()
-            ));
-        }
-    }
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
-}
 
 /// Query parameters of the CSV export.
 #[derive(Debug, serde::Deserialize)]

@@ -605,6 +605,7 @@ impl<K: Hash + Eq + Clone> Bucket<K> {
     }
 
     fn limited(&self, retry_after: Duration) -> Limited {
+        service::metrics::rate_limited(self.policy.name());
         Limited {
             policy: self.policy,
             rate: self.rate,

@@ -960,6 +960,8 @@ impl Flush {
                 .exec(txn)
                 .await?;
         }
+        // Counted as `credits_ledger_entries_total` when `txn` commits.
+        crate::metrics::entries_written(txn, self.entries.iter().map(|e| e.entry_type.as_str()));
         insert_chunked(
             txn,
             self.entries

@@ -258,6 +258,11 @@ pub async fn send_due(
         .insert(&txn)
         .await?;
         txn.commit().await?;
+        crate::metrics::email_attempt(match email.status.as_str() {
+            "SENT" => "sent",
+            "FAILED" => "failed",
+            _ => "retrying",
+        });
     }
     Ok(report)
 }

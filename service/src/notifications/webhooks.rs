@@ -919,6 +919,17 @@ pub async fn deliver_due_with(
     }
 }
 
+#[tracing::instrument(
+    name = "webhook.delivery",
+    skip_all,
+    fields(
+        otel.kind = "client",
+        tenant_id = %d.tenant_id,
+        endpoint_id = %endpoint.id,
+        delivery_id = %d.id,
+        attempt = d.attempts + 1,
+    )
+)]
 async fn attempt(
     db: &Db,
     clock: &dyn Clock,
@@ -944,7 +955,9 @@ async fn attempt(
         ];
         let started = std::time::Instant::now();
         let result = transport.post(&endpoint.url, &headers, &d.body).await;
-        let duration_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
+        let took = started.elapsed();
+        crate::metrics::webhook_duration(took);
+        let duration_ms = i64::try_from(took.as_millis()).unwrap_or(i64::MAX);
         match result {
             Ok(reply) => (
                 retry::classify(Some(reply.status)),
@@ -1070,6 +1083,11 @@ async fn attempt(
         }
     }
     txn.commit().await?;
+    crate::metrics::webhook_attempt(match final_outcome {
+        Outcome::Delivered => "delivered",
+        Outcome::Retry => "retrying",
+        Outcome::Stop => "failed",
+    });
     Ok(final_outcome)
 }
 

@@ -1,0 +1,216 @@
+//! Requests as an operator sees them (issue 19): a span per HTTP request
+//! that continues the caller's W3C `traceparent` and carries the trace id
+//! every log line of the request shows, a span per GraphQL operation
+//! (operation, tenant, key — never arguments), and the
+//! `credits_graphql_requests_total` / `credits_graphql_request_duration_seconds`
+//! metrics per root field ([`OperationMetrics`]).
+//!
+//! The processes' logs, trace export and metrics listener are set up in
+//! `worker::observability`, shared with the worker.
+
+use std::{
+    sync::{Arc, Mutex},
+    time::Instant,
+};
+
+use async_graphql::{
+    PathSegment, Request, ServerResult, Value,
+    extensions::{Extension, ExtensionContext, ExtensionFactory, NextExecute, NextPrepareRequest},
+    parser::types::{ExecutableDocument, Selection, SelectionSet},
+};
+use axum::http::HeaderMap;
+use opentelemetry::{
+    propagation::Extractor,
+    trace::{TraceContextExt as _, TraceId},
+};
+use service::api_keys::{Credential, Principal};
+use tracing::{Span, field::Empty};
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+
+struct Headers<'a>(&'a HeaderMap);
+
+impl Extractor for Headers<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(|k| k.as_str()).collect()
+    }
+}
+
+/// The span of one HTTP request (`TraceLayer::make_span_with`): a child of
+/// the caller's `traceparent` when it sends one, with `trace_id` set —
+/// the exported trace's id when traces are exported, else the caller's, else
+/// a new one — so every log line of the request carries it.
+pub fn request_span<B>(request: &axum::http::Request<B>) -> Span {
+    let span = tracing::info_span!(
+        "http.request",
+        otel.name = %format!("{} {}", request.method(), request.uri().path()),
+        otel.kind = "server",
+        http.request.method = %request.method(),
+        url.path = %request.uri().path(),
+        trace_id = Empty,
+    );
+    let parent =
+        opentelemetry::global::get_text_map_propagator(|p| p.extract(&Headers(request.headers())));
+    let remote = parent.span().span_context().trace_id();
+    let _ = span.set_parent(parent);
+    let exported = span.context().span().span_context().trace_id();
+    let trace_id = [exported, remote]
+        .into_iter()
+        .find(|t| *t != TraceId::INVALID)
+        .unwrap_or_else(|| TraceId::from_bytes(uuid::Uuid::now_v7().into_bytes()));
+    span.record("trace_id", tracing::field::display(trace_id));
+    span
+}
+
+/// The span of one GraphQL operation: who asks (tenant, key or customer
+/// token's customer); [`OperationMetrics`] adds the operation's root
+/// fields once parsed.
+pub fn operation_span(principal: &Principal) -> Span {
+    let span = tracing::info_span!(
+        "graphql",
+        otel.name = "graphql",
+        graphql.operation = Empty,
+        tenant_id = %principal.tenant_id,
+        key_id = Empty,
+        customer_id = Empty,
+    );
+    match &principal.credential {
+        Credential::ApiKey(id) => {
+            span.record("key_id", tracing::field::display(id));
+        }
+        Credential::CustomerToken(scope) => {
+            span.record("customer_id", tracing::field::display(scope.customer_id));
+        }
+    }
+    span
+}
+
+/// Counts and times each executed operation per root field: operation =
+/// the root field's name (bounded by the schema; aliases don't count),
+/// outcome = `ok` or the `extensions.code` of the first error under that
+/// field (or of an error without a path). The duration is the
+/// operation's execution (all its root fields). Requests refused before
+/// execution (unparseable, invalid, over a bound) are not operations.
+pub struct OperationMetrics;
+
+impl ExtensionFactory for OperationMetrics {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(Operation::default())
+    }
+}
+
+/// Root fields of a request's operations: (operation name, [(response
+/// key, field name)]).
+type Roots = Vec<(Option<String>, Vec<(String, String)>)>;
+
+#[derive(Default)]
+struct Operation {
+    roots: Mutex<Roots>,
+}
+
+/// How deep fragments at the root are followed (prepare runs before
+/// validation, which refuses cycles).
+const FRAGMENT_DEPTH_MAX: usize = 4;
+
+fn root_fields(
+    doc: &ExecutableDocument,
+    set: &SelectionSet,
+    depth: usize,
+    out: &mut Vec<(String, String)>,
+) {
+    for item in &set.items {
+        match &item.node {
+            Selection::Field(f) => out.push((
+                f.node.response_key().node.to_string(),
+                f.node.name.node.to_string(),
+            )),
+            Selection::InlineFragment(f) if depth < FRAGMENT_DEPTH_MAX => {
+                root_fields(doc, &f.node.selection_set.node, depth + 1, out);
+            }
+            Selection::FragmentSpread(s) if depth < FRAGMENT_DEPTH_MAX => {
+                if let Some(f) = doc.fragments.get(&s.node.fragment_name.node) {
+                    root_fields(doc, &f.node.selection_set.node, depth + 1, out);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn roots_of(doc: &ExecutableDocument) -> Roots {
+    doc.operations
+        .iter()
+        .map(|(name, op)| {
+            let mut fields = Vec::new();
+            root_fields(doc, &op.node.selection_set.node, 0, &mut fields);
+            (name.map(|n| n.to_string()), fields)
+        })
+        .collect()
+}
+
+fn code_of(error: &async_graphql::ServerError) -> String {
+    match error.extensions.as_ref().and_then(|x| x.get("code")) {
+        Some(Value::String(code)) => code.clone(),
+        _ => service::Code::Validation.as_str().to_owned(),
+    }
+}
+
+#[async_trait::async_trait]
+impl Extension for Operation {
+    async fn prepare_request(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        request: Request,
+        next: NextPrepareRequest<'_>,
+    ) -> ServerResult<Request> {
+        let mut request = next.run(ctx, request).await?;
+        if let Ok(doc) = request.parsed_query() {
+            *self.roots.lock().unwrap_or_else(|e| e.into_inner()) = roots_of(doc);
+        }
+        Ok(request)
+    }
+
+    async fn execute(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        operation_name: Option<&str>,
+        next: NextExecute<'_>,
+    ) -> async_graphql::Response {
+        let fields = {
+            let mut roots = self.roots.lock().unwrap_or_else(|e| e.into_inner());
+            let at = match operation_name {
+                Some(name) => roots.iter().position(|(n, _)| n.as_deref() == Some(name)),
+                None if roots.len() == 1 => Some(0),
+                None => None,
+            };
+            at.map(|i| roots.swap_remove(i).1).unwrap_or_default()
+        };
+        if !fields.is_empty() {
+            let mut names: Vec<&str> = fields.iter().map(|(_, n)| n.as_str()).collect();
+            names.dedup();
+            let names = names.join(",");
+            let span = Span::current();
+            span.record("graphql.operation", names.as_str());
+            let name = format!("graphql {names}");
+            span.record("otel.name", name.as_str());
+            // Once started, an exported span takes a new name only this way.
+            span.context().span().update_name(name);
+        }
+        let started = Instant::now();
+        let response = next.run(ctx, operation_name).await;
+        let took = started.elapsed();
+        for (key, name) in &fields {
+            let error = response.errors.iter().find(|e| match e.path.first() {
+                Some(PathSegment::Field(f)) => f == key,
+                Some(PathSegment::Index(_)) => false,
+                None => true,
+            });
+            let outcome = error.map_or_else(|| "ok".to_owned(), code_of);
+            service::metrics::graphql_operation(name, &outcome, took);
+        }
+        response
+    }
+}
