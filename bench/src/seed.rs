@@ -250,6 +250,10 @@ pub async fn wallets(
             allow_overage: Set(false),
             low_balance_threshold_micros: Set(None),
             low_balance_state: Set("OK".to_owned()),
+            usage_alert_percents: Set(None),
+            usage_alert_level_micros: Set(0),
+            usage_alert_granted_micros: Set(None),
+            usage_alert_grants: Set(None),
             created_at: Set(now),
             updated_at: Set(now),
         });

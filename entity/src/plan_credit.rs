@@ -32,6 +32,9 @@ pub struct Model {
     /// Below this available balance an automatic top-up order is created.
     pub auto_top_up_below_micros: Option<i64>,
     pub auto_top_up_quantity_micros: Option<i64>,
+    /// Usage-% alert thresholds for subscribers' wallets, a JSON array of
+    /// decimal strings (`[]`: off); null: the default.
+    pub usage_alert_percents: Option<Json>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

@@ -20,6 +20,17 @@ pub struct Model {
     /// `OK`, `LOW` or `DEPLETED`: where the balance stood at the last
     /// write, so each crossing is told once.
     pub low_balance_state: String,
+    /// The wallet's own usage-% alert thresholds, a JSON array of decimal
+    /// strings (`[]`: off); null: its plan's, else the default.
+    pub usage_alert_percents: Option<Json>,
+    /// The highest usage-% threshold told (percent × 10⁶; 0: none yet).
+    pub usage_alert_level_micros: i64,
+    /// The credits granted that level was measured against; another
+    /// amount re-arms the level.
+    pub usage_alert_granted_micros: Option<i64>,
+    /// Which live grants made up that amount (`<count>/<newest created_at>`):
+    /// a new period's grant of the same size is other grants.
+    pub usage_alert_grants: Option<String>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

@@ -24,6 +24,7 @@ mod m20261205_000012_audit_log;
 mod m20261205_000013_job_run_lease;
 mod m20261205_000014_plan_description;
 mod m20261205_000016_payment_intake;
+mod m20261206_000017_usage_alerts;
 
 pub struct Migrator;
 
@@ -46,6 +47,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000013_job_run_lease::Migration),
             Box::new(m20261205_000014_plan_description::Migration),
             Box::new(m20261205_000016_payment_intake::Migration),
+            Box::new(m20261206_000017_usage_alerts::Migration),
         ]
     }
 }

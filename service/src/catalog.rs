@@ -267,6 +267,9 @@ pub struct PlanCredit {
     pub credit_system_id: Uuid,
     pub included: Option<Allowance>,
     pub pricing: Option<PlanPricing>,
+    /// Usage-% alert thresholds for subscribers' wallets (`Some([])`:
+    /// off); `None`: the default (see `notifications::usage`).
+    pub usage_alert_percents: Option<Vec<Decimal>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -364,12 +367,18 @@ impl PlanCredit {
                 },
             }),
         };
+        let usage_alert_percents = m
+            .usage_alert_percents
+            .as_ref()
+            .map(|v| crate::notifications::usage::from_json("plan_credit", id, v))
+            .transpose()?;
         Ok(Self {
             id: m.id,
             plan_id: m.plan_id,
             credit_system_id: m.credit_system_id,
             included,
             pricing,
+            usage_alert_percents,
             created_at: m.created_at,
             updated_at: m.updated_at,
         })
@@ -1031,6 +1040,9 @@ pub async fn duplicate_plan(
 pub struct PlanCreditTerms {
     pub included: Option<Allowance>,
     pub pricing: Option<PlanPricing>,
+    /// Usage-% alert thresholds for subscribers' wallets (`Some([])`:
+    /// off); `None`: the default.
+    pub usage_alert_percents: Option<Vec<Decimal>>,
 }
 
 fn validate_terms(
@@ -1054,6 +1066,7 @@ fn validate_terms(
         mandatory_purchase: Set(false),
         auto_top_up_below_micros: Set(None),
         auto_top_up_quantity_micros: Set(None),
+        usage_alert_percents: Set(None),
         ..Default::default()
     };
     if terms.included.is_none() && terms.pricing.is_none() {
@@ -1061,6 +1074,11 @@ fn validate_terms(
             "included",
             "a plan credit needs an included allowance, pricing, or both",
         ));
+    }
+    if let Some(p) = &terms.usage_alert_percents {
+        row.usage_alert_percents = Set(Some(crate::notifications::usage::to_json(
+            &crate::notifications::usage::validate_percents("usageAlertPercents", p)?,
+        )));
     }
     if let Some(a) = &terms.included {
         row.included_micros = Set(Some(positive_micros(

@@ -39,10 +39,11 @@ pub enum EventType {
     TopupRequested,
     TopupRefunded,
     AllowanceReset,
+    UsageThresholdCrossed,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 13] = [
+    pub const ALL: [EventType; 14] = [
         EventType::CreditsGranted,
         EventType::CreditsConsumed,
         EventType::CreditsExpired,
@@ -56,6 +57,7 @@ impl EventType {
         EventType::TopupRequested,
         EventType::TopupRefunded,
         EventType::AllowanceReset,
+        EventType::UsageThresholdCrossed,
     ];
 
     /// The name webhooks carry (`credits.granted`).
@@ -74,6 +76,7 @@ impl EventType {
             EventType::TopupRequested => "topup.requested",
             EventType::TopupRefunded => "topup.refunded",
             EventType::AllowanceReset => "allowance.reset",
+            EventType::UsageThresholdCrossed => "wallet.usage_threshold_crossed",
         }
     }
 

@@ -55,6 +55,7 @@ async fn plan(w: &World, key: &str, rollover: Rollover) {
                 rollover,
             }),
             pricing: None,
+            usage_alert_percents: None,
         },
     )
     .await

@@ -67,6 +67,7 @@ async fn daily_plan(w: &World, key: &str, rollover: Rollover) {
                 rollover,
             }),
             pricing: None,
+            usage_alert_percents: None,
         },
     )
     .await

@@ -238,6 +238,8 @@ async fn low_balance_email_goes_once_per_crossing_over_real_smtp() {
         &ledger::WalletOptions {
             allow_overage: None,
             low_balance_threshold: Some(Some(d("100"))),
+            // Usage-% alerts (on by default) are another test's subject.
+            usage_alert_percents: Some(Some(vec![])),
         },
     )
     .await

@@ -356,6 +356,14 @@ impl PlanCredit {
             },
         })
     }
+    /// Usage-% alert thresholds for subscribers' wallets that set none
+    /// of their own (`[]`: off); null: 75, 90 and 100.
+    async fn usage_alert_percents(&self) -> Option<Vec<ExactDecimal>> {
+        self.0
+            .usage_alert_percents
+            .as_ref()
+            .map(|p| p.iter().copied().map(ExactDecimal).collect())
+    }
     async fn pricing(&self) -> Option<PlanPricing> {
         self.0.pricing.as_ref().map(|p| PlanPricing {
             commitment: p.commitment.into(),
@@ -647,6 +655,7 @@ fn price(
 fn terms(
     included: Option<IncludedAllowanceInput>,
     pricing: Option<PlanPricingInput>,
+    usage_alert_percents: Option<Vec<ExactDecimal>>,
 ) -> ApiResult<catalog::PlanCreditTerms> {
     let included = included.map(|a| catalog::Allowance {
         amount: a.amount.0,
@@ -713,7 +722,11 @@ fn terms(
             })
         }
     };
-    Ok(catalog::PlanCreditTerms { included, pricing })
+    Ok(catalog::PlanCreditTerms {
+        included,
+        pricing,
+        usage_alert_percents: usage_alert_percents.map(|p| p.into_iter().map(|p| p.0).collect()),
+    })
 }
 
 #[derive(InputObject)]
@@ -722,6 +735,9 @@ pub struct AttachCreditSystemInput {
     credit_system: CreditSystemRefInput,
     included: Option<IncludedAllowanceInput>,
     pricing: Option<PlanPricingInput>,
+    /// Usage-% alert thresholds for subscribers' wallets (each above 0
+    /// and at most 1000, at most 10; `[]`: off); null: 75, 90 and 100.
+    usage_alert_percents: Option<Vec<ExactDecimal>>,
 }
 
 #[derive(InputObject)]
@@ -731,6 +747,8 @@ pub struct UpdatePlanCreditInput {
     included: Option<IncludedAllowanceInput>,
     /// Replaces the pricing (null: none).
     pricing: Option<PlanPricingInput>,
+    /// Replaces the usage-% alert thresholds (null: 75, 90 and 100).
+    usage_alert_percents: Option<Vec<ExactDecimal>>,
 }
 
 #[derive(SimpleObject)]
@@ -915,7 +933,7 @@ impl CatalogMutation {
         let (p, app) = app(ctx)?;
         let plan = input.plan.parse(Kind::Plan, "plan")?;
         let cs = input.credit_system.parse("creditSystem")?;
-        let terms = terms(input.included, input.pricing)?;
+        let terms = terms(input.included, input.pricing, input.usage_alert_percents)?;
         let pc =
             catalog::attach_credit_system(&app.db, app.clock(), p.tenant_id, &plan, &cs, &terms)
                 .await?;
@@ -933,7 +951,7 @@ impl CatalogMutation {
     ) -> ApiResult<PlanCreditPayload> {
         let (p, app) = app(ctx)?;
         let id = ids::decode(Kind::PlanCredit, &input.plan_credit, "planCredit")?;
-        let terms = terms(input.included, input.pricing)?;
+        let terms = terms(input.included, input.pricing, input.usage_alert_percents)?;
         let pc = catalog::update_plan_credit(&app.db, app.clock(), p.tenant_id, id, &terms).await?;
         Ok(PlanCreditPayload {
             plan_credit: PlanCredit(pc),

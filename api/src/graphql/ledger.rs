@@ -105,6 +105,17 @@ impl Wallet {
     async fn low_balance_threshold(&self) -> Option<Credits> {
         self.0.low_balance_threshold.map(credits)
     }
+    /// The wallet's own usage-% alert thresholds (`[]`: alerts off); null:
+    /// those of its plan credit, else 75, 90 and 100. Usage % is what was
+    /// used of the credits granted to the wallet now (see README "Usage
+    /// alerts").
+    async fn usage_alert_percents(&self) -> ApiResult<Option<Vec<ExactDecimal>>> {
+        Ok(self
+            .0
+            .usage_alert_percents()
+            .map_err(ledger::Error::from)?
+            .map(|p| p.into_iter().map(ExactDecimal).collect()))
+    }
     /// The balance now, computed from grants and holds (right even before
     /// any expiry sweep has run).
     async fn balance(&self, ctx: &Context<'_>) -> ApiResult<Balance> {
@@ -746,6 +757,10 @@ pub struct ConfigureWalletInput {
     allow_overage: Option<bool>,
     /// `null` clears it.
     low_balance_threshold: async_graphql::MaybeUndefined<Credits>,
+    /// Usage-% alert thresholds (each above 0 and at most 1000, at most
+    /// 10; `[]`: alerts off); `null` clears them (the plan credit's, else
+    /// 75, 90 and 100 apply).
+    usage_alert_percents: async_graphql::MaybeUndefined<Vec<ExactDecimal>>,
 }
 
 #[derive(SimpleObject)]
@@ -1052,6 +1067,10 @@ impl LedgerMutation {
             &ledger::WalletOptions {
                 allow_overage: input.allow_overage,
                 low_balance_threshold: threshold,
+                usage_alert_percents: input
+                    .usage_alert_percents
+                    .map_value(|v| v.into_iter().map(|p| p.0).collect())
+                    .into(),
             },
         )
         .await?;

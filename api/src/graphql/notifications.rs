@@ -142,7 +142,8 @@ impl EmailDelivery {
     async fn id(&self) -> ID {
         ids::encode(Kind::Email, self.email.id)
     }
-    /// `balance_low`, `balance_depleted`, `endpoint_disabled`.
+    /// The template it was written from: `balance_low`,
+    /// `balance_depleted`, `receipt`, `usage_threshold`, `endpoint_disabled`.
     async fn kind(&self) -> &str {
         &self.email.kind
     }
@@ -290,8 +291,9 @@ pub struct CreateWebhookEndpointInput {
     /// Event types: `credits.granted`, `credits.consumed` (only when named),
     /// `credits.expired`, `credits.expiring_soon`, `grant.voided`,
     /// `wallet.balance_low`, `wallet.balance_depleted`,
-    /// `wallet.balance_recovered`, `topup.paid`, `topup.failed`,
-    /// `topup.requested`, `topup.refunded`, `allowance.reset`.
+    /// `wallet.balance_recovered`, `wallet.usage_threshold_crossed`,
+    /// `topup.paid`, `topup.failed`, `topup.requested`, `topup.refunded`,
+    /// `allowance.reset`.
     events: Vec<String>,
     #[graphql(default)]
     description: String,

@@ -242,7 +242,21 @@ pub struct Wallet {
     pub credit_system_id: Uuid,
     pub allow_overage: bool,
     pub low_balance_threshold: Option<Decimal>,
+    /// Its own usage-% alert thresholds as stored (see
+    /// [`Wallet::usage_alert_percents`]).
+    usage_alert_percents: Option<serde_json::Value>,
     pub created_at: DateTime<Utc>,
+}
+
+impl Wallet {
+    /// Its own usage-% alert thresholds (`Some([])`: off); `None`: its
+    /// plan's or the default (see `notifications::usage`).
+    pub fn usage_alert_percents(&self) -> Result<Option<Vec<Decimal>>, DbErr> {
+        self.usage_alert_percents
+            .as_ref()
+            .map(|v| crate::notifications::usage::from_json("wallet", self.id, v))
+            .transpose()
+    }
 }
 
 impl From<wallet::Model> for Wallet {
@@ -253,6 +267,7 @@ impl From<wallet::Model> for Wallet {
             credit_system_id: m.credit_system_id,
             allow_overage: m.allow_overage,
             low_balance_threshold: m.low_balance_threshold_micros.map(from_micros),
+            usage_alert_percents: m.usage_alert_percents,
             created_at: m.created_at,
         }
     }

@@ -1196,6 +1196,9 @@ pub struct WalletOptions {
     pub allow_overage: Option<bool>,
     /// `Some(None)` clears the threshold.
     pub low_balance_threshold: Option<Option<Decimal>>,
+    /// The wallet's own usage-% alert thresholds (`Some(Some([]))`: off);
+    /// `Some(None)` clears them (the plan's or the default apply).
+    pub usage_alert_percents: Option<Option<Vec<Decimal>>>,
 }
 
 /// Sets a wallet's options, creating the wallet if it does not exist yet.
@@ -1221,6 +1224,13 @@ pub async fn configure_wallet(
         Some(None) => Some(None),
         None => None,
     };
+    let usage_alerts = match &options.usage_alert_percents {
+        Some(Some(p)) => Some(Some(crate::notifications::usage::to_json(
+            &crate::notifications::usage::validate_percents("usageAlertPercents", p)?,
+        ))),
+        Some(None) => Some(None),
+        None => None,
+    };
     let book = Book::open(&txn, tenant_id, customer_id, cs.id, now, true)
         .await?
         .ok_or(Error::NotFound("wallet", "customer"))?;
@@ -1230,6 +1240,9 @@ pub async fn configure_wallet(
     }
     if let Some(t) = threshold {
         active.low_balance_threshold_micros = Set(t);
+    }
+    if let Some(p) = usage_alerts {
+        active.usage_alert_percents = Set(p);
     }
     active.updated_at = Set(now);
     let updated = active.update(&txn).await?;

@@ -8,7 +8,7 @@ use std::{collections::HashMap, time::Duration};
 
 use futures_util::StreamExt;
 
-use entity::{customer, outbox_event, webhook_endpoint};
+use entity::{customer, outbox_event, top_up_order, webhook_endpoint};
 use rust_decimal::Decimal;
 use sea_orm::{
     ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
@@ -16,7 +16,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::{email, webhooks};
+use super::{email, usage, webhooks};
 use crate::{
     Clock, Db,
     credit_systems::{self, CreditSystemRef},
@@ -117,13 +117,15 @@ pub async fn dispatch(db: &Db, clock: &dyn Clock, limit: u64) -> Result<u64, web
                 ));
             }
         }
-        if matches!(
-            kind,
-            EventType::WalletBalanceLow | EventType::WalletBalanceDepleted
-        ) && let Some(email) = low_balance_email(&txn, event, kind, now).await?
-        {
-            emails.push(email);
-        }
+        let email = match kind {
+            EventType::WalletBalanceLow | EventType::WalletBalanceDepleted => {
+                low_balance_email(&txn, event, kind, now).await?
+            }
+            EventType::TopupPaid => receipt_email(&txn, event, now).await?,
+            EventType::UsageThresholdCrossed => usage_threshold_email(&txn, event, now).await?,
+            _ => None,
+        };
+        emails.extend(email);
     }
     for chunk in deliveries.chunks(500) {
         entity::webhook_delivery::Entity::insert_many(chunk.to_vec())
@@ -142,7 +144,7 @@ pub async fn dispatch(db: &Db, clock: &dyn Clock, limit: u64) -> Result<u64, web
         .exec(&txn)
         .await?;
     txn.commit().await?;
-    // Consumption may have crossed an auto top-up trigger.
+    // Consumption may have crossed an auto top-up trigger…
     let mut consumed: Vec<(Uuid, Uuid)> = events
         .iter()
         .filter(|e| e.event_type == EventType::CreditsConsumed.as_str())
@@ -150,6 +152,10 @@ pub async fn dispatch(db: &Db, clock: &dyn Clock, limit: u64) -> Result<u64, web
         .collect();
     consumed.sort();
     consumed.dedup();
+    // … or a usage-% alert threshold (see `usage`).
+    if let Err(e) = usage::evaluate(db, clock, &consumed).await {
+        tracing::warn!(error = %e, "usage alerts failed");
+    }
     futures_util::stream::iter(consumed)
         .for_each_concurrent(
             AUTO_TOP_UP_CONCURRENCY,
@@ -216,6 +222,145 @@ async fn low_balance_email(
         Some(event.id),
         kind_name,
         to,
+        subject,
+        body,
+        now,
+    )))
+}
+
+/// The customer of an event's payload (`customerId`), tenant-filtered, and
+/// the address to write to; `None`: no such customer or no address (the
+/// webhook still tells the tenant).
+async fn addressee(
+    txn: &sea_orm::DatabaseTransaction,
+    event: &outbox_event::Model,
+    customer_id: Option<Uuid>,
+) -> Result<Option<(customer::Model, String)>, webhooks::Error> {
+    let Some(customer_id) = customer_id else {
+        return Ok(None);
+    };
+    let Some(customer) = customer::Entity::find_by_id(customer_id)
+        .filter(customer::Column::TenantId.eq(event.tenant_id))
+        .one(txn)
+        .await?
+    else {
+        return Ok(None);
+    };
+    Ok(customer.email.clone().map(|to| (customer, to)))
+}
+
+async fn credit_system_of(
+    txn: &sea_orm::DatabaseTransaction,
+    tenant_id: Uuid,
+    id: Uuid,
+) -> Result<Option<credit_systems::CreditSystem>, webhooks::Error> {
+    Ok(
+        match credit_systems::resolve(txn, tenant_id, &CreditSystemRef::Id(id)).await {
+            Ok(cs) => Some(credit_systems::CreditSystem::try_from(cs)?),
+            Err(_) => None,
+        },
+    )
+}
+
+fn payload_id(p: &serde_json::Value, k: &str) -> Option<Uuid> {
+    p.get(k)
+        .and_then(|v| v.as_str())
+        .and_then(|s| Uuid::try_parse(s).ok())
+}
+
+fn payload_decimal(p: &serde_json::Value, k: &str) -> Option<Decimal> {
+    p.get(k)
+        .and_then(|v| v.as_str())
+        .and_then(|s| s.parse::<Decimal>().ok())
+}
+
+/// The purchase confirmation of a `topup.paid` event, from its order
+/// (loaded here, tenant-filtered): `kind` `receipt`.
+async fn receipt_email(
+    txn: &sea_orm::DatabaseTransaction,
+    event: &outbox_event::Model,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Option<entity::email_delivery::ActiveModel>, webhooks::Error> {
+    let Some(order_id) = payload_id(&event.payload, "orderId") else {
+        return Ok(None);
+    };
+    let Some(order) = top_up_order::Entity::find_by_id(order_id)
+        .filter(top_up_order::Column::TenantId.eq(event.tenant_id))
+        .one(txn)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let order = crate::purchases::TopUpOrder::try_from(order)?;
+    let Some(paid_at) = order.paid_at else {
+        return Ok(None);
+    };
+    let Some((customer, to)) = addressee(txn, event, Some(order.customer_id)).await? else {
+        return Ok(None);
+    };
+    let Some(cs) = credit_system_of(txn, event.tenant_id, order.credit_system_id).await? else {
+        return Ok(None);
+    };
+    let q = &order.quote;
+    let facts = email::ReceiptFacts {
+        order_id: crate::ids::encode(crate::ids::Kind::Order, order.id),
+        quantity: order.quantity,
+        unit_price: Some(q.unit_price).filter(|p| *p > Decimal::ZERO),
+        subtotal: q.subtotal,
+        tax: q.tax,
+        total: q.total,
+        currency: q.currency.clone(),
+        gateway: order.gateway.clone(),
+        payment_id: order.payment_id.clone(),
+        paid_at,
+    };
+    let Some((subject, body)) = email::receipt_message(&customer.name, &cs, &facts) else {
+        return Ok(None);
+    };
+    Ok(Some(email::new_email(
+        event.tenant_id,
+        Some(event.id),
+        email::RECEIPT.name,
+        &to,
+        subject,
+        body,
+        now,
+    )))
+}
+
+/// The email of a `wallet.usage_threshold_crossed` event: `kind`
+/// `usage_threshold`.
+async fn usage_threshold_email(
+    txn: &sea_orm::DatabaseTransaction,
+    event: &outbox_event::Model,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Option<entity::email_delivery::ActiveModel>, webhooks::Error> {
+    let p = &event.payload;
+    let (Some(cs_id), Some(threshold), Some(percent), Some(used), Some(granted)) = (
+        payload_id(p, "creditSystemId"),
+        payload_decimal(p, "threshold"),
+        payload_decimal(p, "usagePercent"),
+        payload_decimal(p, "used"),
+        payload_decimal(p, "granted"),
+    ) else {
+        return Ok(None);
+    };
+    let Some((customer, to)) = addressee(txn, event, payload_id(p, "customerId")).await? else {
+        return Ok(None);
+    };
+    let Some(cs) = credit_system_of(txn, event.tenant_id, cs_id).await? else {
+        return Ok(None);
+    };
+    let Some((subject, body)) =
+        email::usage_threshold_message(&customer.name, &cs, threshold, percent, used, granted)
+    else {
+        return Ok(None);
+    };
+    Ok(Some(email::new_email(
+        event.tenant_id,
+        Some(event.id),
+        email::USAGE_THRESHOLD.name,
+        &to,
         subject,
         body,
         now,

@@ -2,17 +2,20 @@
 //!
 //! Ledger changes write outbox events in their own transaction
 //! ([`crate::outbox`]); [`dispatch`] turns committed events into delivery
-//! rows (one per subscribed webhook endpoint, one email per low-balance
-//! crossing) and marks them dispatched in one transaction, so each event
-//! is dispatched exactly once. [`webhooks::deliver_due`] and
-//! [`email::send_due`] then send what is due, retrying on a finite
-//! schedule, each attempt recorded. The transports are traits the worker
-//! implements (lettre, reqwest): this crate knows no mail or HTTP library.
+//! rows (one per subscribed webhook endpoint; emails for low balance,
+//! receipts and usage alerts) and marks them dispatched in one
+//! transaction, so each event is dispatched exactly once; then it
+//! evaluates usage-% alerts ([`usage`]) off the hot path.
+//! [`webhooks::deliver_due`] and [`email::send_due`] then send what is
+//! due, retrying on a finite schedule, each attempt recorded. The
+//! transports are traits the worker implements (lettre, reqwest): this
+//! crate knows no mail or HTTP library.
 
 pub mod dispatch;
 pub mod email;
 pub mod retry;
 pub mod targets;
+pub mod usage;
 pub mod webhooks;
 
 use std::{future::Future, time::Duration};

@@ -98,6 +98,7 @@ impl World {
                     rollover: Rollover::None,
                 }),
                 pricing: None,
+                usage_alert_percents: None,
             },
         )
         .await
