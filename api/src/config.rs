@@ -71,10 +71,10 @@ pub struct ServeArgs {
     #[arg(long, env = "WORKER", value_enum, default_value = "auto")]
     pub worker: WorkerMode,
     /// Where to serve Prometheus metrics (`GET /metrics`), apart from the
-    /// API's port, or `off`. A separate `worker` process defaults to
-    /// 127.0.0.1:9465, so the two can share a host.
-    #[arg(long, env = "METRICS_ADDR", default_value = "127.0.0.1:9464")]
-    pub metrics_addr: worker::observability::MetricsAddr,
+    /// API's port, or `off`. Unset: 127.0.0.1:9464 if free (a separate
+    /// `worker` process takes 9465, so the two can share a host).
+    #[arg(long, env = "METRICS_ADDR")]
+    pub metrics_addr: Option<worker::observability::MetricsAddr>,
     /// `human` (default) or `json` (one object per line).
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "human")]
     pub log_format: worker::observability::LogFormat,

@@ -15,6 +15,12 @@ use crate::{
     http::{self, AppState, HttpLimits, throttle::RateLimits},
 };
 
+/// The API's metrics address unless `METRICS_ADDR` says otherwise.
+const METRICS_ADDR_DEFAULT: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
+    std::net::Ipv4Addr::LOCALHOST,
+    9464,
+));
+
 /// Runs until `shutdown` resolves.
 pub async fn run(
     args: ServeArgs,
@@ -53,10 +59,14 @@ pub async fn run(
             token.cancel();
         }
     });
-    if let Some(addr) = args.metrics_addr.0 {
-        worker::observability::serve_metrics(addr, db.clone(), clock.clone(), token.clone())
-            .await?;
-    }
+    worker::observability::serve_metrics_as_configured(
+        args.metrics_addr,
+        METRICS_ADDR_DEFAULT,
+        db.clone(),
+        clock.clone(),
+        token.clone(),
+    )
+    .await?;
     let worker = args.runs_worker().then(|| {
         tokio::spawn(worker::run(
             db.clone(),

@@ -50,11 +50,19 @@ async fn the_csv_equals_the_ledger() {
         reader.headers().unwrap().iter().collect::<Vec<_>>(),
         exports::HEADER.to_vec()
     );
+    let header: Vec<String> = reader
+        .headers()
+        .unwrap()
+        .iter()
+        .map(str::to_owned)
+        .collect();
+    let col = |name: &str| header.iter().position(|h| h == name).unwrap();
     let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.unwrap()).collect();
 
-    let q = r#"{ customer(externalId: "acme, inc") { wallets { entries(first: 50) { edges { node { type amount balanceAfter feature eventRef userRef description createdAt } } } } } }"#;
+    let q = r#"{ customer(externalId: "acme, inc") { id wallets { id creditSystem { id } entries(first: 50) { edges { node { id type amount balanceAfter feature eventRef userRef description createdAt grant { id } } } } } } }"#;
     let data = app.ok(&app.admin_key, q, json!({})).await;
-    let mut entries: Vec<Value> = data["customer"]["wallets"][0]["entries"]["edges"]
+    let wallet = &data["customer"]["wallets"][0];
+    let mut entries: Vec<Value> = wallet["entries"]["edges"]
         .as_array()
         .unwrap()
         .iter()
@@ -62,23 +70,35 @@ async fn the_csv_equals_the_ledger() {
         .collect();
     entries.reverse(); // the API lists newest first; the export oldest first
     assert_eq!(rows.len(), entries.len());
+    let s = |v: &Value| v.as_str().unwrap_or_default().to_owned();
     for (row, e) in rows.iter().zip(&entries) {
-        assert_eq!(&row[2], "acme, inc");
-        assert_eq!(&row[3], "tokens");
-        assert_eq!(&row[4], e["type"].as_str().unwrap());
-        assert_eq!(&row[5], e["amount"].as_str().unwrap());
-        assert_eq!(&row[6], e["balanceAfter"].as_str().unwrap());
-        assert_eq!(&row[7], e["feature"].as_str().unwrap_or_default());
-        assert_eq!(&row[9], e["eventRef"].as_str().unwrap_or_default());
-        assert_eq!(&row[10], e["userRef"].as_str().unwrap_or_default());
-        assert_eq!(&row[14], e["description"].as_str().unwrap_or_default());
+        // Every id is the API's, as the GraphQL API shows it.
+        assert_eq!(row[col("entry_id")], s(&e["id"]));
+        assert!(row[col("entry_id")].starts_with("ent_"), "{row:?}");
+        assert_eq!(row[col("customer_id")], s(&data["customer"]["id"]));
+        assert_eq!(row[col("wallet_id")], s(&wallet["id"]));
+        assert_eq!(
+            row[col("credit_system_id")],
+            s(&wallet["creditSystem"]["id"])
+        );
+        assert_eq!(row[col("grant_id")], s(&e["grant"]["id"]));
+        assert_eq!(&row[col("customer_external_id")], "acme, inc");
+        assert_eq!(&row[col("credit_system_key")], "tokens");
+        assert_eq!(row[col("type")], s(&e["type"]));
+        assert_eq!(row[col("amount")], s(&e["amount"]));
+        assert_eq!(row[col("balance_after")], s(&e["balanceAfter"]));
+        assert_eq!(row[col("feature")], s(&e["feature"]));
+        assert_eq!(row[col("event_ref")], s(&e["eventRef"]));
+        assert_eq!(row[col("user_ref")], s(&e["userRef"]));
+        assert_eq!(row[col("description")], s(&e["description"]));
         let api_time =
             chrono::DateTime::parse_from_rfc3339(e["createdAt"].as_str().unwrap()).unwrap();
-        let csv_time = chrono::DateTime::parse_from_rfc3339(&row[1]).unwrap();
+        let csv_time = chrono::DateTime::parse_from_rfc3339(&row[col("created_at")]).unwrap();
         assert_eq!(api_time, csv_time);
     }
-    assert_eq!(&rows[1][14], "said \"hi\", then\nleft");
-    assert_eq!(&rows[0][11], "PROMOTIONAL");
+    assert_eq!(&rows[1][col("description")], "said \"hi\", then\nleft");
+    assert_eq!(&rows[0][col("grant_category")], "PROMOTIONAL");
+    assert!(rows[0][col("grant_id")].starts_with("grt_"));
 
     // Filters: only USAGE; nothing before a time in the future.
     let usage = csv(&app, "?types=USAGE", Some(&app.admin_key))

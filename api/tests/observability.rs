@@ -657,3 +657,71 @@ async fn dashboard_and_alerts_name_only_served_metrics() {
         );
     }
 }
+
+/// METRICS_ADDR unset and its default port taken (a second API on the
+/// host, another test): the API starts without a metrics listener and says
+/// so; an address asked for and taken fails the start.
+#[tokio::test]
+async fn a_taken_metrics_port_warns_by_default_and_fails_when_asked_for() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let t = TestDb::unmigrated().await;
+    // Taken: by this listener, or by whoever holds it already.
+    let _held = std::net::TcpListener::bind("127.0.0.1:9464");
+    let start = |metrics_addr: Option<&str>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_api"));
+        command
+            .current_dir(std::env::temp_dir())
+            .env("DATABASE_URL", &t.url)
+            .env("SECRETS_KEY", t.secrets_key().to_base64())
+            .env("LISTEN_ADDR", "127.0.0.1:0")
+            .env(
+                "MAIL_DIR",
+                std::env::temp_dir().join("credits-observability-mail"),
+            )
+            .env("WORKER", "off")
+            .env("LOG_FORMAT", "json")
+            .env("RUST_LOG", "warn")
+            .env_remove("METRICS_ADDR")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(addr) = metrics_addr {
+            command.env("METRICS_ADDR", addr);
+        }
+        command.spawn().expect("start the api binary")
+    };
+
+    let mut child = start(None);
+    let stderr = child.stderr.take().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let readers = tokio::task::spawn_blocking(move || {
+        let out = std::thread::spawn(move || {
+            BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+                .any(|l| l.starts_with("GraphiQL: "))
+        });
+        let warned = BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+            .any(|l| l.contains("no metrics listener"));
+        (warned, out.join().unwrap())
+    });
+    // The API serves; then stop it so the readers end.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    let (warned, graphiql) = readers.await.unwrap();
+    assert!(graphiql, "the API started");
+    assert!(warned, "a warning names the missing metrics listener");
+
+    let mut child = start(Some("127.0.0.1:9464"));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the API should refuse to start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(!status.success());
+}

@@ -10,6 +10,7 @@ use uuid::Uuid;
 use crate::{
     Db,
     amount::from_micros,
+    ids::{self, Kind},
     ledger::{EntryType, read::statement},
     reports::Scope,
 };
@@ -17,12 +18,17 @@ use crate::{
 /// Rows per page of an export.
 pub const PAGE_ROWS: u64 = 1_000;
 
-/// The CSV header, in column order.
-pub const HEADER: [&str; 16] = [
+/// The CSV header, in column order. Every id is the API's (`ent_…`,
+/// `cus_…`, `ord_…`: [`crate::ids`]), so it works as an argument; each
+/// customer and credit system is also named by its external id and key.
+pub const HEADER: [&str; 21] = [
     "entry_id",
     "created_at",
+    "customer_id",
     "customer_external_id",
+    "credit_system_id",
     "credit_system_key",
+    "wallet_id",
     "type",
     "amount",
     "balance_after",
@@ -30,10 +36,12 @@ pub const HEADER: [&str; 16] = [
     "quantity",
     "event_ref",
     "user_ref",
+    "grant_id",
     "grant_category",
     "order_id",
     "payment_id",
     "description",
+    "counterparty_id",
     "counterparty_external_id",
 ];
 
@@ -49,8 +57,11 @@ pub struct ExportFilter {
 pub struct ExportRow {
     pub entry_id: Uuid,
     pub created_at: DateTime<Utc>,
+    pub customer_id: Uuid,
     pub customer_external_id: String,
+    pub credit_system_id: Uuid,
     pub credit_system_key: String,
+    pub wallet_id: Uuid,
     pub entry_type: String,
     pub amount: Decimal,
     pub balance_after: Decimal,
@@ -58,26 +69,35 @@ pub struct ExportRow {
     pub quantity: Option<Decimal>,
     pub event_ref: Option<String>,
     pub user_ref: Option<String>,
+    pub grant_id: Option<Uuid>,
     pub grant_category: Option<String>,
-    pub order_id: Option<String>,
+    /// The top-up order that bought the entry's grant.
+    pub order_id: Option<Uuid>,
+    /// The payment gateway's id of that order's payment (not ours).
     pub payment_id: Option<String>,
     pub description: Option<String>,
     /// For TRANSFER_OUT: the customer the credits went to; for
     /// TRANSFER_IN: the one they came from.
+    pub counterparty_id: Option<Uuid>,
     pub counterparty_external_id: Option<String>,
 }
 
 impl ExportRow {
     /// The row's fields, in [`HEADER`] order (timestamps ISO 8601 UTC,
     /// amounts exact decimals).
-    pub fn fields(&self) -> [String; 16] {
+    pub fn fields(&self) -> [String; 21] {
         let opt = |o: &Option<String>| o.clone().unwrap_or_default();
+        let id =
+            |kind: Kind, o: Option<Uuid>| o.map(|id| ids::encode(kind, id)).unwrap_or_default();
         [
-            self.entry_id.to_string(),
+            ids::encode(Kind::Entry, self.entry_id),
             self.created_at
                 .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            ids::encode(Kind::Customer, self.customer_id),
             self.customer_external_id.clone(),
+            ids::encode(Kind::CreditSystem, self.credit_system_id),
             self.credit_system_key.clone(),
+            ids::encode(Kind::Wallet, self.wallet_id),
             self.entry_type.clone(),
             self.amount.normalize().to_string(),
             self.balance_after.normalize().to_string(),
@@ -87,10 +107,12 @@ impl ExportRow {
                 .unwrap_or_default(),
             opt(&self.event_ref),
             opt(&self.user_ref),
+            id(Kind::Grant, self.grant_id),
             opt(&self.grant_category),
-            opt(&self.order_id),
+            id(Kind::Order, self.order_id),
             opt(&self.payment_id),
             opt(&self.description),
+            id(Kind::Customer, self.counterparty_id),
             opt(&self.counterparty_external_id),
         ]
     }
@@ -162,12 +184,14 @@ pub async fn page(
     }
     values.push((limit.min(PAGE_ROWS) as i64).into());
     let sql = format!(
-        "SELECT e.id AS entry_id, e.created_at AS created_at, c.external_id AS customer_external_id, \
-           cs.key AS credit_system_key, e.entry_type AS entry_type, e.amount_micros AS amount, \
-           e.balance_after_micros AS balance_after, e.feature AS feature, e.quantity_micros AS quantity, \
-           e.event_ref AS event_ref, e.user_ref AS user_ref, g.category AS grant_category, \
+        "SELECT e.id AS entry_id, e.created_at AS created_at, c.id AS customer_id, \
+           c.external_id AS customer_external_id, cs.id AS credit_system_id, \
+           cs.key AS credit_system_key, e.wallet_id AS wallet_id, e.entry_type AS entry_type, \
+           e.amount_micros AS amount, e.balance_after_micros AS balance_after, e.feature AS feature, \
+           e.quantity_micros AS quantity, e.event_ref AS event_ref, e.user_ref AS user_ref, \
+           e.grant_id AS grant_id, g.category AS grant_category, \
            o.id AS order_id, o.payment_id AS payment_id, e.description AS description, \
-           cc.external_id AS counterparty_external_id \
+           cc.id AS counterparty_id, cc.external_id AS counterparty_external_id \
          FROM ledger_entry e \
            JOIN wallet w ON w.id = e.wallet_id \
            JOIN customer c ON c.id = w.customer_id \
@@ -187,8 +211,11 @@ pub async fn page(
         out.push(ExportRow {
             entry_id: r.try_get("", "entry_id")?,
             created_at: r.try_get("", "created_at")?,
+            customer_id: r.try_get("", "customer_id")?,
             customer_external_id: r.try_get("", "customer_external_id")?,
+            credit_system_id: r.try_get("", "credit_system_id")?,
             credit_system_key: r.try_get("", "credit_system_key")?,
+            wallet_id: r.try_get("", "wallet_id")?,
             entry_type: r.try_get("", "entry_type")?,
             amount: from_micros(r.try_get("", "amount")?),
             balance_after: from_micros(r.try_get("", "balance_after")?),
@@ -196,12 +223,12 @@ pub async fn page(
             quantity: r.try_get::<Option<i64>>("", "quantity")?.map(from_micros),
             event_ref: r.try_get("", "event_ref")?,
             user_ref: r.try_get("", "user_ref")?,
+            grant_id: r.try_get("", "grant_id")?,
             grant_category: r.try_get("", "grant_category")?,
-            order_id: r
-                .try_get::<Option<Uuid>>("", "order_id")?
-                .map(|id| id.simple().to_string()),
+            order_id: r.try_get("", "order_id")?,
             payment_id: r.try_get("", "payment_id")?,
             description: r.try_get("", "description")?,
+            counterparty_id: r.try_get("", "counterparty_id")?,
             counterparty_external_id: r.try_get("", "counterparty_external_id")?,
         });
     }

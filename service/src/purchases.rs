@@ -553,7 +553,10 @@ pub async fn confirm_payment(
             expires_at: expiration.map(|e| e.after(now)),
             priority: None,
             cost_basis: Some(cost_basis),
-            reason: format!("top-up order {}", order.id.simple()),
+            reason: format!(
+                "top-up order {}",
+                crate::ids::encode(crate::ids::Kind::Order, order.id)
+            ),
             metadata: Some(serde_json::json!({
                 "orderId": order.id.simple().to_string(),
                 "gateway": gateway,

@@ -28,14 +28,21 @@ struct Cli {
     /// Where to serve Prometheus metrics (`GET /metrics`), or `off`. Not
     /// the API's 9464, so an API with an embedded worker and a worker of
     /// its own can share a host.
-    #[arg(long, env = "METRICS_ADDR", default_value = "127.0.0.1:9465")]
-    metrics_addr: worker::observability::MetricsAddr,
+    /// Unset: 127.0.0.1:9465 if free.
+    #[arg(long, env = "METRICS_ADDR")]
+    metrics_addr: Option<worker::observability::MetricsAddr>,
     /// `human` (default) or `json` (one object per line).
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "human")]
     log_format: worker::observability::LogFormat,
     #[command(flatten)]
     worker: worker::WorkerConfig,
 }
+
+/// The worker's metrics address unless `METRICS_ADDR` says otherwise (the
+/// API's is 9464, so the two can share a host).
+const METRICS_ADDR_DEFAULT: std::net::SocketAddr = std::net::SocketAddr::V4(
+    std::net::SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, 9465),
+);
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -59,10 +66,14 @@ async fn main() -> anyhow::Result<()> {
         }
     });
     let clock: std::sync::Arc<dyn service::Clock> = std::sync::Arc::new(service::SystemClock);
-    if let Some(addr) = cli.metrics_addr.0 {
-        worker::observability::serve_metrics(addr, db.clone(), clock.clone(), shutdown.clone())
-            .await?;
-    }
+    worker::observability::serve_metrics_as_configured(
+        cli.metrics_addr,
+        METRICS_ADDR_DEFAULT,
+        db.clone(),
+        clock.clone(),
+        shutdown.clone(),
+    )
+    .await?;
     worker::run(db, clock, cli.worker, shutdown).await?;
     Ok(())
 }

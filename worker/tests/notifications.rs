@@ -469,7 +469,12 @@ async fn webhooks_retry_500_timeout_and_429_then_deliver_signed() {
     let body: serde_json::Value = serde_json::from_str(&hits[3].body).unwrap();
     assert_eq!(body["type"], "credits.granted");
     assert_eq!(body["data"]["amount"], "10");
-    assert_eq!(body["tenant"], w.tenant.to_string());
+    assert_eq!(
+        body["tenant"],
+        service::ids::encode(service::ids::Kind::Tenant, w.tenant)
+    );
+    assert_eq!(body["data"]["customer"]["externalId"], "acme");
+    assert_eq!(body["data"]["creditSystem"]["key"], "tokens");
     // Every attempt carries the same event id, and the last one verifies.
     let ids: Vec<_> = hits
         .iter()

@@ -8,6 +8,7 @@ use service::{
     api_keys::Role,
     input,
     ledger::{self, Attribution, read},
+    notifications::payloads,
 };
 
 use super::{
@@ -350,15 +351,26 @@ impl Grant {
     async fn reason(&self) -> &str {
         &self.0.reason
     }
+    /// As given at grantCredits; a purchase's (`orderId`, `gateway`,
+    /// `paymentId`) with the order's id as the API speaks it.
     async fn metadata(&self) -> Option<Json<serde_json::Value>> {
-        self.0.metadata.clone().map(Json)
+        self.0
+            .metadata
+            .as_ref()
+            .map(|m| Json(payloads::grant_metadata(self.0.source_kind.as_deref(), m)))
     }
-    /// What made it (`refund`, `adjustment`, …) and that thing's id.
+    /// What made it (`order`, `allowance`, `refund`, `transfer`,
+    /// `adjustment`, …) and that thing's id (`ord_…`, `sub_…`, the refunded
+    /// usage entry's `ent_…`, the grant moved from's `grt_…`).
     async fn source_kind(&self) -> Option<&str> {
         self.0.source_kind.as_deref()
     }
-    async fn source_id(&self) -> Option<&str> {
-        self.0.source_id.as_deref()
+    async fn source_id(&self) -> Option<String> {
+        let kind = self.0.source_kind.as_deref();
+        self.0
+            .source_id
+            .as_deref()
+            .map(|id| payloads::grant_source_id(kind, id))
     }
     async fn voided_at(&self) -> Option<DateTime<Utc>> {
         self.0.voided_at

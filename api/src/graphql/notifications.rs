@@ -82,9 +82,9 @@ impl WebhookDelivery {
     async fn id(&self) -> ID {
         ids::encode(Kind::WebhookDelivery, self.delivery.id)
     }
-    /// The event id (also the `webhook-id` header).
+    /// The event id (`evt_…`: the body's `id` and the `webhook-id` header).
     async fn event_id(&self) -> String {
-        self.delivery.event_id.to_string()
+        service::notifications::payloads::event_id(self.delivery.event_id)
     }
     async fn event_type(&self) -> &str {
         &self.delivery.event_type

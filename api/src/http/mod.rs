@@ -31,6 +31,7 @@ pub mod payments;
 pub mod serve;
 pub mod sockets;
 pub mod throttle;
+pub mod webhook_schemas;
 
 pub use admission::{Admission, HttpLimits};
 
@@ -60,6 +61,8 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/exports/entries.csv", get(export_entries))
+        .route("/webhooks/schemas", get(webhook_schemas::all))
+        .route("/webhooks/schemas/{event_type}", get(webhook_schemas::one))
         .route(
             "/payments/stripe/{intake}",
             axum::routing::post(payments::stripe)

@@ -16,7 +16,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::{email, usage, webhooks};
+use super::{email, payloads, usage, webhooks};
 use crate::{
     Clock, Db,
     credit_systems::{self, CreditSystemRef},
@@ -91,20 +91,15 @@ pub async fn dispatch(db: &Db, clock: &dyn Clock, limit: u64) -> Result<u64, web
     for e in endpoints {
         by_tenant.entry(e.tenant_id).or_default().push(e.into());
     }
+    let names = payloads::Names::load(&txn, &events).await?;
     let mut deliveries = Vec::new();
     let mut emails = Vec::new();
     for event in &events {
         let Some(kind) = EventType::parse(&event.event_type) else {
             continue;
         };
-        let body = serde_json::json!({
-            "id": event.id,
-            "type": event.event_type,
-            "createdAt": event.created_at,
-            "tenant": event.tenant_id,
-            "data": event.payload,
-        })
-        .to_string();
+        // The public shape: prefixed ids, customers and credit systems named.
+        let body = payloads::body(event, &names).to_string();
         for endpoint in by_tenant.get(&event.tenant_id).into_iter().flatten() {
             if endpoint.events.contains(&kind) {
                 deliveries.push(webhooks::new_delivery(

@@ -13,6 +13,7 @@
 
 pub mod dispatch;
 pub mod email;
+pub mod payloads;
 pub mod retry;
 pub mod targets;
 pub mod usage;

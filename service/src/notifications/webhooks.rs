@@ -4,7 +4,7 @@
 //! Deliveries are signed as the [Standard Webhooks] specification says, so
 //! receivers verify them with its libraries (`standardwebhooks` on npm,
 //! PyPI, crates.io, …). Each POST carries
-//! - `webhook-id`: the event id, the same on every attempt and every
+//! - `webhook-id`: the event id (`evt_…`, the body's `id`), the same on every attempt and every
 //!   redelivery of the event (receivers deduplicate on it: delivery is at
 //!   least once);
 //! - `webhook-timestamp`: Unix seconds of this attempt;
@@ -942,7 +942,7 @@ async fn attempt(
         let now = clock.now();
         let timestamp = now.timestamp();
         // The event id: the same on every attempt and redelivery.
-        let msg_id = d.event_id.to_string();
+        let msg_id = super::payloads::event_id(d.event_id);
         let secrets = signing_secrets(db.sealer()?, endpoint, now)?;
         let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
         let signature =
