@@ -209,6 +209,7 @@ pub async fn wallets(
                 voided_at: Set(None),
                 expiry_notified_at: Set(None),
                 created_at: Set(spec.effective_at),
+                booked: Set(true),
             });
             let e = entry(
                 seq,

@@ -28,6 +28,11 @@ pub struct Model {
     /// When `credits.expiring_soon` was told for it (once per grant).
     pub expiry_notified_at: Option<DateTimeUtc>,
     pub created_at: DateTimeUtc,
+    /// Its GRANT entry is in the ledger. False while a grant effective in
+    /// the future is scheduled: it holds its amount (`remaining`) but the
+    /// wallet's balance and `balance_after` count it only once booked,
+    /// when it becomes spendable.
+    pub booked: bool,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -25,6 +25,7 @@ mod m20261205_000013_job_run_lease;
 mod m20261205_000014_plan_description;
 mod m20261205_000016_payment_intake;
 mod m20261206_000017_usage_alerts;
+mod m20261206_000018_grant_booked;
 
 pub struct Migrator;
 
@@ -48,6 +49,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000014_plan_description::Migration),
             Box::new(m20261205_000016_payment_intake::Migration),
             Box::new(m20261206_000017_usage_alerts::Migration),
+            Box::new(m20261206_000018_grant_booked::Migration),
         ]
     }
 }

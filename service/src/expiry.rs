@@ -1,6 +1,7 @@
 //! The expiry sweep: books what time has done to wallets nobody is writing
 //! to — EXPIRY entries for grants past `expires_at`, RELEASE entries for
-//! holds past their deadline — and marks top-up orders unpaid for 24 hours
+//! holds past their deadline, GRANT entries for scheduled grants that
+//! became effective — and marks top-up orders unpaid for 24 hours
 //! `EXPIRED`. Reads never wait for it (they compute as of now); it keeps
 //! the ledger and the outbox (`credits.expired` events) current.
 //!
@@ -59,6 +60,18 @@ pub async fn sweep(db: &Db, clock: &dyn Clock, limit: u64) -> Result<SweepReport
         .into_tuple()
         .all(db.reader())
         .await?;
+    // Scheduled grants that became effective: their GRANT entries.
+    let scheduled: Vec<Uuid> = credit_grant::Entity::find()
+        .select_only()
+        .column(credit_grant::Column::WalletId)
+        .distinct()
+        .filter(credit_grant::Column::Booked.eq(false))
+        .filter(credit_grant::Column::EffectiveAt.lte(now))
+        .limit(limit)
+        .into_tuple()
+        .all(db.reader())
+        .await?;
+    wallets.extend(scheduled);
     let holds: Vec<Uuid> = credit_hold::Entity::find()
         .select_only()
         .column(credit_hold::Column::WalletId)

@@ -92,7 +92,7 @@ impl Op {
         let answer = match self {
             Op::Grant(i) => ledger::grant(db, &w.clock, w.tenant_id, i)
                 .await
-                .map(|o| o.entry),
+                .map(|o| o.entry.expect("effective now: booked")),
             Op::Consume(i) => ledger::consume(db, &w.clock, w.tenant_id, i)
                 .await
                 .map(|o| o.entry),

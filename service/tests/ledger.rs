@@ -102,23 +102,141 @@ async fn an_expired_grant_is_never_spent_and_the_next_write_books_its_expiry() {
     w.verify().await;
 }
 
+/// The wallet's entries, newest first: (type, amount, balance after).
+async fn entries(w: &World) -> Vec<(EntryType, rust_decimal::Decimal, rust_decimal::Decimal)> {
+    let wallet_id = w.wallet_id().await;
+    read::entry_pages(
+        &w.t.db,
+        w.tenant_id,
+        &[wallet_id],
+        &read::EntryFilter::default(),
+        PageRequest::new(Some(50), None).unwrap(),
+    )
+    .await
+    .unwrap()
+    .remove(&wallet_id)
+    .map(|p| {
+        p.items
+            .iter()
+            .map(|e| (e.entry_type, e.amount, e.balance_after))
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
 #[tokio::test]
 async fn future_grants_wait_until_effective() {
     let w = World::new(0).await;
+    w.grant("2", None).await;
     let mut input = w.grant_input("10");
     input.effective_at = Some(common::t0() + Duration::days(1));
+    let scheduled = ledger::grant(&w.t.db, &w.clock, w.tenant_id, &input)
+        .await
+        .unwrap();
+    // Scheduled: no GRANT entry yet, so balance_after counts only what is
+    // spendable (rule 2 at every instant).
+    assert!(scheduled.entry.is_none());
+    assert_eq!(scheduled.grant.remaining, d("10"));
+    assert_eq!(entries(&w).await, vec![(EntryType::Grant, d("2"), d("2"))]);
+    let balance = w.balance().await;
+    assert_eq!((balance.available, balance.scheduled), (d("2"), d("10")));
+    assert_eq!(
+        w.consume("3").await.unwrap_err().code(),
+        Code::InsufficientCredits
+    );
+    w.verify().await;
+    // A replay names the same grant, still without an entry.
+    let replay = ledger::grant(&w.t.db, &w.clock, w.tenant_id, &input)
+        .await
+        .unwrap();
+    assert_eq!(replay.grant.id, scheduled.grant.id);
+    assert!(replay.entry.is_none());
+    // Effective: reads count it at once, before anything is written...
+    w.clock.advance(Duration::days(1));
+    assert_eq!(w.balance().await.available, d("12"));
+    // ...and the first write books its GRANT entry, dated now, before it.
+    w.consume("3").await.unwrap();
+    assert_eq!(
+        entries(&w).await,
+        vec![
+            (EntryType::Usage, d("-3"), d("9")),
+            (EntryType::Grant, d("10"), d("12")),
+            (EntryType::Grant, d("2"), d("2")),
+        ]
+    );
+    assert_eq!(w.balance().await.available, d("9"));
+    // The replay now shows the entry that was booked.
+    let replay = ledger::grant(&w.t.db, &w.clock, w.tenant_id, &input)
+        .await
+        .unwrap();
+    assert_eq!(
+        replay.entry.map(|e| (e.entry_type, e.amount)),
+        Some((EntryType::Grant, d("10")))
+    );
+    w.verify().await;
+}
+
+#[tokio::test]
+async fn the_sweep_books_scheduled_grants_of_idle_wallets_and_voiding_one_nets_to_nothing() {
+    let w = World::new(0).await;
+    let mut input = w.grant_input("10");
+    input.effective_at = Some(common::t0() + Duration::hours(2));
     ledger::grant(&w.t.db, &w.clock, w.tenant_id, &input)
         .await
         .unwrap();
-    let balance = w.balance().await;
-    assert_eq!((balance.available, balance.scheduled), (d("0"), d("10")));
+    let mut later = w.grant_input("4");
+    later.effective_at = Some(common::t0() + Duration::days(3));
+    let voided = ledger::grant(&w.t.db, &w.clock, w.tenant_id, &later)
+        .await
+        .unwrap();
+    assert!(entries(&w).await.is_empty());
+    // Nobody writes to the wallet: the sweep books the first when due.
+    service::expiry::sweep(&w.t.db, &w.clock, 100)
+        .await
+        .unwrap();
+    assert!(entries(&w).await.is_empty());
+    w.clock.advance(Duration::hours(2));
+    service::expiry::sweep(&w.t.db, &w.clock, 100)
+        .await
+        .unwrap();
     assert_eq!(
-        w.consume("1").await.unwrap_err().code(),
-        Code::InsufficientCredits
+        entries(&w).await,
+        vec![(EntryType::Grant, d("10"), d("10"))]
     );
-    w.clock.advance(Duration::days(1));
-    w.consume("1").await.unwrap();
-    assert_eq!(w.balance().await.available, d("9"));
+    // A second sweep finds nothing to book.
+    service::expiry::sweep(&w.t.db, &w.clock, 100)
+        .await
+        .unwrap();
+    assert_eq!(entries(&w).await.len(), 1);
+    w.verify().await;
+    // Voiding a scheduled grant books it and takes it back at once: the
+    // balance never counts it.
+    let out = ledger::void_grant(
+        &w.t.db,
+        &w.clock,
+        w.tenant_id,
+        voided.grant.id,
+        "cancelled",
+        &w.key(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (out.entry.amount, out.entry.balance_after),
+        (d("-4"), d("10"))
+    );
+    assert_eq!(
+        entries(&w).await,
+        vec![
+            (EntryType::Void, d("-4"), d("10")),
+            (EntryType::Grant, d("4"), d("14")),
+            (EntryType::Grant, d("10"), d("10")),
+        ]
+    );
+    let balance = w.balance().await;
+    assert_eq!((balance.available, balance.scheduled), (d("10"), d("0")));
+    w.clock.advance(Duration::days(3));
+    assert_eq!(w.balance().await.available, d("10"));
     w.verify().await;
 }
 
@@ -164,7 +282,7 @@ async fn idempotency_replays_and_refuses_reuse() {
     let again = ledger::grant(&w.t.db, &w.clock, w.tenant_id, &grant)
         .await
         .unwrap();
-    assert_eq!(first.entry.id, again.entry.id);
+    assert_eq!(first.entry.unwrap().id, again.entry.unwrap().id);
     assert_eq!(w.balance().await.available, d("10"));
 
     let mut consume = w.consume_input("4");
@@ -763,13 +881,14 @@ async fn idempotency_keys_are_scoped_per_tenant() {
 
     let a = ledger::grant(db, clock, w.tenant_id, &mine).await.unwrap();
     let b = ledger::grant(db, clock, other, &theirs).await.unwrap();
-    assert_ne!(a.entry.id, b.entry.id);
-    assert_eq!((a.entry.amount, b.entry.amount), (d("10"), d("7")));
+    let (a_entry, b_entry) = (a.entry.unwrap(), b.entry.unwrap());
+    assert_ne!(a_entry.id, b_entry.id);
+    assert_eq!((a_entry.amount, b_entry.amount), (d("10"), d("7")));
     let a_again = ledger::grant(db, clock, w.tenant_id, &mine).await.unwrap();
     let b_again = ledger::grant(db, clock, other, &theirs).await.unwrap();
     assert_eq!(
-        (a_again.entry.id, b_again.entry.id),
-        (a.entry.id, b.entry.id)
+        (a_again.entry.unwrap().id, b_again.entry.unwrap().id),
+        (a_entry.id, b_entry.id)
     );
     assert_eq!(w.balance().await.available, d("10"));
     w.verify().await;

@@ -114,6 +114,20 @@ async fn entries_total(w: &World, wallet_id: Uuid, types: Vec<EntryType>) -> Dec
     }
 }
 
+/// Credits in grants still scheduled (their GRANT entry not yet booked).
+async fn scheduled_total(w: &World, wallet_id: Uuid) -> Decimal {
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    entity::credit_grant::Entity::find()
+        .filter(entity::credit_grant::Column::WalletId.eq(wallet_id))
+        .filter(entity::credit_grant::Column::Booked.eq(false))
+        .all(w.t.db.reader())
+        .await
+        .unwrap()
+        .iter()
+        .map(|g| service::amount::from_micros(g.remaining_micros))
+        .sum()
+}
+
 static CASE: AtomicU64 = AtomicU64::new(0);
 
 async fn run(ops: Vec<Op>) {
@@ -262,10 +276,34 @@ async fn run(ops: Vec<Op>) {
         let booked = entries_total(&w, wallet_id, EntryType::ALL.to_vec()).await;
         let gone = -entries_total(&w, wallet_id, vec![EntryType::Expiry, EntryType::Void]).await;
         let held = -entries_total(&w, wallet_id, vec![EntryType::Hold, EntryType::Release]).await;
+        let scheduled = scheduled_total(&w, wallet_id).await;
         assert_eq!(
             granted - spent,
-            booked + gone + held,
+            booked + gone + held + scheduled,
             "credits created or lost"
+        );
+        // Rule 2 at every instant: once the wallet is settled (as the next
+        // write or the sweep does), the last balance_after is what is live.
+        ledger::settle_wallets(db, &w.clock, &[wallet_id])
+            .await
+            .unwrap();
+        w.verify().await;
+        let b = w.balance().await;
+        let last = read::entry_pages(
+            db,
+            w.tenant_id,
+            &[wallet_id],
+            &read::EntryFilter::default(),
+            PageRequest::new(Some(1), None).unwrap(),
+        )
+        .await
+        .unwrap()
+        .remove(&wallet_id)
+        .and_then(|p| p.items.into_iter().next());
+        let last_balance = last.map(|e| e.balance_after).unwrap_or_default();
+        assert_eq!(
+            last_balance, b.available,
+            "balance_after disagrees with what is spendable: {b:?}"
         );
     }
 }

@@ -635,7 +635,10 @@ pub struct GrantCreditsInput {
 #[derive(SimpleObject)]
 pub struct GrantCreditsPayload {
     grant: Grant,
-    entry: LedgerEntry,
+    /// The GRANT entry; null while the grant is scheduled (`effectiveAt`
+    /// in the future): its entry is booked when it becomes spendable, so
+    /// `balanceAfter` never counts credits that can't be spent yet.
+    entry: Option<LedgerEntry>,
 }
 
 #[derive(InputObject)]
@@ -840,7 +843,7 @@ impl LedgerMutation {
         .await?;
         Ok(GrantCreditsPayload {
             grant: Grant(out.grant),
-            entry: LedgerEntry(out.entry),
+            entry: out.entry.map(LedgerEntry),
         })
     }
 

@@ -80,10 +80,16 @@ pub async fn verify_wallet(
             entries.len()
         ));
     }
-    let remaining: i64 = grants.iter().map(|g| g.remaining_micros).sum();
+    // Scheduled grants (not yet booked) hold their amount outside the
+    // ledger until they become spendable.
+    let remaining: i64 = grants
+        .iter()
+        .filter(|g| g.booked)
+        .map(|g| g.remaining_micros)
+        .sum();
     if remaining - wallet.debt_micros != wallet.balance_micros {
         problems.push(format!(
-            "Σ grant remaining {remaining} − debt {} != wallet balance {}",
+            "Σ booked grant remaining {remaining} − debt {} != wallet balance {}",
             wallet.debt_micros, wallet.balance_micros
         ));
     }
@@ -111,7 +117,21 @@ pub async fn verify_wallet(
             ));
         }
         let from_splits = by_grant.get(&g.id).copied().unwrap_or(0) - g.debt_repaid_micros;
-        if from_splits != g.remaining_micros {
+        if !g.booked {
+            if from_splits != 0 || g.remaining_micros != g.amount_micros || g.voided_at.is_some() {
+                problems.push(format!(
+                    "scheduled grant {} holds {} of {} with splits {from_splits}{}",
+                    g.id,
+                    g.remaining_micros,
+                    g.amount_micros,
+                    if g.voided_at.is_some() {
+                        ", voided"
+                    } else {
+                        ""
+                    }
+                ));
+            }
+        } else if from_splits != g.remaining_micros {
             problems.push(format!(
                 "grant {} remaining {} but its splits say {from_splits}",
                 g.id, g.remaining_micros

@@ -237,7 +237,7 @@ impl<'t> Book<'t> {
         grants: Vec<credit_grant::Model>,
         now: DateTime<Utc>,
     ) -> Book<'t> {
-        Book {
+        let mut book = Book {
             txn,
             wallet,
             now,
@@ -248,7 +248,9 @@ impl<'t> Book<'t> {
             splits: Vec::new(),
             plan_limits: None,
             credit_system_threshold: None,
-        }
+        };
+        book.book_scheduled();
+        book
     }
 
     pub fn tenant_id(&self) -> Uuid {
@@ -289,9 +291,12 @@ impl<'t> Book<'t> {
         self.grants.get(&id)
     }
 
+    /// The booked grants, as spending sees them (a scheduled grant is
+    /// booked before anything reads the book: see [`Book::book_scheduled`]).
     pub fn blocks(&self) -> Vec<Block> {
         self.grants
             .values()
+            .filter(|g| g.booked)
             .map(|g| Block {
                 id: g.id,
                 remaining: g.remaining_micros,
@@ -390,11 +395,80 @@ impl<'t> Book<'t> {
             voided_at: None,
             expiry_notified_at: None,
             created_at: self.now,
+            booked: true,
         };
         let id = grant.id;
         self.grants.insert(id, grant);
         self.created.insert(id);
         id
+    }
+
+    /// Creates a grant effective after `now`: it holds its amount, but its
+    /// GRANT entry (and with it the balance and `balance_after`) waits
+    /// until it becomes spendable ([`Book::book_scheduled`]), so the running
+    /// sum never counts credits that can't be spent yet.
+    pub fn schedule_grant(&mut self, new: NewGrant) -> Uuid {
+        debug_assert!(new.effective_at > self.now);
+        let amount = new.amount;
+        let id = self.insert_grant(new);
+        if let Some(g) = self.grants.get_mut(&id) {
+            g.remaining_micros = amount;
+            g.booked = false;
+        }
+        id
+    }
+
+    /// What scheduled grants will add to the balance when they are booked.
+    pub fn scheduled_total(&self) -> i64 {
+        self.grants
+            .values()
+            .filter(|g| !g.booked && g.voided_at.is_none())
+            .map(|g| g.remaining_micros)
+            .sum()
+    }
+
+    /// Books the GRANT entry of every scheduled grant that has become
+    /// effective, in the order they did (like expiries, lazily: by the
+    /// first write to the wallet after `effective_at`, or the sweep).
+    /// Called when the book is opened, so nothing reads or spends before.
+    fn book_scheduled(&mut self) {
+        let mut due: Vec<(DateTime<Utc>, Uuid)> = self
+            .grants
+            .values()
+            .filter(|g| !g.booked && g.voided_at.is_none() && g.effective_at <= self.now)
+            .map(|g| (g.effective_at, g.id))
+            .collect();
+        due.sort();
+        for (_, grant_id) in due {
+            self.book_grant_entry(grant_id);
+        }
+    }
+
+    /// Appends the GRANT entry of a scheduled grant: what it holds moves
+    /// into the ledger (its split puts it back into the grant).
+    fn book_grant_entry(&mut self, grant_id: Uuid) {
+        let Some(g) = self.grants.get_mut(&grant_id) else {
+            return;
+        };
+        let amount = g.remaining_micros;
+        g.remaining_micros = 0;
+        g.booked = true;
+        self.dirty.insert(grant_id);
+        let attribution = Attribution {
+            description: Some(g.reason.clone()),
+            ..Attribution::default()
+        };
+        self.append(
+            EntryType::Grant,
+            amount,
+            Links {
+                grant_id: Some(grant_id),
+                ..Links::default()
+            },
+            &attribution,
+            None,
+            &[(grant_id, amount)],
+        );
     }
 
     /// Refuses an amount that would take the wallet's balance past
@@ -705,6 +779,11 @@ impl<'t> Book<'t> {
         idempotency_key: Option<&str>,
     ) -> Option<ledger_entry::Model> {
         let now = self.now;
+        if !self.grants.get(&grant_id)?.booked {
+            // Scheduled: its GRANT entry first, so the VOID entry takes back
+            // what the ledger holds (the balance nets to no change).
+            self.book_grant_entry(grant_id);
+        }
         let remaining = {
             let g = self.grants.get_mut(&grant_id)?;
             g.voided_at = Some(now);
@@ -959,6 +1038,10 @@ impl Flush {
                 .col_expr(
                     credit_grant::Column::VoidedAt,
                     by_id(chunk, id, |g| g.voided_at.into()),
+                )
+                .col_expr(
+                    credit_grant::Column::Booked,
+                    by_id(chunk, id, |g| g.booked.into()),
                 )
                 .filter(credit_grant::Column::Id.is_in(chunk.iter().map(|g| g.id)))
                 .exec(txn)

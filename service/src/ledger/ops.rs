@@ -194,7 +194,9 @@ pub struct GrantInput {
 #[derive(Debug, Clone)]
 pub struct GrantOutcome {
     pub grant: Grant,
-    pub entry: Entry,
+    /// Its GRANT entry; `None` while the grant is scheduled (effective in
+    /// the future): the entry is booked when it becomes spendable.
+    pub entry: Option<Entry>,
 }
 
 /// Grants credits to a wallet (created on first use). A grant effective
@@ -312,58 +314,88 @@ pub(crate) async fn grant_in(
                 return Err(bad_expiry().into());
             }
             book.settle().await?;
-            book.check_room(amount)?;
-            let (grant_id, entry) = book
-                .add_grant(
-                    NewGrant {
-                        category: input.category,
-                        amount,
-                        effective_at,
-                        expires_at,
-                        priority,
-                        cost_basis: input.cost_basis.map(|c| c.normalize().to_string()),
-                        reason,
-                        metadata,
-                        source_kind: source.as_ref().map(|(kind, _)| (*kind).to_owned()),
-                        source_id: source.map(|(_, id)| id),
-                    },
-                    EntryType::Grant,
-                    Some(request.key().as_str()),
-                )
-                .await?;
+            let new = NewGrant {
+                category: input.category,
+                amount,
+                effective_at,
+                expires_at,
+                priority,
+                cost_basis: input.cost_basis.map(|c| c.normalize().to_string()),
+                reason,
+                metadata,
+                source_kind: source.as_ref().map(|(kind, _)| (*kind).to_owned()),
+                source_id: source.map(|(_, id)| id),
+            };
+            // Effective later: scheduled, its entry booked when it is
+            // spendable; the key then names the grant (see `replay_grant`).
+            let (grant_id, entry) = if effective_at > now {
+                book.check_room(book.scheduled_total() + amount)?;
+                (book.schedule_grant(new), None)
+            } else {
+                book.check_room(amount)?;
+                let (grant_id, entry) = book
+                    .add_grant(new, EntryType::Grant, Some(request.key().as_str()))
+                    .await?;
+                (grant_id, Some(entry))
+            };
             let grant = book.grant(grant_id).cloned();
             audit_log::note_created(audit_log::Created::Grant, grant_id);
-            audit_log::note_created(audit_log::Created::Entry, entry.id);
+            let result_id = match &entry {
+                Some(entry) => {
+                    audit_log::note_created(audit_log::Created::Entry, entry.id);
+                    entry.id
+                }
+                None => grant_id,
+            };
             match batched {
                 Some(b) => {
                     b.flush
-                        .record_key(request.record_model(tenant_id, entry.id, now));
+                        .record_key(request.record_model(tenant_id, result_id, now));
                     book.finish_into(b.flush).await?;
                 }
                 None => {
-                    record_key(&book, clock, &request, entry.id).await?;
+                    record_key(&book, clock, &request, result_id).await?;
                     book.finish().await?;
                 }
             }
             Ok(GrantOutcome {
                 grant: grant.ok_or(Error::NotFound("grant", "grant"))?.try_into()?,
-                entry: entry.try_into()?,
+                entry: entry.map(TryInto::try_into).transpose()?,
             })
         },
     )
     .await
 }
 
+/// A grant's key names its GRANT entry, or, for a grant that was
+/// scheduled, the grant itself (whose entry may have been booked since).
 async fn replay_grant(
     conn: &impl ConnectionTrait,
     tenant_id: Uuid,
-    entry_id: Uuid,
+    result_id: Uuid,
 ) -> Result<GrantOutcome, Error> {
-    let entry = load_entry(conn, tenant_id, entry_id).await?;
-    let grant_id = entry.grant_id.ok_or(Error::NotFound("grant", "grant"))?;
+    let entry = ledger_entry::Entity::find_by_id(result_id)
+        .filter(ledger_entry::Column::TenantId.eq(tenant_id))
+        .one(conn)
+        .await?;
+    let (grant_id, entry) = match entry {
+        Some(entry) => (
+            entry.grant_id.ok_or(Error::NotFound("grant", "grant"))?,
+            Some(entry),
+        ),
+        None => (
+            result_id,
+            ledger_entry::Entity::find()
+                .filter(ledger_entry::Column::TenantId.eq(tenant_id))
+                .filter(ledger_entry::Column::GrantId.eq(result_id))
+                .filter(ledger_entry::Column::EntryType.eq(EntryType::Grant.as_str()))
+                .one(conn)
+                .await?,
+        ),
+    };
     Ok(GrantOutcome {
         grant: load_grant(conn, tenant_id, grant_id).await?.try_into()?,
-        entry: entry.try_into()?,
+        entry: entry.map(TryInto::try_into).transpose()?,
     })
 }
 
