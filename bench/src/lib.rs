@@ -20,6 +20,7 @@ pub mod jobs;
 pub mod load;
 pub mod nested;
 pub mod notify;
+pub mod scrape;
 pub mod scratch;
 pub mod seed;
 pub mod server;
@@ -326,6 +327,7 @@ async fn http_sections(
             report.note(format!("- seeding: {:.1} s", t0.elapsed().as_secs_f64()));
             for &clients in &options.clients {
                 for (mode, over) in [("spread", options.wallets), ("hot", consume::HOT_WALLETS)] {
+                    let before = api.latency_buckets("consumeCredits").await;
                     let stats =
                         consume::api_run(&api, &t, clients, over, run, &format!("{mode}{clients}"))
                             .await;
@@ -333,6 +335,10 @@ async fn http_sections(
                         "- API consume, {mode} over {over} wallets, {clients} clients: {}",
                         stats.summary()
                     ));
+                    let after = api.latency_buckets("consumeCredits").await;
+                    if let (Some(before), Some(after)) = (before, after) {
+                        server_p99_insert(report, backend, mode, clients, &stats, &before, &after);
+                    }
                     if let Some(e) = &stats.first_error {
                         report.note(format!("  - first error: `{}`", truncate(e, 300)));
                     }
@@ -534,6 +540,39 @@ async fn http_sections(
     .await;
     scratch.drop_now().await;
     result
+}
+
+/// The API's own p99 for `consumeCredits` (its request histogram, over the
+/// run) beside the client's: the metric is to be trusted when they agree
+/// within 10 %.
+fn server_p99_insert(
+    report: &mut Report,
+    backend: Backend,
+    mode: &str,
+    clients: usize,
+    stats: &Stats,
+    before: &scrape::Buckets,
+    after: &scrape::Buckets,
+) {
+    let client_ms = stats.percentile_ms(99.0);
+    let Some(server_ms) = scrape::quantile(0.99, before, after).map(|s| s * 1000.0) else {
+        report.note("  - the API's histogram saw no consumeCredits in the run");
+        return;
+    };
+    let ratio = (client_ms > 0.0).then(|| server_ms / client_ms);
+    report.note(format!(
+        "  - the API's own p99 (credits_graphql_request_duration_seconds): {server_ms:.2} ms vs the client's {client_ms:.2} ms"
+    ));
+    report.row(Row {
+        id: "1m",
+        measure: format!("consumeCredits p99: API histogram ÷ client, {mode}, {clients} clients"),
+        backend: backend.name(),
+        measured: format!("{server_ms:.2} ms"),
+        baseline: format!("client p99 {client_ms:.2} ms"),
+        ratio,
+        target: "0.9–1.1".into(),
+        verdict: verdict(ratio.is_some_and(|r| (0.9..=1.1).contains(&r))),
+    });
 }
 
 // The API half of a consume row, waiting for its baseline.

@@ -26,6 +26,8 @@ use tokio::{
 pub struct Api {
     pub url: String,
     pub key: String,
+    /// The child's metrics listener (`METRICS_ADDR`), `http://…/metrics`.
+    pub metrics_url: Option<String>,
     pub client: reqwest::Client,
     kind: Kind,
 }
@@ -59,7 +61,11 @@ impl Api {
         log: &Path,
     ) -> anyhow::Result<Self> {
         let log_file = std::fs::File::create(log).context("API log file")?;
+        // A free port for its metrics listener (never the default 9464: a
+        // second API on the host may hold it).
+        let metrics_addr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
         let mut child = Command::new(bin)
+            .env("METRICS_ADDR", metrics_addr.to_string())
             .env("DATABASE_URL", database_url)
             .env("SECRETS_KEY", secrets_key.to_base64())
             .env("LISTEN_ADDR", "127.0.0.1:0")
@@ -106,6 +112,7 @@ impl Api {
         let api = Self {
             url,
             key,
+            metrics_url: Some(format!("http://{metrics_addr}/metrics")),
             client: http_client(),
             kind: Kind::Child(child),
         };
@@ -135,6 +142,7 @@ impl Api {
         let api = Self {
             url: format!("http://{addr}/graphql"),
             key,
+            metrics_url: None,
             client: http_client(),
             kind: Kind::InProcess { stop, task },
         };
@@ -169,6 +177,19 @@ impl Api {
             bail!("GraphQL errors: {errors}");
         }
         Ok(answer["data"].clone())
+    }
+
+    /// The buckets of `credits_graphql_request_duration_seconds` for
+    /// `operation`, scraped now (`None`: no metrics listener, or it did not
+    /// answer).
+    pub async fn latency_buckets(&self, operation: &str) -> Option<crate::scrape::Buckets> {
+        let url = self.metrics_url.as_ref()?;
+        let text = self.client.get(url).send().await.ok()?.text().await.ok()?;
+        Some(crate::scrape::buckets(
+            &text,
+            "credits_graphql_request_duration_seconds",
+            &format!("operation=\"{operation}\""),
+        ))
     }
 
     pub async fn stop(self) {
