@@ -14,6 +14,9 @@ const CONFIGURE: &str = r#"mutation($p: [Decimal!]) {
   }
 }"#;
 
+const ALERTS: &str = r#"{ customer(externalId: "acme") { wallet(creditSystem: {key: "tokens"}) {
+  usageAlertPercents usageAlerts { percents source } } } }"#;
+
 #[tokio::test]
 async fn usage_alert_percents_are_set_shown_and_bounded() {
     let app = TestApp::spawn().await;
@@ -43,6 +46,11 @@ async fn usage_alert_percents_are_set_shown_and_bounded() {
     assert_eq!(
         data["configureWallet"]["wallet"]["usageAlertPercents"],
         json!([])
+    );
+    let data = app.ok(key, ALERTS, json!({})).await;
+    assert_eq!(
+        data["customer"]["wallet"]["usageAlerts"],
+        json!({"percents": [], "source": "WALLET"})
     );
     let data = app.ok(key, CONFIGURE, json!({"p": null})).await;
     assert_eq!(
@@ -105,5 +113,36 @@ async fn usage_alert_percents_are_set_shown_and_bounded() {
     assert_eq!(
         data["updatePlanCredit"]["planCredit"]["usageAlertPercents"],
         json!([])
+    );
+
+    // What is in force: the default until a plan with a list is subscribed
+    // to, then the plan's.
+    let data = app.ok(key, ALERTS, json!({})).await;
+    assert_eq!(
+        data["customer"]["wallet"]["usageAlerts"],
+        json!({"percents": ["75", "90", "100"], "source": "DEFAULT"})
+    );
+    app.ok(
+        key,
+        r#"mutation($pc: ID!) {
+          updatePlanCredit(input: {planCredit: $pc, included: {amount: "1000", resetInterval: MONTHLY},
+            usageAlertPercents: ["95", "80"]}) { planCredit { id } }
+          publishPlan(input: {plan: {key: "pro"}}) { plan { status } }
+          subscribe(input: {customer: {externalId: "acme"}, plan: {key: "pro"}, idempotencyKey: "s-1"}) { subscription { id } }
+        }"#,
+        json!({"pc": pc}),
+    )
+    .await;
+    let data = app.ok(key, ALERTS, json!({})).await;
+    assert_eq!(
+        data["customer"]["wallet"],
+        json!({"usageAlertPercents": null, "usageAlerts": {"percents": ["80", "95"], "source": "PLAN"}})
+    );
+    // The wallet's own list wins over the plan's.
+    app.ok(key, CONFIGURE, json!({"p": ["50"]})).await;
+    let data = app.ok(key, ALERTS, json!({})).await;
+    assert_eq!(
+        data["customer"]["wallet"]["usageAlerts"],
+        json!({"percents": ["50"], "source": "WALLET"})
     );
 }

@@ -8,7 +8,7 @@ use service::{
     api_keys::Role,
     input,
     ledger::{self, Attribution, read},
-    notifications::payloads,
+    notifications::{payloads, usage},
 };
 
 use super::{
@@ -19,7 +19,7 @@ use super::{
     ids::{self, Kind},
     loaders::{
         BalanceAtKey, BalanceKey, CounterpartyKey, EntryKey, EntryPageKey, ExpiringKey, GrantKey,
-        GrantPageKey, HoldKey, SplitsKey, WalletKey,
+        GrantPageKey, HoldKey, InheritedUsageAlertsKey, SplitsKey, WalletKey,
     },
     pagination::{self, Conn},
     refs::{CreditSystemRefInput, CustomerRefInput, wallet_ref},
@@ -84,6 +84,40 @@ fn credits(d: Decimal) -> Credits {
 
 // ---------------------------------------------------------------- Wallet
 
+/// A wallet's usage-% alert thresholds in force (see README "Usage
+/// alerts").
+#[derive(SimpleObject)]
+pub struct UsageAlerts {
+    /// Ascending; empty: alerts are off.
+    percents: Vec<ExactDecimal>,
+    source: UsageAlertSource,
+}
+
+/// Where a wallet's usage-% alert thresholds come from.
+#[derive(Enum, Clone, Copy, PartialEq, Eq)]
+pub enum UsageAlertSource {
+    /// Its own (`configureWallet(usageAlertPercents)`).
+    Wallet,
+    /// Its customer's active plans' (`PlanCredit.usageAlertPercents`; the
+    /// lowest list when several plans set one).
+    Plan,
+    /// 75, 90 and 100.
+    Default,
+}
+
+impl From<usage::Settings> for UsageAlerts {
+    fn from(s: usage::Settings) -> Self {
+        Self {
+            percents: s.percents.into_iter().map(ExactDecimal).collect(),
+            source: match s.source {
+                usage::Source::Wallet => UsageAlertSource::Wallet,
+                usage::Source::Plan => UsageAlertSource::Plan,
+                usage::Source::Default => UsageAlertSource::Default,
+            },
+        }
+    }
+}
+
 /// A customer's balance in one credit system.
 pub struct Wallet(pub ledger::Wallet);
 
@@ -116,6 +150,18 @@ impl Wallet {
             .usage_alert_percents()
             .map_err(ledger::Error::from)?
             .map(|p| p.into_iter().map(ExactDecimal).collect()))
+    }
+    /// The usage-% alert thresholds in force, and where they come from:
+    /// the wallet's own, else its plan credit's, else the default.
+    async fn usage_alerts(&self, ctx: &Context<'_>) -> ApiResult<UsageAlerts> {
+        if let Some(own) = self.0.usage_alert_percents().map_err(ledger::Error::from)? {
+            return Ok(UsageAlerts::from(usage::effective(Some(own), &[])));
+        }
+        let key = InheritedUsageAlertsKey(self.0.customer_id, self.0.credit_system_id);
+        let settings = load(ctx, key)
+            .await?
+            .unwrap_or_else(|| usage::effective(None, &[]));
+        Ok(UsageAlerts::from(settings))
     }
     /// The balance now, computed from grants and holds (right even before
     /// any expiry sweep has run).

@@ -133,6 +133,10 @@ fn fail(e: impl std::fmt::Display) -> LoadError {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct CustomerKey(pub Uuid);
+/// The usage-% alert thresholds a wallet without its own inherits:
+/// (customer, credit system).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct InheritedUsageAlertsKey(pub Uuid, pub Uuid);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct CreditSystemKey(pub Uuid);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -204,6 +208,26 @@ impl Loader<CustomerKey> for Batch {
             .await
             .map_err(fail)?;
         Ok(rows.into_iter().map(|c| (CustomerKey(c.id), c)).collect())
+    }
+}
+
+impl Loader<InheritedUsageAlertsKey> for Batch {
+    type Value = service::notifications::usage::Settings;
+    type Error = LoadError;
+
+    async fn load(
+        &self,
+        keys: &[InheritedUsageAlertsKey],
+    ) -> Result<HashMap<InheritedUsageAlertsKey, Self::Value>, LoadError> {
+        let pairs: Vec<(Uuid, Uuid)> = keys.iter().map(|k| (k.0, k.1)).collect();
+        let found =
+            service::notifications::usage::inherited(&self.db, self.tenant_id, &pairs, self.now)
+                .await
+                .map_err(fail)?;
+        Ok(found
+            .into_iter()
+            .map(|((customer, cs), settings)| (InheritedUsageAlertsKey(customer, cs), settings))
+            .collect())
     }
 }
 

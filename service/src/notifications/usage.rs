@@ -280,20 +280,21 @@ async fn usages(
 }
 
 /// The thresholds of the plan credits of each customer's subscriptions
-/// active at `now`, per (customer, credit system).
+/// active at `now`, per (customer, credit system) of `pairs` (two
+/// statements).
 async fn plan_lists(
     conn: &impl ConnectionTrait,
     tenant_id: Uuid,
-    wallets: &[&wallet::Model],
+    pairs: &[(Uuid, Uuid)],
     now: DateTime<Utc>,
 ) -> Result<HashMap<(Uuid, Uuid), Vec<Vec<Decimal>>>, DbErr> {
     let mut out: HashMap<(Uuid, Uuid), Vec<Vec<Decimal>>> = HashMap::new();
-    if wallets.is_empty() {
+    if pairs.is_empty() {
         return Ok(out);
     }
     let subs = subscription::Entity::find()
         .filter(subscription::Column::TenantId.eq(tenant_id))
-        .filter(subscription::Column::CustomerId.is_in(wallets.iter().map(|w| w.customer_id)))
+        .filter(subscription::Column::CustomerId.is_in(pairs.iter().map(|p| p.0)))
         .filter(subscription::Column::StartedAt.lte(now))
         .filter(
             Condition::any()
@@ -308,9 +309,7 @@ async fn plan_lists(
     let credits = plan_credit::Entity::find()
         .filter(plan_credit::Column::TenantId.eq(tenant_id))
         .filter(plan_credit::Column::PlanId.is_in(subs.iter().map(|s| s.plan_id)))
-        .filter(
-            plan_credit::Column::CreditSystemId.is_in(wallets.iter().map(|w| w.credit_system_id)),
-        )
+        .filter(plan_credit::Column::CreditSystemId.is_in(pairs.iter().map(|p| p.1)))
         .all(conn)
         .await?;
     let mut by_plan: HashMap<Uuid, Vec<&plan_credit::Model>> = HashMap::new();
@@ -329,29 +328,23 @@ async fn plan_lists(
     Ok(out)
 }
 
-/// The thresholds in force for a wallet (for reads: `Wallet.usageAlerts`).
-pub async fn settings_of(
-    conn: &impl ConnectionTrait,
+/// The thresholds in force for wallets that set none of their own, per
+/// (customer, credit system): their plans', else the default (for reads:
+/// `Wallet.usageAlerts`; two statements however many).
+pub async fn inherited(
+    db: &Db,
     tenant_id: Uuid,
-    wallet: &wallet::Model,
+    pairs: &[(Uuid, Uuid)],
     now: DateTime<Utc>,
-) -> Result<Settings, DbErr> {
-    let own = wallet
-        .usage_alert_percents
-        .as_ref()
-        .map(|v| from_json("wallet", wallet.id, v))
-        .transpose()?;
-    if own.is_some() {
-        return Ok(effective(own, &[]));
-    }
-    let plans = plan_lists(conn, tenant_id, &[wallet], now).await?;
-    Ok(effective(
-        None,
-        plans
-            .get(&(wallet.customer_id, wallet.credit_system_id))
-            .map(Vec::as_slice)
-            .unwrap_or_default(),
-    ))
+) -> Result<HashMap<(Uuid, Uuid), Settings>, DbErr> {
+    let plans = plan_lists(db.reader(), tenant_id, pairs, now).await?;
+    Ok(pairs
+        .iter()
+        .map(|pair| {
+            let lists = plans.get(pair).map(Vec::as_slice).unwrap_or_default();
+            (*pair, effective(None, lists))
+        })
+        .collect())
 }
 
 /// Tells the usage thresholds these wallets crossed (see the module
@@ -385,9 +378,10 @@ async fn evaluate_tenant(
         .all(conn)
         .await?;
     let usages = usages(conn, tenant_id, ids, now).await?;
-    let inheriting: Vec<&wallet::Model> = wallets
+    let inheriting: Vec<(Uuid, Uuid)> = wallets
         .iter()
         .filter(|w| w.usage_alert_percents.is_none())
+        .map(|w| (w.customer_id, w.credit_system_id))
         .collect();
     let plans = plan_lists(conn, tenant_id, &inheriting, now).await?;
     let mut told = 0;
