@@ -7,7 +7,8 @@
 //! `usage % = used ÷ granted × 100`, truncated to 2 places (0 when nothing
 //! is granted). For an allowance wallet that is the current period's
 //! allowance (plus live top-ups); for a child wallet, its live allocation
-//! (its TRANSFER grants).
+//! (its TRANSFER grants). Credits an active hold reserves count as used
+//! (they are out of `remaining`) until it is released.
 //!
 //! **Thresholds** (each 0 < p ≤ 1000, at most 10, `[]`: off) come from the
 //! wallet's own setting (`configureWallet(usageAlertPercents)`), else from
