@@ -631,6 +631,20 @@ pub async fn redeliver(
     Ok(m.into())
 }
 
+/// A delivery's `webhook-id`: its body's `id` (`evt_…`). A body stored
+/// before ids were prefixed carries the bare event id it was first sent
+/// with, and keeps it, so a receiver deduplicating on the header sees a
+/// retry across the upgrade as the same message.
+fn message_id(d: &webhook_delivery::Model) -> String {
+    #[derive(serde::Deserialize)]
+    struct Envelope {
+        id: String,
+    }
+    serde_json::from_str::<Envelope>(&d.body)
+        .map(|e| e.id)
+        .unwrap_or_else(|_| super::payloads::event_id(d.event_id))
+}
+
 pub(crate) fn new_delivery(
     tenant_id: Uuid,
     endpoint_id: Uuid,
@@ -942,7 +956,7 @@ async fn attempt(
         let now = clock.now();
         let timestamp = now.timestamp();
         // The event id: the same on every attempt and redelivery.
-        let msg_id = super::payloads::event_id(d.event_id);
+        let msg_id = message_id(&d);
         let secrets = signing_secrets(db.sealer()?, endpoint, now)?;
         let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
         let signature =
@@ -1096,6 +1110,37 @@ mod tests {
     use chrono::TimeZone;
 
     use super::*;
+
+    #[test]
+    fn the_webhook_id_is_the_bodys_id() {
+        let event_id = Uuid::now_v7();
+        let now = Utc.timestamp_opt(1_800_000_000, 0).unwrap();
+        let delivery = |body: String| webhook_delivery::Model {
+            id: Uuid::now_v7(),
+            tenant_id: Uuid::now_v7(),
+            endpoint_id: Uuid::now_v7(),
+            event_id,
+            event_type: "credits.granted".into(),
+            body,
+            status: "PENDING".into(),
+            attempts: 0,
+            next_attempt_at: now,
+            lease_until: None,
+            last_status_code: None,
+            created_at: now,
+            finished_at: None,
+        };
+        let evt = super::super::payloads::event_id(event_id);
+        let body = serde_json::json!({"id": evt, "type": "credits.granted", "data": {}});
+        assert_eq!(message_id(&delivery(body.to_string())), evt);
+        // Stored before ids were prefixed: the id it was first sent with.
+        let legacy = serde_json::json!({"id": event_id, "data": {}});
+        assert_eq!(
+            message_id(&delivery(legacy.to_string())),
+            event_id.to_string()
+        );
+        assert_eq!(message_id(&delivery("not json".into())), evt);
+    }
 
     #[test]
     fn signatures_verify_the_way_a_receiver_checks_them() {
