@@ -725,3 +725,40 @@ async fn a_taken_metrics_port_warns_by_default_and_fails_when_asked_for() {
     };
     assert!(!status.success());
 }
+
+/// A request refused by a rate limit (429) counts in
+/// `credits_rate_limited_total` under its bucket.
+#[tokio::test]
+async fn a_refused_request_counts_as_rate_limited() {
+    let t = TestDb::unmigrated().await;
+    let api = Api::start(
+        &t,
+        &[
+            ("WORKER", "off".into()),
+            ("RATE_LIMIT_API_KEY", "1/min,burst=2".into()),
+        ],
+    )
+    .await;
+    let before = api.scrape().await;
+    assert_eq!(
+        before.value("credits_rate_limited_total", &[("limit", "api-key")]),
+        Some(0.0)
+    );
+    let mut limited = 0;
+    for _ in 0..4 {
+        let body = api.gql("{ viewer { role } }", json!({}), &[]).await;
+        if body["errors"][0]["extensions"]["code"] == "RATE_LIMITED" {
+            limited += 1;
+        }
+    }
+    assert!(limited >= 2, "{limited} refused");
+    let after = api.scrape().await;
+    assert_eq!(
+        after.value("credits_rate_limited_total", &[("limit", "api-key")]),
+        Some(f64::from(limited))
+    );
+    assert_eq!(
+        after.value("credits_rate_limited_total", &[("limit", "auth-failures")]),
+        Some(0.0)
+    );
+}
