@@ -24,7 +24,7 @@ use axum::{
     body::{Body, Bytes},
     extract::{RawQuery, State},
     http::{HeaderMap, HeaderValue, StatusCode, header},
-    response::{Html, IntoResponse, Response},
+    response::{IntoResponse, Response},
 };
 use serde_json::{Map, Value};
 
@@ -204,7 +204,7 @@ pub async fn get(
     let param = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v);
     let Some(query) = param("query").cloned() else {
         if wants_html(&headers) {
-            return graphiql();
+            return graphiql(&headers);
         }
         let media = negotiate(&headers).unwrap_or(Media::Json);
         return request_error(
@@ -286,14 +286,10 @@ async fn get_as(
     execute(state, principal, request, media).await
 }
 
-fn graphiql() -> Response {
-    Html(
-        async_graphql::http::GraphiQLSource::build()
-            .endpoint("/graphql")
-            .subscription_endpoint("/graphql/ws")
-            .finish(),
-    )
-    .into_response()
+/// GraphiQL, from the assets embedded in the binary (no CDN: it works
+/// offline); it posts to `/graphql` and subscribes over `/graphql/ws`.
+fn graphiql(headers: &HeaderMap) -> Response {
+    super::assets::graphiql(headers)
 }
 
 fn wants_html(headers: &HeaderMap) -> bool {

@@ -26,6 +26,7 @@ use tower_http::{
 use crate::graphql::Schemas;
 
 pub mod admission;
+pub mod assets;
 pub mod graphql;
 pub mod payments;
 pub mod serve;
@@ -58,6 +59,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/graphql", get(graphql::get).post(graphql::post))
         .route("/graphql/ws", get(graphql_ws))
+        .route("/assets/{*path}", get(assets::get))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/exports/entries.csv", get(export_entries))
