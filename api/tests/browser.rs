@@ -285,3 +285,194 @@ async fn graphiql_runs_a_query_in_chromium_with_the_outside_network_blocked() {
         screenshot.display()
     );
 }
+
+// ------------------------------------------------------------- the widgets
+
+/// `/widgets/demo` is a static page: the token in its URL is read by the
+/// page's script, never written into the HTML by the server; it loads
+/// only the binary's assets, under the same policy as GraphiQL's page.
+#[tokio::test]
+async fn the_widgets_demo_page_is_static_and_loads_only_our_assets() {
+    let app = TestApp::spawn().await;
+    let page = get(
+        &app,
+        "/widgets/demo?token=ct_secret.sig&customer=acme&creditSystem=photos",
+        "text/html",
+    )
+    .await;
+    assert_eq!(page.status(), 200);
+    assert_eq!(header(&page, "content-type"), "text/html; charset=utf-8");
+    let csp = header(&page, "content-security-policy").to_owned();
+    assert!(
+        csp.contains("default-src 'none'") && csp.contains("script-src 'self';"),
+        "{csp}"
+    );
+    let html = page.text().await.unwrap();
+    for needle in ["ct_secret", "acme", "http://", "https://"] {
+        assert!(!html.contains(needle), "the page names {needle:?}:\n{html}");
+    }
+    let urls = urls(&html);
+    assert!(
+        urls.contains(&"/assets/widgets/credits.js".to_owned()),
+        "{urls:?}"
+    );
+    for url in urls.iter().filter(|u| u.starts_with("/assets/")) {
+        let resp = get(&app, url, "*/*").await;
+        assert_eq!(resp.status(), 200, "{url}");
+    }
+    // The widgets' budget (issue 17: ≤ 40 KB gzipped for all of them):
+    // uncompressed, far under it.
+    let js = get(&app, "/assets/widgets/credits.js", "*/*").await;
+    assert_eq!(
+        header(&js, "content-type"),
+        "text/javascript; charset=utf-8"
+    );
+    assert!(js.bytes().await.unwrap().len() < 40 * 1024);
+}
+
+/// One step the browser script reports (`tests/browser/widgets.mjs`).
+async fn next_step(
+    lines: &mut tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+    step: &str,
+) -> serde_json::Value {
+    let line = tokio::time::timeout(std::time::Duration::from_secs(60), lines.next_line())
+        .await
+        .unwrap_or_else(|_| panic!("no {step:?} from widgets.mjs within 60 s"))
+        .unwrap()
+        .unwrap_or_else(|| panic!("widgets.mjs ended before {step:?}"));
+    let value: serde_json::Value =
+        serde_json::from_str(&line).unwrap_or_else(|_| panic!("not JSON: {line}"));
+    assert_eq!(value["step"], step, "{value}");
+    value
+}
+
+#[tokio::test]
+async fn the_balance_widget_is_live_private_and_says_when_its_token_expired() {
+    use serde_json::json;
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+
+    if skip_browser_test() {
+        return;
+    }
+    install_harness();
+    let app = TestApp::spawn().await;
+    let now = service::Clock::now(&app.clock);
+    let at = |days: i64| (now + chrono::Duration::days(days)).to_rfc3339();
+    let key = &app.admin_key;
+    app.ok(key, r#"mutation {
+      createCreditSystem(input: {key: "photos", name: "Photos", unitSingular: "photo", unitPlural: "photos", precision: 0}) { creditSystem { id } }
+      a: createCustomer(input: {externalId: "alice", name: "Alice Smith"}) { customer { id } }
+      b: createCustomer(input: {externalId: "bob", name: "Bob Jones"}) { customer { id } }
+      ga: grantCredits(input: {customer: {externalId: "alice"}, creditSystem: {key: "photos"}, amount: "1000", category: PURCHASED, reason: "r", idempotencyKey: "ga"}) { grant { id } }
+      gb: grantCredits(input: {customer: {externalId: "bob"}, creditSystem: {key: "photos"}, amount: "9876", category: PURCHASED, reason: "r", idempotencyKey: "gb"}) { grant { id } }
+      cb: consumeCredits(input: {customer: {externalId: "bob"}, creditSystem: {key: "photos"}, amount: "4321", idempotencyKey: "cb", description: "bob's secret"}) { entry { id } }
+    }"#, json!({})).await;
+    app.ok(
+        key,
+        r#"mutation($h: DateTime!) { createHold(input: {customer: {externalId: "alice"}, creditSystem: {key: "photos"}, amount: "30", expiresAt: $h, idempotencyKey: "h"}) { hold { id } } }"#,
+        json!({"h": at(1)}),
+    )
+    .await;
+    // 25 entries of 1: more than the history's first page (20).
+    let consumes: String = (0..25)
+        .map(|i| format!(r#"c{i}: consumeCredits(input: {{customer: {{externalId: "alice"}}, creditSystem: {{key: "photos"}}, amount: "1", idempotencyKey: "c{i}", description: "photo {i}"}}) {{ entry {{ id }} }} "#))
+        .collect();
+    app.ok(key, &format!("mutation {{ {consumes} }}"), json!({}))
+        .await;
+    // Then 56 expiring in 10 days (spent first from now on), 7 from day 40.
+    app.ok(key, r#"mutation($e: DateTime!, $s: DateTime!) {
+      x: grantCredits(input: {customer: {externalId: "alice"}, creditSystem: {key: "photos"}, amount: "56", category: PROMOTIONAL, expiresAt: $e, reason: "r", idempotencyKey: "x"}) { grant { id } }
+      s: grantCredits(input: {customer: {externalId: "alice"}, creditSystem: {key: "photos"}, amount: "7", category: ADMIN, effectiveAt: $s, reason: "r", idempotencyKey: "s"}) { grant { id } }
+    }"#, json!({"e": at(10), "s": at(40)})).await;
+
+    let write = app.key(service::api_keys::Role::Write).await;
+    let data = app
+        .ok(
+            &write,
+            r#"mutation { createCustomerToken(customer: {externalId: "alice"}, ttlSeconds: 600) { token } }"#,
+            json!({}),
+        )
+        .await;
+    let token = data["createCustomerToken"]["token"].as_str().unwrap();
+    let shots = screenshot_path("widgets.png").parent().unwrap().to_owned();
+    for name in ["widgets.png", "widgets-expired.png"] {
+        let _ = std::fs::remove_file(shots.join(name));
+    }
+
+    let mut child = tokio::process::Command::new("node")
+        .arg("widgets.mjs")
+        .arg(app.url(""))
+        .arg(token)
+        .arg("alice")
+        .arg("photos")
+        .arg(&shots)
+        .current_dir(harness_dir())
+        .env("CHROMIUM", chromium())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node runs the browser test");
+    let mut stdin = child.stdin.take().unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+
+    // Alice's balance, with the unit label, and her history.
+    let shown = next_step(&mut lines, "shown").await;
+    assert_eq!(shown["figures"]["available"], "1001 photos", "{shown}");
+    assert_eq!(shown["figures"]["pending"], "30 photos", "{shown}");
+    assert_eq!(shown["figures"]["expiringSoon"], "56 photos", "{shown}");
+    assert_eq!(shown["figures"]["scheduled"], "7 photos", "{shown}");
+    assert_eq!(shown["rows"], 20, "{shown}");
+    assert_eq!(
+        shown["headers"],
+        json!(["Type", "Amount", "Balance after", "Description", "Date"])
+    );
+    let text = shown["text"].as_str().unwrap();
+    assert!(
+        text.contains("Alice Smith") && text.contains("photo 24"),
+        "{text}"
+    );
+
+    // A consumption through the API shows within a second.
+    app.ok(key, r#"mutation { consumeCredits(input: {customer: {externalId: "alice"}, creditSystem: {key: "photos"}, amount: "89", idempotencyKey: "live"}) { entry { id } } }"#, json!({})).await;
+    stdin.write_all(b"consumed\n").await.unwrap();
+    let updated = next_step(&mut lines, "updated").await;
+    assert_eq!(updated["available"], "912 photos", "{updated}");
+    assert!(updated["ms"].as_u64().unwrap() <= 1000, "{updated}");
+
+    let history = next_step(&mut lines, "history").await;
+    // 20 + the rest (5 more consumptions, the hold, the grants, the live one).
+    assert!(history["afterMore"].as_u64().unwrap() > 20, "{history}");
+    assert_eq!(history["filtered"], 0, "{history}");
+    assert!(history["ranged"].as_u64().unwrap() > 0, "{history}");
+
+    // Past the token's expiry the socket is closed 4401: the message shows.
+    next_step(&mut lines, "armed").await;
+    app.clock.advance(chrono::Duration::seconds(601));
+    stdin.write_all(b"expired\n").await.unwrap();
+    let expired = next_step(&mut lines, "expired").await;
+    assert!(
+        expired["alert"]
+            .as_str()
+            .unwrap()
+            .contains("expired or was refused"),
+        "{expired}"
+    );
+
+    let done = next_step(&mut lines, "done").await;
+    assert_eq!(done["external"], json!([]), "{done}");
+    assert_eq!(done["cspViolations"], json!([]), "{done}");
+    assert_eq!(done["pageErrors"], json!([]), "{done}");
+    // Bob's figures, name and entries never reached the page.
+    let text = done["text"].as_str().unwrap();
+    for foreign in ["9876", "4321", "5555", "Bob", "bob's secret"] {
+        assert!(!text.contains(foreign), "{foreign:?} shown:\n{text}");
+    }
+    assert!(child.wait().await.unwrap().success());
+    for name in ["widgets.png", "widgets-expired.png"] {
+        assert!(
+            std::fs::metadata(shots.join(name)).unwrap().len() > 10_000,
+            "{name}"
+        );
+    }
+}

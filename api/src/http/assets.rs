@@ -1,5 +1,7 @@
 //! Static files embedded in the binary (`api/assets/`), served at
-//! `GET /assets/{*path}`: GraphiQL's page and its start-up script, and the
+//! `GET /assets/{*path}`: GraphiQL's page and its start-up script, the
+//! customer widgets (`widgets/credits.js`, and their demo page served at
+//! `GET /widgets/demo`), and the
 //! browser builds of GraphiQL and React vendored from npm by
 //! `api/assets/vendor.sh` into `api/assets/vendor/`. Nothing is fetched
 //! from the network at build or run time, so GraphiQL works offline.
@@ -42,6 +44,10 @@ static ASSETS: &[Asset] = assets![
     "vendor/react@18.3.1/LICENSE",
     "vendor/react-dom@18.3.1/react-dom.production.min.js",
     "vendor/react-dom@18.3.1/LICENSE",
+    "widgets/credits.js",
+    "widgets/demo.html",
+    "widgets/demo.css",
+    "widgets/demo.js",
 ];
 
 /// The policy of every HTML page: scripts, styles, fonts and connections
@@ -159,6 +165,16 @@ pub fn graphiql(headers: &HeaderMap) -> Response {
     respond(
         find("graphiql.html").expect("graphiql.html is embedded"),
         headers,
+    )
+}
+
+/// `GET /widgets/demo`: the customer widgets for the token, customer and
+/// credit system in the page's URL (read by the page's own script; the
+/// server never writes them into the page).
+pub async fn widgets_demo(headers: HeaderMap) -> Response {
+    respond(
+        find("widgets/demo.html").expect("widgets/demo.html is embedded"),
+        &headers,
     )
 }
 

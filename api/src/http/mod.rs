@@ -60,6 +60,7 @@ pub fn router(state: AppState) -> Router {
         .route("/graphql", get(graphql::get).post(graphql::post))
         .route("/graphql/ws", get(graphql_ws))
         .route("/assets/{*path}", get(assets::get))
+        .route("/widgets/demo", get(assets::widgets_demo))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/exports/entries.csv", get(export_entries))

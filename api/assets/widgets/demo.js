@@ -1,0 +1,18 @@
+// The demo page's script: the widgets for the token, customer and credit
+// system named in this page's URL (`?token=…&customer=…&creditSystem=…`).
+// The server never writes the token into the page; it is read here.
+const params = new URLSearchParams(location.search);
+const token = params.get('token');
+const customer = params.get('customer');
+const creditSystem = params.get('creditSystem') || params.get('credit-system');
+const widgets = document.getElementById('widgets');
+if (token && customer && creditSystem) {
+  document.getElementById('usage').hidden = true;
+  for (const tag of ['credits-balance', 'credits-history']) {
+    const el = document.createElement(tag);
+    el.setAttribute('token', token);
+    el.setAttribute('customer', customer);
+    el.setAttribute('credit-system', creditSystem);
+    widgets.append(el);
+  }
+}
