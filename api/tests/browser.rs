@@ -205,10 +205,10 @@ fn install_harness() {
         return;
     }
     let dir = harness_dir();
-    if !dir
-        .join("node_modules/playwright-core/package.json")
-        .exists()
-    {
+    let installed_here = ["playwright-core/package.json", "axe-core/axe.min.js"]
+        .iter()
+        .all(|f| dir.join("node_modules").join(f).exists());
+    if !installed_here {
         let status = Command::new("npm")
             .args(["ci", "--silent", "--no-audit", "--no-fund"])
             .current_dir(&dir)
@@ -427,6 +427,16 @@ async fn the_balance_widget_is_live_private_and_says_when_its_token_expired() {
         shown["headers"],
         json!(["Type", "Amount", "Balance after", "Description", "Date"])
     );
+    // axe-core ran (a run that checked nothing can't pass) and found no
+    // serious or critical violation.
+    assert!(shown["axe"]["rules"].as_u64().unwrap() > 10, "{shown}");
+    let serious: Vec<&serde_json::Value> = shown["axe"]["violations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|v| v["impact"] == "serious" || v["impact"] == "critical")
+        .collect();
+    assert!(serious.is_empty(), "accessibility: {serious:#?}");
     let text = shown["text"].as_str().unwrap();
     assert!(
         text.contains("Alice Smith") && text.contains("photo 24"),

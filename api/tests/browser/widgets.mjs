@@ -15,6 +15,12 @@
 // Any failure prints {"step":"failed","error":…} and exits 1.
 import { chromium } from 'playwright-core';
 import { createInterface } from 'node:readline';
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+
+// axe-core, evaluated through the DevTools protocol (not a <script>, which
+// the page's CSP would rightly refuse).
+const axeSource = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
 
 const [base, token, customer, creditSystem, shots] = process.argv.slice(2);
 if (!shots) {
@@ -78,7 +84,15 @@ try {
   for (const f of ['available', 'pending', 'expiringSoon', 'scheduled']) figures[f] = await field(f).innerText();
   const status = await balance.getByRole('status').innerText();
   await page.screenshot({ path: `${shots}/widgets.png`, fullPage: true });
-  say({ step: 'shown', figures, status, rows: await history.locator('tbody tr').count(),
+  // Accessibility: axe-core's rules (WCAG 2 A/AA and best practices) on
+  // the whole page, shadow roots included.
+  await page.evaluate(`${axeSource}\n;0`);
+  const axe = await page.evaluate(async () => {
+    const r = await window.axe.run(document, { resultTypes: ['violations'] });
+    return { rules: r.passes.length + r.violations.length + r.incomplete.length,
+      violations: r.violations.map((v) => ({ id: v.id, impact: v.impact, nodes: v.nodes.length, help: v.help })) };
+  });
+  say({ step: 'shown', figures, status, axe, rows: await history.locator('tbody tr').count(),
     headers: await history.getByRole('columnheader').allInnerTexts(), text: await allText() });
 
   await expect('consumed');
