@@ -486,3 +486,134 @@ async fn the_balance_widget_is_live_private_and_says_when_its_token_expired() {
         );
     }
 }
+
+/// `<credits-children>` for a partner's token (with descendants): one row
+/// per client with allocated, used and remaining, and a usage bar whose
+/// colour and label follow the status (HEALTHY / WATCH / CRITICAL).
+#[tokio::test]
+async fn the_children_widget_shows_each_clients_usage_by_status() {
+    use serde_json::json;
+
+    if skip_browser_test() {
+        return;
+    }
+    install_harness();
+    let app = TestApp::spawn().await;
+    let key = &app.admin_key;
+    let mut setup = String::from(
+        r#"createCreditSystem(input: {key: "photos", name: "Photos", unitSingular: "photo", unitPlural: "photos", precision: 0}) { creditSystem { id } }
+        p: createCustomer(input: {externalId: "partner", name: "Partner"}) { customer { id } }
+        g: grantCredits(input: {customer: {externalId: "partner"}, creditSystem: {key: "photos"}, amount: "1000", category: PURCHASED, reason: "r", idempotencyKey: "g"}) { grant { id } }
+        "#,
+    );
+    for (i, (name, used)) in [("North", 10), ("East", 80), ("West", 95)]
+        .into_iter()
+        .enumerate()
+    {
+        setup.push_str(&format!(
+            r#"c{i}: createCustomer(input: {{externalId: "{name}", name: "Booth {name}", parent: {{externalId: "partner"}}}}) {{ customer {{ id }} }}
+            a{i}: allocateCredits(input: {{from: {{externalId: "partner"}}, to: {{externalId: "{name}"}}, creditSystem: {{key: "photos"}}, amount: "100", idempotencyKey: "a{i}"}}) {{ outEntry {{ id }} }}
+            u{i}: consumeCredits(input: {{customer: {{externalId: "{name}"}}, creditSystem: {{key: "photos"}}, amount: "{used}", idempotencyKey: "u{i}"}}) {{ entry {{ id }} }}
+            "#
+        ));
+    }
+    app.ok(key, &format!("mutation {{ {setup} }}"), json!({}))
+        .await;
+    let write = app.key(service::api_keys::Role::Write).await;
+    let data = app
+        .ok(
+            &write,
+            r#"mutation { createCustomerToken(customer: {externalId: "partner"}, ttlSeconds: 600, includeDescendants: true) { token } }"#,
+            json!({}),
+        )
+        .await;
+    let token = data["createCustomerToken"]["token"].as_str().unwrap();
+    let screenshot = screenshot_path("widgets-children.png");
+    let _ = std::fs::remove_file(&screenshot);
+    let output = tokio::process::Command::new("node")
+        .arg("children.mjs")
+        .arg(app.url(""))
+        .arg(token)
+        .arg("partner")
+        .arg("photos")
+        .arg(&screenshot)
+        .current_dir(harness_dir())
+        .env("CHROMIUM", chromium())
+        .output()
+        .await
+        .expect("node runs the browser test");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "children.mjs failed:\n{}\n{stdout}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let seen: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(seen["external"], json!([]), "{seen}");
+    assert_eq!(seen["pageErrors"], json!([]), "{seen}");
+    let rows = seen["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 3, "{seen}");
+    let expected = [
+        (
+            "Booth North",
+            "10",
+            "90",
+            "HEALTHY",
+            "Healthy",
+            "rgb(26, 127, 55)",
+        ),
+        (
+            "Booth East",
+            "80",
+            "20",
+            "WATCH",
+            "Watch",
+            "rgb(188, 76, 0)",
+        ),
+        (
+            "Booth West",
+            "95",
+            "5",
+            "CRITICAL",
+            "Critical",
+            "rgb(207, 34, 46)",
+        ),
+    ];
+    for (row, (name, used, remaining, status, label, colour)) in rows.iter().zip(expected) {
+        let cells: Vec<&str> = row["cells"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap().trim())
+            .collect();
+        assert_eq!(
+            cells[..4],
+            [
+                name,
+                "100 photos",
+                &format!("{used} photos"),
+                &format!("{remaining} photos")
+            ],
+            "{row}"
+        );
+        // Not colour alone: the status is written beside the bar.
+        assert!(
+            cells[4].starts_with(used) && cells[4].ends_with(&format!("· {label}")),
+            "{row}"
+        );
+        assert_eq!(row["status"], status, "{row}");
+        assert_eq!(row["colour"], colour, "{row}");
+        assert_eq!(row["valuenow"], used, "{row}");
+        let width = row["width"].as_f64().unwrap() * 100.0;
+        assert!((width - used.parse::<f64>().unwrap()).abs() < 1.0, "{row}");
+    }
+    assert!(seen["axe"]["rules"].as_u64().unwrap() > 10, "{seen}");
+    let serious: Vec<&serde_json::Value> = seen["axe"]["violations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|v| v["impact"] == "serious" || v["impact"] == "critical")
+        .collect();
+    assert!(serious.is_empty(), "accessibility: {serious:#?}");
+    assert!(std::fs::metadata(&screenshot).unwrap().len() > 10_000);
+}

@@ -8,12 +8,15 @@
 // Attributes (every element): `endpoint` (the API's origin; empty = this
 // page's), `token` (a customer token, `createCustomerToken`), `customer`
 // (the token's customer, by external id: a token can't ask who it is),
-// `credit-system` (a credit system key). `<credits-history>` also takes
-// `page-size` (1–100, default 20).
+// `credit-system` (a credit system key). `<credits-history>` and
+// `<credits-children>` also take `page-size` (1–100, default 20).
+// `<credits-children>` needs a token minted with `includeDescendants: true`.
 //
 // Theme with CSS custom properties on the element or any ancestor:
 // --credits-font, --credits-accent, --credits-fg, --credits-bg,
-// --credits-muted, --credits-border, --credits-error, --credits-radius.
+// --credits-muted, --credits-border, --credits-error, --credits-radius;
+// the usage bars: --credits-healthy, --credits-watch, --credits-critical,
+// --credits-track.
 //
 // Amounts are the API's exact decimal strings, shown as they come: never
 // parsed into floating point.
@@ -44,6 +47,13 @@ input { font: inherit; padding: .25rem; }
 button { font: inherit; padding: .35rem .8rem; border-radius: 4px; cursor: pointer;
   border: 1px solid var(--credits-accent, #0b5cad); background: var(--credits-accent, #0b5cad); color: #fff; }
 button[disabled] { opacity: .6; cursor: default; }
+.bar { display: flex; align-items: center; gap: .5rem; }
+.track { flex: 1; min-width: 5rem; height: .6rem; background: var(--credits-track, #eaeef2); border-radius: .3rem; overflow: hidden; }
+.fill { height: 100%; width: 0; }
+.HEALTHY .fill { background: var(--credits-healthy, #1a7f37); }
+.WATCH .fill { background: var(--credits-watch, #bc4c00); }
+.CRITICAL .fill { background: var(--credits-critical, #cf222e); }
+.status-label { font-size: .8rem; white-space: nowrap; }
 `;
 
 let sheet = null;
@@ -371,5 +381,87 @@ class CreditsHistory extends CreditsElement {
   }
 }
 
+// ---------------------------------------------------------- <credits-children>
+
+const CHILDREN = `query($c: String!, $s: String!, $n: Int!, $after: String) {
+  customer(externalId: $c) {
+    wallet(creditSystem: {key: $s}) { creditSystem { name unitSingular unitPlural } }
+    children(creditSystem: {key: $s}, first: $n, after: $after) {
+      pageInfo { hasNextPage endCursor }
+      nodes { customer { id externalId name } allocated used remaining usagePercent status } } } }`;
+
+const STATUS_LABELS = { HEALTHY: 'Healthy', WATCH: 'Watch', CRITICAL: 'Critical' };
+
+class CreditsChildren extends CreditsElement {
+  get pageSize() {
+    const n = Number.parseInt(this.getAttribute('page-size') || '20', 10);
+    return Number.isFinite(n) ? Math.min(100, Math.max(1, n)) : 20;
+  }
+
+  start() {
+    let generation = 0;
+    this.stop = () => { generation++; };
+    this.alert = h('p', { class: 'error', role: 'alert' });
+    const tbody = h('tbody');
+    const caption = h('caption', { text: 'Sub-accounts' });
+    const more = h('button', { type: 'button', text: 'Load more', hidden: true });
+    const status = h('p', { class: 'live', role: 'status', 'aria-live': 'polite' });
+    let cursor = null;
+    let system = null;
+    const page = async () => {
+      const mine = ++generation;
+      more.disabled = true;
+      status.textContent = 'Loading…';
+      try {
+        const data = await this.query(CHILDREN, {
+          c: this.customer, s: this.creditSystem, n: this.pageSize, after: cursor,
+        });
+        if (mine !== generation) return;
+        system = data.customer.wallet?.creditSystem ?? system;
+        if (system) caption.textContent = `${system.name} by sub-account`;
+        const conn = data.customer.children;
+        for (const row of conn.nodes) {
+          // The bar's width only: the figures are shown as the API's text.
+          const pct = Math.min(100, Math.max(0, Number.parseFloat(row.usagePercent) || 0));
+          const fill = h('div', { class: 'fill' });
+          fill.style.width = `${pct}%`;
+          const label = STATUS_LABELS[row.status] ?? row.status;
+          const name = row.customer?.name || row.customer?.externalId || '';
+          tbody.append(h('tr', { 'data-status': row.status },
+            h('th', { scope: 'row', text: name }),
+            h('td', { class: 'num' }, ...amount(row.allocated, system)),
+            h('td', { class: 'num' }, ...amount(row.used, system)),
+            h('td', { class: 'num' }, ...amount(row.remaining, system)),
+            h('td', {}, h('div', { class: `bar ${row.status}` },
+              h('div', {
+                class: 'track', role: 'progressbar', 'aria-valuemin': '0', 'aria-valuemax': '100',
+                'aria-valuenow': String(pct), 'aria-valuetext': `${row.usagePercent}% used, ${label}`,
+                'aria-label': `${name}: usage`,
+              }, fill),
+              h('span', { class: 'status-label', text: `${row.usagePercent}% · ${label}` })))));
+        }
+        cursor = conn.pageInfo.endCursor ?? cursor;
+        more.hidden = !conn.pageInfo.hasNextPage;
+        more.disabled = false;
+        const rows = tbody.children.length;
+        status.textContent = rows ? '' : 'No sub-accounts.';
+      } catch (err) {
+        if (mine !== generation) return;
+        status.textContent = '';
+        this.alert.textContent = err instanceof Refused
+          ? `${EXPIRED_MESSAGE} (Sub-accounts need a token minted with includeDescendants: true.)`
+          : `Could not load: ${err.message}`;
+      }
+    };
+    more.addEventListener('click', () => page());
+    const head = h('tr', {}, ...[['Name'], ['Allocated', 'num'], ['Used', 'num'], ['Remaining', 'num'], ['Usage']]
+      .map(([t, c]) => h('th', { scope: 'col', class: c, text: t })));
+    this.root.replaceChildren(h('section', { 'aria-label': 'Sub-accounts' },
+      h('table', {}, caption, h('thead', {}, head), tbody), more, status, this.alert));
+    page();
+  }
+}
+
+customElements.get('credits-children') || customElements.define('credits-children', CreditsChildren);
 customElements.get('credits-balance') || customElements.define('credits-balance', CreditsBalance);
 customElements.get('credits-history') || customElements.define('credits-history', CreditsHistory);
