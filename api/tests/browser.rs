@@ -469,6 +469,10 @@ async fn the_balance_widget_is_live_private_and_says_when_its_token_expired() {
         "{expired}"
     );
 
+    let reloaded = next_step(&mut lines, "reloaded").await;
+    assert_eq!(reloaded["figures"], 0, "{reloaded}");
+    assert_eq!(reloaded["rows"], 0, "{reloaded}");
+
     let done = next_step(&mut lines, "done").await;
     assert_eq!(done["external"], json!([]), "{done}");
     assert_eq!(done["cspViolations"], json!([]), "{done}");

@@ -225,7 +225,11 @@ class CreditsBalance extends CreditsElement {
         } else if (msg.type === 'next') {
           const update = msg.payload?.data?.walletUpdated;
           if (update) { this.update(update); refetch(); }
-          else if (msg.payload?.errors) this.handle(new Refused(msg.payload.errors[0].message));
+          else if (msg.payload?.errors) {
+            const e = msg.payload.errors[0];
+            const code = e.extensions?.code;
+            this.handle(code === 'FORBIDDEN' || code === 'UNAUTHENTICATED' ? new Refused(code) : new Error(e.message));
+          }
         } else if (msg.type === 'error') {
           const code = msg.payload?.[0]?.extensions?.code;
           this.handle(code === 'FORBIDDEN' || code === 'UNAUTHENTICATED' ? new Refused(code) : new Error(msg.payload?.[0]?.message));

@@ -11,6 +11,7 @@
 //   {"step":"history",…}  "Load more" and the date filter worked
 //   {"step":"armed"}      ← "expired" (the test moved its clock past expiry)
 //   {"step":"expired",…}  the clear message showed
+//   {"step":"reloaded",…} reloaded with the expired token: the message, no figures
 //   {"step":"done",…}     what else it saw (requests, errors)
 // Any failure prints {"step":"failed","error":…} and exits 1.
 import { chromium } from 'playwright-core';
@@ -130,6 +131,14 @@ try {
   await alert.getByText(/expired or was refused/).waitFor({ timeout: 5000 });
   await page.screenshot({ path: `${shots}/widgets-expired.png`, fullPage: true });
   say({ step: 'expired', alert: await alert.innerText() });
+
+  // Reloaded with the expired token: the queries answer 401, and both
+  // widgets say so instead of showing figures.
+  await page.reload({ waitUntil: 'load' });
+  await balance.getByRole('alert').getByText(/expired or was refused/).waitFor({ timeout: 5000 });
+  await history.getByRole('alert').getByText(/expired or was refused/).waitFor({ timeout: 5000 });
+  say({ step: 'reloaded', figures: await balance.locator('dd').count(),
+    rows: await history.locator('tbody tr').count() });
 
   seen.cspViolations = await page.evaluate(() => window.__csp);
   say({ step: 'done', ...seen, text: await allText() });
