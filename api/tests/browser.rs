@@ -427,6 +427,30 @@ async fn the_balance_widget_is_live_private_and_says_when_its_token_expired() {
         shown["headers"],
         json!(["Type", "Amount", "Balance after", "Description", "Date"])
     );
+    // Usage: four months, January's 25 uses of 1; by day, then by hour.
+    let months = shown["usage"]["months"].as_array().unwrap();
+    assert_eq!(months.len(), 4, "{shown}");
+    let january = months[3].as_str().unwrap();
+    assert!(
+        january.contains("2026-01 (this month)") && january.contains("25 photos"),
+        "{january}"
+    );
+    assert!(months[0].as_str().unwrap().contains("2025-10"), "{shown}");
+    assert_eq!(
+        shown["usage"]["days"],
+        json!([["2026-01-31", "25 photos", "25", ""]]),
+        "{shown}"
+    );
+    let hours = shown["usage"]["hours"].as_array().unwrap();
+    assert_eq!(hours.len(), 1, "{shown}");
+    assert!(
+        hours[0][0]
+            .as_str()
+            .unwrap()
+            .starts_with("2026-01-31T12:00"),
+        "{shown}"
+    );
+    assert_eq!(hours[0][1], "25 photos", "{shown}");
     // axe-core ran (a run that checked nothing can't pass) and found no
     // serious or critical violation.
     assert!(shown["axe"]["rules"].as_u64().unwrap() > 10, "{shown}");

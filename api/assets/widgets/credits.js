@@ -11,6 +11,7 @@
 // `credit-system` (a credit system key). `<credits-history>` and
 // `<credits-children>` also take `page-size` (1–100, default 20).
 // `<credits-children>` needs a token minted with `includeDescendants: true`.
+// `<credits-usage>` takes `months` (1–24, default 4).
 //
 // Theme with CSS custom properties on the element or any ancestor:
 // --credits-font, --credits-accent, --credits-fg, --credits-bg,
@@ -43,7 +44,7 @@ th, td { text-align: left; padding: .35rem .5rem; border-bottom: 1px solid var(-
 td.num, th.num { text-align: right; }
 form { display: flex; flex-wrap: wrap; gap: .75rem; align-items: end; margin-bottom: .75rem; }
 label { display: flex; flex-direction: column; font-size: .8rem; gap: .2rem; }
-input { font: inherit; padding: .25rem; }
+input, select { font: inherit; padding: .25rem; }
 button { font: inherit; padding: .35rem .8rem; border-radius: 4px; cursor: pointer;
   border: 1px solid var(--credits-accent, #0b5cad); background: var(--credits-accent, #0b5cad); color: #fff; }
 button[disabled] { opacity: .6; cursor: default; }
@@ -54,6 +55,10 @@ button[disabled] { opacity: .6; cursor: default; }
 .WATCH .fill { background: var(--credits-watch, #bc4c00); }
 .CRITICAL .fill { background: var(--credits-critical, #cf222e); }
 .status-label { font-size: .8rem; white-space: nowrap; }
+ol.months { list-style: none; padding: 0; margin: 0 0 1rem; display: grid; grid-template-columns: repeat(auto-fit, minmax(8rem, 1fr)); gap: .75rem; }
+ol.months li { border: 1px solid var(--credits-border, #d0d7de); border-radius: 6px; padding: .5rem; }
+ol.months li.current { border-color: var(--credits-accent, #0b5cad); border-width: 2px; }
+.usage-bar .fill { background: var(--credits-accent, #0b5cad); }
 `;
 
 let sheet = null;
@@ -466,6 +471,108 @@ class CreditsChildren extends CreditsElement {
   }
 }
 
+// ------------------------------------------------------------- <credits-usage>
+
+const USAGE_MONTHS = `query($c: String!, $s: String!, $m: Int!) {
+  customer(externalId: $c) { wallet(creditSystem: {key: $s}) { creditSystem { name unitSingular unitPlural } } }
+  usageSummary(customer: {externalId: $c}, creditSystem: {key: $s}, months: $m) { month startsAt credits count isCurrent } }`;
+
+const USAGE_ROWS = `query($c: String!, $s: String!, $from: DateTime!, $to: DateTime!, $g: UsageGroupBy!) {
+  usageBreakdown(customer: {externalId: $c}, creditSystem: {key: $s}, from: $from, to: $to, groupBy: $g, first: 200) {
+    key credits count } }`;
+
+const DAY_MS = 86400000;
+
+class CreditsUsage extends CreditsElement {
+  start() {
+    const id = `credits-usage-${++uid}`;
+    let generation = 0;
+    this.stop = () => { generation++; };
+    this.alert = h('p', { class: 'error', role: 'alert' });
+    const months = h('ol', { class: 'months', 'aria-label': 'Credits used by month' });
+    const group = h('select', { id: `${id}-group`, name: 'group' },
+      h('option', { value: 'DAY', text: 'Day' }),
+      h('option', { value: 'HOUR', text: 'Hour (this month)' }),
+      h('option', { value: 'FEATURE', text: 'Feature' }));
+    const caption = h('caption', { text: 'Credits used' });
+    const keyHead = h('th', { scope: 'col', text: 'Day' });
+    const tbody = h('tbody');
+    const status = h('p', { class: 'live', role: 'status', 'aria-live': 'polite' });
+    let system = null;
+    let range = null;
+    const refusal = (err) => (err instanceof Refused ? EXPIRED_MESSAGE : `Could not load: ${err.message}`);
+    const rows = async () => {
+      const mine = ++generation;
+      const g = group.value;
+      // Ranges follow the server's months (its clock and time zone): all
+      // the months shown by day or feature, the current one by hour.
+      const from = g === 'HOUR' ? range.current : range.oldest;
+      const to = new Date(Date.parse(range.current) + 31 * DAY_MS).toISOString();
+      status.textContent = 'Loading…';
+      try {
+        const data = await this.query(USAGE_ROWS, { c: this.customer, s: this.creditSystem, from, to, g });
+        if (mine !== generation) return;
+        const list = data.usageBreakdown;
+        // Periods in time order; features largest first (as they come).
+        if (g !== 'FEATURE') list.sort((a, b) => (a.key ?? '').localeCompare(b.key ?? ''));
+        const top = list.reduce((m, r) => Math.max(m, Math.abs(Number.parseFloat(r.credits)) || 0), 0);
+        keyHead.textContent = { DAY: 'Day', HOUR: 'Hour', FEATURE: 'Feature' }[g];
+        tbody.replaceChildren(...list.map((r) => {
+          // The bar's length only: the figure is the API's exact text.
+          const pct = top ? Math.abs(Number.parseFloat(r.credits)) / top * 100 : 0;
+          const fill = h('div', { class: 'fill' });
+          fill.style.width = `${pct}%`;
+          return h('tr', {},
+            h('th', { scope: 'row', text: r.key ?? '(none)' }),
+            h('td', { class: 'num' }, ...amount(r.credits, system)),
+            h('td', { class: 'num', text: String(r.count) }),
+            h('td', {}, h('div', { class: 'bar usage-bar' }, h('div', { class: 'track', 'aria-hidden': 'true' }, fill))));
+        }));
+        status.textContent = list.length ? '' : 'No usage in this range.';
+      } catch (err) {
+        if (mine !== generation) return;
+        status.textContent = '';
+        this.alert.textContent = refusal(err);
+      }
+    };
+    const load = async () => {
+      const mine = generation;
+      try {
+        const n = Number.parseInt(this.getAttribute('months') || '4', 10);
+        const data = await this.query(USAGE_MONTHS, {
+          c: this.customer, s: this.creditSystem, m: Number.isFinite(n) ? Math.min(24, Math.max(1, n)) : 4,
+        });
+        if (mine !== generation) return;
+        system = data.customer.wallet?.creditSystem ?? null;
+        if (system) caption.textContent = `${system.name} used`;
+        const list = data.usageSummary;
+        months.replaceChildren(...list.map((m) => h('li', { class: m.isCurrent ? 'current' : '' },
+          h('div', { class: 'live', text: m.isCurrent ? `${m.month} (this month)` : m.month }),
+          h('div', { class: 'figure' }, h('strong', {}, ...amount(m.credits, system))),
+          h('div', { class: 'live', text: `${m.count} ${m.count === 1 ? 'use' : 'uses'}` }))));
+        const current = list.find((m) => m.isCurrent) ?? list[list.length - 1];
+        range = { oldest: list[0]?.startsAt ?? current.startsAt, current: current.startsAt };
+        await rows();
+      } catch (err) {
+        if (mine !== generation) return;
+        this.alert.textContent = refusal(err);
+      }
+    };
+    group.addEventListener('change', () => { if (range) rows(); });
+    this.root.replaceChildren(h('section', { 'aria-label': 'Credit usage' },
+      months,
+      h('form', { onsubmit: (ev) => ev.preventDefault() },
+        h('label', { for: `${id}-group` }, 'Group by', group)),
+      h('table', {}, caption, h('thead', {}, h('tr', {}, keyHead,
+        h('th', { scope: 'col', class: 'num', text: 'Credits' }),
+        h('th', { scope: 'col', class: 'num', text: 'Uses' }),
+        h('th', { scope: 'col', text: 'Share' }))), tbody),
+      status, this.alert));
+    load();
+  }
+}
+
+customElements.get('credits-usage') || customElements.define('credits-usage', CreditsUsage);
 customElements.get('credits-children') || customElements.define('credits-children', CreditsChildren);
 customElements.get('credits-balance') || customElements.define('credits-balance', CreditsBalance);
 customElements.get('credits-history') || customElements.define('credits-history', CreditsHistory);

@@ -9,7 +9,7 @@ const creditSystem = params.get('creditSystem') || params.get('credit-system');
 const widgets = document.getElementById('widgets');
 if (token && customer && creditSystem) {
   document.getElementById('usage').hidden = true;
-  const tags = ['credits-balance', 'credits-history'];
+  const tags = ['credits-balance', 'credits-usage', 'credits-history'];
   if (params.get('children') === 'true') tags.splice(1, 0, 'credits-children');
   for (const tag of tags) {
     const el = document.createElement(tag);

@@ -81,6 +81,17 @@ try {
   await balance.getByText('Live', { exact: true }).waitFor({ timeout: 10000 });
   const history = page.locator('credits-history');
   await history.locator('tbody tr').first().waitFor({ timeout: 10000 });
+  const usage = page.locator('credits-usage');
+  await usage.locator('tbody tr').first().waitFor({ timeout: 10000 });
+  const usageSeen = {
+    months: await usage.getByRole('listitem').allInnerTexts(),
+    days: await usage.locator('tbody tr').evaluateAll((trs) => trs.map((tr) =>
+      [...tr.cells].map((c) => c.innerText.trim()))),
+  };
+  await usage.getByLabel('Group by').selectOption('HOUR');
+  await usage.locator('thead th').first().getByText('Hour').waitFor({ timeout: 5000 });
+  usageSeen.hours = await usage.locator('tbody tr').evaluateAll((trs) => trs.map((tr) =>
+    [...tr.cells].map((c) => c.innerText.trim())));
   const figures = {};
   for (const f of ['available', 'pending', 'expiringSoon', 'scheduled']) figures[f] = await field(f).innerText();
   const status = await balance.getByRole('status').innerText();
@@ -93,7 +104,7 @@ try {
     return { rules: r.passes.length + r.violations.length + r.incomplete.length,
       violations: r.violations.map((v) => ({ id: v.id, impact: v.impact, nodes: v.nodes.length, help: v.help })) };
   });
-  say({ step: 'shown', figures, status, axe, rows: await history.locator('tbody tr').count(),
+  say({ step: 'shown', figures, status, axe, usage: usageSeen, rows: await history.locator('tbody tr').count(),
     headers: await history.getByRole('columnheader').allInnerTexts(), text: await allText() });
 
   await expect('consumed');
