@@ -392,6 +392,7 @@ async fn a_worker_killed_mid_run_is_abandoned_and_its_work_done_once() {
     run.abort();
     let _ = run.await;
     assert!(partial, "the run was stopped midway");
+    settle_aborted_sessions(&w).await;
     let status = |runs: Vec<jobs::JobRun>| runs.into_iter().map(|r| r.status).collect::<Vec<_>>();
     let recent = || jobs::recent(&w.t.db, Job::AllowanceReset, 10, w.clock.now());
     assert_eq!(
@@ -455,6 +456,37 @@ async fn a_worker_killed_mid_run_is_abandoned_and_its_work_done_once() {
         let (_, grants) = ledger_of(&w, c).await;
         assert_eq!(grants.len(), 7, "January plus six caught-up months");
     }
+}
+
+/// A killed worker's connections die with it, and PostgreSQL rolls its
+/// open transaction back at once. An aborted task's connection instead
+/// finishes its statement in flight and is rolled back by the pool a
+/// moment later — until then it holds the rows it locked, which the next
+/// run's `SKIP LOCKED` passes over. Wait for that, as for the dead process.
+async fn settle_aborted_sessions(w: &World) {
+    use sea_orm::{ConnectionTrait, DatabaseBackend, Statement};
+    let conn = w.t.db.reader();
+    if conn.get_database_backend() != DatabaseBackend::Postgres {
+        return;
+    }
+    for _ in 0..200 {
+        let open = conn
+            .query_one_raw(Statement::from_string(
+                DatabaseBackend::Postgres,
+                "SELECT count(*) AS n FROM pg_stat_activity \
+                 WHERE datname = current_database() AND pid <> pg_backend_pid() \
+                   AND xact_start IS NOT NULL",
+            ))
+            .await
+            .unwrap()
+            .and_then(|row| row.try_get::<i64>("", "n").ok())
+            .unwrap_or(0);
+        if open == 0 {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the aborted run's transaction did not end within 10 s");
 }
 
 #[tokio::test]
