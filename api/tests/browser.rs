@@ -645,3 +645,222 @@ async fn the_children_widget_shows_each_clients_usage_by_status() {
     assert!(serious.is_empty(), "accessibility: {serious:#?}");
     assert!(std::fs::metadata(&screenshot).unwrap().len() > 10_000);
 }
+
+// ------------------------------------------------------------- the console
+
+/// `/console` and every `/console/…` path is the same static page (the
+/// script routes on the URL): nothing of the tenant in it, only our
+/// assets, under the pages' policy. Its first load fits the budget.
+#[tokio::test]
+async fn the_console_is_one_static_page_at_every_console_path() {
+    let app = TestApp::spawn().await;
+    let mut pages = Vec::new();
+    for path in [
+        "/console",
+        "/console/",
+        "/console/customers",
+        "/console/customers/acme%20corp",
+        "/console/plans/pro",
+        "/console/credit-systems/photos",
+        "/console/no/such/page",
+    ] {
+        let page = get(&app, path, "text/html").await;
+        assert_eq!(page.status(), 200, "{path}");
+        assert_eq!(header(&page, "content-type"), "text/html; charset=utf-8");
+        let csp = header(&page, "content-security-policy").to_owned();
+        assert!(
+            csp.contains("default-src 'none'") && csp.contains("script-src 'self';"),
+            "{path}: {csp}"
+        );
+        pages.push(page.text().await.unwrap());
+    }
+    assert!(pages.windows(2).all(|w| w[0] == w[1]));
+    let html = &pages[0];
+    for needle in ["http://", "https://", "acme", "ck_live"] {
+        assert!(!html.contains(needle), "the page names {needle:?}:\n{html}");
+    }
+    let urls = urls(html);
+    assert!(
+        urls.contains(&"/assets/console/console.js".to_owned())
+            && urls.contains(&"/assets/widgets/credits.js".to_owned()),
+        "{urls:?}"
+    );
+    // The first load: the page's scripts and styles and the modules the
+    // console imports. Uncompressed under the 150 KB gzipped budget.
+    let mut total = 0;
+    for url in urls
+        .iter()
+        .filter(|u| u.starts_with("/assets/"))
+        .map(String::as_str)
+        .chain(["/assets/console/pages.js"])
+    {
+        let resp = get(&app, url, "*/*").await;
+        assert_eq!(resp.status(), 200, "{url}");
+        total += resp.bytes().await.unwrap().len();
+    }
+    assert!(total < 150 * 1024, "{total} bytes");
+    // Not a catch-all: a neighbour of /console is still 404.
+    assert_eq!(get(&app, "/consoles", "text/html").await.status(), 404);
+}
+
+#[tokio::test]
+async fn the_console_signs_in_finds_a_customer_and_grants_credits_in_chromium() {
+    use serde_json::json;
+
+    if skip_browser_test() {
+        return;
+    }
+    install_harness();
+    let app = TestApp::spawn().await;
+    let key = &app.admin_key;
+    app.ok(key, r#"mutation {
+      createCreditSystem(input: {key: "photos", name: "Photos", unitSingular: "photo", unitPlural: "photos", precision: 0}) { creditSystem { id } }
+      a: createCustomer(input: {externalId: "alice", name: "Alice Smith", email: "alice@example.com"}) { customer { id } }
+      b: createCustomer(input: {externalId: "bob", name: "Bob Jones"}) { customer { id } }
+      c: createCustomer(input: {externalId: "carol", name: "Carol Diaz"}) { customer { id } }
+      ga: grantCredits(input: {customer: {externalId: "alice"}, creditSystem: {key: "photos"}, amount: "1000", category: PURCHASED, reason: "r", idempotencyKey: "ga"}) { grant { id } }
+      ca: consumeCredits(input: {customer: {externalId: "alice"}, creditSystem: {key: "photos"}, amount: "10", idempotencyKey: "ca", description: "photo 1"}) { entry { id } }
+      gb: grantCredits(input: {customer: {externalId: "bob"}, creditSystem: {key: "photos"}, amount: "9876", category: PURCHASED, reason: "r", idempotencyKey: "gb"}) { grant { id } }
+      createProduct(input: {key: "studio", name: "Studio"}) { product { id } }
+      createPlan(input: {product: {key: "studio"}, key: "pro", name: "Pro", billingInterval: MONTHLY}) { plan { id } }
+    }"#, json!({})).await;
+    app.ok(key, r#"mutation { attachCreditSystem(input: {plan: {key: "pro"}, creditSystem: {key: "photos"},
+        included: {amount: "100", resetInterval: MONTHLY},
+        pricing: {commitment: UPFRONT, currency: "EUR", taxRate: "0.27", topUpPrice: {pricingType: GRADUATED, model: PER_UNIT,
+          tiers: [{firstUnit: "0", lastUnit: "1000", amount: "0.10"}, {firstUnit: "1000", amount: "0.08"}]}}}) { planCredit { id } } }"#, json!({})).await;
+    let read = app.key(service::api_keys::Role::Read).await;
+    let shots = screenshot_path("console-customer.png")
+        .parent()
+        .unwrap()
+        .to_owned();
+    let names = [
+        "console-signin.png",
+        "console-customers.png",
+        "console-customer.png",
+        "console-plan.png",
+        "console-customer-read.png",
+    ];
+    for name in names {
+        let _ = std::fs::remove_file(shots.join(name));
+    }
+    let output = tokio::process::Command::new("node")
+        .arg("console.mjs")
+        .arg(app.url(""))
+        .arg(key)
+        .arg(&read)
+        .arg(&shots)
+        .current_dir(harness_dir())
+        .env("CHROMIUM", chromium())
+        .output()
+        .await
+        .expect("node runs the browser test");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "console.mjs failed:\n{}\n{stdout}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let seen: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(seen["external"], json!([]), "{seen}");
+    assert_eq!(seen["pageErrors"], json!([]), "{seen}");
+    assert_eq!(seen["cspViolations"], json!([]), "{seen}");
+    // Only the API: no request outside /console, /assets and /graphql.
+    for path in seen["requests"].as_array().unwrap() {
+        let path = path.as_str().unwrap();
+        assert!(
+            path.starts_with("/console")
+                || path.starts_with("/assets/")
+                || path.starts_with("/graphql"),
+            "{path}"
+        );
+    }
+
+    assert!(
+        seen["wrong"].as_str().unwrap().contains("not accepted"),
+        "{seen}"
+    );
+    assert_eq!(
+        seen["nav"],
+        json!({"Customers": "/console/customers", "Plans": "/console/plans",
+            "Credit systems": "/console/credit-systems", "Orders": "/console/orders",
+            "Webhooks": "/console/webhooks", "Jobs": "/console/jobs", "API keys": "/console/api-keys"})
+    );
+    // The key in sessionStorage only.
+    assert_eq!(seen["storage"]["session"], json!([key]), "{seen}");
+    assert_eq!(seen["storage"]["local"], 0);
+    assert_eq!(seen["storage"]["cookies"], "");
+    assert_eq!(seen["allCustomers"], 3, "{seen}");
+    let found = seen["found"].as_array().unwrap();
+    assert_eq!(found.len(), 1, "{seen}");
+    assert!(found[0].as_str().unwrap().contains("Alice Smith"), "{seen}");
+
+    // The grant: the balance moved by 250, the history's newest entry is it.
+    assert_eq!(seen["before"], "990 photos", "{seen}");
+    assert_eq!(seen["after"], "1240 photos", "{seen}");
+    assert!(seen["granted"].as_str().unwrap().contains("250"), "{seen}");
+    let entry: Vec<&str> = seen["firstEntry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    assert_eq!(entry[..3], ["Grant", "250 photos", "1240 photos"], "{seen}");
+    assert!(entry[3].contains("Console goodwill"), "{seen}");
+    let data = app
+        .ok(key, r#"{ customer(externalId: "alice") { wallet(creditSystem: {key: "photos"}) { balance { available } } } }"#, json!({}))
+        .await;
+    assert_eq!(
+        data["customer"]["wallet"]["balance"]["available"], "1240",
+        "{data}"
+    );
+
+    // The plan's credits: allowance and tiers.
+    let plan = seen["planText"].as_str().unwrap();
+    assert!(
+        plan.contains("100 photos") && plan.contains("MONTHLY"),
+        "{plan}"
+    );
+    assert!(plan.contains("GRADUATED · PER_UNIT"), "{plan}");
+    assert_eq!(
+        seen["tiers"],
+        json!([["0", "1000", "0.10", "—"], ["1000", "∞", "0.08", "—"]]),
+        "{seen}"
+    );
+    assert!(
+        seen["others"]["API keys"]
+            .as_str()
+            .unwrap()
+            .contains("READ"),
+        "{seen}"
+    );
+
+    // Signed out: the key is gone. A READ key: no write controls.
+    assert_eq!(seen["afterSignOut"], 0, "{seen}");
+    assert_eq!(seen["readView"]["available"], "1240 photos", "{seen}");
+    assert_eq!(seen["readView"]["grantButtons"], 0, "{seen}");
+    assert_eq!(seen["readView"]["forms"], 0, "{seen}");
+    assert!(
+        seen["readView"]["who"].as_str().unwrap().contains("READ"),
+        "{seen}"
+    );
+
+    // axe-core on every page visited: it ran, and nothing serious.
+    let axe = seen["axe"].as_object().unwrap();
+    assert_eq!(axe.len(), 10, "{seen}");
+    for (page, result) in axe {
+        assert!(result["rules"].as_u64().unwrap() > 10, "{page}");
+        let serious: Vec<&serde_json::Value> = result["violations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|v| v["impact"] == "serious" || v["impact"] == "critical")
+            .collect();
+        assert!(serious.is_empty(), "accessibility on {page}: {serious:#?}");
+    }
+    for name in names {
+        assert!(
+            std::fs::metadata(shots.join(name)).unwrap().len() > 10_000,
+            "{name}"
+        );
+    }
+}

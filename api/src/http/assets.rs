@@ -1,7 +1,8 @@
 //! Static files embedded in the binary (`api/assets/`), served at
 //! `GET /assets/{*path}`: GraphiQL's page and its start-up script, the
 //! customer widgets (`widgets/credits.js`, and their demo page served at
-//! `GET /widgets/demo`), and the
+//! `GET /widgets/demo`), the console (`console/`, its page served at
+//! `GET /console` and every `/console/…` path), and the
 //! browser builds of GraphiQL and React vendored from npm by
 //! `api/assets/vendor.sh` into `api/assets/vendor/`. Nothing is fetched
 //! from the network at build or run time, so GraphiQL works offline.
@@ -48,6 +49,10 @@ static ASSETS: &[Asset] = assets![
     "widgets/demo.html",
     "widgets/demo.css",
     "widgets/demo.js",
+    "console/index.html",
+    "console/console.css",
+    "console/console.js",
+    "console/pages.js",
 ];
 
 /// The policy of every HTML page: scripts, styles, fonts and connections
@@ -174,6 +179,16 @@ pub fn graphiql(headers: &HeaderMap) -> Response {
 pub async fn widgets_demo(headers: HeaderMap) -> Response {
     respond(
         find("widgets/demo.html").expect("widgets/demo.html is embedded"),
+        &headers,
+    )
+}
+
+/// `GET /console` and every `/console/…` path: the console's one page
+/// (its script routes on the URL, with the History API). It holds no
+/// data; it signs in with an API key and speaks only `/graphql`.
+pub async fn console(headers: HeaderMap) -> Response {
+    respond(
+        find("console/index.html").expect("console/index.html is embedded"),
         &headers,
     )
 }
