@@ -98,6 +98,10 @@ function grantForm(c, systems, wallets, widgets) {
   const out = h('p', { role: 'status', 'aria-live': 'polite' });
   const form = h('form', {
     'aria-labelledby': 'grant-title',
+    // Changed inputs are a new grant; the same inputs sent again (a retry
+    // after a lost answer) keep the key, so they grant once.
+    oninput: () => { key = idempotencyKey(); },
+    onchange: () => { key = idempotencyKey(); },
     onsubmit: async (ev) => {
       ev.preventDefault();
       button.disabled = true;
@@ -108,7 +112,7 @@ function grantForm(c, systems, wallets, widgets) {
           grant { id amount } entry { id balanceAfter } } }`, { i: {
           customer: { externalId: c.externalId }, creditSystem: { key: system.value },
           amount: amount.value.trim(), category: category.value, reason: reason.value.trim(), idempotencyKey: key } });
-        key = idempotencyKey(); // the next grant is a new one; a retry of this one reused its key
+        key = idempotencyKey(); // the next grant is a new one
         out.className = 'ok';
         out.textContent = `Granted ${data.grantCredits.grant.amount}${data.grantCredits.entry ? `; balance after: ${data.grantCredits.entry.balanceAfter}` : ''}.`;
         amount.value = '';
