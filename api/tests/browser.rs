@@ -794,6 +794,12 @@ async fn the_console_signs_in_finds_a_customer_and_grants_credits_in_chromium() 
     assert_eq!(found.len(), 1, "{seen}");
     assert!(found[0].as_str().unwrap().contains("Alice Smith"), "{seen}");
 
+    // A refused amount says why (the server's VALIDATION message).
+    let refused = seen["refused"].as_str().unwrap();
+    assert!(
+        refused.contains("Not granted") && refused.contains("amount"),
+        "{refused}"
+    );
     // The grant: the balance moved by 250, the history's newest entry is it.
     assert_eq!(seen["before"], "990 photos", "{seen}");
     assert_eq!(seen["after"], "1240 photos", "{seen}");

@@ -66,7 +66,7 @@ const NAV = [
 export function go(path, { replace = false } = {}) {
   if (replace) history.replaceState(null, '', path);
   else history.pushState(null, '', path);
-  render();
+  render().then(() => { if (!replace && !main.querySelector(':focus')) main.focus(); });
 }
 
 // Links inside the console navigate without reloading.

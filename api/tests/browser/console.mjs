@@ -100,6 +100,12 @@ try {
   // Grant from the UI.
   const grant = main.getByRole('region', { name: 'Grant credits' });
   await grant.getByLabel('Credit system').selectOption('photos');
+  // First an amount finer than the credit system's precision: refused,
+  // with the server's message, and nothing granted.
+  await grant.getByLabel('Amount').fill('0.5');
+  await grant.getByLabel('Reason').fill('Too fine');
+  await grant.getByRole('button', { name: 'Grant credits' }).click();
+  const refused = await grant.getByRole('status').filter({ hasText: 'Not granted' }).innerText({ timeout: 10000 });
   await grant.getByLabel('Amount').fill('250');
   await grant.getByLabel('Category').selectOption('PROMOTIONAL');
   await grant.getByLabel('Reason').fill('Console goodwill');
@@ -166,7 +172,7 @@ try {
   await axe('customer-read');
 
   seen.cspViolations = await page.evaluate(() => window.__csp);
-  console.log(JSON.stringify({ wrong, nav, storage, allCustomers, found, before, after, granted, firstEntry,
+  console.log(JSON.stringify({ wrong, refused, nav, storage, allCustomers, found, before, after, granted, firstEntry,
     tiers, planText, others, afterSignOut, readView, axeLoaded, ...seen }));
 } catch (e) {
   failed = true;
