@@ -850,6 +850,11 @@ async fn the_console_signs_in_finds_a_customer_and_grants_credits_in_chromium() 
         "{seen}"
     );
 
+    let missing = seen["missing"].as_str().unwrap();
+    assert!(
+        missing.contains("no customer") && missing.contains("nobody"),
+        "{missing}"
+    );
     // axe-core on every page visited: it ran, and nothing serious.
     let axe = seen["axe"].as_object().unwrap();
     assert_eq!(axe.len(), 10, "{seen}");

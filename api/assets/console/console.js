@@ -43,7 +43,7 @@ export async function gql(query, variables = {}, key = sessionStorage.getItem(KE
   }
   if (err) {
     const field = err.extensions?.field ? ` (${err.extensions.field})` : '';
-    throw new Error(`${err.message}${field}`);
+    throw Object.assign(new Error(`${err.message}${field}`), { code: err.extensions?.code });
   }
   if (!res.ok || !body?.data) throw new Error(`HTTP ${res.status}`);
   return body.data;
@@ -167,6 +167,10 @@ export async function render() {
   } catch (e) {
     if (mine !== generation) return;
     if (e instanceof Unauthenticated) { signOut(); return; }
+    if (e.code === 'NOT_FOUND') {
+      main.replaceChildren(h('h1', { text: 'Not found' }), h('p', { role: 'alert', text: e.message }));
+      return;
+    }
     main.replaceChildren(h('h1', { text: 'Something went wrong' }),
       h('p', { class: 'error', role: 'alert', text: e.message }));
   }

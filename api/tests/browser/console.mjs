@@ -171,8 +171,13 @@ try {
   await shot('customer-read');
   await axe('customer-read');
 
+  // A linked customer that doesn't exist: said so, signed in still.
+  await page.goto(new URL('/console/customers/nobody', base).href, { waitUntil: 'load' });
+  await main.getByRole('heading', { name: 'Not found', level: 1 }).waitFor({ timeout: 10000 });
+  const missing = await main.getByRole('alert').innerText();
+
   seen.cspViolations = await page.evaluate(() => window.__csp);
-  console.log(JSON.stringify({ wrong, refused, nav, storage, allCustomers, found, before, after, granted, firstEntry,
+  console.log(JSON.stringify({ wrong, refused, missing, nav, storage, allCustomers, found, before, after, granted, firstEntry,
     tiers, planText, others, afterSignOut, readView, axeLoaded, ...seen }));
 } catch (e) {
   failed = true;
