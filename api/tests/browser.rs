@@ -13,22 +13,13 @@
 
 mod common;
 
-use std::{
-    io::Write,
-    path::{Path, PathBuf},
-    process::Command,
-    sync::Mutex,
+use std::process::Command;
+
+use common::{
+    TestApp,
+    browser::{chromium, harness_dir, install_harness, screenshot_path, skip_browser_test},
 };
-
-use common::TestApp;
 use reqwest::header;
-
-/// Debian's Chromium; `CHROMIUM` names another.
-fn chromium() -> PathBuf {
-    std::env::var_os("CHROMIUM")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"))
-}
 
 async fn get(app: &TestApp, path: &str, accept: &str) -> reqwest::Response {
     reqwest::Client::new()
@@ -158,74 +149,6 @@ async fn unknown_assets_are_404_and_graphql_get_is_unchanged() {
     assert_eq!(resp.status(), 200);
     let body: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(body["data"]["viewer"]["role"], "ADMIN", "{body}");
-}
-
-// ---------------------------------------------------------------- the browser
-
-fn harness_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/browser")
-}
-
-/// Says so on the terminal (past the test harness' capture) and returns
-/// `true` when the browser test can't run here; under CI that is a failure.
-fn skip_browser_test() -> bool {
-    let node = Command::new("node")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    let chromium = chromium();
-    let missing: Vec<String> = [
-        (!chromium.exists()).then(|| chromium.display().to_string()),
-        (!node).then(|| "node".to_owned()),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
-    if missing.is_empty() {
-        return false;
-    }
-    let message = format!(
-        "browser tests SKIPPED: {} not found (apt-get install -y chromium nodejs; .ci/run does)",
-        missing.join(" and ")
-    );
-    if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
-        panic!("{message}; CI=true, so this is a failure");
-    }
-    // Straight to stderr: `eprintln!` would be captured and never shown
-    // for a test that passes.
-    let _ = writeln!(std::io::stderr().lock(), "\n{message}");
-    true
-}
-
-/// `npm ci` once per test process, unless CI (or an earlier run) did.
-fn install_harness() {
-    static INSTALLED: Mutex<bool> = Mutex::new(false);
-    let mut installed = INSTALLED.lock().unwrap_or_else(|e| e.into_inner());
-    if *installed {
-        return;
-    }
-    let dir = harness_dir();
-    let installed_here = ["playwright-core/package.json", "axe-core/axe.min.js"]
-        .iter()
-        .all(|f| dir.join("node_modules").join(f).exists());
-    if !installed_here {
-        let status = Command::new("npm")
-            .args(["ci", "--silent", "--no-audit", "--no-fund"])
-            .current_dir(&dir)
-            .status()
-            .expect("npm (node 20) installs the browser tests' Playwright");
-        assert!(status.success(), "npm ci in {} failed", dir.display());
-    }
-    *installed = true;
-}
-
-/// `target/screenshots/NAME` in the workspace (ignored by git, whatever
-/// `CARGO_TARGET_DIR` says), created if need be.
-fn screenshot_path(name: &str) -> PathBuf {
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    let dir = workspace.join("target/screenshots");
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join(name)
 }
 
 #[tokio::test]
@@ -687,12 +610,21 @@ async fn the_console_is_one_static_page_at_every_console_path() {
     );
     // The first load: the page's scripts and styles and the modules the
     // console imports. Uncompressed under the 150 KB gzipped budget.
+    let modules = [
+        "pages.js",
+        "ui.js",
+        "customers.js",
+        "catalog.js",
+        "money.js",
+        "operations.js",
+    ]
+    .map(|m| format!("/assets/console/{m}"));
     let mut total = 0;
     for url in urls
         .iter()
         .filter(|u| u.starts_with("/assets/"))
+        .chain(modules.iter())
         .map(String::as_str)
-        .chain(["/assets/console/pages.js"])
     {
         let resp = get(&app, url, "*/*").await;
         assert_eq!(resp.status(), 200, "{url}");

@@ -53,6 +53,11 @@ static ASSETS: &[Asset] = assets![
     "console/console.css",
     "console/console.js",
     "console/pages.js",
+    "console/ui.js",
+    "console/customers.js",
+    "console/catalog.js",
+    "console/money.js",
+    "console/operations.js",
 ];
 
 /// The policy of every HTML page: scripts, styles, fonts and connections

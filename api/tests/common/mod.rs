@@ -1,6 +1,8 @@
 //! A real server on 127.0.0.1:0 over a fresh test database, and a client.
 #![allow(dead_code)]
 
+pub mod browser;
+
 use std::{net::SocketAddr, sync::Arc};
 
 use api::http::HttpLimits;
