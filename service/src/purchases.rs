@@ -316,14 +316,34 @@ async fn price_named(
         .pricing
         .as_ref()
         .ok_or_else(|| Invalid::new("creditSystem", "no pricing"))?;
+    let top_up = pricing
+        .top_up_price
+        .as_ref()
+        .ok_or_else(|| Invalid::new("creditSystem", "no top-up price"))?;
+    let quote = quote_within(pricing, top_up, quantity)?;
+    Ok(Priced {
+        customer_id,
+        credit_system_id: cs.id,
+        plan_credit,
+        quantity_micros,
+        quote,
+    })
+}
+
+/// The plan credit's bounds on one purchase, then the top-up price's
+/// quote: what a customer's quote and a draft's preview share.
+fn quote_within(
+    pricing: &catalog::PlanPricing,
+    top_up: &pricing::Price,
+    quantity: Decimal,
+) -> Result<Quote, Invalid> {
     if let Some(min) = pricing.min_quantity
         && quantity < min
     {
         return Err(Invalid::new(
             "quantity",
             format!("the plan sells at least {min} per purchase"),
-        )
-        .into());
+        ));
     }
     if let Some(max) = pricing.max_quantity
         && quantity > max
@@ -331,20 +351,68 @@ async fn price_named(
         return Err(Invalid::new(
             "quantity",
             format!("the plan sells at most {max} per purchase"),
+        ));
+    }
+    pricing::quote(top_up, quantity)
+}
+
+/// The most tiers a previewed price may have ([`quote_pricing`]).
+pub const PREVIEW_TIERS_MAX: usize = 100;
+
+/// What `quantity` credits of `credit_system` would cost under `pricing`,
+/// a plan credit's pricing that need not be saved anywhere (the console's
+/// price editor previews a draft with it). The same arithmetic and the
+/// same purchase bounds as [`quote_top_up`]; the quantity is checked
+/// against the credit system's precision. No side effects.
+///
+/// Refusals name the input's field: `quantity`, `pricing.topUpPrice`
+/// (none given, or more than [`PREVIEW_TIERS_MAX`] tiers),
+/// `pricing.topUpPrice.tiers[1]`, `pricing.maxQuantity`, ….
+pub async fn quote_pricing(
+    db: &Db,
+    tenant_id: Uuid,
+    credit_system: &CreditSystemRef,
+    pricing: &catalog::PlanPricing,
+    quantity: Decimal,
+) -> Result<Quote, Error> {
+    let cs = credit_systems::resolve(db.reader(), tenant_id, credit_system).await?;
+    let precision = cs.precision.clamp(0, 6) as u32;
+    positive_micros(quantity, precision, "quantity")?;
+    let top_up = pricing.top_up_price.as_ref().ok_or_else(|| {
+        Invalid::new(
+            "pricing.topUpPrice",
+            "a quote needs a top-up price to preview",
+        )
+    })?;
+    if top_up.tiers.len() > PREVIEW_TIERS_MAX {
+        return Err(Invalid::new(
+            "pricing.topUpPrice",
+            format!(
+                "at most {PREVIEW_TIERS_MAX} tiers, not {}",
+                top_up.tiers.len()
+            ),
         )
         .into());
     }
-    let top_up = pricing
-        .top_up_price
-        .as_ref()
-        .ok_or_else(|| Invalid::new("creditSystem", "no top-up price"))?;
-    let quote = pricing::quote(top_up, quantity)?;
-    Ok(Priced {
-        customer_id,
-        credit_system_id: cs.id,
-        plan_credit,
-        quantity_micros,
-        quote,
+    for (bound, field) in [
+        (pricing.min_quantity, "pricing.minQuantity"),
+        (pricing.max_quantity, "pricing.maxQuantity"),
+    ] {
+        if let Some(q) = bound {
+            positive_micros(q, precision, field)?;
+        }
+    }
+    if let (Some(min), Some(max)) = (pricing.min_quantity, pricing.max_quantity)
+        && min > max
+    {
+        return Err(Invalid::new("pricing.maxQuantity", "must not be below minQuantity").into());
+    }
+    quote_within(pricing, top_up, quantity).map_err(|e| {
+        if e.field == "quantity" {
+            e.into()
+        } else {
+            Invalid::new(format!("pricing.topUpPrice.{}", e.field), e.message).into()
+        }
     })
 }
 

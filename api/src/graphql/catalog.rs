@@ -652,7 +652,7 @@ fn price(
     })
 }
 
-fn terms(
+pub(crate) fn terms(
     included: Option<IncludedAllowanceInput>,
     pricing: Option<PlanPricingInput>,
     usage_alert_percents: Option<Vec<ExactDecimal>>,

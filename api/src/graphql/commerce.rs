@@ -10,11 +10,11 @@ use service::{
 };
 
 use super::{
-    catalog::{CatalogRef, Plan},
+    catalog::{self, CatalogRef, Plan, PlanPricingInput},
     context::{RoleGuard, app, load, loaders},
     credit_systems::CreditSystem,
     customers::{self, Customer},
-    error::ApiResult,
+    error::{ApiError, ApiResult},
     ids::{self, Kind},
     ledger::{Grant, LedgerEntry},
     loaders::{EntryKey, GrantKey, PlanKey},
@@ -331,25 +331,56 @@ impl CommerceQuery {
         ))
     }
 
-    /// What `quantity` credits would cost this customer now (no side
-    /// effects; any key may quote).
+    /// What `quantity` credits would cost (no side effects; any key may
+    /// quote). Give exactly one of:
+    ///
+    /// - `customer`: the price of the customer's plan now — what
+    ///   `purchaseCredits` would charge;
+    /// - `pricing`: an unsaved plan credit's pricing, the same input as
+    ///   `attachCreditSystem`'s (a price editor's preview): its top-up
+    ///   price, tax rate, currency and min/max quantity, through the same
+    ///   arithmetic. At most 100 tiers; the quantity is checked against
+    ///   `creditSystem`'s precision.
+    ///
+    /// Both, or neither: `VALIDATION` on `pricing`. A bad pricing is
+    /// refused with the field at fault (`pricing.topUpPrice.tiers[1]`,
+    /// `pricing.maxQuantity`, …).
     async fn quote_top_up(
         &self,
         ctx: &Context<'_>,
-        customer: CustomerRefInput,
+        customer: Option<CustomerRefInput>,
         credit_system: CreditSystemRefInput,
         quantity: Credits,
+        pricing: Option<PlanPricingInput>,
     ) -> ApiResult<TopUpQuote> {
         let (p, app) = app(ctx)?;
-        let quote = purchases::quote_top_up(
-            &app.db,
-            app.clock(),
-            p.tenant_id,
-            &customer.parse("customer")?,
-            &credit_system.parse("creditSystem")?,
-            quantity.0,
-        )
-        .await?;
+        let credit_system = credit_system.parse("creditSystem")?;
+        let quote = match (customer, pricing) {
+            (Some(customer), None) => {
+                purchases::quote_top_up(
+                    &app.db,
+                    app.clock(),
+                    p.tenant_id,
+                    &customer.parse("customer")?,
+                    &credit_system,
+                    quantity.0,
+                )
+                .await?
+            }
+            (None, Some(pricing)) => {
+                let pricing = catalog::terms(None, Some(pricing), None)?
+                    .pricing
+                    .ok_or_else(|| ApiError::invalid("pricing", "no pricing given"))?;
+                purchases::quote_pricing(&app.db, p.tenant_id, &credit_system, &pricing, quantity.0)
+                    .await?
+            }
+            _ => {
+                return Err(ApiError::invalid(
+                    "pricing",
+                    "give either customer (the price of their plan) or pricing (a price to preview), not both",
+                ));
+            }
+        };
         Ok(quote.into())
     }
 
