@@ -119,6 +119,15 @@ async fn an_admin_builds_a_plan_with_tiers_and_its_preview_is_the_quote() {
         "{refused}"
     );
 
+    // The saved plan credit opened in the editor with its terms, and
+    // was changed there.
+    assert_eq!(
+        out["editorPrefilled"],
+        json!(["1000", "1000", "0.03", "EUR"]),
+        "{out}"
+    );
+    assert!(out["edited"].as_str().unwrap().contains("1200 tokens"), "{out}");
+
     // What the plan saved.
     let plan = app
         .ok(
@@ -132,7 +141,7 @@ async fn an_admin_builds_a_plan_with_tiers_and_its_preview_is_the_quote() {
     assert_eq!(
         plan["plan"],
         json!({"status": "PUBLISHED", "product": {"key": "api"},
-            "credits": [{"included": {"amount": "1000", "resetInterval": "MONTHLY"},
+            "credits": [{"included": {"amount": "1200", "resetInterval": "MONTHLY"},
                 "pricing": {"topUpPrice": {"pricingType": "GRADUATED", "model": "PER_UNIT", "currency": "EUR", "taxRate": "0.2",
                     "tiers": [{"firstUnit": "0", "lastUnit": "1000", "amount": "0.05"},
                               {"firstUnit": "1000", "lastUnit": null, "amount": "0.03"}]}}}],

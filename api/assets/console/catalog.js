@@ -13,6 +13,28 @@
 import { h, gql, go, table, num, date, link, seg, facts, viewer, PAGE } from './ui.js';
 
 const admin = () => viewer()?.role === 'ADMIN';
+
+// The editor's layout, adopted once (a constructed sheet: allowed by the
+// console's CSP like the widgets' own; class names start with cat-).
+const sheet = new CSSStyleSheet();
+sheet.replaceSync(`
+.cat-editor form, .cat-stack { display: grid; gap: .75rem; align-items: start; }
+.cat-group { display: flex; flex-wrap: wrap; gap: .75rem; align-items: start; }
+.cat-editor fieldset { border: 1px solid var(--border); border-radius: 6px; padding: .5rem .75rem .75rem; margin: 0; min-width: 0; }
+.cat-editor legend { font-weight: 600; padding: 0 .3rem; }
+.field.cat-check { flex-direction: row; align-items: center; gap: .4rem; }
+.cat-group .field small { max-width: 16rem; }
+.cat-tiers { width: auto; }
+.cat-tiers caption { text-align: left; font-weight: 600; padding-bottom: .3rem; }
+.cat-tiers input { width: 8rem; }
+.cat-preview { background: #eef4fb; border-radius: 6px; padding: .5rem .75rem; }
+.cat-preview h3 { margin-top: 0; }
+.cat-preview dd[data-field="total"] { font-weight: 700; }
+.cat-actions { display: flex; flex-wrap: wrap; gap: .5rem; align-items: start; margin-top: .5rem; }
+.cat-editor form > button, .cat-editor form > .field, .cat-stack > button, .cat-stack > .field { justify-self: start; }
+.cat-preview input { max-width: 12rem; }
+`);
+document.adoptedStyleSheets = [...document.adoptedStyleSheets, sheet];
 const after = () => new URLSearchParams(location.search).get('after');
 /** "Next page" for a connection: the same route with `?after=`. */
 const pager = (conn, path) => (conn.pageInfo.hasNextPage
@@ -47,6 +69,13 @@ function field(label, control, hint) {
 const text = (props = {}) => h('input', { maxlength: '200', autocomplete: 'off', ...props });
 const dec = (value, props = {}) => h('input', { inputmode: 'decimal', maxlength: '40', autocomplete: 'off', value: value ?? '', ...props });
 const check = (checked) => h('input', { type: 'checkbox', checked: !!checked });
+/** A checkbox with its label after it. */
+function checkField(label, box, hint) {
+  const el = field(label, box, hint);
+  el.classList.add('cat-check');
+  el.prepend(box);
+  return el;
+}
 function select(options, value, props = {}) {
   return h('select', props, options.map((o) => {
     const [v, t] = Array.isArray(o) ? o : [o, o];
@@ -219,7 +248,7 @@ function newPlan(products) {
   const product = select([...products.map((p) => [p.key, p.name]), [NEW, 'New product…']], products[0]?.key ?? NEW);
   const productKey = text({ maxlength: '64', spellcheck: 'false' });
   const productName = text();
-  const fresh = toggles(product, h('div', { class: 'field-group' },
+  const fresh = toggles(product, h('div', { class: 'cat-group' },
     field('New product key', productKey), field('New product name', productName)), () => product.value === NEW);
   const key = text({ required: true, maxlength: '64', spellcheck: 'false' });
   const name = text({ required: true });
@@ -267,7 +296,7 @@ async function plan(key) {
     facts([['Key', p.key], ['Status', p.status], ['Billing', p.billingInterval], ['Product', p.product?.name],
       p.copiedFrom && ['Copied from', link(`/console/plans/${seg(p.copiedFrom.key)}`, p.copiedFrom.name)],
       ['Description', p.description || '—'], ['Created', date(p.createdAt)], ['Published', date(p.publishedAt)]])];
-  if (admin()) nodes.push(...statusPanel(p), renamePanel(p));
+  if (admin()) nodes.push(statusPanel(p));
   nodes.push(h('h2', { text: 'Plan credits' }));
   if (!p.credits.length) nodes.push(h('p', { class: 'muted', text: 'No credit systems attached.' }));
   for (const pc of p.credits) nodes.push(planCredit(p, pc, edit));
@@ -278,37 +307,41 @@ async function plan(key) {
       : h('p', { class: 'muted', text: 'Every credit system is attached (create one under Credit systems to add it).' }));
   }
   nodes.push(...entitlements(p, edit, data));
+  if (admin()) nodes.push(renamePanel(p), duplicatePanel(p));
   return nodes;
 }
 
 function statusPanel(p) {
-  const actions = [];
-  if (p.status === 'DRAFT') {
-    actions.push(confirming('Publish plan', 'Publishing freezes this plan\'s terms (credits, prices, feature costs) and lets customers subscribe. Publish it?',
+  const hid = id();
+  const hint = {
+    DRAFT: 'A draft: its terms can change; customers can\'t subscribe yet.',
+    PUBLISHED: 'Published: customers can subscribe; its terms are frozen (duplicate it to change them).',
+    ARCHIVED: 'Archived: no new subscriptions; existing subscribers keep it.',
+  }[p.status];
+  return h('section', { class: 'panel', 'aria-labelledby': hid }, h('h2', { id: hid, text: 'Plan status' }),
+    h('p', { class: 'muted', text: hint }),
+    p.status === 'DRAFT' && confirming('Publish plan', 'Publishing freezes this plan\'s terms (credits, prices, feature costs) and lets customers subscribe. Publish it?',
       'Yes, publish', async () => {
         await gql('mutation($k: String!) { publishPlan(input: { plan: { key: $k } }) { plan { status } } }', { k: p.key });
         reload('Plan published: its terms are frozen.');
-      }));
-  }
-  if (p.status === 'PUBLISHED') {
-    actions.push(confirming('Archive plan', 'Archiving stops new subscriptions; existing subscribers keep the plan. Archive it?',
+      }),
+    p.status === 'PUBLISHED' && confirming('Archive plan', 'Archiving stops new subscriptions; existing subscribers keep the plan. Archive it?',
       'Yes, archive', async () => {
         await gql('mutation($k: String!) { archivePlan(input: { plan: { key: $k } }) { plan { status } } }', { k: p.key });
         reload('Plan archived.');
       }));
-  }
+}
+
+function duplicatePanel(p) {
   const key = text({ required: true, maxlength: '64', spellcheck: 'false', value: `${p.key}-v2` });
   const name = text({ required: true, value: `${p.name} (copy)` });
-  const section = panel('Duplicate as a new draft', [field('New plan key', key), field('New plan name', name)], 'Duplicate plan', async () => {
+  return panel('Duplicate as a new draft', [field('New plan key', key), field('New plan name', name)], 'Duplicate plan', async () => {
     const k = key.value.trim();
     await gql('mutation($i: DuplicatePlanInput!) { duplicatePlan(input: $i) { plan { key } } }',
       { i: { plan: { key: p.key }, key: k, name: name.value.trim() } });
     flash = `Draft ${k} copied from ${p.key}.`;
     go(`/console/plans/${seg(k)}`);
   });
-  const hid = id();
-  return [actions.length ? h('section', { class: 'panel', 'aria-labelledby': hid }, h('h2', { id: hid, text: 'Plan status' }), actions) : null,
-    section];
 }
 
 function renamePanel(p) {
@@ -339,25 +372,29 @@ function planCredit(p, pc, edit) {
     if (pr.recurringPrice) section.append(...priceTable(`Recurring price (${pr.recurringPrice.quantity} a cycle)`, pr.recurringPrice.price));
   }
   if (edit && cs) {
-    const editor = creditEditor(p, pc, null);
-    editor.hidden = true;
+    let editor = null; // built when first opened
     const open = h('button', {
       type: 'button',
       class: 'secondary',
       'aria-expanded': 'false',
       text: `Edit ${cs.name}`,
       onclick: () => {
+        if (!editor) {
+          editor = creditEditor(p, pc, null);
+          editor.hidden = true;
+          section.append(editor);
+        }
         editor.hidden = !editor.hidden;
         open.setAttribute('aria-expanded', String(!editor.hidden));
         if (!editor.hidden) editor.querySelector('input, select')?.focus();
       },
     });
-    section.append(h('div', { class: 'actions' }, open,
+    section.append(h('div', { class: 'cat-actions' }, open,
       confirming(`Detach ${cs.name}`, `Remove ${cs.name} (and the feature costs priced in it) from this draft?`, 'Yes, detach', async () => {
         await gql('mutation($i: DetachCreditSystemInput!) { detachCreditSystem(input: $i) { plan { key } } }',
           { i: { plan: { key: p.key }, creditSystem: { key: cs.key } } });
         reload(`${cs.name} detached.`);
-      })), editor);
+      })));
   }
   return section;
 }
@@ -367,7 +404,7 @@ function planCredit(p, pc, edit) {
 const MODELS = [['PER_UNIT', 'Per unit'], ['PER_PACKAGE', 'Per package'], ['FLAT', 'Flat fee'], ['PERCENTAGE', 'Percentage of a base price']];
 
 /** A price's inputs: type × model, package size, rows of tiers. */
-function priceEditor(title, price, on) {
+function priceEditor(title, price, on, extra = null) {
   const enabled = check(on);
   const type = select([['GRADUATED', 'Graduated'], ['VOLUME', 'Volume']], price?.pricingType ?? 'GRADUATED');
   const model = select(MODELS, price?.model ?? 'PER_UNIT');
@@ -419,12 +456,13 @@ function priceEditor(title, price, on) {
       rows.dispatchEvent(new Event('input', { bubbles: true }));
     },
   });
-  const box = toggles(enabled, h('div', { class: 'field-group' }, field('Pricing type', type, 'Graduated: each tier prices its slice; volume: the tier the quantity reaches prices all of it'),
-    field('Model', model), toggles(model, field('Package size', pkg), () => model.value === 'PER_PACKAGE'),
-    h('table', { class: 'tiers' }, h('caption', { text: `${title} tiers` }),
+  const box = toggles(enabled, h('div', { class: 'cat-stack' }, h('div', { class: 'cat-group' },
+    field('Pricing type', type, 'Graduated: each tier prices its slice; volume: the tier the quantity reaches prices all of it'),
+    field('Model', model), toggles(model, field('Package size', pkg), () => model.value === 'PER_PACKAGE'), extra),
+    h('table', { class: 'cat-tiers' }, h('caption', { text: `${title} tiers` }),
       h('thead', {}, h('tr', {}, ['First unit', 'Last unit (empty: no end)', 'Amount', 'Base (percentage)', 'Remove'].map((c) => h('th', { scope: 'col', text: c })))),
       rows), more));
-  const el = h('fieldset', { class: 'price' }, h('legend', { text: title }), field(`Has a ${title.toLowerCase()}`, enabled), box);
+  const el = h('fieldset', { class: 'price' }, h('legend', { text: title }), checkField(`Has a ${title.toLowerCase()}`, enabled), box);
   const value = () => (enabled.checked ? {
     pricingType: type.value, model: model.value, packageSize: model.value === 'PER_PACKAGE' ? val(pkg) : null,
     tiers: tiers.map((t) => ({ firstUnit: t.first.value.trim(), lastUnit: val(t.last), amount: t.amount.value.trim(),
@@ -480,7 +518,7 @@ function quotePreview(system, pricing) {
     timer = setTimeout(ask, 250);
   };
   const hid = id();
-  const el = h('section', { class: 'preview', 'aria-labelledby': hid }, h('h3', { id: hid, text: 'Quote preview' }),
+  const el = h('section', { class: 'cat-preview', 'aria-labelledby': hid }, h('h3', { id: hid, text: 'Quote preview' }),
     field('Preview quantity', quantity, 'Priced by the API as the plan would sell it; nothing is saved.'), summary, detail);
   return { el, refresh };
 }
@@ -510,8 +548,9 @@ function creditEditor(p, pc, systems) {
   const below = dec(pr?.autoTopUp?.below);
   const autoQty = dec(pr?.autoTopUp?.quantity);
   const topUp = priceEditor('Top-up price', pr ? pr.topUpPrice : null, pc ? !!pr?.topUpPrice : true);
-  const recurring = priceEditor('Recurring price', pr?.recurringPrice?.price, !!pr?.recurringPrice);
   const recurringQty = dec(pr?.recurringPrice?.quantity);
+  const recurring = priceEditor('Recurring price', pr?.recurringPrice?.price, !!pr?.recurringPrice,
+    field('Recurring quantity', recurringQty, 'Credits granted and charged every cycle (UPFRONT only)'));
   const alerts = text({ maxlength: '100', value: pc?.usageAlertPercents == null ? '' : pc.usageAlertPercents.join(', ') || 'off' });
 
   const pricing = () => {
@@ -535,21 +574,19 @@ function creditEditor(p, pc, systems) {
   const name = pc ? pc.creditSystem.name : 'a credit system';
   const controls = [
     system && field('Credit system', system),
-    h('fieldset', {}, h('legend', { text: 'Included allowance' }), field('Includes an allowance', included),
-      toggles(included, h('div', { class: 'field-group' }, field('Included amount', amount, 'Granted every reset interval'),
+    h('fieldset', {}, h('legend', { text: 'Included allowance' }), checkField('Includes an allowance', included),
+      toggles(included, h('div', { class: 'cat-group' }, field('Included amount', amount, 'Granted every reset interval'),
         field('Reset interval', reset), field('Rollover cap', cap, 'Empty: unused allowance expires')))),
-    h('fieldset', {}, h('legend', { text: 'Pricing' }), field('Sells credits', priced),
-      toggles(priced, h('div', { class: 'field-group' },
+    h('fieldset', {}, h('legend', { text: 'Pricing' }), checkField('Sells credits', priced),
+      toggles(priced, h('div', { class: 'cat-stack' }, h('div', { class: 'cat-group' },
         field('Commitment', commitment), field('Currency', currency, 'ISO 4217, e.g. EUR'),
         field('Tax rate', tax, 'A fraction: 0.2 is 20 %'), field('Min quantity', min, 'Per purchase; optional'),
         field('Max quantity', max, 'Per purchase; optional'),
         field('Expiration', expiration, 'How long purchased credits live, ISO 8601 (P12M); empty: forever'),
         field('Low-credit limit', low, 'Optional'), field('Low-credit action', action),
-        field('Mandatory purchase', mandatory, 'A top-up must be paid before usage'),
-        field('Auto top-up below', below, 'Optional'), field('Auto top-up quantity', autoQty),
-        topUp.el, preview.el,
-        h('fieldset', {}, h('legend', { text: 'Recurring' }), recurring.el,
-          field('Recurring quantity', recurringQty, 'Credits granted and charged every cycle (UPFRONT only)'))))),
+        checkField('Mandatory purchase (a top-up is paid before usage)', mandatory),
+        field('Auto top-up below', below, 'Optional'), field('Auto top-up quantity', autoQty)),
+        topUp.el, preview.el, recurring.el))),
     field('Usage alerts (%)', alerts, 'Comma-separated, e.g. 75, 90, 100; empty: the default; "off": none'),
   ];
   const section = panel(pc ? `Edit ${name}` : 'Attach a credit system', controls, pc ? `Save ${name}` : 'Attach credit system', async () => {
@@ -566,7 +603,7 @@ function creditEditor(p, pc, systems) {
     }
     reload(pc ? `${name} saved.` : 'Credit system attached.');
   });
-  section.classList.add('editor');
+  section.classList.add('cat-editor');
   // Every change (typing, a tier added or removed) asks for a new quote.
   const form = section.querySelector('form');
   form.addEventListener('input', preview.refresh);
@@ -601,7 +638,7 @@ function entitlements(p, edit, data) {
   const system = select(p.credits.filter((pc) => pc.creditSystem).map((pc) => [pc.creditSystem.key, pc.creditSystem.name]));
   const cost = dec('', { required: true });
   nodes.push(panel('Set a feature\'s credit cost', [field('Feature', feature),
-    toggles(feature, h('div', { class: 'field-group' }, field('New feature key', fKey, 'E.g. image.generate'),
+    toggles(feature, h('div', { class: 'cat-group' }, field('New feature key', fKey, 'E.g. image.generate'),
       field('New feature name', fName), field('New feature unit', fUnit, 'E.g. image, call')), () => feature.value === NEW),
     field('Paid in', system), field('Credits per unit', cost)], 'Set credit cost', async () => {
     let fk = feature.value;

@@ -135,6 +135,17 @@ await run(base, shots, async ({ page, axe, shot }) => {
   await main.getByRole('status').filter({ hasText: 'Credit system attached' }).waitFor({ timeout: 10000 });
   out.attached = await main.getByRole('region', { name: 'Plan credit AI tokens' }).innerText();
 
+  // Edit it: the editor opens with the saved terms; a new allowance.
+  await main.getByRole('button', { name: 'Edit AI tokens' }).click();
+  const change = main.getByRole('region', { name: 'Edit AI tokens' });
+  out.editorPrefilled = [await change.getByLabel('Included amount').inputValue(),
+    await change.getByLabel('Top-up price tier 2 first unit').inputValue(),
+    await change.getByLabel('Top-up price tier 2 amount').inputValue(), await change.getByLabel('Currency').inputValue()];
+  await change.getByLabel('Included amount').fill('1200');
+  await change.getByRole('button', { name: 'Save AI tokens' }).click();
+  await main.getByRole('status').filter({ hasText: 'AI tokens saved' }).waitFor({ timeout: 10000 });
+  out.edited = await main.getByRole('region', { name: 'Plan credit AI tokens' }).innerText();
+
   // A feature's credit cost, with a new feature.
   const cost = main.getByRole('region', { name: 'Set a feature\'s credit cost' });
   await cost.getByLabel('Feature', { exact: true }).selectOption({ label: 'New feature…' });
