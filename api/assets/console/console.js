@@ -57,7 +57,9 @@ const NAV = [
   ['Plans', '/console/plans'],
   ['Credit systems', '/console/credit-systems'],
   ['Orders', '/console/orders'],
+  ['Invoices', '/console/invoices'],
   ['Webhooks', '/console/webhooks'],
+  ['Emails', '/console/emails'],
   ['Jobs', '/console/jobs'],
   ['API keys', '/console/api-keys'],
 ];

@@ -4,9 +4,9 @@
 
 import { customers } from './customers.js';
 import { plans, creditSystems } from './catalog.js';
-import { orders } from './money.js';
-import { webhooks, jobs, apiKeys } from './operations.js';
+import { orders, invoices } from './money.js';
+import { webhooks, emails, jobs, apiKeys } from './operations.js';
 
 export const routes = {
-  customers, plans, 'credit-systems': creditSystems, orders, webhooks, jobs, 'api-keys': apiKeys,
+  customers, plans, 'credit-systems': creditSystems, orders, invoices, webhooks, emails, jobs, 'api-keys': apiKeys,
 };

@@ -7,56 +7,15 @@
 // the history to show them, reads a plan's tiers, then signs in with a
 // READ key and looks for write controls. Runs axe-core on every page it
 // visits. Prints one JSON object; a failure prints {"failed":…} and exits 1.
-import { chromium } from 'playwright-core';
-import { readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
+import { run } from './harness.mjs';
 
-const axeSource = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
 const [base, adminKey, readKey, shots] = process.argv.slice(2);
 if (!shots) {
   console.error('usage: node console.mjs BASE ADMIN_KEY READ_KEY SCREENSHOT_DIR');
   process.exit(2);
 }
-const origin = new URL(base);
-const seen = { external: [], requests: [], pageErrors: [], consoleErrors: [], axe: {} };
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  headless: true,
-  args: ['--no-sandbox', '--disable-dev-shm-usage'],
-});
-let failed = false;
-try {
-  const context = await browser.newContext({ viewport: { width: 1200, height: 900 } });
-  await context.route('**/*', (route) => {
-    const url = new URL(route.request().url());
-    if (url.host === origin.host) {
-      seen.requests.push(url.pathname);
-      return route.continue();
-    }
-    seen.external.push(url.href);
-    return route.abort('blockedbyclient');
-  });
-  await context.addInitScript(() => {
-    window.__csp = [];
-    document.addEventListener('securitypolicyviolation', (e) => window.__csp.push(`${e.violatedDirective} ${e.blockedURI}`));
-  });
-  const page = await context.newPage();
-  page.on('pageerror', (e) => seen.pageErrors.push(String(e)));
-  page.on('console', (m) => { if (m.type() === 'error') seen.consoleErrors.push(m.text()); });
-
-  let axeLoaded = false;
-  const axe = async (name) => {
-    await page.evaluate(`${axeSource}\n;0`);
-    axeLoaded = true;
-    seen.axe[name] = await page.evaluate(async () => {
-      const r = await window.axe.run(document, { resultTypes: ['violations'] });
-      return { rules: r.passes.length + r.violations.length + r.incomplete.length,
-        violations: r.violations.map((v) => ({ id: v.id, impact: v.impact, nodes: v.nodes.length, help: v.help,
-          targets: v.nodes.slice(0, 3).map((n) => n.target.join(' ')) })) };
-    });
-  };
-  const shot = (name) => page.screenshot({ path: `${shots}/console-${name}.png`, fullPage: true });
+await run(base, shots, async ({ page, axe, shot }) => {
   const main = page.locator('main');
 
   // Sign in: a wrong key, then the admin key.
@@ -109,12 +68,14 @@ try {
   await grant.getByLabel('Amount').fill('250');
   await grant.getByLabel('Category').selectOption('PROMOTIONAL');
   await grant.getByLabel('Reason').fill('Console goodwill');
+  // Read before the click: the live update may arrive before the answer.
+  const shownBefore = await available.textContent();
   await grant.getByRole('button', { name: 'Grant credits' }).click();
   const granted = await grant.getByRole('status').filter({ hasText: 'Granted' }).innerText({ timeout: 10000 });
   await page.waitForFunction((old) => {
     const dd = document.querySelector('credits-balance').shadowRoot.querySelector('dd[data-field="available"]');
     return dd && dd.textContent !== old;
-  }, await available.textContent(), { timeout: 5000, polling: 50 });
+  }, shownBefore, { timeout: 5000, polling: 50 });
   const after = await available.innerText();
   const newHistory = page.locator('credits-history');
   await newHistory.locator('tbody tr').first().waitFor({ timeout: 10000 });
@@ -176,13 +137,6 @@ try {
   await main.getByRole('heading', { name: 'Not found', level: 1 }).waitFor({ timeout: 10000 });
   const missing = await main.getByRole('alert').innerText();
 
-  seen.cspViolations = await page.evaluate(() => window.__csp);
-  console.log(JSON.stringify({ wrong, refused, missing, nav, storage, allCustomers, found, before, after, granted, firstEntry,
-    tiers, planText, others, afterSignOut, readView, axeLoaded, ...seen }));
-} catch (e) {
-  failed = true;
-  console.log(JSON.stringify({ failed: String(e && e.stack || e), ...seen }));
-} finally {
-  await browser.close();
-}
-process.exit(failed ? 1 : 0);
+  return { wrong, refused, missing, nav, storage, allCustomers, found, before, after, granted, firstEntry,
+    tiers, planText, others, afterSignOut, readView };
+}, { prefix: 'console-' });

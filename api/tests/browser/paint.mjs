@@ -1,0 +1,71 @@
+// First meaningful paint of a customer page, measured in Chromium
+// (`tests/browser_console.rs` makes a customer with 3 wallets × 20 grants
+// × 20 usage entries):
+//
+//   node paint.mjs BASE ADMIN_KEY EXTERNAL_ID SCREENSHOT_DIR
+//
+// An init script checks every animation frame whether each wallet's
+// <credits-balance> shows its available balance and each <credits-history>
+// its first rows; the first frame where all do is the paint, recorded as
+// `performance.now()` (milliseconds since navigation start) and as the
+// performance mark `customer-painted`. The first load after signing in
+// (`cold`), then 7 reloads (`paints`). Prints the figures; the Rust test
+// asserts they were measured, not a threshold.
+import { run } from './harness.mjs';
+
+const [base, adminKey, externalId, shots] = process.argv.slice(2);
+if (!shots) {
+  console.error('usage: node paint.mjs BASE ADMIN_KEY EXTERNAL_ID SCREENSHOT_DIR');
+  process.exit(2);
+}
+const RELOADS = 7;
+
+await run(base, shots, async ({ page, axe, shot }) => {
+  await page.addInitScript(() => {
+    if (!location.pathname.startsWith('/console/customers/')) return;
+    const ready = () => {
+      const balances = [...document.querySelectorAll('credits-balance')];
+      const histories = [...document.querySelectorAll('credits-history')];
+      return balances.length > 0 && balances.length === histories.length
+        && balances.every((b) => b.shadowRoot?.querySelector('dd[data-field="available"]'))
+        && histories.every((x) => x.shadowRoot?.querySelector('tbody tr[data-entry]'));
+    };
+    const frame = () => {
+      if (ready()) {
+        performance.mark('customer-painted');
+        window.__painted = performance.now();
+        return;
+      }
+      requestAnimationFrame(frame);
+    };
+    requestAnimationFrame(frame);
+  });
+  const url = new URL(`/console/customers/${encodeURIComponent(externalId)}`, base).href;
+  const painted = async () => {
+    await page.waitForFunction(() => window.__painted, null, { timeout: 20000, polling: 50 });
+    return page.evaluate(() => Math.round(window.__painted * 10) / 10);
+  };
+  await page.goto(url, { waitUntil: 'load' });
+  await page.getByLabel('API key').fill(adminKey);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.waitForURL(`**/console/customers/${externalId}`);
+  // The first load after signing in: a full navigation (assets from the
+  // HTTP cache as a browser would have them after the sign-in page).
+  await page.goto(url, { waitUntil: 'load' });
+  const cold = await painted();
+  const paints = [];
+  for (let i = 0; i < RELOADS; i++) {
+    await page.reload({ waitUntil: 'load' });
+    paints.push(await painted());
+  }
+  const shown = await page.evaluate(() => ({
+    balances: document.querySelectorAll('credits-balance').length,
+    grantRows: document.querySelectorAll('main .grants tbody tr').length,
+    historyRows: Math.min(...[...document.querySelectorAll('credits-history')]
+      .map((x) => x.shadowRoot.querySelectorAll('tbody tr[data-entry]').length)),
+    mark: performance.getEntriesByName('customer-painted').length,
+  }));
+  await shot('customer-big');
+  await axe('customer-big');
+  return { cold, paints, shown };
+}, { prefix: 'console-' });
