@@ -553,6 +553,50 @@ pub async fn by_ids(db: &Db, tenant_id: Uuid, ids: &[Uuid]) -> Result<Vec<Custom
         .collect())
 }
 
+/// A page of each parent's direct children (oldest first), by id, in one
+/// statement for all the parents (`Customer.children` a level at a time).
+/// A parent without children gets an empty page.
+pub async fn children_pages(
+    db: &Db,
+    tenant_id: Uuid,
+    parent_ids: &[Uuid],
+    page: PageRequest,
+) -> Result<std::collections::HashMap<Uuid, Page<Uuid>>, DbErr> {
+    if parent_ids.is_empty() {
+        return Ok(Default::default());
+    }
+    let mut values: Vec<Value> = vec![tenant_id.into()];
+    values.extend(parent_ids.iter().map(|id| Value::from(*id)));
+    let mut after = String::new();
+    if let Some(a) = page.after {
+        after.push_str(" AND id > ?");
+        values.push(a.into());
+    }
+    values.push((page.fetch_limit() as i64).into());
+    let sql = format!(
+        "SELECT id, parent_id FROM ( \
+           SELECT id, parent_id, ROW_NUMBER() OVER (PARTITION BY parent_id ORDER BY id) AS rn \
+           FROM customer WHERE tenant_id = ? AND parent_id IN ({}){after} \
+         ) t WHERE rn <= ? ORDER BY parent_id, id",
+        vec!["?"; parent_ids.len()].join(", ")
+    );
+    let conn = db.reader();
+    let mut found: std::collections::HashMap<Uuid, Vec<Uuid>> = Default::default();
+    for row in conn
+        .query_all_raw(statement(conn.get_database_backend(), &sql, values))
+        .await?
+    {
+        found
+            .entry(row.try_get::<Uuid>("", "parent_id")?)
+            .or_default()
+            .push(row.try_get::<Uuid>("", "id")?);
+    }
+    Ok(parent_ids
+        .iter()
+        .map(|id| (*id, page.finish(found.remove(id).unwrap_or_default())))
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

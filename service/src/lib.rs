@@ -38,6 +38,7 @@ pub mod credit_systems;
 pub mod customer_tokens;
 pub mod customers;
 pub mod db;
+pub mod entitlements;
 pub mod error;
 pub mod expiry;
 pub mod exports;

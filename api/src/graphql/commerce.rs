@@ -4,7 +4,7 @@ use async_graphql::{Context, Enum, ID, InputObject, Json, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use service::{
     api_keys::Role,
-    payments, pricing,
+    entitlements, payments, pricing,
     purchases::{self, TopUpOrder as Order},
     subscriptions::{self, Subscription as Sub},
 };
@@ -49,7 +49,7 @@ pub enum TopUpOrderStatus {
 }
 
 #[derive(Enum, Copy, Clone, Eq, PartialEq)]
-#[graphql(remote = "service::subscriptions::DenyReason")]
+#[graphql(remote = "service::entitlements::DenyReason")]
 pub enum EntitlementDenyReason {
     /// No active plan of the customer includes the feature.
     NotEntitled,
@@ -437,7 +437,7 @@ impl CommerceQuery {
         quantity: ExactDecimal,
     ) -> ApiResult<EntitlementCheck> {
         let (p, app) = app(ctx)?;
-        let check = subscriptions::check_entitlement(
+        let check = entitlements::check_entitlement(
             &app.db,
             app.clock(),
             p.tenant_id,
@@ -633,11 +633,11 @@ impl CommerceMutation {
         input: TrackUsageInput,
     ) -> ApiResult<TrackUsagePayload> {
         let (p, app) = app(ctx)?;
-        let out = subscriptions::track_usage(
+        let out = entitlements::track_usage(
             &app.db,
             app.clock(),
             p.tenant_id,
-            &subscriptions::TrackUsageInput {
+            &entitlements::TrackUsageInput {
                 customer: input.customer.parse("customer")?,
                 feature: feature_ref(&input.feature)?,
                 quantity: input.quantity.0,

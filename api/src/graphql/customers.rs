@@ -2,7 +2,7 @@
 
 use async_graphql::{Context, ID, InputObject, Json, MaybeUndefined, Object, SimpleObject};
 use chrono::{DateTime, Utc};
-use service::{api_keys::Role, customers, ledger::tree};
+use service::{api_keys::Role, credit_systems::CreditSystemRef, customers, ledger::tree};
 
 use super::{
     context::{RoleGuard, app, load},
@@ -11,7 +11,7 @@ use super::{
     error::{ApiError, ApiResult},
     ids::{self, Kind},
     ledger::Wallet,
-    loaders::{CreditSystemKey, CustomerKey, WalletsOfCustomer},
+    loaders::{ChildrenKey, CreditSystemByKey, CreditSystemKey, CustomerKey, WalletsOfCustomer},
     pagination::{self, Conn},
     refs::{CreditSystemRefInput, CustomerRefInput},
     scalars::Credits,
@@ -130,19 +130,21 @@ impl Customer {
         customer_access::ensure_descendants_readable(ctx)?;
         let (p, app) = super::context::app(ctx)?;
         let page = pagination::page_request(first, after)?;
-        let cs = service::credit_systems::get(
-            &app.db,
-            p.tenant_id,
-            &credit_system.parse("creditSystem")?,
-        )
-        .await?;
-        let now = super::context::loaders(ctx)?.now();
-        let ids = tree::children(&app.db, p.tenant_id, self.0.id, page).await?;
-        let mut found = tree::summaries(&app.db, p.tenant_id, cs.id, &ids.items, true, now).await?;
-        let page = service::pagination::Page {
-            items: ids.items.iter().filter_map(|id| found.remove(id)).collect(),
-            has_next_page: ids.has_next_page,
+        // Batched: a level of the tree costs the same statements whatever
+        // the number of parents in it (loaders `ChildrenKey`).
+        let which = credit_system.parse("creditSystem")?;
+        let cs = match &which {
+            CreditSystemRef::Id(id) => load(ctx, CreditSystemKey(*id)).await?,
+            CreditSystemRef::Key(key) => load(ctx, CreditSystemByKey(key.clone())).await?,
         };
+        let cs = match cs {
+            Some(cs) => cs,
+            // Not found: the lookup's own error, as a direct read gives it.
+            None => service::credit_systems::get(&app.db, p.tenant_id, &which).await?,
+        };
+        let page = load(ctx, ChildrenKey(self.0.id, cs.id, page))
+            .await?
+            .unwrap_or_else(|| page.finish(Vec::new()));
         Ok(pagination::connection(page, |s| s.customer_id, TreeSummary))
     }
 
