@@ -22,6 +22,9 @@
 //! - **allowance** — what a plan includes per period; **reset** — granting
 //!   the next period's allowance; **expiry** — removing what is left of a
 //!   grant at its `expires_at`.
+//! - **entitlement** — what one unit of a feature costs on a plan, in one
+//!   of its credit systems ([`catalog::Entitlement`]); checking and
+//!   metering usage by it is [`entitlements`].
 //!
 //! Time is always a parameter ([`clock::Clock`]); timestamps are UTC, `*_at`,
 //! truncated to microseconds (the precision both databases store), and
