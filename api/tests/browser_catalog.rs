@@ -42,6 +42,16 @@ async fn an_admin_builds_a_plan_with_tiers_and_its_preview_is_the_quote() {
         json!({}),
     )
     .await;
+    // 50 more credit systems: the list pages.
+    let systems: String = (0..50)
+        .map(|i| format!(r#"s{i}: createCreditSystem(input: {{key: "cs-{i:02}", name: "System {i}", unitSingular: "unit", unitPlural: "units", precision: 0}}) {{ creditSystem {{ id }} }} "#))
+        .collect();
+    app.ok(
+        &app.admin_key,
+        &format!("mutation {{ {systems} }}"),
+        json!({}),
+    )
+    .await;
     let names = [
         "credit-systems",
         "credit-system",
@@ -114,10 +124,7 @@ async fn an_admin_builds_a_plan_with_tiers_and_its_preview_is_the_quote() {
     assert!(asked.len() <= 2, "debounced: {asked:?}");
     assert_eq!(out["previewAt004"], "132.00"); // (50 + 60) × 1.2
     let refused = out["previewRefused"].as_str().unwrap();
-    assert!(
-        refused.contains("pricing.topUpPrice.tiers[1]"),
-        "{refused}"
-    );
+    assert!(refused.contains("pricing.topUpPrice.tiers[1]"), "{refused}");
 
     // The saved plan credit opened in the editor with its terms, and
     // was changed there.
@@ -126,7 +133,10 @@ async fn an_admin_builds_a_plan_with_tiers_and_its_preview_is_the_quote() {
         json!(["1000", "1000", "0.03", "EUR"]),
         "{out}"
     );
-    assert!(out["edited"].as_str().unwrap().contains("1200 tokens"), "{out}");
+    assert!(
+        out["edited"].as_str().unwrap().contains("1200 tokens"),
+        "{out}"
+    );
 
     // What the plan saved.
     let plan = app
@@ -149,7 +159,10 @@ async fn an_admin_builds_a_plan_with_tiers_and_its_preview_is_the_quote() {
         "{plan}"
     );
     let costs = strings(&out["costs"]);
-    assert!(costs.len() == 1 && costs[0].contains("image.generate"), "{costs:?}");
+    assert!(
+        costs.len() == 1 && costs[0].contains("image.generate"),
+        "{costs:?}"
+    );
 
     // The preview's total is the customer's quote, to the character.
     app.ok(
@@ -189,7 +202,11 @@ async fn an_admin_builds_a_plan_with_tiers_and_its_preview_is_the_quote() {
     ] {
         assert!(!controls.contains(gone), "{gone} still shown: {controls}");
     }
-    for kept in ["Archive plan", "Duplicate plan", "Save name and description"] {
+    for kept in [
+        "Archive plan",
+        "Duplicate plan",
+        "Save name and description",
+    ] {
         assert!(controls.contains(kept), "{kept} missing: {controls}");
     }
 
@@ -219,6 +236,17 @@ async fn an_admin_builds_a_plan_with_tiers_and_its_preview_is_the_quote() {
     for (path, controls) in read_pages {
         assert_eq!(controls, &json!([]), "{path}");
     }
+
+    // Paging: 50, then the 51st (50 made here, "tokens" in the UI).
+    let paging = &out["paging"];
+    let (first, second) = (
+        strings(&paging["firstPage"]),
+        strings(&paging["secondPage"]),
+    );
+    assert_eq!(first.len(), 50, "{paging}");
+    assert_eq!(second.len(), 1, "{paging}");
+    assert!(!first.contains(&second[0]), "{paging}");
+    assert_eq!(paging["nextOnSecond"], 0, "{paging}");
 
     // axe-core ran on every page and found nothing serious or critical.
     let axe = out["axe"].as_object().unwrap();

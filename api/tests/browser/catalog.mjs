@@ -197,5 +197,19 @@ await run(base, shots, async ({ page, axe, shot }) => {
     await axe(`read ${path}`);
   }
   await shot('plan-read');
+
+  // Paging: 50 a page, then "Next page".
+  await page.goto(new URL('/console/credit-systems', base).href, { waitUntil: 'load' });
+  await h1('Credit systems');
+  await main.locator('tbody tr').first().waitFor({ timeout: 10000 });
+  const firstPage = await main.locator('tbody tr td:first-child').allInnerTexts();
+  await main.getByRole('link', { name: 'Next page' }).click();
+  await page.waitForURL('**/console/credit-systems?after=*', { timeout: 10000 });
+  await page.waitForFunction(() => {
+    const rows = document.querySelectorAll('main tbody tr').length;
+    return rows > 0 && rows < 50;
+  }, null, { timeout: 10000 });
+  const secondPage = await main.locator('tbody tr td:first-child').allInnerTexts();
+  out.paging = { firstPage, secondPage, nextOnSecond: await main.getByRole('link', { name: 'Next page' }).count() };
   return out;
 }, { prefix: 'catalog-' });
