@@ -155,6 +155,47 @@ async fn the_nested_read_costs_the_same_statements_for_1_or_50_customers() {
     assert!(counts[0] <= 16, "{} statements", counts[0]);
 }
 
+/// `consumeCredits` on the common path (a wallet with no holds, no plan
+/// limit, no debt), as the bench sends it, counted at the database: every
+/// statement either pool runs for the request (set `PRINT_STATEMENTS=1`
+/// and `--nocapture` to see them). The counter does not see BEGIN and
+/// COMMIT: add 2.
+#[tokio::test]
+async fn consume_common_path_statements() {
+    const LEAN: &str = r#"mutation($input: ConsumeCreditsInput!) {
+      consumeCredits(input: $input) { entry { balanceAfter } }
+    }"#;
+    let mut app = TestApp::spawn().await;
+    setup(&app).await;
+    app.ok(&app.admin_key, GRANT, grant_input(json!("100"), "g1"))
+        .await;
+    let write = app.key(Role::Write).await;
+    let counter = app.count_statements().await;
+    app.ok(&write, LEAN, consume_input(json!("1"), "warm"))
+        .await;
+    let mut counts = Vec::new();
+    for key in ["c1", "c2", "c2"] {
+        let before = counter.load(Ordering::SeqCst);
+        let data = app
+            .ok(&write, LEAN, consume_input(json!("0.25"), key))
+            .await;
+        counts.push(counter.load(Ordering::SeqCst) - before);
+        let expected = if key == "c1" { "98.75" } else { "98.5" };
+        assert_eq!(data["consumeCredits"]["entry"]["balanceAfter"], expected);
+    }
+    // The API key (the transport's), then the consume: the wallet locked
+    // with its customer and credit system resolved; its grants with lapsed
+    // holds and the plans' limits; every write in one statement (grant,
+    // entry, split, event, wallet and the idempotency key: CTEs on
+    // PostgreSQL, one multi-statement call on SQLite); the audit row.
+    // With BEGIN and COMMIT: 6 statements of the consume's own.
+    assert_eq!(counts[..2], [5, 5], "statements per consume");
+    // A replay: the attempt (3 statements, rolled back), the key's record,
+    // the entry and its splits.
+    assert!(counts[2] <= 9, "a replay: {} statements", counts[2]);
+    app.verify_all().await;
+}
+
 /// `customers` customers with `wallets` credit systems each, `grants`
 /// grants per wallet (and one usage entry per wallet).
 async fn seed(app: &TestApp, tenant: Uuid, customers: usize, wallets: usize, grants: usize) {

@@ -289,10 +289,15 @@ impl Db {
             atomic::{AtomicU64, Ordering},
         };
         let counter = Arc::new(AtomicU64::new(0));
+        // PRINT_STATEMENTS=1: each statement to stderr, to see what a count is.
+        let print = std::env::var_os("PRINT_STATEMENTS").is_some();
         for conn in [&mut self.read, &mut self.write] {
             let counter = counter.clone();
-            conn.set_metric_callback(move |_| {
+            conn.set_metric_callback(move |info| {
                 counter.fetch_add(1, Ordering::Relaxed);
+                if print {
+                    eprintln!("SQL {}", info.statement.sql);
+                }
             });
         }
         counter

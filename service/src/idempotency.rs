@@ -22,6 +22,11 @@
 //!    record the key, all in that one transaction — concurrent retries of
 //!    one key see each other's record.
 //!
+//! `consumeCredits`, the hot path, takes steps 3 and 4 the other way round
+//! and gives the same answers ([`replay_after`]): it records the key with
+//! its writes, and only when that fails — the key was taken, or the present
+//! refused the write — rolls back and answers from the key's record.
+//!
 //! **What a replay returns.** The original's ids and what it wrote, which
 //! never changes: the ledger entry as booked (amount, `balance_after`,
 //! attribution, splits) and the terms of the grant, hold, order or
@@ -177,6 +182,34 @@ where
         }
         Seen::Conflict => Err(Conflict.into()),
         Seen::New => first().await,
+    }
+}
+
+/// The other order, for a hot path that must not pay a lookup per write:
+/// the write runs first, under its lock, and records its key with its
+/// writes (refused, with nothing written, when the key is taken). Call this
+/// when that attempt `failed` — refused by the present, or the key was
+/// recorded before — after rolling it back: the answer is then what
+/// [`replay_or`] would have given, from the key's record (a replay, or
+/// [`Conflict`]), or else the attempt's own error. A new key that
+/// succeeds never reads its record.
+pub async fn replay_after<T, E>(
+    conn: &impl ConnectionTrait,
+    tenant_id: Uuid,
+    request: &Request,
+    failed: E,
+    replay: impl AsyncFnOnce(Uuid) -> Result<T, E>,
+) -> Result<T, E>
+where
+    E: From<DbErr> + From<Conflict>,
+{
+    match request.check(conn, tenant_id).await? {
+        Seen::Replay(result_id) => {
+            crate::audit_log::note_replay();
+            replay(result_id).await
+        }
+        Seen::Conflict => Err(Conflict.into()),
+        Seen::New => Err(failed),
     }
 }
 

@@ -131,6 +131,12 @@ pub async fn write(
         conn.execute_unprepared(&format!("NOTIFY {CHANNEL}"))
             .await?;
     }
-    WRITTEN.send_modify(|n| *n = n.wrapping_add(1));
+    written();
     Ok(())
+}
+
+/// Tells this process's dispatcher that events were written (by [`write`],
+/// or by a statement that inserted them and notified [`CHANNEL`] itself).
+pub(crate) fn written() {
+    WRITTEN.send_modify(|n| *n = n.wrapping_add(1));
 }

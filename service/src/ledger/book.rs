@@ -12,21 +12,26 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use chrono::{DateTime, Utc};
 use entity::{
-    credit_grant, credit_hold, entry_split, hold_split, idempotency_record, ledger_entry, wallet,
+    credit_grant, credit_hold, credit_system, entry_split, hold_split, idempotency_record,
+    ledger_entry, wallet,
 };
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseTransaction, DbErr, EntityTrait,
-    IntoActiveModel, QueryFilter, QueryOrder, QuerySelect, sea_query::OnConflict,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseBackend,
+    DatabaseTransaction, DbErr, EntityTrait, FromQueryResult, IntoActiveModel, QueryFilter,
+    QueryOrder, QuerySelect, QueryTrait, Statement, Value, Values, sea_query::OnConflict,
 };
 use uuid::Uuid;
 
 use super::{
-    Attribution, Category, EntryType, HoldStatus,
+    Attribution, Category, EntryType, HoldStatus, WalletRef,
     burn::{self, Block},
+    read::{columns_as, statement, wallet_state},
 };
 use crate::{
     amount::from_micros,
-    db::{by_id, insert_chunked},
+    credit_systems::CreditSystemRef,
+    customers::CustomerRef,
+    db::{INSERT_CHUNK, by_id},
     error::Invalid,
     outbox::{self, EventType},
 };
@@ -212,6 +217,88 @@ impl<'t> Book<'t> {
             Some(wallet) => Ok(Some(Self::load(txn, wallet, now).await?)),
             None => Ok(None),
         }
+    }
+
+    /// Locks the wallet a reference names, resolving its customer and
+    /// credit system in the same statement, and returns it with its credit
+    /// system. `None`: the customer, the credit system or the wallet does
+    /// not exist (or a reference is malformed) — resolve them on their own
+    /// for the error that says which.
+    pub async fn lock_by_ref(
+        txn: &DatabaseTransaction,
+        tenant_id: Uuid,
+        wallet: &WalletRef,
+    ) -> Result<Option<(wallet::Model, credit_system::Model)>, DbErr> {
+        let mut values: Vec<Value> = vec![tenant_id.into()];
+        let customer = match &wallet.customer {
+            CustomerRef::Id(id) => {
+                values.push((*id).into());
+                "c.id = ?"
+            }
+            CustomerRef::ExternalId(e) => match crate::input::key("customer", e) {
+                Ok(e) => {
+                    values.push(e.into());
+                    "c.external_id = ?"
+                }
+                Err(_) => return Ok(None),
+            },
+        };
+        let credit_system = match &wallet.credit_system {
+            CreditSystemRef::Id(id) => {
+                values.push((*id).into());
+                "cs.id = ?"
+            }
+            CreditSystemRef::Key(k) => match crate::input::key("creditSystem", k) {
+                Ok(k) => {
+                    values.push(k.into());
+                    "cs.\"key\" = ?"
+                }
+                Err(_) => return Ok(None),
+            },
+        };
+        let backend = txn.get_database_backend();
+        // SQLite: BEGIN IMMEDIATE took the write lock already.
+        let lock = if backend == DatabaseBackend::Postgres {
+            " FOR UPDATE OF w"
+        } else {
+            ""
+        };
+        let sql = format!(
+            "SELECT {w}, {cs} FROM wallet w \
+             JOIN customer c ON c.tenant_id = w.tenant_id AND c.id = w.customer_id \
+             JOIN credit_system cs ON cs.tenant_id = w.tenant_id AND cs.id = w.credit_system_id \
+             WHERE w.tenant_id = ? AND {customer} AND {credit_system}{lock}",
+            w = columns_as::<wallet::Entity>("w", "w_"),
+            cs = columns_as::<credit_system::Entity>("cs", "cs_"),
+        );
+        let Some(row) = txn.query_one_raw(statement(backend, &sql, values)).await? else {
+            return Ok(None);
+        };
+        Ok(Some((
+            wallet::Model::from_query_result(&row, "w_")?,
+            credit_system::Model::from_query_result(&row, "cs_")?,
+        )))
+    }
+
+    /// A book for a wallet [`Book::lock_by_ref`] locked, its state read in
+    /// one statement ([`wallet_state`]) and what time has done booked
+    /// (holds past their deadline are read only when there are some).
+    pub async fn of_locked_settled(
+        txn: &'t DatabaseTransaction,
+        wallet: wallet::Model,
+        credit_system: &credit_system::Model,
+        now: DateTime<Utc>,
+    ) -> Result<Book<'t>, DbErr> {
+        let state = wallet_state(txn, &wallet, now).await?;
+        let mut book = Self::of_locked(txn, wallet, state.grants, now);
+        book.knows_credit_system(credit_system);
+        book.knows_plan_limits(state.limits);
+        if state.lapsed_holds {
+            book.settle().await?;
+        } else {
+            book.book_time();
+        }
+        Ok(book)
     }
 
     async fn load(
@@ -1005,94 +1092,284 @@ impl Flush {
     pub async fn write(&mut self, txn: &DatabaseTransaction) -> Result<(), super::Error> {
         let mut rows = std::mem::take(self);
         let keys = std::mem::take(&mut rows.keys);
-        rows.write_rows(txn).await?;
         let expected = keys.len() as u64;
-        if crate::idempotency::record_many(txn, keys).await? != expected {
+        if rows.write_all(txn, keys).await? != expected {
             return Err(super::Error::IdempotencyConflict);
         }
         Ok(())
     }
 
-    /// Writes it all but the keys: one INSERT per [`INSERT_CHUNK`](crate::db::INSERT_CHUNK) new
-    /// grants, entries, splits and events, one UPDATE per [`UPDATE_CHUNK`]
-    /// changed grants and wallets.
+    /// Writes it all but the keys.
     async fn write_rows(self, txn: &DatabaseTransaction) -> Result<(), DbErr> {
-        insert_chunked(
-            txn,
-            self.created
-                .into_iter()
-                .map(IntoActiveModel::into_active_model),
-        )
-        .await?;
+        self.write_all(txn, Vec::new()).await.map(drop)
+    }
+
+    /// Writes it all, and `keys` (a key already recorded is left as it is):
+    /// one INSERT per [`INSERT_CHUNK`] new grants, entries, splits, events
+    /// and keys, one UPDATE per [`UPDATE_CHUNK`] changed grants and
+    /// wallets — sent to the database as one statement when their
+    /// parameters fit ([`send`]). Returns how many keys were new.
+    async fn write_all(
+        self,
+        txn: &DatabaseTransaction,
+        keys: Vec<idempotency_record::Model>,
+    ) -> Result<u64, DbErr> {
+        let backend = txn.get_database_backend();
+        let mut writes = Vec::new();
+        for chunk in self.created.chunks(INSERT_CHUNK) {
+            writes.push(
+                credit_grant::Entity::insert_many(
+                    chunk
+                        .iter()
+                        .cloned()
+                        .map(IntoActiveModel::into_active_model),
+                )
+                .build(backend),
+            );
+        }
         for chunk in self.grants.chunks(UPDATE_CHUNK) {
             let id = |g: &credit_grant::Model| credit_grant::Column::Id.eq(g.id);
-            credit_grant::Entity::update_many()
-                .col_expr(
-                    credit_grant::Column::RemainingMicros,
-                    by_id(chunk, id, |g| g.remaining_micros.into()),
-                )
-                .col_expr(
-                    credit_grant::Column::DebtRepaidMicros,
-                    by_id(chunk, id, |g| g.debt_repaid_micros.into()),
-                )
-                .col_expr(
-                    credit_grant::Column::VoidedAt,
-                    by_id(chunk, id, |g| g.voided_at.into()),
-                )
-                .col_expr(
-                    credit_grant::Column::Booked,
-                    by_id(chunk, id, |g| g.booked.into()),
-                )
-                .filter(credit_grant::Column::Id.is_in(chunk.iter().map(|g| g.id)))
-                .exec(txn)
-                .await?;
+            writes.push(
+                credit_grant::Entity::update_many()
+                    .col_expr(
+                        credit_grant::Column::RemainingMicros,
+                        by_id(chunk, id, |g| g.remaining_micros.into()),
+                    )
+                    .col_expr(
+                        credit_grant::Column::DebtRepaidMicros,
+                        by_id(chunk, id, |g| g.debt_repaid_micros.into()),
+                    )
+                    .col_expr(
+                        credit_grant::Column::VoidedAt,
+                        by_id(chunk, id, |g| g.voided_at.into()),
+                    )
+                    .col_expr(
+                        credit_grant::Column::Booked,
+                        by_id(chunk, id, |g| g.booked.into()),
+                    )
+                    .filter(credit_grant::Column::Id.is_in(chunk.iter().map(|g| g.id)))
+                    .build(backend),
+            );
         }
         // Counted as `credits_ledger_entries_total` when `txn` commits.
         crate::metrics::entries_written(txn, self.entries.iter().map(|e| e.entry_type.as_str()));
-        insert_chunked(
-            txn,
-            self.entries
-                .into_iter()
-                .map(IntoActiveModel::into_active_model),
-        )
-        .await?;
-        insert_chunked(
-            txn,
-            self.splits
-                .into_iter()
-                .map(IntoActiveModel::into_active_model),
-        )
-        .await?;
-        outbox::write(txn, self.events).await?;
+        for chunk in self.entries.chunks(INSERT_CHUNK) {
+            writes.push(
+                ledger_entry::Entity::insert_many(
+                    chunk
+                        .iter()
+                        .cloned()
+                        .map(IntoActiveModel::into_active_model),
+                )
+                .build(backend),
+            );
+        }
+        for chunk in self.splits.chunks(INSERT_CHUNK) {
+            writes.push(
+                entry_split::Entity::insert_many(
+                    chunk
+                        .iter()
+                        .cloned()
+                        .map(IntoActiveModel::into_active_model),
+                )
+                .build(backend),
+            );
+        }
+        let events = !self.events.is_empty();
+        for chunk in self.events.chunks(INSERT_CHUNK) {
+            writes.push(entity::outbox_event::Entity::insert_many(chunk.to_vec()).build(backend));
+        }
         for chunk in self.wallets.chunks(UPDATE_CHUNK) {
             let id = |w: &wallet::Model| wallet::Column::Id.eq(w.id);
-            wallet::Entity::update_many()
-                .col_expr(
-                    wallet::Column::BalanceMicros,
-                    by_id(chunk, id, |w| w.balance_micros.into()),
+            writes.push(
+                wallet::Entity::update_many()
+                    .col_expr(
+                        wallet::Column::BalanceMicros,
+                        by_id(chunk, id, |w| w.balance_micros.into()),
+                    )
+                    .col_expr(
+                        wallet::Column::DebtMicros,
+                        by_id(chunk, id, |w| w.debt_micros.into()),
+                    )
+                    .col_expr(
+                        wallet::Column::LastSeq,
+                        by_id(chunk, id, |w| w.last_seq.into()),
+                    )
+                    .col_expr(
+                        wallet::Column::LowBalanceState,
+                        by_id(chunk, id, |w| w.low_balance_state.clone().into()),
+                    )
+                    .col_expr(
+                        wallet::Column::UpdatedAt,
+                        by_id(chunk, id, |w| w.updated_at.into()),
+                    )
+                    .filter(wallet::Column::Id.is_in(chunk.iter().map(|w| w.id)))
+                    .build(backend),
+            );
+        }
+        let mut key_writes = Vec::new();
+        for chunk in keys.chunks(INSERT_CHUNK) {
+            key_writes.push(
+                idempotency_record::Entity::insert_many(
+                    chunk
+                        .iter()
+                        .cloned()
+                        .map(IntoActiveModel::into_active_model),
                 )
-                .col_expr(
-                    wallet::Column::DebtMicros,
-                    by_id(chunk, id, |w| w.debt_micros.into()),
+                .on_conflict(
+                    OnConflict::columns([
+                        idempotency_record::Column::TenantId,
+                        idempotency_record::Column::Key,
+                    ])
+                    .do_nothing()
+                    .to_owned(),
                 )
-                .col_expr(
-                    wallet::Column::LastSeq,
-                    by_id(chunk, id, |w| w.last_seq.into()),
-                )
-                .col_expr(
-                    wallet::Column::LowBalanceState,
-                    by_id(chunk, id, |w| w.low_balance_state.clone().into()),
-                )
-                .col_expr(
-                    wallet::Column::UpdatedAt,
-                    by_id(chunk, id, |w| w.updated_at.into()),
-                )
-                .filter(wallet::Column::Id.is_in(chunk.iter().map(|w| w.id)))
-                .exec(txn)
+                .build(backend),
+            );
+        }
+        let inserted = send(txn, writes, key_writes, events).await?;
+        if events {
+            outbox::written();
+        }
+        Ok(inserted)
+    }
+}
+
+/// At most this many parameters in one combined write (PostgreSQL takes
+/// 65,535 per statement); more is sent statement by statement.
+const COMBINED_PARAMS_MAX: usize = 30_000;
+
+/// Runs `writes`, then `keys` (INSERTs … ON CONFLICT DO NOTHING), and on
+/// PostgreSQL wakes the outbox's listeners if `notify`; returns how many
+/// rows `keys` inserted. One round trip when the parameters fit:
+/// PostgreSQL runs them as data-modifying CTEs of one statement (each sees
+/// the transaction's earlier writes, none its siblings', and foreign keys
+/// are checked at the statement's end, so the order within does not
+/// matter); SQLite as statements separated by `;` in one call, in order.
+async fn send(
+    txn: &DatabaseTransaction,
+    writes: Vec<Statement>,
+    keys: Vec<Statement>,
+    notify: bool,
+) -> Result<u64, DbErr> {
+    let backend = txn.get_database_backend();
+    let postgres = backend == DatabaseBackend::Postgres;
+    let notify = notify && postgres;
+    if writes.is_empty() && keys.is_empty() && !notify {
+        return Ok(0);
+    }
+    let params: usize = writes
+        .iter()
+        .chain(&keys)
+        .map(|s| s.values.as_ref().map_or(0, |v| v.0.len()))
+        .sum();
+    if params > COMBINED_PARAMS_MAX {
+        for write in writes {
+            txn.execute_raw(write).await?;
+        }
+        let mut inserted = 0;
+        for key in keys {
+            inserted += txn.execute_raw(key).await?.rows_affected();
+        }
+        if notify {
+            txn.execute_unprepared(&format!("NOTIFY {}", outbox::CHANNEL))
                 .await?;
         }
-        Ok(())
+        return Ok(inserted);
     }
+    // Statements from `first_key` on are the keys'.
+    let first_key = writes.len();
+    let mut values = Vec::with_capacity(params);
+    let mut parts = Vec::with_capacity(writes.len() + keys.len());
+    for (i, s) in writes.into_iter().chain(keys).enumerate() {
+        let sql = if postgres {
+            shift_params(&s.sql, values.len())
+        } else {
+            s.sql
+        };
+        values.extend(s.values.map(|v| v.0).unwrap_or_default());
+        parts.push((i, sql));
+    }
+    let sql = if postgres {
+        let mut ctes = Vec::new();
+        let mut counts = Vec::new();
+        for (i, sql) in &parts {
+            if *i >= first_key {
+                ctes.push(format!("k{i} AS ({sql} RETURNING 1)"));
+                counts.push(format!("(SELECT COUNT(*) FROM k{i})"));
+            } else {
+                ctes.push(format!("w{i} AS ({sql})"));
+            }
+        }
+        if counts.is_empty() {
+            counts.push("CAST(0 AS BIGINT)".into());
+        }
+        let notified = if notify {
+            format!(
+                ", (SELECT COUNT(*) FROM (SELECT pg_notify('{}', '')) n) AS notified",
+                outbox::CHANNEL
+            )
+        } else {
+            String::new()
+        };
+        format!(
+            "WITH {} SELECT {} AS keys{notified}",
+            ctes.join(", "),
+            counts.join(" + ")
+        )
+    } else {
+        parts
+            .iter()
+            .map(|(i, sql)| {
+                if *i >= first_key {
+                    format!("{sql} RETURNING 1")
+                } else {
+                    sql.clone()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    let rows = txn
+        .query_all_raw(Statement::from_sql_and_values(backend, sql, Values(values)))
+        .await?;
+    Ok(if postgres {
+        match rows.first() {
+            Some(row) => row.try_get::<i64>("", "keys")? as u64,
+            None => 0,
+        }
+    } else {
+        // One row per key inserted.
+        rows.len() as u64
+    })
+}
+
+/// `$n` placeholders of a PostgreSQL statement become `$(n + offset)`,
+/// for a statement joined into another after `offset` parameters (the
+/// statements here are built by sea-query: every value is a parameter, so
+/// a `$` is always a placeholder).
+fn shift_params(sql: &str, offset: usize) -> String {
+    if offset == 0 {
+        return sql.to_owned();
+    }
+    let mut out = String::with_capacity(sql.len() + 16);
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        out.push(c);
+        if c != '$' {
+            continue;
+        }
+        let mut n = String::new();
+        while let Some(d) = chars.peek().copied().filter(char::is_ascii_digit) {
+            n.push(d);
+            chars.next();
+        }
+        match n.parse::<usize>() {
+            Ok(n) => out.push_str(&(n + offset).to_string()),
+            Err(_) => out.push_str(&n),
+        }
+    }
+    out
 }
 
 #[cfg(test)]

@@ -419,6 +419,14 @@ pub struct ConsumeOutcome {
 
 /// Spends credits: soonest-expiring first, all or nothing (or into debt
 /// when the wallet allows overage).
+///
+/// The hot path, in as few statements as the databases allow: the wallet
+/// locked with its customer and credit system resolved (one statement),
+/// its grants with lapsed holds and the plans' limits (one), and every
+/// write with the key's record (one: [`Flush::write`]). The key is
+/// recorded with the writes rather than looked up first
+/// ([`idempotency::replay_after`]): a replay (or any refusal) rolls the
+/// attempt back and answers from the key's record, as if looked up first.
 pub async fn consume(
     db: &Db,
     clock: &dyn Clock,
@@ -428,50 +436,61 @@ pub async fn consume(
     let key = IdempotencyKey::parse(&input.idempotency_key)?;
     let attribution = input.attribution.parse()?;
     let now = clock.now();
-    // Customer and credit system are resolved before the write lock is
-    // taken (on SQLite, BEGIN IMMEDIATE holds the single writer).
-    let (customer_id, cs) = resolve(db.reader(), tenant_id, &input.wallet).await?;
+    let txn = db.begin_write().await?;
+    let (wallet, customer_id, cs) = match Book::lock_by_ref(&txn, tenant_id, &input.wallet).await? {
+        Some((wallet, cs)) => (Some(wallet.clone()), wallet.customer_id, cs),
+        // Which of the customer, the credit system or the wallet is missing.
+        None => {
+            let (customer_id, cs) = resolve(&*txn, tenant_id, &input.wallet).await?;
+            (None, customer_id, cs)
+        }
+    };
     let amount = positive_micros(input.amount, precision(&cs), "amount")?;
     let request = Request::new(key, "consume", &(customer_id, cs.id, amount, &attribution));
-    let txn = db.begin_write().await?;
-    let book = Book::open(&txn, tenant_id, customer_id, cs.id, now, false).await?;
-    let out = idempotency::replay_or::<_, Error>(
-        &txn,
-        tenant_id,
-        &request,
-        async |entry_id| replay_consume(&txn, tenant_id, entry_id).await,
-        async || {
-            let Some(mut book) = book else {
-                return Err(insufficient(amount, 0));
-            };
-            book.settle().await?;
-            book.knows_credit_system(&cs);
-            let allow_debt = book.wallet.allow_overage;
-            let floor = book.plan_limits().await?.block;
-            let entry = book
-                .spend(
-                    EntryType::Usage,
-                    amount,
-                    allow_debt,
-                    floor,
-                    Links::default(),
-                    &attribution,
-                    Some(request.key().as_str()),
-                )
-                .map_err(|r| refused(amount, r))?;
-            record_key(&book, clock, &request, entry.id).await?;
-            audit_log::note_created(audit_log::Created::Entry, entry.id);
-            let splits = book.split_models_of(entry.id);
-            book.finish().await?;
-            Ok(ConsumeOutcome {
-                entry: entry.try_into()?,
-                splits: splits.into_iter().map(Into::into).collect(),
+    let first = async {
+        let Some(wallet) = wallet else {
+            return Err(insufficient(amount, 0));
+        };
+        let mut book = Book::of_locked_settled(&txn, wallet, &cs, now).await?;
+        let allow_debt = book.wallet.allow_overage;
+        let floor = book.plan_limits().await?.block;
+        let entry = book
+            .spend(
+                EntryType::Usage,
+                amount,
+                allow_debt,
+                floor,
+                Links::default(),
+                &attribution,
+                Some(request.key().as_str()),
+            )
+            .map_err(|r| refused(amount, r))?;
+        let splits = book.split_models_of(entry.id);
+        let mut flush = Flush::default();
+        book.finish_into(&mut flush).await?;
+        flush.record_key(request.record_model(tenant_id, entry.id, now));
+        flush.write(&txn).await?;
+        audit_log::note_created(audit_log::Created::Entry, entry.id);
+        Ok(ConsumeOutcome {
+            entry: entry.try_into()?,
+            splits: splits.into_iter().map(Into::into).collect(),
+        })
+    }
+    .await;
+    match first {
+        Ok(out) => {
+            txn.commit().await?;
+            Ok(out)
+        }
+        Err(refused) => {
+            txn.rollback().await?;
+            let reader = db.reader();
+            idempotency::replay_after(reader, tenant_id, &request, refused, async |entry_id| {
+                replay_consume(reader, tenant_id, entry_id).await
             })
-        },
-    )
-    .await?;
-    txn.commit().await?;
-    Ok(out)
+            .await
+        }
+    }
 }
 
 /// A retried metered consume ([`crate::subscriptions::track_usage`]),

@@ -81,6 +81,84 @@ pub(crate) async fn plans_low_credit_limits(
     })
 }
 
+/// What a write to a wallet reads once the wallet is locked, in one
+/// statement ([`wallet_state`]).
+pub(crate) struct WalletState {
+    /// The wallet's grants that hold credits (`remaining > 0`).
+    pub grants: Vec<credit_grant::Model>,
+    /// Whether an active hold is past its deadline (the book must settle it).
+    pub lapsed_holds: bool,
+    /// [`plans_low_credit_limits`] of the wallet.
+    pub limits: super::book::PlanLimits,
+}
+
+/// `alias.col AS "prefix" || col` for every column of `E`, so rows of two
+/// tables read in one statement part again with `from_query_result(row,
+/// prefix)`.
+pub(crate) fn columns_as<E: EntityTrait>(alias: &str, prefix: &str) -> String {
+    use sea_orm::{IdenStatic, Iterable};
+    E::Column::iter()
+        .map(|c| format!("{alias}.\"{0}\" AS \"{prefix}{0}\"", c.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The state a write to a locked wallet needs, in one statement: its grants
+/// that hold credits, whether an active hold has lapsed, and the plans'
+/// low-credit limits. Call it after the wallet's lock is taken (on
+/// PostgreSQL the statement's snapshot then sees every write the lock
+/// waited for).
+pub(crate) async fn wallet_state(
+    conn: &impl ConnectionTrait,
+    wallet: &wallet::Model,
+    now: DateTime<Utc>,
+) -> Result<WalletState, DbErr> {
+    let sql = format!(
+        "SELECT lim.block_micros, lim.any_micros, hl.lapsed_holds, {grants} \
+         FROM (SELECT {PLAN_LIMITS} {PLAN_LIMITS_FROM} \
+               AND s.customer_id = ? AND pc.credit_system_id = ?) lim \
+         CROSS JOIN (SELECT COUNT(*) AS lapsed_holds FROM credit_hold h \
+               WHERE h.tenant_id = ? AND h.wallet_id = ? AND h.status = ? AND h.expires_at <= ?) hl \
+         LEFT JOIN credit_grant g \
+               ON g.tenant_id = ? AND g.wallet_id = ? AND g.remaining_micros > 0",
+        grants = columns_as::<credit_grant::Entity>("g", "g_"),
+    );
+    let values: Vec<Value> = vec![
+        wallet.tenant_id.into(),
+        now.into(),
+        now.into(),
+        wallet.customer_id.into(),
+        wallet.credit_system_id.into(),
+        wallet.tenant_id.into(),
+        wallet.id.into(),
+        super::HoldStatus::Active.as_str().into(),
+        now.into(),
+        wallet.tenant_id.into(),
+        wallet.id.into(),
+    ];
+    let rows = conn
+        .query_all_raw(statement(conn.get_database_backend(), &sql, values))
+        .await?;
+    let mut state = WalletState {
+        grants: Vec::with_capacity(rows.len()),
+        lapsed_holds: false,
+        limits: super::book::PlanLimits::default(),
+    };
+    for (i, row) in rows.iter().enumerate() {
+        if i == 0 {
+            state.limits = plan_limits_of_row(row)?;
+            state.lapsed_holds = row.try_get::<i64>("", "lapsed_holds")? > 0;
+        }
+        // The LEFT JOIN's one row of NULLs: no grant holds credits.
+        if row.try_get::<Option<Uuid>>("g_", "id")?.is_some() {
+            state
+                .grants
+                .push(sea_orm::FromQueryResult::from_query_result(row, "g_")?);
+        }
+    }
+    Ok(state)
+}
+
 /// The two limits [`plans_low_credit_limits`] reads, as SQL aggregates.
 const PLAN_LIMITS: &str = "\
     MAX(CASE WHEN pc.low_credit_action = 'BLOCK' THEN pc.low_credit_limit_micros END) AS block_micros, \
