@@ -190,6 +190,11 @@ async fn an_admin_builds_a_plan_with_tiers_and_its_preview_is_the_quote() {
     // duplicate are there).
     let published = out["published"].as_str().unwrap();
     assert!(published.contains("PUBLISHED"), "{published}");
+    // Focus moved to what happened.
+    assert_eq!(
+        out["focusAfterPublish"],
+        "Plan published: its terms are frozen."
+    );
     let controls = strings(&out["publishedControls"]).join(" | ");
     for gone in [
         "Publish plan",
@@ -247,6 +252,10 @@ async fn an_admin_builds_a_plan_with_tiers_and_its_preview_is_the_quote() {
     assert_eq!(second.len(), 1, "{paging}");
     assert!(!first.contains(&second[0]), "{paging}");
     assert_eq!(paging["nextOnSecond"], 0, "{paging}");
+    assert_eq!(
+        paging["firstPageLink"], "/console/credit-systems",
+        "{paging}"
+    );
 
     // axe-core ran on every page and found nothing serious or critical.
     let axe = out["axe"].as_object().unwrap();

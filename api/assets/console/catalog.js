@@ -11,6 +11,7 @@
 // keystroke; an answer to an older request is dropped.
 
 import { h, gql, go, table, num, date, link, seg, facts, viewer, PAGE } from './ui.js';
+import { render } from './console.js';
 
 const admin = () => viewer()?.role === 'ADMIN';
 
@@ -36,20 +37,26 @@ sheet.replaceSync(`
 `);
 document.adoptedStyleSheets = [...document.adoptedStyleSheets, sheet];
 const after = () => new URLSearchParams(location.search).get('after');
-/** "Next page" for a connection: the same route with `?after=`. */
-const pager = (conn, path) => (conn.pageInfo.hasNextPage
-  ? h('p', {}, link(`${path}?after=${seg(conn.pageInfo.endCursor)}`, 'Next page')) : null);
+/** "Next page" for a connection (the same route with `?after=`), and
+ * "First page" past the first. */
+const pager = (conn, path) => h('p', { class: 'cat-actions' },
+  after() && link(path, 'First page'),
+  conn.pageInfo.hasNextPage && link(`${path}?after=${seg(conn.pageInfo.endCursor)}`, 'Next page'));
 
-// A message the page shows once, after a save re-rendered it.
+// A message the page shows once, after a save re-rendered it (or
+// navigated); focus goes to it, so a screen reader hears what happened
+// and the keyboard starts from the top of the new page.
 let flash = null;
-function reload(message) {
+async function reload(message) {
   flash = message;
-  go(location.pathname, { replace: true });
+  history.replaceState(null, '', location.pathname);
+  await render();
+  document.querySelector('main .cat-flash')?.focus();
 }
 function flashed() {
   const m = flash;
   flash = null;
-  return m ? h('p', { class: 'ok', role: 'status', text: m }) : null;
+  return m ? h('p', { class: 'ok cat-flash', role: 'status', tabindex: '-1', text: m }) : null;
 }
 
 // ------------------------------------------------------------ form parts
@@ -224,7 +231,7 @@ async function creditSystem(key) {
     await gql(UPDATE_SYSTEM, { i: { creditSystem: { key: s.key }, name: name.value.trim(),
       description: description.value.trim(), unitSingular: singular.value.trim(), unitPlural: plural.value.trim(),
       lowBalanceThreshold: val(threshold) } });
-    reload('Credit system saved.');
+    await reload('Credit system saved.');
   }));
   return nodes;
 }
@@ -323,12 +330,12 @@ function statusPanel(p) {
     p.status === 'DRAFT' && confirming('Publish plan', 'Publishing freezes this plan\'s terms (credits, prices, feature costs) and lets customers subscribe. Publish it?',
       'Yes, publish', async () => {
         await gql('mutation($k: String!) { publishPlan(input: { plan: { key: $k } }) { plan { status } } }', { k: p.key });
-        reload('Plan published: its terms are frozen.');
+        await reload('Plan published: its terms are frozen.');
       }),
     p.status === 'PUBLISHED' && confirming('Archive plan', 'Archiving stops new subscriptions; existing subscribers keep the plan. Archive it?',
       'Yes, archive', async () => {
         await gql('mutation($k: String!) { archivePlan(input: { plan: { key: $k } }) { plan { status } } }', { k: p.key });
-        reload('Plan archived.');
+        await reload('Plan archived.');
       }));
 }
 
@@ -350,7 +357,7 @@ function renamePanel(p) {
   return panel('Name and description', [field('Name', name), field('Description', description)], 'Save name and description', async () => {
     await gql('mutation($i: UpdatePlanInput!) { updatePlan(input: $i) { plan { key } } }',
       { i: { plan: { key: p.key }, name: name.value.trim(), description: description.value.trim() } });
-    reload('Plan saved.');
+    await reload('Plan saved.');
   });
 }
 
@@ -393,7 +400,7 @@ function planCredit(p, pc, edit) {
       confirming(`Detach ${cs.name}`, `Remove ${cs.name} (and the feature costs priced in it) from this draft?`, 'Yes, detach', async () => {
         await gql('mutation($i: DetachCreditSystemInput!) { detachCreditSystem(input: $i) { plan { key } } }',
           { i: { plan: { key: p.key }, creditSystem: { key: cs.key } } });
-        reload(`${cs.name} detached.`);
+        await reload(`${cs.name} detached.`);
       })));
   }
   return section;
@@ -601,7 +608,7 @@ function creditEditor(p, pc, systems) {
       await gql('mutation($i: AttachCreditSystemInput!) { attachCreditSystem(input: $i) { planCredit { id } } }',
         { i: { plan: { key: p.key }, creditSystem: { key: systemKey() }, ...terms } });
     }
-    reload(pc ? `${name} saved.` : 'Credit system attached.');
+    await reload(pc ? `${name} saved.` : 'Credit system attached.');
   });
   section.classList.add('cat-editor');
   // Every change (typing, a tier added or removed) asks for a new quote.
@@ -620,7 +627,7 @@ function entitlements(p, edit, data) {
       row.push(confirming(`Remove ${e.feature.key}`, `Remove ${e.feature.name}'s credit cost from this draft?`, 'Yes, remove', async () => {
         await gql('mutation($i: RemoveEntitlementInput!) { removeEntitlement(input: $i) { plan { key } } }',
           { i: { plan: { key: p.key }, feature: { key: e.feature.key } } });
-        reload(`${e.feature.key} removed.`);
+        await reload(`${e.feature.key} removed.`);
       }));
     }
     return row;
@@ -649,7 +656,7 @@ function entitlements(p, edit, data) {
     }
     await gql('mutation($i: SetEntitlementInput!) { setEntitlement(input: $i) { entitlement { creditCost } } }',
       { i: { plan: { key: p.key }, feature: { key: fk }, creditSystem: { key: system.value }, creditCost: cost.value.trim() } });
-    reload(`${fk} costs ${cost.value.trim()} credits a unit.`);
+    await reload(`${fk} costs ${cost.value.trim()} credits a unit.`);
   }));
   return nodes;
 }

@@ -162,6 +162,7 @@ await run(base, shots, async ({ page, axe, shot }) => {
   await main.getByRole('button', { name: 'Yes, publish' }).click();
   await main.getByRole('status').filter({ hasText: 'Plan published' }).waitFor({ timeout: 10000 });
   out.published = await main.locator('dl.facts').first().innerText();
+  out.focusAfterPublish = await page.evaluate(() => document.activeElement?.textContent);
   out.publishedControls = await writeControls();
   await axe('plan-published');
   await shot('plan-published');
@@ -210,6 +211,7 @@ await run(base, shots, async ({ page, axe, shot }) => {
     return rows > 0 && rows < 50;
   }, null, { timeout: 10000 });
   const secondPage = await main.locator('tbody tr td:first-child').allInnerTexts();
-  out.paging = { firstPage, secondPage, nextOnSecond: await main.getByRole('link', { name: 'Next page' }).count() };
+  out.paging = { firstPage, secondPage, nextOnSecond: await main.getByRole('link', { name: 'Next page' }).count(),
+    firstPageLink: await main.getByRole('link', { name: 'First page' }).getAttribute('href') };
   return out;
 }, { prefix: 'catalog-' });
