@@ -42,7 +42,9 @@ export async function gql(query, variables = {}, key = sessionStorage.getItem(KE
     throw new Unauthenticated(err?.message || 'not signed in');
   }
   if (err) {
-    const field = err.extensions?.field ? ` (${err.extensions.field})` : '';
+    // The API's messages usually start with the field already.
+    const f = err.extensions?.field;
+    const field = f && !err.message.startsWith(f) ? ` (${f})` : '';
     throw Object.assign(new Error(`${err.message}${field}`), { code: err.extensions?.code });
   }
   if (!res.ok || !body?.data) throw new Error(`HTTP ${res.status}`);
