@@ -69,7 +69,8 @@ async function customer(externalId) {
     const grants = h('div', { class: 'grants' });
     const section = h('section', { class: 'wallet', 'data-credit-system': key, 'aria-labelledby': `wallet-${key}` },
       h('h3', { id: `wallet-${key}`, text: `Wallet ${w.creditSystem.name}` }),
-      h('credits-balance', attrs), h('credits-usage', attrs), h('credits-history', attrs), h('credits-children', attrs),
+      h('credits-balance', attrs), h('credits-history', attrs),
+      later('credits-usage', attrs), later('credits-children', attrs),
       h('h4', { text: `Grants of ${w.creditSystem.name}` }), grants);
     sections.set(key, { section, grants });
     showGrants(page, w, w.grants, grants);
@@ -95,7 +96,7 @@ async function customer(externalId) {
       showGrants(page, w, w.grants, shown.grants);
       for (const tag of ['credits-history', 'credits-usage', 'credits-children']) {
         const old = shown.section.querySelector(tag);
-        old.replaceWith(old.cloneNode(false));
+        if (old) old.replaceWith(old.cloneNode(false));
       }
     }
     showSubscriptions(page, subscriptions);
@@ -115,9 +116,28 @@ async function customer(externalId) {
   if (writer) actions.push(refundForm(page), allocateForm(page));
   if (admin) actions.push(subscribeForm(page, lists.plans.nodes));
   if (writer) actions.push(tokenForm(page));
-  if (actions.length) nodes.push(h('h2', { text: 'Actions' }), h('div', { class: 'actions' }, actions));
+  // What the customer has first (the balances and history are the page's
+  // point), then what can be done about it.
   nodes.push(h('h2', { text: 'Wallets' }), wallets, h('h2', { text: 'Subscriptions' }), subscriptions);
+  if (actions.length) nodes.push(h('h2', { text: 'Actions' }), h('div', { class: 'actions' }, actions));
   return nodes;
+}
+
+/** A widget made when it nears the viewport: the balances and histories
+ * load first, without a dozen other queries competing with them. */
+function later(tag, attrs) {
+  const slot = h('div', { class: 'later', 'data-widget': tag });
+  if (!('IntersectionObserver' in window)) {
+    slot.append(h(tag, attrs));
+    return slot;
+  }
+  const seen = new IntersectionObserver((entries) => {
+    if (!entries.some((e) => e.isIntersecting)) return;
+    seen.disconnect();
+    slot.append(h(tag, attrs));
+  }, { rootMargin: '200px' });
+  seen.observe(slot);
+  return slot;
 }
 
 // ------------------------------------------------------------------ tables

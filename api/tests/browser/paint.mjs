@@ -42,13 +42,19 @@ await run(base, shots, async ({ page, axe, shot }) => {
   });
   const url = new URL(`/console/customers/${encodeURIComponent(externalId)}`, base).href;
   const painted = async () => {
-    await page.waitForFunction(() => window.__painted, null, { timeout: 20000, polling: 50 });
+    await page.waitForFunction(() => window.__painted, null, { timeout: 20000, polling: 50 }).catch(async (e) => {
+      const state = await page.evaluate(() => [...document.querySelectorAll('credits-balance, credits-history')]
+        .map((w) => `${w.localName}: ${w.shadowRoot?.textContent.slice(0, 80)}`));
+      throw new Error(`${e.message}; the widgets: ${JSON.stringify(state)}`);
+    });
     return page.evaluate(() => Math.round(window.__painted * 10) / 10);
   };
   await page.goto(url, { waitUntil: 'load' });
   await page.getByLabel('API key').fill(adminKey);
   await page.getByRole('button', { name: 'Sign in' }).click();
-  await page.waitForURL(`**/console/customers/${externalId}`);
+  // Signed in (the key stored) once the customer's page shows.
+  await page.locator('main h1').filter({ hasNotText: 'Sign in' }).waitFor({ timeout: 20000 });
+  await page.locator('credits-balance').first().waitFor({ timeout: 20000 });
   // The first load after signing in: a full navigation (assets from the
   // HTTP cache as a browser would have them after the sign-in page).
   await page.goto(url, { waitUntil: 'load' });
@@ -65,7 +71,10 @@ await run(base, shots, async ({ page, axe, shot }) => {
       .map((x) => x.shadowRoot.querySelectorAll('tbody tr[data-entry]').length)),
     mark: performance.getEntriesByName('customer-painted').length,
   }));
+  // The last reload's waterfall: where the time goes.
+  const waterfall = await page.evaluate(() => performance.getEntriesByType('resource')
+    .map((r) => `${Math.round(r.startTime)}-${Math.round(r.responseEnd)} ${r.name.replace(location.origin, '')}`));
   await shot('customer-big');
   await axe('customer-big');
-  return { cold, paints, shown };
+  return { cold, paints, shown, waterfall };
 }, { prefix: 'console-' });
