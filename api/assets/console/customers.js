@@ -40,23 +40,33 @@ export async function customers([externalId]) {
 }
 
 const GRANT_FIELDS = 'id category amount remaining expiresAt effectiveAt voidedAt live reason';
+const SUBSCRIPTIONS = 'subscriptions { id status startedAt currentPeriodEnd cancelAt plan { key name } }';
+// What the page needs to show the widgets: read first, alone, so the
+// widgets start their own queries at once.
+const CUSTOMER_HEAD = `query($c: String!) {
+  customer(externalId: $c) { externalId name email createdAt parent { externalId name }
+    wallets { id creditSystem { key name } } ${SUBSCRIPTIONS} } }`;
+// The rest (grants, recent usage for the refund form): read beside the
+// widgets' queries, and again after each write.
 const CUSTOMER = `query($c: String!, $g: Int!) {
   customer(externalId: $c) { externalId name email createdAt parent { externalId name }
     wallets { id creditSystem { key name }
       grants(first: $g) { pageInfo { hasNextPage endCursor } nodes { ${GRANT_FIELDS} } }
       entries(first: 20, filter: {types: [USAGE]}) { nodes { id amount createdAt description feature } } }
-    subscriptions { id status startedAt currentPeriodEnd cancelAt plan { key name } } } }`;
+    ${SUBSCRIPTIONS} } }`;
+const NOTHING_YET = { pageInfo: { hasNextPage: false }, nodes: [] };
 
 async function customer(externalId) {
   const role = viewer().role;
   const admin = role === 'ADMIN';
   const writer = admin || role === 'WRITE';
   const [data, lists] = await Promise.all([
-    gql(CUSTOMER, { c: externalId, g: GRANTS }),
+    gql(CUSTOMER_HEAD, { c: externalId }),
     writer ? gql(`query($admin: Boolean!) { creditSystems(first: 100) { nodes { key name } }
       plans(first: 100, status: PUBLISHED) @include(if: $admin) { nodes { key name } } }`, { admin }) : null,
   ]);
   let c = data.customer;
+  for (const w of c.wallets) Object.assign(w, { grants: NOTHING_YET, entries: NOTHING_YET, loading: true });
   const systems = lists?.creditSystems.nodes ?? [];
   const token = sessionStorage.getItem('credits.console.apiKey');
   const page = { c, admin, writer, systems };
@@ -83,7 +93,7 @@ async function customer(externalId) {
 
   /** After a write: grants, subscriptions and the usage list re-read; the
    * history and usage widgets reloaded (the balance is live already). */
-  page.refresh = async () => {
+  page.refresh = async ({ widgets = true } = {}) => {
     c = (await gql(CUSTOMER, { c: externalId, g: GRANTS })).customer;
     page.c = c;
     for (const w of c.wallets) {
@@ -94,6 +104,7 @@ async function customer(externalId) {
         continue;
       }
       showGrants(page, w, w.grants, shown.grants);
+      if (!widgets) continue;
       for (const tag of ['credits-history', 'credits-usage', 'credits-children']) {
         const old = shown.section.querySelector(tag);
         if (old) old.replaceWith(old.cloneNode(false));
@@ -104,6 +115,11 @@ async function customer(externalId) {
   };
   page.onRefresh = [];
   showSubscriptions(page, subscriptions);
+  page.refresh({ widgets: false }).catch((e) => {
+    for (const { grants } of sections.values()) {
+      grants.replaceChildren(h('p', { class: 'error', role: 'alert', text: `Could not read the grants: ${e.message}` }));
+    }
+  });
 
   const nodes = [h('h1', { text: c.name }),
     facts([['External id', c.externalId], ['Email', c.email],
@@ -152,6 +168,10 @@ function grantStatus(g) {
 
 /** One page of a wallet's grants; "Next page" reads the next one. */
 function showGrants(page, wallet, conn, into, { after = null, previous = [] } = {}) {
+  if (wallet.loading) {
+    into.replaceChildren(h('p', { class: 'muted', role: 'status', text: 'Loading grants…' }));
+    return;
+  }
   const rows = conn.nodes.map((g) => [g.category, g.amount, g.remaining, date(g.expiresAt), grantStatus(g),
     g.reason || '—',
     page.admin && g.live

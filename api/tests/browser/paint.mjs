@@ -64,6 +64,8 @@ await run(base, shots, async ({ page, axe, shot }) => {
     await page.reload({ waitUntil: 'load' });
     paints.push(await painted());
   }
+  // The grants tables come after the paint, beside the widgets' queries.
+  await page.waitForFunction(() => !document.querySelector('main .grants [role="status"]'), null, { timeout: 20000 });
   const shown = await page.evaluate(() => ({
     balances: document.querySelectorAll('credits-balance').length,
     grantRows: document.querySelectorAll('main .grants tbody tr').length,
