@@ -271,6 +271,15 @@ async fn a_customer_page_adjusts_voids_refunds_allocates_subscribes_and_makes_a_
         "{seen}"
     );
     assert_eq!(step("adjust")["balance"], "1027 photos", "{seen}");
+    // The retry after a lost answer: the same key, applied once.
+    assert!(
+        step("adjust")["lost"]
+            .as_str()
+            .unwrap()
+            .starts_with("Not adjusted"),
+        "{seen}"
+    );
+    assert_eq!(step("adjust")["afterLost"], "1027 photos", "{seen}");
     assert!(
         step("void")["said"].as_str().unwrap().starts_with("Voided"),
         "{seen}"

@@ -218,7 +218,7 @@ export async function jobs() {
   const runs = Math.min(200, Math.max(1, Number.parseInt(params().get('runs') || '10', 10) || 10));
   const data = await gql(`query($r: Int!) { jobs { name lastSuccessAt
     recentRuns(first: $r) { status startedAt finishedAt processed error } } }`, { r: runs });
-  const failing = (j) => j.recentRuns[0]?.status && !/^(ok|success|succeeded|done)$/i.test(j.recentRuns[0].status);
+  const failing = (j) => ['FAILED', 'ABANDONED'].includes(j.recentRuns[0]?.status);
   return [h('h1', { text: 'Jobs' }),
     table('Jobs', ['Job', 'Last success', 'Last run', 'Last status', 'Error'],
       data.jobs.map((j) => {
@@ -226,7 +226,8 @@ export async function jobs() {
         return [h('a', { href: `#job-${j.name}`, text: j.name }), date(j.lastSuccessAt), date(r?.startedAt), r?.status, r?.error];
       }), 'No jobs.'),
     ...data.jobs.map((j) => h('section', { 'aria-labelledby': `job-${j.name}` },
-      h('h2', { id: `job-${j.name}`, class: failing(j) ? 'error' : null, text: `${j.name}: recent runs` }),
+      h('h2', { id: `job-${j.name}`, class: failing(j) ? 'error' : null,
+        text: `${j.name}: recent runs${failing(j) ? ` (last run ${j.recentRuns[0].status})` : ''}` }),
       table(`Recent runs of ${j.name}`, ['Started', 'Finished', 'Status', num('Processed'), 'Error'],
         j.recentRuns.map((r) => [date(r.startedAt), date(r.finishedAt), r.status, r.processed, r.error]),
         'No runs yet.'))),

@@ -60,13 +60,27 @@ await run(base, shots, async ({ page, axe, shot }) => {
   const start = await available.innerText();
   let balance = await available.textContent();
 
-  // Adjust: -40.
+  // Adjust: -40. The first answer is lost on the way back (the server
+  // applied it); sent again with the same inputs, the same idempotency
+  // key: applied once.
   const adjust = region('Adjust balance');
   await adjust.getByLabel('Credit system').selectOption('photos');
   await adjust.getByLabel('Amount').fill('-40');
   await adjust.getByLabel('Reason').fill('Correction');
-  steps.adjust = { said: await submit(adjust, 'Adjust balance') };
-  steps.adjust.balance = await moved(balance);
+  let lost = false;
+  await page.route('**/graphql', async (route) => {
+    if (!lost && (route.request().postData() || '').includes('adjustBalance')) {
+      lost = true;
+      await route.fetch();
+      return route.abort('connectionreset');
+    }
+    return route.fallback();
+  });
+  const lostSaid = await submit(adjust, 'Adjust balance');
+  const afterLost = await moved(balance);
+  await page.unroute('**/graphql');
+  steps.adjust = { lost: lostSaid, afterLost, said: await submit(adjust, 'Adjust balance') };
+  steps.adjust.balance = await available.innerText();
   balance = await available.textContent();
 
   // Void the promotion from its row.
