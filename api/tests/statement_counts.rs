@@ -76,6 +76,68 @@ async fn customer_children_cost_the_same_statements_for_3_or_30_children() {
     );
 }
 
+/// Batched, each parent still gets its own page: `first` and `after` per
+/// parent, in id order (oldest first).
+#[tokio::test]
+async fn each_parent_gets_its_own_page_of_children() {
+    let app = TestApp::spawn().await;
+    let (tenant, key) = app.other_tenant("pages").await;
+    seed(&app, tenant, 3, 2).await;
+    let q = r#"query($after: String) {
+      customer(externalId: "partner") {
+        children(creditSystem: {key: "prints"}, first: 2, after: $after) {
+          pageInfo { hasNextPage endCursor }
+          nodes {
+            customer {
+              externalId
+              children(creditSystem: {key: "prints"}, first: 1) {
+                pageInfo { hasNextPage }
+                nodes { customer { externalId } used }
+              }
+            }
+          }
+        }
+      }
+    }"#;
+    let first = app.ok(&key, q, json!({})).await;
+    let page = &first["customer"]["children"];
+    assert_eq!(page["pageInfo"]["hasNextPage"], true, "{page}");
+    let rows = page["nodes"].as_array().unwrap();
+    let names: Vec<&str> = rows
+        .iter()
+        .map(|r| r["customer"]["externalId"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["client-0", "client-1"]);
+    for (c, row) in rows.iter().enumerate() {
+        let events = &row["customer"]["children"];
+        assert_eq!(events["pageInfo"]["hasNextPage"], true, "{events}");
+        assert_eq!(
+            events["nodes"],
+            json!([{"customer": {"externalId": format!("event-{c}-0")}, "used": "1"}])
+        );
+    }
+    let rest = app
+        .ok(&key, q, json!({"after": page["pageInfo"]["endCursor"]}))
+        .await;
+    let page = &rest["customer"]["children"];
+    assert_eq!(page["pageInfo"]["hasNextPage"], false, "{page}");
+    assert_eq!(page["nodes"][0]["customer"]["externalId"], "client-2");
+    assert_eq!(page["nodes"].as_array().unwrap().len(), 1);
+    // A credit system that doesn't exist is refused as before, on its field.
+    let (_, body) = app
+        .gql(
+            Some(&key),
+            r#"{ customer(externalId: "partner") { children(creditSystem: {key: "nope"}) { nodes { used } } } }"#,
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        (common::code(&body), common::field(&body)),
+        ("NOT_FOUND", "creditSystem"),
+        "{body}"
+    );
+}
+
 async fn cs_id(app: &TestApp, key: &str) -> String {
     let data = app
         .ok(key, r#"{ creditSystem(key: "prints") { id } }"#, json!({}))
