@@ -1,6 +1,7 @@
-// Customers: search, and a customer's page with its wallets (the widgets),
+// Customers: search and create (WRITE and ADMIN, as the API allows), and a
+// customer's page with its wallets (the widgets),
 // each wallet's grants, the customer's subscriptions, and the actions its
-// role allows: ADMIN grants, adjusts, voids, subscribes and cancels; WRITE
+// role allows: WRITE and ADMIN edit its name and email; ADMIN grants, adjusts, voids, subscribes and cancels; WRITE
 // (and ADMIN) refunds usage, allocates to a child and creates customer
 // tokens; READ sees no write control. Every write carries an idempotency
 // key kept while the inputs stay the same (a retry after a lost answer
@@ -30,7 +31,10 @@ export async function customers([externalId]) {
   h('button', { type: 'submit', text: 'Search' }));
   const list = data.customers;
   const next = new URLSearchParams({ ...(search ? { q: search } : {}), after: list.pageInfo.endCursor || '' });
+  const role = viewer().role;
+  const writer = role === 'ADMIN' || role === 'WRITE';
   return [h('h1', { text: 'Customers' }), form,
+    writer ? newCustomerForm() : null,
     table(search ? `Customers matching ${search}` : 'Customers',
       ['External id', 'Name', 'Email', 'Parent', 'Created'],
       list.nodes.map((c) => [link(`/console/customers/${seg(c.externalId)}`, c.externalId), c.name, c.email,
@@ -131,7 +135,7 @@ async function customer(externalId) {
   }
   if (writer) actions.push(refundForm(page), allocateForm(page));
   if (admin) actions.push(subscribeForm(page, lists.plans.nodes));
-  if (writer) actions.push(tokenForm(page));
+  if (writer) actions.push(tokenForm(page), editCustomerForm(page));
   // What the customer has first (the balances and history are the page's
   // point), then what can be done about it.
   nodes.push(h('h2', { text: 'Wallets' }), wallets, h('h2', { text: 'Subscriptions' }), subscriptions);
@@ -245,7 +249,7 @@ const amountInput = (id, signed = false) => h('input', { id, required: true, inp
  * same (a retry) and renewed on change or success. Errors show the API's
  * message (and field). The form is a region named by its heading.
  */
-function actionForm({ id, title, controls, submit, busy, failed, send, after, note }) {
+function actionForm({ id, title, controls, submit, busy, failed, send, after, note, level = 'h3' }) {
   let key = idempotencyKey();
   const button = h('button', { type: 'submit', text: submit });
   const out = h('p', { role: 'status', 'aria-live': 'polite' });
@@ -280,7 +284,7 @@ function actionForm({ id, title, controls, submit, busy, failed, send, after, no
     },
   }, controls, button);
   const section = h('section', { class: 'panel', id, 'aria-labelledby': `${id}-title` },
-    h('h3', { id: `${id}-title`, text: title }), note ? h('p', { class: 'muted', text: note }) : null, form, out, extra);
+    h(level, { id: `${id}-title`, text: title }), note ? h('p', { class: 'muted', text: note }) : null, form, out, extra);
   return { section, form, out };
 }
 
@@ -459,7 +463,14 @@ function tokenForm(page) {
         createCustomerToken(customer: $c, ttlSeconds: $t, includeDescendants: $d) { token expiresAt } }`,
       { c: { externalId: page.c.externalId }, t: Number(ttl.value), d: descendants.checked });
       const t = data.createCustomerToken;
-      return { text: `Token created; it expires ${date(t.expiresAt)}. Copy it now: it is not shown again.`, node: secretBox('token-value', 'Customer token', t.token) };
+      const wallet = page.c.wallets[0];
+      // The widgets demo page with this token (read from the URL by the
+      // page's script, never written into it by the server).
+      const demo = wallet ? h('p', {}, h('a', {
+        href: `/widgets/demo?${new URLSearchParams({ token: t.token, customer: page.c.externalId, creditSystem: wallet.creditSystem.key })}`,
+        text: `See the widgets with this token (${wallet.creditSystem.name})` })) : null;
+      return { text: `Token created; it expires ${date(t.expiresAt)}. Copy it now: it is not shown again.`,
+        node: h('div', {}, secretBox('token-value', 'Customer token', t.token), demo) };
     },
   }).section;
 }
@@ -483,3 +494,63 @@ export function secretBox(id, label, value) {
   return h('div', { class: 'secret' }, h('label', { for: id, text: label }), h('div', { class: 'row' }, input, copy, said));
 }
 
+
+/** New customer (on the Customers page): `createCustomer`, then the new
+ * customer's page. The API answers a repeat with the same details with the
+ * same customer, so a retry after a lost answer creates one. */
+function newCustomerForm() {
+  const externalId = h('input', { id: 'new-customer-id', required: true, maxlength: '200', autocomplete: 'off',
+    spellcheck: 'false', 'aria-describedby': 'new-customer-id-hint' });
+  const name = h('input', { id: 'new-customer-name', required: true, maxlength: '200', autocomplete: 'off' });
+  const email = h('input', { id: 'new-customer-email', type: 'email', maxlength: '320', autocomplete: 'off' });
+  const parent = h('input', { id: 'new-customer-parent', maxlength: '200', autocomplete: 'off', spellcheck: 'false',
+    'aria-describedby': 'new-customer-parent-hint' });
+  const { section } = actionForm({
+    id: 'new-customer', title: 'New customer', level: 'h2', submit: 'Create customer', busy: 'Creating…', failed: 'Not created',
+    controls: [field('new-customer-id', 'External id', externalId, 'Your id for the customer; unique.'),
+      field('new-customer-name', 'Name', name), field('new-customer-email', 'Email (optional)', email),
+      field('new-customer-parent', 'Parent external id (optional)', parent, 'A partner or client above this one.')],
+    send: async () => {
+      const p = parent.value.trim();
+      const data = await gql(`mutation($i: CreateCustomerInput!) { createCustomer(input: $i) { customer { externalId name } } }`,
+        { i: { externalId: externalId.value.trim(), name: name.value.trim(), email: email.value.trim() || null,
+          parent: p ? { externalId: p } : null } });
+      const c = data.createCustomer.customer;
+      section.dataset.created = c.externalId;
+      return `Customer ${c.name} created.`;
+    },
+    after: () => go(`/console/customers/${seg(section.dataset.created)}`),
+  });
+  return section;
+}
+
+/** Edit customer (name, email) on its page: `updateCustomer`. */
+function editCustomerForm(page) {
+  const name = h('input', { id: 'edit-customer-name', required: true, maxlength: '200', autocomplete: 'off', value: page.c.name });
+  const email = h('input', { id: 'edit-customer-email', type: 'email', maxlength: '320', autocomplete: 'off',
+    value: page.c.email ?? '', 'aria-describedby': 'edit-customer-email-hint' });
+  const { section, form } = actionForm({
+    id: 'edit-customer', title: 'Edit customer', submit: 'Save customer', busy: 'Saving…', failed: 'Not saved',
+    controls: [field('edit-customer-name', 'Name', name),
+      field('edit-customer-email', 'Email', email, 'Empty removes it.')],
+    send: async () => {
+      const data = await gql(`mutation($i: UpdateCustomerInput!) { updateCustomer(input: $i) { customer { name email } } }`,
+        { i: { customer: { externalId: page.c.externalId }, name: name.value.trim(), email: email.value.trim() || null } });
+      const c = data.updateCustomer.customer;
+      Object.assign(page.c, c);
+      return `Saved: ${c.name}${c.email ? ` <${c.email}>` : ''}.`;
+    },
+    after: () => {
+      // The form resets to the saved values; the heading and facts follow.
+      name.defaultValue = page.c.name;
+      email.defaultValue = page.c.email ?? '';
+      form.reset();
+      const main = section.closest('main');
+      const title = main?.querySelector('h1');
+      if (title) title.textContent = page.c.name;
+      const dd = [...(main?.querySelectorAll('dl.facts dt') ?? [])].find((dt) => dt.textContent === 'Email')?.nextElementSibling;
+      if (dd) dd.textContent = page.c.email ?? '—';
+    },
+  });
+  return section;
+}
