@@ -358,13 +358,15 @@ async fn a_customer_page_adjusts_voids_refunds_allocates_subscribes_and_makes_a_
         .await;
     assert!(foreign["errors"].is_array(), "{foreign}");
 
-    // WRITE: refund, allocate, token; not grant, adjust, void, subscribe.
+    // WRITE: refund, allocate, token, edit the customer (as the API
+    // allows); not grant, adjust, void, subscribe.
     assert_eq!(
         seen["writeView"]["regions"],
         json!([
             "Refund usage",
             "Allocate to a child",
-            "Create a customer token"
+            "Create a customer token",
+            "Edit customer"
         ]),
         "{seen}"
     );
