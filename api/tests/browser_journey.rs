@@ -6,7 +6,8 @@
 //! creates and edits a customer, subscribes it and sees the allowance as
 //! its balance; this test then consumes credits through the API, as a
 //! backend would, and the balance shown moves live; a customer token made
-//! in the console opens the widgets demo page, which shows the balance.
+//! in the console opens the widgets demo page, which shows the balance;
+//! a READ key made on the API keys page sees no write control.
 //! No GraphQL typed by hand, no request outside the server's origin,
 //! axe-core clean on every page state.
 //!
@@ -148,9 +149,19 @@ async fn a_new_user_configures_a_plan_subscribes_a_customer_and_watches_its_bala
     let customers = out["customers"].as_array().unwrap();
     assert_eq!(customers.len(), 1, "{out}");
 
+    // A READ key (made in the console): on the customers list only the
+    // search form; on the customer page no form and no button of ours
+    // (the widgets' controls live in their shadow roots).
+    assert_eq!(
+        out["read"]["customers"],
+        json!(["form:search", "input:customer-search", "button:Search"]),
+        "{out}"
+    );
+    assert_eq!(out["read"]["customer"], json!([]), "{out}");
+
     // axe-core on every page state: nothing serious or critical.
     let axe = out["axe"].as_object().unwrap();
-    assert!(axe.len() >= 11, "{axe:?}");
+    assert!(axe.len() >= 12, "{axe:?}");
     for (page, result) in axe {
         assert!(result["rules"].as_u64().unwrap() > 10, "{page}: {result}");
         let serious: Vec<&Value> = result["violations"]

@@ -10,8 +10,8 @@
 // Then writes SCREENSHOT_DIR/journey-ready and waits: the Rust side
 // consumes credits through the API (as a backend would) and the balance
 // shown must move, live. Last, a customer token made in the console opens
-// the widgets demo page, which shows the balance. No GraphQL typed by
-// hand; axe-core on every page state; screenshots journey-*.png.
+// the widgets demo page, which shows the balance. A READ key made on the
+// API keys page then sees no write control. No GraphQL typed by hand; axe-core on every page state; screenshots journey-*.png.
 import { writeFileSync } from 'node:fs';
 import { run } from './harness.mjs';
 
@@ -184,5 +184,30 @@ await run(base, shots, async ({ page, axe, shot }) => {
   await axe('customers');
   await page.screenshot({ path: `${shots}/journey-customers-view.png`, fullPage: false });
   step('customers');
+
+  // A READ key, made in the console: the same pages, no New customer, no
+  // Edit customer, no form but the search.
+  await nav('API keys');
+  await h1('API keys');
+  const nk = main.getByRole('region', { name: 'New API key' });
+  await nk.getByLabel('Name', { exact: true }).fill('viewer');
+  await nk.getByLabel('Role', { exact: true }).selectOption('READ');
+  await nk.getByRole('button', { name: 'Create key' }).click();
+  const readKey = await nk.getByLabel('API key secret', { exact: true }).inputValue({ timeout: 10000 });
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  await page.getByLabel('API key').fill(readKey);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.waitForURL('**/console/customers', { timeout: 10000 });
+  await h1('Customers');
+  await main.locator('tbody tr').first().waitFor({ timeout: 10000 });
+  const controls = () => page.evaluate(() => [...document.querySelectorAll('main :is(form, button, input, select, textarea)')]
+    .map((e) => `${e.tagName.toLowerCase()}:${e.getAttribute('role') || e.id || e.textContent.trim()}`));
+  out.read = { customers: await controls() };
+  await main.getByRole('link', { name: 'acme', exact: true }).click();
+  await h1('Acme Corp');
+  await main.locator('section.wallet credits-balance dd[data-field="available"]').waitFor({ timeout: 10000 });
+  out.read.customer = await controls();
+  await axe('read-customer');
+  step('read key');
   return out;
 }, { prefix: 'journey-' });
