@@ -88,11 +88,26 @@ pub fn operation_span(principal: &Principal) -> Span {
     span
 }
 
+/// When the request reached the `/graphql` handler, before its body was
+/// read, its key checked or a slot admitted it: what a client measures
+/// starts about here, so the request histogram is timed from it.
+#[derive(Clone, Copy)]
+pub struct Arrived(Instant);
+
+impl Arrived {
+    pub fn now() -> Self {
+        Self(Instant::now())
+    }
+}
+
 /// Counts and times each executed operation per root field: operation =
 /// the root field's name (bounded by the schema; aliases don't count),
 /// outcome = `ok` or the `extensions.code` of the first error under that
-/// field (or of an error without a path). The duration is the
-/// operation's execution (all its root fields). Requests refused before
+/// field (or of an error without a path). The duration runs from the
+/// request's [`Arrived`] (or the execution's start, when a request has
+/// none, e.g. a subscription) to the end of its execution (all its root
+/// fields), so it includes reading the body, checking the key and
+/// waiting for admission — what a client waits for, less the network. Requests refused before
 /// execution (unparseable, invalid, over a bound) are not operations.
 pub struct OperationMetrics;
 
@@ -199,7 +214,9 @@ impl Extension for Operation {
             // Once started, an exported span takes a new name only this way.
             span.context().span().update_name(name);
         }
-        let started = Instant::now();
+        let started = ctx
+            .data_opt::<Arrived>()
+            .map_or_else(Instant::now, |arrived| arrived.0);
         let response = next.run(ctx, operation_name).await;
         let took = started.elapsed();
         for (key, name) in &fields {

@@ -29,6 +29,7 @@ use axum::{
 use serde_json::{Map, Value};
 
 use super::{AppState, authenticate, throttle};
+use crate::observe::Arrived;
 use crate::graphql::{
     error::annotate_request_errors,
     limits::{self, ExecutionStarted},
@@ -140,6 +141,7 @@ pub async fn post(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    let arrived = Arrived::now();
     let Some(media) = negotiate(&headers) else {
         return not_acceptable();
     };
@@ -147,7 +149,7 @@ pub async fn post(
         Ok(p) => p,
         Err(response) => return response,
     };
-    let mut response = post_as(&state, principal, &headers, body, media).await;
+    let mut response = post_as(&state, principal, arrived, &headers, body, media).await;
     allowed.annotate(response.headers_mut());
     response
 }
@@ -156,6 +158,7 @@ pub async fn post(
 async fn post_as(
     state: &AppState,
     principal: service::api_keys::Principal,
+    arrived: Arrived,
     headers: &HeaderMap,
     body: Body,
     media: Media,
@@ -178,7 +181,7 @@ async fn post_as(
             return request_error(StatusCode::BAD_REQUEST, media, "BAD_REQUEST", &message);
         }
     };
-    execute(state, principal, request, media).await
+    execute(state, principal, arrived, request, media).await
 }
 
 /// `GET /graphql`: a query in the URL, or GraphiQL for a browser.
@@ -188,6 +191,7 @@ pub async fn get(
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Response {
+    let arrived = Arrived::now();
     let params: Vec<(String, String)> = match raw.as_deref().map(serde_urlencoded::from_str) {
         None => Vec::new(),
         Some(Ok(p)) => p,
@@ -221,7 +225,7 @@ pub async fn get(
         Ok(p) => p,
         Err(response) => return response,
     };
-    let mut response = get_as(&state, principal, query, &params, media).await;
+    let mut response = get_as(&state, principal, arrived, query, &params, media).await;
     allowed.annotate(response.headers_mut());
     response
 }
@@ -230,6 +234,7 @@ pub async fn get(
 async fn get_as(
     state: &AppState,
     principal: service::api_keys::Principal,
+    arrived: Arrived,
     query: String,
     params: &[(String, String)],
     media: Media,
@@ -283,7 +288,7 @@ async fn get_as(
     if let Some(name) = operation_name {
         request = request.operation_name(name);
     }
-    execute(state, principal, request, media).await
+    execute(state, principal, arrived, request, media).await
 }
 
 /// GraphiQL, from the assets embedded in the binary (no CDN: it works
@@ -434,6 +439,7 @@ pub fn request_from_json(bytes: &[u8]) -> Result<Request, String> {
 async fn execute(
     state: &AppState,
     principal: service::api_keys::Principal,
+    arrived: Arrived,
     request: Request,
     media: Media,
 ) -> Response {
@@ -453,7 +459,11 @@ async fn execute(
     let schema = state.schemas.for_principal(&principal).clone();
     let started = ExecutionStarted::default();
     let span = crate::observe::operation_span(&principal);
-    let request = request.data(principal).data(loaders).data(started.clone());
+    let request = request
+        .data(principal)
+        .data(loaders)
+        .data(started.clone())
+        .data(arrived);
     let timeout = state.limits.request_timeout;
     // Dropping the execution on timeout drops its database transaction,
     // which rolls it back — unless its COMMIT was already on its way,
