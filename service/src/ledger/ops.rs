@@ -493,7 +493,7 @@ pub async fn consume(
     }
 }
 
-/// A retried metered consume ([`crate::subscriptions::track_usage`]),
+/// A retried metered consume ([`crate::entitlements::track_usage`]),
 /// answered before the plan is consulted: the plan chose the credit system
 /// and the amount, and it may have changed since, so the request is
 /// fingerprinted with the original entry's. `None`: the key is new (the

@@ -18,21 +18,14 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use entity::{customer, tenant};
+use entity::tenant;
 use rust_decimal::Decimal;
-use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Value,
-};
+use sea_orm::{ConnectionTrait, DbErr, EntityTrait, Value};
 use serde::Serialize;
 use uuid::Uuid;
 
 use super::read::{self, statement};
-use crate::{
-    Db,
-    amount::from_micros,
-    error::Invalid,
-    pagination::{Page, PageRequest},
-};
+use crate::{Db, amount::from_micros, error::Invalid};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum Health {
@@ -255,30 +248,6 @@ fn empty(customer_id: Uuid, thresholds: &Thresholds) -> TreeSummary {
         usage_percent: Decimal::ZERO,
         health: thresholds.health(Decimal::ZERO),
     }
-}
-
-/// A page of a customer's direct children (oldest first), by id.
-pub async fn children(
-    db: &Db,
-    tenant_id: Uuid,
-    parent_id: Uuid,
-    page: PageRequest,
-) -> Result<Page<Uuid>, super::Error> {
-    let mut q = customer::Entity::find()
-        .select_only()
-        .column(customer::Column::Id)
-        .filter(customer::Column::TenantId.eq(tenant_id))
-        .filter(customer::Column::ParentId.eq(parent_id));
-    if let Some(after) = page.after {
-        q = q.filter(customer::Column::Id.gt(after));
-    }
-    let ids: Vec<Uuid> = q
-        .order_by_asc(customer::Column::Id)
-        .limit(page.fetch_limit())
-        .into_tuple()
-        .all(db.reader())
-        .await?;
-    Ok(page.finish(ids))
 }
 
 #[cfg(test)]
