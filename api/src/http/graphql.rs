@@ -29,12 +29,12 @@ use axum::{
 use serde_json::{Map, Value};
 
 use super::{AppState, authenticate, throttle};
-use crate::observe::Arrived;
 use crate::graphql::{
     error::annotate_request_errors,
     limits::{self, ExecutionStarted},
     loaders,
 };
+use crate::observe::Arrived;
 
 /// The media type a response is written in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
