@@ -22,7 +22,7 @@ use migration::{Migrator, MigratorTrait};
 use sea_orm::{
     ActiveModelTrait, ConnectOptions, ConnectionTrait, Database, DatabaseBackend,
     DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait, ExecResult, QueryResult,
-    SqliteTransactionMode, Statement, TransactionOptions, TransactionTrait,
+    QueryTrait, SqliteTransactionMode, Statement, TransactionOptions, TransactionTrait,
     sea_query::{CaseStatement, Expr},
 };
 
@@ -501,12 +501,26 @@ pub(crate) async fn insert_chunked<A>(
 where
     A: ActiveModelTrait + Send,
 {
-    let mut rows = rows.into_iter().peekable();
-    while rows.peek().is_some() {
-        let chunk: Vec<A> = rows.by_ref().take(INSERT_CHUNK).collect();
-        A::Entity::insert_many(chunk)
-            .exec_without_returning(conn)
-            .await?;
+    for insert in insert_statements(conn.get_database_backend(), rows) {
+        conn.execute_raw(insert).await?;
     }
     Ok(())
+}
+
+/// The multi-row INSERTs of rows (none for none), [`INSERT_CHUNK`] to a
+/// statement, built but not run: for a caller that sends them with others.
+pub(crate) fn insert_statements<A>(
+    backend: DatabaseBackend,
+    rows: impl IntoIterator<Item = A>,
+) -> Vec<Statement>
+where
+    A: ActiveModelTrait,
+{
+    let mut rows = rows.into_iter().peekable();
+    let mut statements = Vec::new();
+    while rows.peek().is_some() {
+        let chunk: Vec<A> = rows.by_ref().take(INSERT_CHUNK).collect();
+        statements.push(A::Entity::insert_many(chunk).build(backend));
+    }
+    statements
 }

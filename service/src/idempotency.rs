@@ -50,7 +50,10 @@
 //! (a paid order confirmed again with its payment id returns it).
 
 use entity::idempotency_record;
-use sea_orm::{ConnectionTrait, DbErr, EntityTrait, IntoActiveModel, sea_query::OnConflict};
+use sea_orm::{
+    ConnectionTrait, DatabaseBackend, DbErr, EntityTrait, IntoActiveModel, QueryTrait, Statement,
+    sea_query::OnConflict,
+};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -277,25 +280,39 @@ pub(crate) async fn record_many(
     records: Vec<idempotency_record::Model>,
 ) -> Result<u64, DbErr> {
     let mut inserted = 0;
-    for chunk in records.chunks(crate::db::INSERT_CHUNK) {
-        inserted += idempotency_record::Entity::insert_many(
-            chunk
-                .iter()
-                .cloned()
-                .map(IntoActiveModel::into_active_model),
-        )
-        .on_conflict(
-            OnConflict::columns([
-                idempotency_record::Column::TenantId,
-                idempotency_record::Column::Key,
-            ])
-            .do_nothing()
-            .to_owned(),
-        )
-        .exec_without_returning(conn)
-        .await?;
+    for insert in record_statements(conn.get_database_backend(), records) {
+        inserted += conn.execute_raw(insert).await?.rows_affected();
     }
     Ok(inserted)
+}
+
+/// The INSERTs [`record_many`] runs (… ON CONFLICT DO NOTHING), built but
+/// not run: for a caller that sends them with its other writes.
+pub(crate) fn record_statements(
+    backend: DatabaseBackend,
+    records: Vec<idempotency_record::Model>,
+) -> Vec<Statement> {
+    let mut statements = Vec::new();
+    let mut records = records.into_iter().peekable();
+    while records.peek().is_some() {
+        let chunk = records
+            .by_ref()
+            .take(crate::db::INSERT_CHUNK)
+            .map(IntoActiveModel::into_active_model);
+        statements.push(
+            idempotency_record::Entity::insert_many(chunk)
+                .on_conflict(
+                    OnConflict::columns([
+                        idempotency_record::Column::TenantId,
+                        idempotency_record::Column::Key,
+                    ])
+                    .do_nothing()
+                    .to_owned(),
+                )
+                .build(backend),
+        );
+    }
+    statements
 }
 
 #[cfg(test)]

@@ -31,7 +31,7 @@ use crate::{
     amount::from_micros,
     credit_systems::CreditSystemRef,
     customers::CustomerRef,
-    db::{INSERT_CHUNK, by_id},
+    db::{by_id, insert_statements},
     error::Invalid,
     outbox::{self, EventType},
 };
@@ -1115,18 +1115,12 @@ impl Flush {
         keys: Vec<idempotency_record::Model>,
     ) -> Result<u64, DbErr> {
         let backend = txn.get_database_backend();
-        let mut writes = Vec::new();
-        for chunk in self.created.chunks(INSERT_CHUNK) {
-            writes.push(
-                credit_grant::Entity::insert_many(
-                    chunk
-                        .iter()
-                        .cloned()
-                        .map(IntoActiveModel::into_active_model),
-                )
-                .build(backend),
-            );
-        }
+        let mut writes = insert_statements(
+            backend,
+            self.created
+                .into_iter()
+                .map(IntoActiveModel::into_active_model),
+        );
         for chunk in self.grants.chunks(UPDATE_CHUNK) {
             let id = |g: &credit_grant::Model| credit_grant::Column::Id.eq(g.id);
             writes.push(
@@ -1153,32 +1147,20 @@ impl Flush {
         }
         // Counted as `credits_ledger_entries_total` when `txn` commits.
         crate::metrics::entries_written(txn, self.entries.iter().map(|e| e.entry_type.as_str()));
-        for chunk in self.entries.chunks(INSERT_CHUNK) {
-            writes.push(
-                ledger_entry::Entity::insert_many(
-                    chunk
-                        .iter()
-                        .cloned()
-                        .map(IntoActiveModel::into_active_model),
-                )
-                .build(backend),
-            );
-        }
-        for chunk in self.splits.chunks(INSERT_CHUNK) {
-            writes.push(
-                entry_split::Entity::insert_many(
-                    chunk
-                        .iter()
-                        .cloned()
-                        .map(IntoActiveModel::into_active_model),
-                )
-                .build(backend),
-            );
-        }
+        writes.extend(insert_statements(
+            backend,
+            self.entries
+                .into_iter()
+                .map(IntoActiveModel::into_active_model),
+        ));
+        writes.extend(insert_statements(
+            backend,
+            self.splits
+                .into_iter()
+                .map(IntoActiveModel::into_active_model),
+        ));
         let events = !self.events.is_empty();
-        for chunk in self.events.chunks(INSERT_CHUNK) {
-            writes.push(entity::outbox_event::Entity::insert_many(chunk.to_vec()).build(backend));
-        }
+        writes.extend(insert_statements(backend, self.events));
         for chunk in self.wallets.chunks(UPDATE_CHUNK) {
             let id = |w: &wallet::Model| wallet::Column::Id.eq(w.id);
             writes.push(
@@ -1207,26 +1189,7 @@ impl Flush {
                     .build(backend),
             );
         }
-        let mut key_writes = Vec::new();
-        for chunk in keys.chunks(INSERT_CHUNK) {
-            key_writes.push(
-                idempotency_record::Entity::insert_many(
-                    chunk
-                        .iter()
-                        .cloned()
-                        .map(IntoActiveModel::into_active_model),
-                )
-                .on_conflict(
-                    OnConflict::columns([
-                        idempotency_record::Column::TenantId,
-                        idempotency_record::Column::Key,
-                    ])
-                    .do_nothing()
-                    .to_owned(),
-                )
-                .build(backend),
-            );
-        }
+        let key_writes = crate::idempotency::record_statements(backend, keys);
         let inserted = send(txn, writes, key_writes, events).await?;
         if events {
             outbox::written();
