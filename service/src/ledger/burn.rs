@@ -6,6 +6,8 @@ use std::cmp::Ordering;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use super::live;
+
 /// What spending needs to know about a grant.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Block {
@@ -19,13 +21,15 @@ pub struct Block {
 }
 
 impl Block {
-    /// Spendable at `now`: not voided, effective, not expired (`[effective_at,
-    /// expires_at)`), with credits left.
+    /// Spendable at `now` ([`live::Facts::is_live`]).
     pub fn is_live(&self, now: DateTime<Utc>) -> bool {
-        !self.voided
-            && self.remaining > 0
-            && self.effective_at <= now
-            && self.expires_at.is_none_or(|e| now < e)
+        live::Facts {
+            voided: self.voided,
+            has_credits: self.remaining > 0,
+            effective_at: self.effective_at,
+            expires_at: self.expires_at,
+        }
+        .is_live(now)
     }
 }
 

@@ -27,6 +27,7 @@ pub mod audit;
 mod book;
 pub mod burn;
 pub mod invoices;
+pub mod live;
 mod ops;
 pub mod read;
 pub mod tree;
@@ -295,12 +296,15 @@ pub struct Grant {
 }
 
 impl Grant {
-    /// Spendable at `now`.
+    /// Spendable at `now` ([`live::Facts::is_live`]).
     pub fn is_live(&self, now: DateTime<Utc>) -> bool {
-        self.voided_at.is_none()
-            && self.remaining > Decimal::ZERO
-            && self.effective_at <= now
-            && self.expires_at.is_none_or(|e| now < e)
+        live::Facts {
+            voided: self.voided_at.is_some(),
+            has_credits: self.remaining > Decimal::ZERO,
+            effective_at: self.effective_at,
+            expires_at: self.expires_at,
+        }
+        .is_live(now)
     }
 }
 

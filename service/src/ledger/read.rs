@@ -13,7 +13,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::{Balance, Category, Entry, EntryType, Grant, Hold, Split, Wallet};
+use super::{Balance, Category, Entry, EntryType, Grant, Hold, Split, Wallet, live::GrantSql};
 use crate::{
     Db,
     amount::from_micros,
@@ -21,8 +21,9 @@ use crate::{
     pagination::{Page, PageRequest},
 };
 
-/// `?` placeholders become `$1, $2, …` on PostgreSQL.
-pub(crate) fn statement(backend: DatabaseBackend, sql: &str, values: Vec<Value>) -> Statement {
+/// `?` placeholders become `$1, $2, …` on PostgreSQL. Public so tests run
+/// the SQL of [`super::live::GrantSql`] as the reads do.
+pub fn statement(backend: DatabaseBackend, sql: &str, values: Vec<Value>) -> Statement {
     let sql = if backend == DatabaseBackend::Postgres {
         let mut out = String::with_capacity(sql.len() + 16);
         let mut n = 0;
@@ -250,24 +251,28 @@ pub async fn balances(
     let backend = conn.get_database_backend();
     let n = wallet_ids.len();
     // Per wallet and grant category: the parts of the balance.
+    let grant = GrantSql::new(None);
+    let mut values: Vec<Value> = Vec::new();
+    let live = grant.live(now, &mut values);
+    let scheduled = grant.scheduled(now, &mut values);
+    values.push(tenant_id.into());
+    values.extend(uuids(wallet_ids));
+    values.push(tenant_id.into());
+    values.extend(uuids(wallet_ids));
     let sql = format!(
         "SELECT w.id AS wallet_id, w.debt_micros AS debt, g.category AS category, \
            CAST(COALESCE(SUM(CASE WHEN g.live = 1 THEN g.remaining_micros ELSE 0 END), 0) AS BIGINT) AS live, \
            CAST(COALESCE(SUM(CASE WHEN g.scheduled = 1 THEN g.remaining_micros ELSE 0 END), 0) AS BIGINT) AS scheduled \
          FROM wallet w LEFT JOIN ( \
            SELECT wallet_id, category, remaining_micros, \
-             CASE WHEN voided_at IS NULL AND effective_at <= ? AND (expires_at IS NULL OR expires_at > ?) THEN 1 ELSE 0 END AS live, \
-             CASE WHEN voided_at IS NULL AND effective_at > ? THEN 1 ELSE 0 END AS scheduled \
+             CASE WHEN {live} THEN 1 ELSE 0 END AS live, \
+             CASE WHEN {scheduled} THEN 1 ELSE 0 END AS scheduled \
            FROM credit_grant WHERE tenant_id = ? AND wallet_id IN ({list}) AND remaining_micros > 0 \
          ) g ON g.wallet_id = w.id \
          WHERE w.tenant_id = ? AND w.id IN ({list}) \
          GROUP BY w.id, w.debt_micros, g.category",
         list = list(n)
     );
-    let mut values: Vec<Value> = vec![now.into(), now.into(), now.into(), tenant_id.into()];
-    values.extend(uuids(wallet_ids));
-    values.push(tenant_id.into());
-    values.extend(uuids(wallet_ids));
     // The balance and its available micros (live − debt) so far.
     let mut out: HashMap<Uuid, (Balance, i64)> = HashMap::new();
     for row in conn.query_all_raw(statement(backend, &sql, values)).await? {
@@ -295,24 +300,20 @@ pub async fn balances(
     // Active holds: reserved while before their deadline; after it, what
     // they return to still-live grants is available again (and counts in
     // the part of those grants' category).
+    let mut values: Vec<Value> = vec![now.into(), now.into()];
+    let current = GrantSql::new(Some("g")).current(now, &mut values);
+    values.push(tenant_id.into());
+    values.extend(uuids(wallet_ids));
     let sql = format!(
         "SELECT h.wallet_id AS wallet_id, g.category AS category, \
            CAST(COALESCE(SUM(CASE WHEN h.expires_at > ? THEN s.amount_micros ELSE 0 END), 0) AS BIGINT) AS pending, \
-           CAST(COALESCE(SUM(CASE WHEN h.expires_at <= ? AND g.voided_at IS NULL AND g.effective_at <= ? \
-             AND (g.expires_at IS NULL OR g.expires_at > ?) THEN s.amount_micros ELSE 0 END), 0) AS BIGINT) AS releasable \
+           CAST(COALESCE(SUM(CASE WHEN h.expires_at <= ? AND {current} \
+             THEN s.amount_micros ELSE 0 END), 0) AS BIGINT) AS releasable \
          FROM credit_hold h JOIN hold_split s ON s.hold_id = h.id JOIN credit_grant g ON g.id = s.grant_id \
          WHERE h.tenant_id = ? AND h.wallet_id IN ({list}) AND h.status = 'ACTIVE' \
          GROUP BY h.wallet_id, g.category",
         list = list(n)
     );
-    let mut values: Vec<Value> = vec![
-        now.into(),
-        now.into(),
-        now.into(),
-        now.into(),
-        tenant_id.into(),
-    ];
-    values.extend(uuids(wallet_ids));
     for row in conn.query_all_raw(statement(backend, &sql, values)).await? {
         let wallet_id: Uuid = row.try_get("", "wallet_id")?;
         let category: String = row.try_get("", "category")?;
@@ -371,16 +372,17 @@ pub async fn expiring_between(
         return Ok(HashMap::new());
     }
     let conn = db.reader();
+    let mut values: Vec<Value> = vec![tenant_id.into()];
+    values.extend(uuids(wallet_ids));
+    // Live and `expires_at <= until` (which a grant that never expires is not).
+    let live = GrantSql::new(None).live(now, &mut values);
+    values.push(until.into());
     let sql = format!(
         "SELECT wallet_id, CAST(SUM(remaining_micros) AS BIGINT) AS amount FROM credit_grant \
-         WHERE tenant_id = ? AND wallet_id IN ({}) AND remaining_micros > 0 AND voided_at IS NULL \
-           AND effective_at <= ? AND expires_at IS NOT NULL AND expires_at > ? AND expires_at <= ? \
+         WHERE tenant_id = ? AND wallet_id IN ({}) AND {live} AND expires_at <= ? \
          GROUP BY wallet_id",
         list(wallet_ids.len())
     );
-    let mut values: Vec<Value> = vec![tenant_id.into()];
-    values.extend(uuids(wallet_ids));
-    values.extend([now.into(), now.into(), until.into()]);
     let mut out = HashMap::new();
     for row in conn
         .query_all_raw(statement(conn.get_database_backend(), &sql, values))
@@ -455,20 +457,13 @@ pub async fn grant_pages(
         return Ok(HashMap::new());
     }
     let conn = db.reader();
-    let live = "(remaining_micros > 0 AND voided_at IS NULL AND effective_at <= ? AND (expires_at IS NULL OR expires_at > ?))";
     let mut values: Vec<Value> = vec![tenant_id.into()];
     values.extend(uuids(wallet_ids));
     let mut conditions = String::new();
-    match filter.live {
-        Some(true) => {
-            conditions.push_str(&format!(" AND {live}"));
-            values.extend([now.into(), now.into()]);
-        }
-        Some(false) => {
-            conditions.push_str(&format!(" AND NOT {live}"));
-            values.extend([now.into(), now.into()]);
-        }
-        None => {}
+    if let Some(wanted) = filter.live {
+        let live = GrantSql::new(None).live(now, &mut values);
+        let not = if wanted { "" } else { "NOT " };
+        conditions.push_str(&format!(" AND {not}{live}"));
     }
     if let Some(categories) = &filter.categories {
         if categories.is_empty() {

@@ -244,19 +244,19 @@ async fn usages(
     wallet_ids: &[Uuid],
     now: DateTime<Utc>,
 ) -> Result<HashMap<Uuid, Usage>, DbErr> {
+    let mut values: Vec<Value> = vec![tenant_id.into()];
+    values.extend(wallet_ids.iter().map(|id| Value::from(*id)));
+    // Current grants, spent out or not: what was granted and used of them.
+    let current = crate::ledger::live::GrantSql::new(None).current(now, &mut values);
     let sql = format!(
         "SELECT wallet_id, CAST(SUM(amount_micros) AS BIGINT) AS granted, \
            CAST(SUM(amount_micros - remaining_micros) AS BIGINT) AS used, \
            CAST(COUNT(*) AS BIGINT) AS n, CAST(MAX(created_at) AS TEXT) AS newest \
          FROM credit_grant \
-         WHERE tenant_id = ? AND wallet_id IN ({}) AND voided_at IS NULL \
-           AND effective_at <= ? AND (expires_at IS NULL OR expires_at > ?) \
+         WHERE tenant_id = ? AND wallet_id IN ({}) AND {current} \
          GROUP BY wallet_id",
         vec!["?"; wallet_ids.len()].join(", ")
     );
-    let mut values: Vec<Value> = vec![tenant_id.into()];
-    values.extend(wallet_ids.iter().map(|id| Value::from(*id)));
-    values.extend([now.into(), now.into()]);
     let mut out = HashMap::new();
     for row in conn
         .query_all_raw(crate::ledger::read::statement(
