@@ -34,6 +34,7 @@ pub mod tenant;
 pub mod top_up_order;
 pub mod top_up_refund;
 pub mod wallet;
+pub mod wallet_check;
 pub mod webhook_attempt;
 pub mod webhook_delivery;
 pub mod webhook_endpoint;

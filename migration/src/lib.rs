@@ -26,6 +26,7 @@ mod m20261205_000014_plan_description;
 mod m20261205_000016_payment_intake;
 mod m20261206_000017_usage_alerts;
 mod m20261206_000018_grant_booked;
+mod m20261206_000019_wallet_checks;
 
 pub struct Migrator;
 
@@ -50,6 +51,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000016_payment_intake::Migration),
             Box::new(m20261206_000017_usage_alerts::Migration),
             Box::new(m20261206_000018_grant_booked::Migration),
+            Box::new(m20261206_000019_wallet_checks::Migration),
         ]
     }
 }

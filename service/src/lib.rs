@@ -35,6 +35,7 @@ pub mod amount;
 pub mod api_keys;
 pub mod audit_log;
 pub mod backup;
+pub mod auto_top_up;
 pub mod catalog;
 pub mod clock;
 pub mod credit_systems;

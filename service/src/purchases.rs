@@ -212,7 +212,7 @@ impl DomainError for Error {
 }
 
 /// The plan credit that sells this credit system to this customer now.
-async fn selling_plan_credit(
+pub(crate) async fn selling_plan_credit(
     db: &Db,
     tenant_id: Uuid,
     customer_id: Uuid,
@@ -244,7 +244,7 @@ async fn selling_plan_credit(
     Ok(None)
 }
 
-struct Priced {
+pub(crate) struct Priced {
     customer_id: Uuid,
     credit_system_id: Uuid,
     plan_credit: PlanCredit,
@@ -279,7 +279,7 @@ async fn name(
     })
 }
 
-async fn price(
+pub(crate) async fn price(
     db: &Db,
     now: DateTime<Utc>,
     tenant_id: Uuid,
@@ -503,7 +503,7 @@ pub async fn purchase(
 
 /// A `PENDING` order at a quote, waiting [`ORDER_PAYMENT_WINDOW`] for its
 /// payment. Money is stored as micro-units of the currency.
-fn new_order(
+pub(crate) fn new_order(
     tenant_id: Uuid,
     priced: &Priced,
     automatic: bool,
@@ -650,7 +650,7 @@ pub async fn confirm_payment(
     Ok(order.try_into()?)
 }
 
-fn order_event(
+pub(crate) fn order_event(
     order: &top_up_order::Model,
     kind: EventType,
     now: DateTime<Utc>,
@@ -1074,93 +1074,6 @@ pub async fn list(
         .map(TopUpOrder::try_from)
         .collect::<Result<Vec<_>, _>>()?;
     Ok(page.finish(items))
-}
-
-/// Auto top-up: when the customer's plan sets one for this credit system
-/// and the wallet's available balance is below its trigger, creates a
-/// `PENDING` automatic order for the configured quantity and emits
-/// `topup.requested` — at most one open automatic order per wallet (the
-/// wallet row is locked while checking). The tenant's backend charges it
-/// and confirms it like any order. Checked after each consumption.
-pub async fn auto_top_up(
-    db: &Db,
-    clock: &dyn Clock,
-    tenant_id: Uuid,
-    wallet_id: Uuid,
-) -> Result<Option<TopUpOrder>, Error> {
-    let now = clock.now();
-    let Some(wallet) = entity::wallet::Entity::find_by_id(wallet_id)
-        .filter(entity::wallet::Column::TenantId.eq(tenant_id))
-        .one(db.reader())
-        .await?
-    else {
-        return Ok(None);
-    };
-    let Some(pc) = selling_plan_credit(
-        db,
-        tenant_id,
-        wallet.customer_id,
-        wallet.credit_system_id,
-        now,
-    )
-    .await?
-    else {
-        return Ok(None);
-    };
-    let Some(auto) = pc.pricing.as_ref().and_then(|p| p.auto_top_up) else {
-        return Ok(None);
-    };
-    let available = ledger::read::balances(db, tenant_id, &[wallet_id], now)
-        .await?
-        .remove(&wallet_id)
-        .map(|b| b.available)
-        .unwrap_or_default();
-    if available >= auto.below {
-        return Ok(None);
-    }
-    let priced = match price(
-        db,
-        now,
-        tenant_id,
-        &CustomerRef::Id(wallet.customer_id),
-        &CreditSystemRef::Id(wallet.credit_system_id),
-        auto.quantity,
-    )
-    .await
-    {
-        Ok(p) => p,
-        Err(e) => {
-            tracing::warn!(error = %e, %wallet_id, "auto top-up could not be priced");
-            return Ok(None);
-        }
-    };
-    let txn = db.begin_write().await?;
-    entity::wallet::Entity::find_by_id(wallet_id)
-        .lock_exclusive()
-        .one(&txn)
-        .await?;
-    let open = top_up_order::Entity::find()
-        .filter(top_up_order::Column::TenantId.eq(tenant_id))
-        .filter(top_up_order::Column::CustomerId.eq(wallet.customer_id))
-        .filter(top_up_order::Column::CreditSystemId.eq(wallet.credit_system_id))
-        .filter(top_up_order::Column::Automatic.eq(true))
-        .filter(top_up_order::Column::Status.eq("PENDING"))
-        .filter(top_up_order::Column::ExpiresAt.gt(now))
-        .one(&txn)
-        .await?;
-    if open.is_some() {
-        return Ok(None);
-    }
-    let order = new_order(tenant_id, &priced, true, now)?
-        .insert(&txn)
-        .await?;
-    outbox::write(
-        &txn,
-        vec![order_event(&order, EventType::TopupRequested, now)],
-    )
-    .await?;
-    txn.commit().await?;
-    Ok(Some(order.try_into()?))
 }
 
 /// A plan credit's recurring price, for the billing period starting at

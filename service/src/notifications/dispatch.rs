@@ -6,8 +6,6 @@
 
 use std::{collections::HashMap, time::Duration};
 
-use futures_util::StreamExt;
-
 use entity::{customer, outbox_event, top_up_order, webhook_endpoint};
 use rust_decimal::Decimal;
 use sea_orm::{
@@ -16,7 +14,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::{email, payloads, usage, webhooks};
+use super::{email, payloads, webhooks};
 use crate::{
     Clock, Db,
     credit_systems::{self, CreditSystemRef},
@@ -64,11 +62,27 @@ pub async fn drain(
     Ok(total)
 }
 
-/// Auto top-up checks run side by side (on the reader pool).
-const AUTO_TOP_UP_CONCURRENCY: usize = 8;
-
-/// Dispatches at most `limit` events; returns how many.
+/// Dispatches at most `limit` events ([`dispatch_batch`]), then runs at
+/// most `limit` due wallet checks ([`crate::auto_top_up::run_due`]: auto
+/// top-up and usage alerts) — also when there was nothing to dispatch, so
+/// a check that failed is retried on every tick until it is done. Returns
+/// how many events.
 pub async fn dispatch(db: &Db, clock: &dyn Clock, limit: u64) -> Result<u64, webhooks::Error> {
+    let dispatched = dispatch_batch(db, clock, limit).await?;
+    crate::auto_top_up::run_due(db, clock, limit).await?;
+    Ok(dispatched)
+}
+
+/// The dispatch transaction alone: at most `limit` events become
+/// deliveries and emails and are marked dispatched, and each wallet whose
+/// `credits.consumed` they include gets its checks queued
+/// ([`crate::auto_top_up::request`]) — all committed together, so no
+/// consumption's checks are lost after the commit. Returns how many events.
+pub async fn dispatch_batch(
+    db: &Db,
+    clock: &dyn Clock,
+    limit: u64,
+) -> Result<u64, webhooks::Error> {
     let now = clock.now();
     let txn = db.begin_write().await?;
     let events = outbox_event::Entity::find()
@@ -132,14 +146,8 @@ pub async fn dispatch(db: &Db, clock: &dyn Clock, limit: u64) -> Result<u64, web
             .exec_without_returning(&txn)
             .await?;
     }
-    let ids: Vec<Uuid> = events.iter().map(|e| e.id).collect();
-    outbox_event::Entity::update_many()
-        .col_expr(outbox_event::Column::DispatchedAt, Expr::value(now))
-        .filter(outbox_event::Column::Id.is_in(ids))
-        .exec(&txn)
-        .await?;
-    txn.commit().await?;
-    // Consumption may have crossed an auto top-up trigger…
+    // Consumption may have crossed an auto top-up trigger or a usage-%
+    // alert threshold: the checks are queued with the dispatch.
     let mut consumed: Vec<(Uuid, Uuid)> = events
         .iter()
         .filter(|e| e.event_type == EventType::CreditsConsumed.as_str())
@@ -147,21 +155,14 @@ pub async fn dispatch(db: &Db, clock: &dyn Clock, limit: u64) -> Result<u64, web
         .collect();
     consumed.sort();
     consumed.dedup();
-    // … or a usage-% alert threshold (see `usage`).
-    if let Err(e) = usage::evaluate(db, clock, &consumed).await {
-        tracing::warn!(error = %e, "usage alerts failed");
-    }
-    futures_util::stream::iter(consumed)
-        .for_each_concurrent(
-            AUTO_TOP_UP_CONCURRENCY,
-            |(tenant_id, wallet_id)| async move {
-                if let Err(e) = crate::purchases::auto_top_up(db, clock, tenant_id, wallet_id).await
-                {
-                    tracing::warn!(error = %e, %wallet_id, "auto top-up failed");
-                }
-            },
-        )
-        .await;
+    crate::auto_top_up::request(&*txn, &consumed, now).await?;
+    let ids: Vec<Uuid> = events.iter().map(|e| e.id).collect();
+    outbox_event::Entity::update_many()
+        .col_expr(outbox_event::Column::DispatchedAt, Expr::value(now))
+        .filter(outbox_event::Column::Id.is_in(ids))
+        .exec(&txn)
+        .await?;
+    txn.commit().await?;
     Ok(events.len() as u64)
 }
 
