@@ -150,7 +150,9 @@ pub async fn run_due(db: &Db, clock: &dyn Clock, limit: u64) -> Result<Ran, DbEr
         return Ok(Ran::default());
     }
     let usage_failed = usage_alerts(db, clock, &checks).await;
-    let counted: Vec<Result<Ran, DbErr>> = futures_util::stream::iter(&checks)
+    // Owned items: a stream of borrowed ones makes this future's `Send`
+    // depend on a higher-ranked lifetime, which the worker's spawn refuses.
+    let counted: Vec<Result<Ran, DbErr>> = futures_util::stream::iter(checks)
         .map(|c| {
             let usage_error = usage_failed.get(&c.wallet_id).cloned();
             async move {
@@ -161,7 +163,7 @@ pub async fn run_due(db: &Db, clock: &dyn Clock, limit: u64) -> Result<Ran, DbEr
                 if let Some(error) = fate.error() {
                     tracing::warn!(%error, wallet_id = %c.wallet_id, "wallet check failed");
                 }
-                finish(db, clock.now(), c, &fate).await
+                finish(db, clock.now(), &c, &fate).await
             }
         })
         .buffer_unordered(CONCURRENCY)
