@@ -12,7 +12,7 @@
 
 mod common;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use chrono::{DateTime, Duration, Utc};
 use common::World;
@@ -58,13 +58,13 @@ fn facts(g: &credit_grant::Model) -> Facts {
     }
 }
 
-/// The ids of the wallet's grants a fragment selects at `now`.
+/// The wallet's grants (by label) a fragment selects.
 async fn select(
     w: &World,
     wallet_id: Uuid,
     alias: Option<&str>,
     fragment: impl FnOnce(GrantSql<'_>, &mut Vec<Value>) -> String,
-) -> BTreeSet<Uuid> {
+) -> BTreeSet<String> {
     let conn = w.t.db.reader();
     let mut values = vec![Value::from(wallet_id)];
     let (table, column) = match alias {
@@ -72,18 +72,20 @@ async fn select(
         None => ("credit_grant".to_owned(), String::new()),
     };
     let condition = fragment(GrantSql::new(alias), &mut values);
-    let sql =
-        format!("SELECT {column}id AS id FROM {table} WHERE {column}wallet_id = ? AND {condition}");
+    let sql = format!(
+        "SELECT {column}reason AS reason FROM {table} WHERE {column}wallet_id = ? AND {condition}"
+    );
     conn.query_all_raw(read::statement(conn.get_database_backend(), &sql, values))
         .await
         .unwrap()
         .iter()
-        .map(|row| row.try_get::<Uuid>("", "id").unwrap())
+        .map(|row| row.try_get::<String>("", "reason").unwrap())
         .collect()
 }
 
-fn ids<'a>(grants: impl Iterator<Item = &'a credit_grant::Model>) -> BTreeSet<Uuid> {
-    grants.map(|g| g.id).collect()
+/// Grants by label (each grant's `reason`), so a failure names them.
+fn labels<'a>(grants: impl Iterator<Item = &'a credit_grant::Model>) -> BTreeSet<String> {
+    grants.map(|g| g.reason.clone()).collect()
 }
 
 fn micros_sum<'a>(grants: impl Iterator<Item = &'a credit_grant::Model>) -> Decimal {
@@ -146,25 +148,21 @@ async fn sql_selects_exactly_the_grants_rust_calls_live() {
         .await
         .unwrap();
     assert_eq!(stored.len(), 49);
-    let all = ids(stored.iter());
+    let all = labels(stored.iter());
 
     // The rule itself, spelled out at `base`: effective exactly now is
     // live, expiring exactly now is not.
-    let live_at_base: BTreeSet<&str> = stored
-        .iter()
-        .filter(|g| facts(g).is_live(base))
-        .map(|g| g.reason.as_str())
-        .collect();
-    assert_eq!(
-        live_at_base,
-        BTreeSet::from([
-            "test",
-            "open credits eff=-1µs exp=none",
-            "open credits eff=-1µs exp=+1µs",
-            "open credits eff=+0µs exp=none",
-            "open credits eff=+0µs exp=+1µs",
-        ])
-    );
+    let live_at_base = labels(stored.iter().filter(|g| facts(g).is_live(base)));
+    let expected: BTreeSet<String> = [
+        "test",
+        "open credits eff=-1µs exp=none",
+        "open credits eff=-1µs exp=+1µs",
+        "open credits eff=+0µs exp=none",
+        "open credits eff=+0µs exp=+1µs",
+    ]
+    .map(String::from)
+    .into();
+    assert_eq!(live_at_base, expected);
 
     let instants = [
         base - Duration::days(1),
@@ -174,11 +172,9 @@ async fn sql_selects_exactly_the_grants_rust_calls_live() {
         base + Duration::days(1),
     ];
     for now in instants {
-        let live: BTreeMap<Uuid, &credit_grant::Model> = stored
-            .iter()
-            .filter(|g| facts(g).is_live(now))
-            .map(|g| (g.id, g))
-            .collect();
+        let live: Vec<&credit_grant::Model> =
+            stored.iter().filter(|g| facts(g).is_live(now)).collect();
+        let live_labels = labels(live.iter().copied());
         // The two types the ledger asks agree with the rule.
         for g in &stored {
             let block = Block {
@@ -191,26 +187,25 @@ async fn sql_selects_exactly_the_grants_rust_calls_live() {
                 voided: g.voided_at.is_some(),
             };
             let grant = Grant::try_from(g.clone()).unwrap();
-            let expected = live.contains_key(&g.id);
+            let expected = live_labels.contains(&g.reason);
             assert_eq!(block.is_live(now), expected, "Block {} at {now}", g.reason);
             assert_eq!(grant.is_live(now), expected, "Grant {} at {now}", g.reason);
         }
-        let current = ids(stored.iter().filter(|g| facts(g).is_current(now)));
+        let current = labels(stored.iter().filter(|g| facts(g).is_current(now)));
         let scheduled: Vec<&credit_grant::Model> = stored
             .iter()
             .filter(|g| g.voided_at.is_none() && !facts(g).is_effective(now))
             .collect();
 
         // Each fragment, bare and qualified.
-        let live_ids: BTreeSet<Uuid> = live.keys().copied().collect();
         for alias in [None, Some("g")] {
             let at = format!("at {now}, alias {alias:?}");
             let sql = select(&w, wallet_id, alias, |g, v| g.live(now, v)).await;
-            assert_eq!(sql, live_ids, "live {at}");
+            assert_eq!(sql, live_labels, "live {at}");
             let sql = select(&w, wallet_id, alias, |g, v| g.current(now, v)).await;
             assert_eq!(sql, current, "current {at}");
             let sql = select(&w, wallet_id, alias, |g, v| g.scheduled(now, v)).await;
-            assert_eq!(sql, ids(scheduled.iter().copied()), "scheduled {at}");
+            assert_eq!(sql, labels(scheduled.iter().copied()), "scheduled {at}");
         }
 
         // The reads built on them.
@@ -226,11 +221,11 @@ async fn sql_selects_exactly_the_grants_rust_calls_live() {
                 .remove(&wallet_id)
                 .unwrap();
             assert!(!listed.has_next_page);
-            let listed: BTreeSet<Uuid> = listed.items.iter().map(|g| g.id).collect();
+            let listed: BTreeSet<String> = listed.items.into_iter().map(|g| g.reason).collect();
             let expected = if wanted {
-                live_ids.clone()
+                live_labels.clone()
             } else {
-                all.difference(&live_ids).copied().collect()
+                all.difference(&live_labels).cloned().collect()
             };
             assert_eq!(listed, expected, "grants live={wanted} at {now}");
         }
@@ -241,7 +236,7 @@ async fn sql_selects_exactly_the_grants_rust_calls_live() {
             .unwrap();
         assert_eq!(
             balance.available,
-            micros_sum(live.values().copied()),
+            micros_sum(live.iter().copied()),
             "available at {now}"
         );
         assert_eq!(
@@ -256,7 +251,7 @@ async fn sql_selects_exactly_the_grants_rust_calls_live() {
             .remove(&wallet_id)
             .unwrap_or_default();
         let expected = micros_sum(
-            live.values()
+            live.iter()
                 .copied()
                 .filter(|g| g.expires_at.is_some_and(|e| e <= until)),
         );
