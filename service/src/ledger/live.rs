@@ -48,8 +48,9 @@ impl Facts {
 /// The rule as SQL over `credit_grant` columns, with `?` placeholders.
 ///
 /// Each method returns its text and pushes its binds onto `values` in
-/// placeholder order, so a statement calls them in the order their text
-/// appears in it: binds and placeholders can't drift apart.
+/// placeholder order; a statement that calls them where their text appears
+/// in it (after pushing the binds before it) keeps binds and placeholders
+/// in step, with no count of `?`s to keep by hand.
 #[derive(Debug, Clone, Copy)]
 pub struct GrantSql<'a> {
     alias: Option<&'a str>,
@@ -82,8 +83,8 @@ impl<'a> GrantSql<'a> {
         format!("({} AND {effective} AND {unexpired})", self.unvoided())
     }
 
-    /// Not voided and not yet effective: scheduled (its credits arrive at
-    /// `effective_at`).
+    /// Not voided and not [`Facts::is_effective`]: scheduled (its credits
+    /// arrive at `effective_at`).
     pub fn scheduled(&self, now: DateTime<Utc>, values: &mut Vec<Value>) -> String {
         format!(
             "({} AND NOT ({}))",
