@@ -49,7 +49,7 @@ use crate::{
     ledger::{self, Category, EntryType, Flush, Grant, PlanLimits, WalletRef},
     outbox::{self, EventType},
     periods,
-    subscriptions::Error,
+    subscription_state::Error,
 };
 
 /// Periods one run grants per plan credit at most.

@@ -25,68 +25,9 @@ use crate::{
 const KEY_PREFIX: &str = "ck_live_";
 const NAME_LEN_MAX: usize = 100;
 
-/// What a key may do. Each role includes the ones below it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Role {
-    /// Read anything of the tenant.
-    Read,
-    /// Also usage, purchases, holds.
-    Write,
-    /// Also catalog, grants, voids, keys, settings.
-    Admin,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Admin => "ADMIN",
-            Role::Write => "WRITE",
-            Role::Read => "READ",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "ADMIN" => Some(Role::Admin),
-            "WRITE" => Some(Role::Write),
-            "READ" => Some(Role::Read),
-            _ => None,
-        }
-    }
-
-    /// Whether a holder of `self` may do what needs `required`.
-    pub fn allows(self, required: Role) -> bool {
-        self >= required
-    }
-}
-
-/// Who is making a request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Principal {
-    pub tenant_id: Uuid,
-    pub tenant_name: String,
-    pub role: Role,
-    pub credential: Credential,
-}
-
-/// What a request authenticated with.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Credential {
-    /// An API key (a tenant's backend or operator).
-    ApiKey(Uuid),
-    /// A customer token (a browser): reads one customer's subtree only.
-    CustomerToken(crate::customer_tokens::CustomerScope),
-}
-
-impl Principal {
-    /// The customer scope of a customer token; `None` for API keys.
-    pub fn customer_scope(&self) -> Option<&crate::customer_tokens::CustomerScope> {
-        match &self.credential {
-            Credential::CustomerToken(scope) => Some(scope),
-            Credential::ApiKey(_) => None,
-        }
-    }
-}
+/// Who asks and with what, named here too: the API and the worker know
+/// them as `api_keys::…`.
+pub use crate::principal::{Credential, Principal, Role};
 
 /// A key as shown to people: never its secret.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -59,9 +59,9 @@ use uuid::Uuid;
 
 use crate::{
     Clock, Db,
-    api_keys::Role,
     error::{Code, DomainError, Invalid},
     pagination::{Page, PageRequest},
+    principal::Role,
 };
 
 /// The outcome of a mutation that succeeded.

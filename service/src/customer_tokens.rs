@@ -13,7 +13,7 @@
 //! one (rotate, or keep the TTL short).
 
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
-use chrono::{DateTime, Duration, TimeZone, Utc};
+use chrono::{Duration, TimeZone, Utc};
 use entity::tenant;
 use hmac::{Hmac, KeyInit, Mac};
 use rand::RngCore;
@@ -23,24 +23,16 @@ use sha2::Sha256;
 use uuid::Uuid;
 
 use crate::{
-    Clock, Db,
-    api_keys::{self, Credential, Principal, Role},
+    Clock, Db, api_keys,
     customers::{self, CustomerRef},
     error::{Code, DomainError, Invalid},
+    principal::{Credential, CustomerScope, Principal, Role},
     secrets::{self, Slot},
 };
 
 /// The longest a customer token may live: one day.
 pub const TTL_MAX_SECONDS: i64 = 86_400;
 const PREFIX: &str = "ct_";
-
-/// What a customer token may read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CustomerScope {
-    pub customer_id: Uuid,
-    pub include_descendants: bool,
-    pub expires_at: DateTime<Utc>,
-}
 
 #[derive(Debug, Clone)]
 pub struct IssuedToken {
@@ -245,6 +237,8 @@ pub async fn authenticate(
     })
 }
 
+// The scope is a principal's ([`crate::principal`]); which customers it
+// covers reads the customer tree, a rule of customer tokens.
 impl CustomerScope {
     /// Whether this token may read `customer_id`: its own customer, or a
     /// descendant of it when the token includes descendants.

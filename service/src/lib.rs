@@ -7,10 +7,11 @@
 //!   per API-key mutation ([`audit_log`]; not [`ledger::audit`], which
 //!   checks that balances add up).
 //! - **API key** — a secret a tenant's systems authenticate with; carries a
-//!   [`api_keys::Role`].
+//!   [`principal::Role`].
 //! - **sealed** — a secret stored encrypted under the secrets key (webhook
 //!   and customer-token signing secrets: [`secrets`]).
-//! - **principal** — who is making a request: a tenant and a role.
+//! - **principal** — who is making a request: a tenant and a role
+//!   ([`principal`]).
 //! - **credit system** — a kind of credit (tokens, SMS, HUF) with its unit
 //!   labels and precision.
 //! - **wallet** — the balance of one customer in one credit system.
@@ -60,10 +61,12 @@ pub mod pagination;
 pub mod payments;
 pub mod periods;
 pub mod pricing;
+pub mod principal;
 pub mod purchases;
 pub mod reports;
 pub mod revocations;
 pub mod secrets;
+mod subscription_state;
 pub mod subscriptions;
 pub mod tenants;
 #[cfg(feature = "testing")]

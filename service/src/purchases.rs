@@ -38,7 +38,7 @@ use crate::{
     outbox::{self, EventType},
     pagination::{Page, PageRequest},
     pricing::{self, Quote},
-    subscriptions::{self, SubscriptionStatus},
+    subscription_state::{self, SubscriptionStatus},
 };
 
 /// How long a pending order waits for its payment.
@@ -162,7 +162,7 @@ pub enum Error {
     #[error(transparent)]
     CreditSystem(#[from] credit_systems::Error),
     #[error(transparent)]
-    Subscription(#[from] subscriptions::Error),
+    Subscription(#[from] subscription_state::Error),
     #[error(transparent)]
     Ledger(#[from] ledger::Error),
     #[error("no top-up order with this id")]
@@ -219,7 +219,7 @@ pub(crate) async fn selling_plan_credit(
     credit_system_id: Uuid,
     now: DateTime<Utc>,
 ) -> Result<Option<PlanCredit>, Error> {
-    let subs = subscriptions::of_customers(db, tenant_id, &[customer_id])
+    let subs = subscription_state::of_customers(db, tenant_id, &[customer_id])
         .await?
         .remove(&customer_id)
         .unwrap_or_default();
@@ -1089,7 +1089,7 @@ pub(crate) async fn recurring_order_in(
     sub: &entity::subscription::Model,
     pc: &PlanCredit,
     period_start: DateTime<Utc>,
-) -> Result<Option<Uuid>, crate::subscriptions::Error> {
+) -> Result<Option<Uuid>, crate::subscription_state::Error> {
     let Some(recurring) = pc.pricing.as_ref().and_then(|p| p.recurring.as_ref()) else {
         return Ok(None);
     };
@@ -1115,7 +1115,7 @@ pub(crate) async fn recurring_order_in(
     };
     let now = clock.now();
     let order = new_order(sub.tenant_id, &priced, true, now)
-        .map_err(|e| crate::subscriptions::Error::Conflict(e.to_string(), "plan"))?
+        .map_err(|e| crate::subscription_state::Error::Conflict(e.to_string(), "plan"))?
         .insert(txn)
         .await?;
     outbox::write(
@@ -1136,7 +1136,7 @@ pub(crate) async fn recurring_order_in(
     )
     .await?
     {
-        return Err(crate::subscriptions::Error::IdempotencyConflict);
+        return Err(crate::subscription_state::Error::IdempotencyConflict);
     }
     Ok(Some(order.id))
 }

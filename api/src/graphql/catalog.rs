@@ -12,8 +12,7 @@ use service::{
 
 use super::{
     context::{RoleGuard, app, load},
-    credit_systems::CreditSystem,
-    customers,
+    credit_systems::{self, CreditSystem},
     error::{ApiError, ApiResult},
     ids::{self, Kind},
     loaders::{EntitlementsOfPlan, FeatureKey, PlanCreditsOfPlan, PlanKey, ProductKey},
@@ -344,7 +343,7 @@ impl PlanCredit {
         Ok(load(ctx, PlanKey(self.0.plan_id)).await?.map(Plan))
     }
     async fn credit_system(&self, ctx: &Context<'_>) -> ApiResult<Option<CreditSystem>> {
-        customers::credit_system(ctx, self.0.credit_system_id).await
+        credit_systems::credit_system(ctx, self.0.credit_system_id).await
     }
     async fn included(&self) -> Option<IncludedAllowance> {
         self.0.included.as_ref().map(|a| IncludedAllowance {
@@ -398,7 +397,7 @@ impl Entitlement {
         Ok(load(ctx, FeatureKey(self.0.feature_id)).await?.map(Feature))
     }
     async fn credit_system(&self, ctx: &Context<'_>) -> ApiResult<Option<CreditSystem>> {
-        customers::credit_system(ctx, self.0.credit_system_id).await
+        credit_systems::credit_system(ctx, self.0.credit_system_id).await
     }
     async fn credit_cost(&self) -> Credits {
         Credits(self.0.credit_cost)

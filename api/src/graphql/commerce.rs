@@ -12,7 +12,7 @@ use service::{
 use super::{
     catalog::{self, CatalogRef, Plan, PlanPricingInput},
     context::{RoleGuard, app, load, loaders},
-    credit_systems::CreditSystem,
+    credit_systems::{self, CreditSystem},
     customers::{self, Customer},
     error::{ApiError, ApiResult},
     ids::{self, Kind},
@@ -168,7 +168,7 @@ impl TopUpOrder {
         customers::customer(ctx, self.0.customer_id).await
     }
     async fn credit_system(&self, ctx: &Context<'_>) -> ApiResult<Option<CreditSystem>> {
-        customers::credit_system(ctx, self.0.credit_system_id).await
+        credit_systems::credit_system(ctx, self.0.credit_system_id).await
     }
     async fn quantity(&self) -> Credits {
         Credits(self.0.quantity)
@@ -447,7 +447,7 @@ impl CommerceQuery {
         )
         .await?;
         let credit_system = match check.credit_system_id {
-            Some(id) => customers::credit_system(ctx, id).await?,
+            Some(id) => credit_systems::credit_system(ctx, id).await?,
             None => None,
         };
         Ok(EntitlementCheck {

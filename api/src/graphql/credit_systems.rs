@@ -5,9 +5,10 @@ use chrono::{DateTime, Utc};
 use service::{api_keys::Role, credit_systems};
 
 use super::{
-    context::{RoleGuard, app},
+    context::{RoleGuard, app, load},
     error::{ApiError, ApiResult},
     ids::{self, Kind},
+    loaders::CreditSystemKey,
     pagination::{self, Conn},
     refs::CreditSystemRefInput,
 };
@@ -207,4 +208,9 @@ impl CreditSystemMutation {
             credit_system: CreditSystem(updated),
         })
     }
+}
+
+/// Loads a credit system for a nested field.
+pub async fn credit_system(ctx: &Context<'_>, id: uuid::Uuid) -> ApiResult<Option<CreditSystem>> {
+    Ok(load(ctx, CreditSystemKey(id)).await?.map(CreditSystem))
 }

@@ -6,7 +6,6 @@ use service::{api_keys::Role, credit_systems::CreditSystemRef, customers, ledger
 
 use super::{
     context::{RoleGuard, app, load},
-    credit_systems::CreditSystem,
     customer_access,
     error::{ApiError, ApiResult},
     ids::{self, Kind},
@@ -370,9 +369,4 @@ impl TreeSummary {
 pub async fn customer(ctx: &Context<'_>, id: uuid::Uuid) -> ApiResult<Option<Customer>> {
     customer_access::ensure_readable(ctx, id).await?;
     Ok(load(ctx, CustomerKey(id)).await?.map(Customer))
-}
-
-/// Loads a credit system for a nested field.
-pub async fn credit_system(ctx: &Context<'_>, id: uuid::Uuid) -> ApiResult<Option<CreditSystem>> {
-    Ok(load(ctx, CreditSystemKey(id)).await?.map(CreditSystem))
 }

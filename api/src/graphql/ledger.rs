@@ -13,7 +13,7 @@ use service::{
 
 use super::{
     context::{RoleGuard, app, load, loaders},
-    credit_systems::CreditSystem,
+    credit_systems::{self, CreditSystem},
     customers::{self, Customer},
     error::{ApiError, ApiResult},
     ids::{self, Kind},
@@ -130,7 +130,7 @@ impl Wallet {
         customers::customer(ctx, self.0.customer_id).await
     }
     async fn credit_system(&self, ctx: &Context<'_>) -> ApiResult<Option<CreditSystem>> {
-        customers::credit_system(ctx, self.0.credit_system_id).await
+        credit_systems::credit_system(ctx, self.0.credit_system_id).await
     }
     /// Whether spending may go below zero (the next grant repays it first).
     async fn allow_overage(&self) -> bool {

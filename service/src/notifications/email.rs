@@ -17,9 +17,8 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::{
-    EmailMessage, Mailer,
+    EmailMessage, Error, Mailer,
     retry::{self, EMAIL_DELAYS},
-    webhooks::Error,
 };
 use crate::{
     Clock, Db,

@@ -13,6 +13,7 @@
 
 pub mod dispatch;
 pub mod email;
+mod error;
 pub mod payloads;
 pub mod retry;
 pub mod targets;
@@ -22,6 +23,7 @@ pub mod webhooks;
 use std::{future::Future, time::Duration};
 
 pub use dispatch::{DrainLimits, dispatch, drain};
+pub use error::Error;
 pub use targets::TargetPolicy;
 
 /// An email to send.

@@ -41,7 +41,7 @@ use rand::RngCore;
 use sea_orm::{
     ActiveModelTrait,
     ActiveValue::Set,
-    ColumnTrait, DbErr, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, QuerySelect,
+    ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, QuerySelect,
     sea_query::{Expr, ExprTrait, LockBehavior, LockType},
 };
 use sha2::Sha256;
@@ -54,7 +54,7 @@ use super::{
 };
 use crate::{
     Clock, Db,
-    error::{Code, DomainError, Invalid},
+    error::Invalid,
     outbox::EventType,
     pagination::{Page, PageRequest},
     secrets::{self, Sealer, Slot},
@@ -166,39 +166,9 @@ impl From<webhook_delivery::Model> for Delivery {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error(transparent)]
-    Invalid(#[from] Invalid),
-    #[error("no {0} with this id")]
-    NotFound(&'static str),
-    /// A stored secret that is not `whsec_<base64>`: a broken invariant.
-    #[error("webhook endpoint {0} has a signing secret that is not whsec_<base64>")]
-    BrokenSecret(Uuid),
-    /// A sealed secret that does not open (a wrong or missing key).
-    #[error("a signing secret can't be read")]
-    Secrets(#[from] secrets::Error),
-    #[error("database error")]
-    Db(#[from] DbErr),
-}
-
-impl DomainError for Error {
-    fn code(&self) -> Code {
-        match self {
-            Error::Invalid(_) => Code::Validation,
-            Error::NotFound(_) => Code::NotFound,
-            Error::BrokenSecret(_) | Error::Secrets(_) | Error::Db(_) => Code::Internal,
-        }
-    }
-
-    fn field(&self) -> Option<&str> {
-        match self {
-            Error::Invalid(e) => Some(&e.field),
-            Error::NotFound(what) => Some(what),
-            Error::BrokenSecret(_) | Error::Secrets(_) | Error::Db(_) => None,
-        }
-    }
-}
+/// The notifications error, also named here: the dispatcher and the worker
+/// name it `webhooks::Error`.
+pub use super::Error;
 
 // ---------------------------------------------------------------- signing
 
