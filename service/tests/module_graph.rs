@@ -20,7 +20,8 @@
 //!   item comes from;
 //! - references are reduced to *rooms*: the top-level module (`allowances`,
 //!   `ledger`, …) and, inside `ledger/`, `notifications/` and `catalog/`, the
-//!   child module (`ledger/book`). For `api/src/graphql` every file is a room.
+//!   child module (`ledger/book`). For `api/src/graphql` every file but
+//!   `mod.rs` (their parent) is a room.
 //!
 //! Parent and child: a child using its parent's `mod.rs` (`super::Wallet`)
 //! and a parent using its children (`pub use book::…`, or a facade function
@@ -100,8 +101,7 @@ const KNOWN_SERVICE: &[Known] = &[
     },
 ];
 
-/// As [`KNOWN_SERVICE`], for the files of `api/src/graphql`.
-/// These three are the schema's own circles: GraphQL types point at each
+/// As [`KNOWN_SERVICE`], for the files of `api/src/graphql`. These three are the schema's own circles: GraphQL types point at each
 /// other, so the files that hold them do; no move removes them short of one
 /// file for all three areas.
 const KNOWN_GRAPHQL: &[Known] = &[
@@ -170,7 +170,7 @@ fn finds_circles_through_groups_super_and_re_exports() {
         file(
             "a/mod.rs",
             "mod x; mod y; pub use y::*; pub(crate) use x::{Ex as Renamed};\n\
-             fn f() { x::go(); }\nfn n() -> crate::Thing { todo!() }",
+             fn f() { x::go(); }\nfn n() -> crate::Thing { todo!() }\npub struct Own;",
         ),
         // a/x uses a/y through the parent's glob re-export of y; `Own` is
         // the parent's own, so x -> a is child to parent: not an edge.
@@ -318,9 +318,10 @@ enum Tok {
     Lit,
 }
 
-/// Tokens with their 1-based line. Comments (doc comments too), string,
-/// char and number literals and lifetimes are dropped, except a string that
-/// starts with `crate::`/`super::`, which is lexed as code.
+/// Tokens with their 1-based line. Comments (doc comments too) and
+/// lifetimes are dropped; string, char and number literals are one `Lit`
+/// each, except a string that starts with `crate::`/`super::`, which is
+/// lexed as code.
 fn lex(src: &str) -> Vec<(Tok, u32)> {
     let s: Vec<char> = src.chars().collect();
     let (mut i, mut line, mut out) = (0, 1u32, Vec::new());
@@ -717,8 +718,7 @@ impl Resolver<'_> {
         };
         // `super::super::x`, `self::super::x`
         let mut rest = rest;
-        while let Some((next, tail)) = rest.split_first().filter(|(n, _)| *n == "super") {
-            let _ = next;
+        while let Some((_, tail)) = rest.split_first().filter(|(n, _)| *n == "super") {
             base.pop()?;
             rest = tail;
         }

@@ -400,7 +400,7 @@ pub mod jobs {
     }
 
     /// [`notify_once`], recorded when it did something (it runs every 5 s).
-    pub async fn notify(ctx: &JobContext) -> Result<u64, service::notifications::webhooks::Error> {
+    pub async fn notify(ctx: &JobContext) -> Result<u64, service::notifications::Error> {
         let clock = ctx.clock.as_ref();
         service::jobs::record_if_busy(&ctx.db, clock, Job::Notifications, async {
             let dispatched = dispatch_all(ctx).await?;
@@ -411,9 +411,7 @@ pub mod jobs {
 
     /// Drains the outbox into deliveries (bounded: see
     /// [`service::notifications::DrainLimits`]); returns how many events.
-    pub async fn dispatch_all(
-        ctx: &JobContext,
-    ) -> Result<u64, service::notifications::webhooks::Error> {
+    pub async fn dispatch_all(ctx: &JobContext) -> Result<u64, service::notifications::Error> {
         use service::notifications::{DrainLimits, drain};
         drain(&ctx.db, ctx.clock.as_ref(), DrainLimits::default()).await
     }
@@ -422,9 +420,7 @@ pub mod jobs {
     /// concurrent within the process' caps, at most [`DELIVER_ROUNDS_MAX`]
     /// rounds or [`DELIVER_TIME_MAX`]) and of up to [`NOTIFY_BATCH`] due
     /// emails; returns how many attempts.
-    pub async fn send_all(
-        ctx: &JobContext,
-    ) -> Result<u64, service::notifications::webhooks::Error> {
+    pub async fn send_all(ctx: &JobContext) -> Result<u64, service::notifications::Error> {
         use service::notifications::{email, webhooks};
         let clock = ctx.clock.as_ref();
         let started = std::time::Instant::now();
@@ -449,9 +445,7 @@ pub mod jobs {
     }
 
     /// Dispatch and send once, unrecorded: what a wake-up does.
-    pub async fn notify_once(
-        ctx: &JobContext,
-    ) -> Result<u64, service::notifications::webhooks::Error> {
+    pub async fn notify_once(ctx: &JobContext) -> Result<u64, service::notifications::Error> {
         Ok(dispatch_all(ctx).await? + send_all(ctx).await?)
     }
 

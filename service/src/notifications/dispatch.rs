@@ -14,7 +14,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::{email, payloads, webhooks};
+use super::{Error, email, payloads, webhooks};
 use crate::{
     Clock, Db,
     credit_systems::{self, CreditSystemRef},
@@ -45,11 +45,7 @@ impl Default for DrainLimits {
 
 /// Dispatches batches until the outbox is empty or `limits` are reached;
 /// returns how many events.
-pub async fn drain(
-    db: &Db,
-    clock: &dyn Clock,
-    limits: DrainLimits,
-) -> Result<u64, webhooks::Error> {
+pub async fn drain(db: &Db, clock: &dyn Clock, limits: DrainLimits) -> Result<u64, Error> {
     let started = std::time::Instant::now();
     let mut total = 0;
     for _ in 0..limits.batches_max {
@@ -67,7 +63,7 @@ pub async fn drain(
 /// top-up and usage alerts) — also when there was nothing to dispatch, so
 /// a check that failed is retried on every tick until it is done. Returns
 /// how many events.
-pub async fn dispatch(db: &Db, clock: &dyn Clock, limit: u64) -> Result<u64, webhooks::Error> {
+pub async fn dispatch(db: &Db, clock: &dyn Clock, limit: u64) -> Result<u64, Error> {
     let dispatched = dispatch_batch(db, clock, limit).await?;
     crate::auto_top_up::run_due(db, clock, limit).await?;
     Ok(dispatched)
@@ -78,11 +74,7 @@ pub async fn dispatch(db: &Db, clock: &dyn Clock, limit: u64) -> Result<u64, web
 /// `credits.consumed` they include gets its checks queued
 /// ([`crate::auto_top_up::request`]) — all committed together, so no
 /// consumption's checks are lost after the commit. Returns how many events.
-pub async fn dispatch_batch(
-    db: &Db,
-    clock: &dyn Clock,
-    limit: u64,
-) -> Result<u64, webhooks::Error> {
+pub async fn dispatch_batch(db: &Db, clock: &dyn Clock, limit: u64) -> Result<u64, Error> {
     let now = clock.now();
     let txn = db.begin_write().await?;
     let events = outbox_event::Entity::find()
@@ -171,7 +163,7 @@ async fn low_balance_email(
     event: &outbox_event::Model,
     kind: EventType,
     now: chrono::DateTime<chrono::Utc>,
-) -> Result<Option<entity::email_delivery::ActiveModel>, webhooks::Error> {
+) -> Result<Option<entity::email_delivery::ActiveModel>, Error> {
     let p = &event.payload;
     let id = |k: &str| {
         p.get(k)
@@ -231,7 +223,7 @@ async fn addressee(
     txn: &sea_orm::DatabaseTransaction,
     event: &outbox_event::Model,
     customer_id: Option<Uuid>,
-) -> Result<Option<(customer::Model, String)>, webhooks::Error> {
+) -> Result<Option<(customer::Model, String)>, Error> {
     let Some(customer_id) = customer_id else {
         return Ok(None);
     };
@@ -249,7 +241,7 @@ async fn credit_system_of(
     txn: &sea_orm::DatabaseTransaction,
     tenant_id: Uuid,
     id: Uuid,
-) -> Result<Option<credit_systems::CreditSystem>, webhooks::Error> {
+) -> Result<Option<credit_systems::CreditSystem>, Error> {
     Ok(
         match credit_systems::resolve(txn, tenant_id, &CreditSystemRef::Id(id)).await {
             Ok(cs) => Some(credit_systems::CreditSystem::try_from(cs)?),
@@ -276,7 +268,7 @@ async fn receipt_email(
     txn: &sea_orm::DatabaseTransaction,
     event: &outbox_event::Model,
     now: chrono::DateTime<chrono::Utc>,
-) -> Result<Option<entity::email_delivery::ActiveModel>, webhooks::Error> {
+) -> Result<Option<entity::email_delivery::ActiveModel>, Error> {
     let Some(order_id) = payload_id(&event.payload, "orderId") else {
         return Ok(None);
     };
@@ -330,7 +322,7 @@ async fn usage_threshold_email(
     txn: &sea_orm::DatabaseTransaction,
     event: &outbox_event::Model,
     now: chrono::DateTime<chrono::Utc>,
-) -> Result<Option<entity::email_delivery::ActiveModel>, webhooks::Error> {
+) -> Result<Option<entity::email_delivery::ActiveModel>, Error> {
     let p = &event.payload;
     let (Some(cs_id), Some(threshold), Some(percent), Some(used), Some(granted)) = (
         payload_id(p, "creditSystemId"),

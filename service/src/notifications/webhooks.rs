@@ -48,7 +48,7 @@ use sha2::Sha256;
 use uuid::Uuid;
 
 use super::{
-    WebhookTransport, email,
+    Error, WebhookTransport, email,
     retry::{self, Outcome, WEBHOOK_DELAYS},
     targets::{self, TargetPolicy},
 };
@@ -165,10 +165,6 @@ impl From<webhook_delivery::Model> for Delivery {
         }
     }
 }
-
-/// The notifications error, also named here: the dispatcher and the worker
-/// name it `webhooks::Error`.
-pub use super::Error;
 
 // ---------------------------------------------------------------- signing
 
