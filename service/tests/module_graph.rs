@@ -17,7 +17,8 @@
 //!   the macro turns them into code. Comments and doc links do not count;
 //! - a path that names an item a module re-exports (`pub use book::Flush`,
 //!   `pub use ops::*`, `crate::Db`) counts as a reference to the module the
-//!   item comes from;
+//!   item comes from, and to the module it is named through: a re-export
+//!   does not hide a circle;
 //! - references are reduced to *rooms*: the top-level module (`allowances`,
 //!   `ledger`, …) and, inside `ledger/`, `notifications/` and `catalog/`, the
 //!   child module (`ledger/book`). For `api/src/graphql` every file but
@@ -155,15 +156,15 @@ fn graphql_files_have_no_import_circles() {
 
 /// The parser and the circle finder on a small tree made up here, so the
 /// two tests above can fail: a circle hidden behind a nested `use` group,
-/// a `super::` path, a re-export and a glob re-export is found; comments,
-/// strings and parent/child references are not edges.
+/// a `super::` path, a re-export (either side of it) and a glob re-export
+/// is found; comments, strings and parent/child references are not edges.
 #[test]
 fn finds_circles_through_groups_super_and_re_exports() {
     let file = |path: &str, text: &str| (path.to_owned(), text.to_owned());
     let files = vec![
         file(
             "lib.rs",
-            "pub mod a; pub mod b; pub mod c; pub mod d; pub use d::Thing;",
+            "pub mod a; pub mod b; pub mod c; pub mod d; pub mod e; pub use d::Thing;",
         ),
         // The parent uses its children: not an edge. It reaches d through
         // the crate root's re-export: a -> d.
@@ -188,8 +189,14 @@ fn finds_circles_through_groups_super_and_re_exports() {
             "b.rs",
             "use crate::{c::{self, Sea}, a};\n#[x(y = \"crate::d::Thing\")]\nfn h() {}",
         ),
-        // c -> b through a path in code.
-        file("c.rs", "pub struct Sea;\nfn k() { crate::b::h(); }"),
+        // c -> b through a path in code; c -> e through e's re-export of
+        // c's own item.
+        file(
+            "c.rs",
+            "pub struct Sea;\nfn k() { crate::b::h(); }\nfn j() -> crate::e::Sea { todo!() }",
+        ),
+        // e -> c: e re-exports c's item.
+        file("e.rs", "pub use crate::c::Sea;"),
         // d -> a/x through a path in code, reduced to d -> a.
         file(
             "d.rs",
@@ -212,12 +219,15 @@ fn finds_circles_through_groups_super_and_re_exports() {
             ("b", "c", "b.rs:1"),
             ("b", "d", "b.rs:2"),
             ("c", "b", "c.rs:2"),
+            ("c", "e", "c.rs:3"),
             ("d", "a", "d.rs:2"),
+            ("e", "c", "e.rs:1"),
         ]
     );
     let all: Vec<(String, String)> = graph.edges.keys().cloned().collect();
     let circles: Vec<Vec<String>> = circles_of(&all).into_iter().map(|c| c.rooms).collect();
-    assert_eq!(circles, [["a", "d"], ["a/x", "a/y"], ["b", "c"]]);
+    let expected: [&[&str]; 3] = [&["a", "d"], &["a/x", "a/y"], &["b", "c", "e"]];
+    assert_eq!(circles, expected);
     // Known edges that close every circle pass.
     let known = |edges: &[(&'static str, &'static str)]| -> Vec<Known> {
         edges
@@ -230,12 +240,19 @@ fn finds_circles_through_groups_super_and_re_exports() {
             .collect()
     };
     assert_eq!(
-        verdict(&graph, &known(&[("d", "a"), ("a/y", "a/x"), ("c", "b")])),
+        verdict(
+            &graph,
+            &known(&[("d", "a"), ("a/y", "a/x"), ("c", "b"), ("e", "c")])
+        ),
         Ok(())
     );
     // A circle not closed by a known edge fails, with a reference on each
     // of its edges; a known edge that closes no circle fails too.
-    let err = verdict(&graph, &known(&[("d", "a"), ("c", "b"), ("b", "d")])).unwrap_err();
+    let err = verdict(
+        &graph,
+        &known(&[("d", "a"), ("c", "b"), ("e", "c"), ("b", "d")]),
+    )
+    .unwrap_err();
     assert_eq!(
         err,
         "circle: a/x -> a/y -> a/x\n  a/x -> a/y  (a/x.rs:1)\n  a/y -> a/x  (a/y.rs:3)\n\
@@ -746,10 +763,12 @@ impl Resolver<'_> {
     }
 
     /// The module that defines what the absolute `path` names, following
-    /// re-exports (`crate::Db` is `crate::db`'s).
-    fn owner(&self, path: &[String]) -> Vec<String> {
+    /// re-exports (`crate::Db` is `crate::db`'s), and the modules whose
+    /// re-exports it went through (the crate root for `crate::Db`).
+    fn owner(&self, path: &[String]) -> (Vec<String>, Vec<Vec<String>>) {
         let mut path = path.to_vec();
         let mut module: Vec<String> = Vec::new();
+        let mut via = Vec::new();
         let mut i = 0;
         for _ in 0..64 {
             let Some(segment) = path.get(i).cloned() else {
@@ -786,13 +805,13 @@ impl Resolver<'_> {
                 Some(mut target) if target != path[..=i] => {
                     target.extend(path[i + 1..].iter().cloned());
                     path = target;
-                    module.clear();
+                    via.push(std::mem::take(&mut module));
                     i = 0;
                 }
                 _ => break,
             }
         }
-        module
+        (module, via)
     }
 }
 
@@ -825,20 +844,22 @@ impl Graph {
             let Some(path) = resolver.absolute(&r.scope, &r.path, 0) else {
                 continue;
             };
-            let Some(to) = room(&resolver.owner(&path)) else {
-                continue;
-            };
-            let edge = if top(&from) != top(&to) {
-                (top(&from), top(&to))
-            } else if from.contains('/') && to.contains('/') && from != to {
-                (from, to)
-            } else {
-                continue; // the same room, or parent and child
-            };
-            let at = format!("{}:{}", r.file, r.line);
-            let refs: &mut Vec<String> = edges.entry(edge).or_default();
-            if !refs.contains(&at) {
-                refs.push(at);
+            // The module the path names through counts as much as the one
+            // that defines the item: a re-export does not hide a circle.
+            let (owner, via) = resolver.owner(&path);
+            for to in via.iter().chain([&owner]).filter_map(|m| room(m)) {
+                let edge = if top(&from) != top(&to) {
+                    (top(&from), top(&to))
+                } else if from.contains('/') && to.contains('/') && from != to {
+                    (from.clone(), to)
+                } else {
+                    continue; // the same room, or parent and child
+                };
+                let at = format!("{}:{}", r.file, r.line);
+                let refs: &mut Vec<String> = edges.entry(edge).or_default();
+                if !refs.contains(&at) {
+                    refs.push(at);
+                }
             }
         }
         Graph { edges }
