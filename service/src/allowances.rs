@@ -33,8 +33,8 @@ use entity::{allowance_period, credit_system, ledger_entry, subscription};
 use futures_util::{StreamExt, stream};
 use rust_decimal::Decimal;
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait, IntoActiveModel,
-    QueryFilter, QueryOrder, QuerySelect,
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder,
+    QuerySelect,
     sea_query::{Expr, LockBehavior, LockType, OnConflict},
 };
 use uuid::Uuid;
@@ -46,7 +46,7 @@ use crate::{
     credit_systems::CreditSystemRef,
     customers::CustomerRef,
     db::by_id,
-    ledger::{self, Category, EntryType, Flush, Grant, PlanLimits, WalletRef},
+    ledger::{self, Category, EntryType, Grant, Made, Session, WalletRef},
     outbox::{self, EventType},
     periods,
     subscription_state::Error,
@@ -180,59 +180,27 @@ struct PlanInfo {
     systems: HashMap<Uuid, credit_system::Model>,
 }
 
-/// A chunk's writes, gathered and written together when it ends: the
-/// ledger's ([`Flush`]), the periods granted and the subscriptions' new
-/// schedule.
+/// A chunk's writes besides the ledger's (its [`Session`] gathers those):
+/// the periods granted and the subscriptions' new schedule, written
+/// together when it ends.
 #[derive(Default)]
 struct ChunkWrites {
-    flush: Flush,
     periods: Vec<allowance_period::Model>,
     subscriptions: Vec<subscription::Model>,
 }
 
-/// How [`grant_period`] writes: at once (a new subscription), or gathered
-/// into a reset chunk's writes.
+/// How [`grant_period`] writes its period row: at once (a new
+/// subscription), or gathered into a reset chunk's writes.
 pub(crate) enum Writes<'a> {
     Now,
-    Gather {
-        flush: &'a mut Flush,
-        periods: &'a mut Vec<allowance_period::Model>,
-        credit_system: &'a credit_system::Model,
-        plan_limits: PlanLimits,
-    },
+    Gather(&'a mut Vec<allowance_period::Model>),
 }
 
 impl Writes<'_> {
     fn reborrow(&mut self) -> Writes<'_> {
         match self {
             Writes::Now => Writes::Now,
-            Writes::Gather {
-                flush,
-                periods,
-                credit_system,
-                plan_limits,
-            } => Writes::Gather {
-                flush,
-                periods,
-                credit_system,
-                plan_limits: *plan_limits,
-            },
-        }
-    }
-
-    fn batched(&mut self) -> Option<ledger::Batched<'_>> {
-        match self {
-            Writes::Now => None,
-            Writes::Gather {
-                flush,
-                credit_system,
-                plan_limits,
-                ..
-            } => Some(ledger::Batched {
-                flush,
-                credit_system,
-                plan_limits: *plan_limits,
-            }),
+            Writes::Gather(periods) => Writes::Gather(periods),
         }
     }
 }
@@ -316,6 +284,21 @@ async fn reset_chunk(
     }
     let customers: Vec<(Uuid, Uuid)> = subs.iter().map(|s| (s.tenant_id, s.customer_id)).collect();
     let limits = ledger::read::plans_low_credit_limits_of(&txn, &customers, now).await?;
+    // The ledger's writes of the whole chunk, gathered and written together;
+    // what the chunk loaded is given to the books it opens.
+    let mut session = Session::gathering(&txn);
+    for plan in plans.values() {
+        for cs in plan.systems.values() {
+            session.knows_credit_system(cs);
+        }
+    }
+    for sub in &subs {
+        for pc in &plans[&sub.plan_id].credits {
+            let key = (sub.customer_id, pc.credit_system_id);
+            let found = limits.get(&key).copied().unwrap_or_default();
+            session.knows_plan_limits(key.0, key.1, found);
+        }
+    }
 
     let mut writes = ChunkWrites::default();
     let (mut subscriptions, mut periods) = (0, 0);
@@ -328,10 +311,6 @@ async fn reset_chunk(
         let plan = &plans[&sub.plan_id];
         let mut known = Vec::with_capacity(plan.credits.len());
         for pc in &plan.credits {
-            let plan_limits = limits
-                .get(&(sub.customer_id, pc.credit_system_id))
-                .copied()
-                .unwrap_or_default();
             // One indexed lookup per allowance (`ux_allowance_period`,
             // newest first). Reading the chunk's periods in one statement
             // (`subscription_id IN (…)`) measured slower and grew with the
@@ -340,14 +319,23 @@ async fn reset_chunk(
                 Some(_) => last_period(&txn, sub, pc).await?,
                 None => None,
             };
-            known.push((last, plan_limits));
+            known.push(last);
         }
         let limits = Limits {
             budget: &mut budget,
             run: &mut run,
         };
-        let (granted, whole) =
-            reset_one(&txn, clock, sub, plan, known, limits, &mut writes, now).await?;
+        let (granted, whole) = reset_one(
+            &mut session,
+            clock,
+            sub,
+            plan,
+            known,
+            limits,
+            &mut writes,
+            now,
+        )
+        .await?;
         periods += granted;
         if whole {
             subscriptions += 1;
@@ -355,7 +343,7 @@ async fn reset_chunk(
             left.push(sub.id);
         }
     }
-    writes.flush.write(&txn).await?;
+    session.close().await?;
     for chunk in writes.periods.chunks(500) {
         allowance_period::Entity::insert_many(
             chunk
@@ -405,16 +393,16 @@ struct Limits<'a> {
 }
 
 /// One subscription of a chunk; `known` holds, per plan credit, its last
-/// granted period and the plans' low-credit limits for its wallet.
+/// granted period.
 /// Returns the periods granted and whether the subscription is done for
 /// this run (false: the budget ran out first).
 #[allow(clippy::too_many_arguments)]
 async fn reset_one(
-    txn: &DatabaseTransaction,
+    session: &mut Session<'_>,
     clock: &dyn Clock,
     sub: &subscription::Model,
     plan: &PlanInfo,
-    known: Vec<(Option<allowance_period::Model>, PlanLimits)>,
+    known: Vec<Option<allowance_period::Model>>,
     limits: Limits<'_>,
     writes: &mut ChunkWrites,
     now: DateTime<Utc>,
@@ -422,13 +410,10 @@ async fn reset_one(
     let mut periods = 0;
     let mut whole = true;
     let mut last_ends = Vec::new();
-    for (pc, (mut last, plan_limits)) in plan.credits.iter().zip(known) {
-        if pc.included.is_none() {
+    for (pc, mut last) in plan.credits.iter().zip(known) {
+        if pc.included.is_none() || !plan.systems.contains_key(&pc.credit_system_id) {
             continue;
         }
-        let Some(credit_system) = plan.systems.get(&pc.credit_system_id) else {
-            continue;
-        };
         let count = limits.run.entry((sub.id, pc.id)).or_default();
         while *count < PERIODS_PER_RUN_MAX {
             if *limits.budget == 0 {
@@ -436,13 +421,9 @@ async fn reset_one(
                 whole = false;
                 break;
             }
-            let gather = Writes::Gather {
-                flush: &mut writes.flush,
-                periods: &mut writes.periods,
-                credit_system,
-                plan_limits,
-            };
-            match grant_next_period(txn, clock, sub, pc, last.as_ref(), gather, now).await? {
+            let gather = Writes::Gather(&mut writes.periods);
+            let next = grant_next_period(session, clock, sub, pc, last.as_ref(), gather, now);
+            match next.await? {
                 Some(granted) => last = Some(granted),
                 None => break,
             }
@@ -461,8 +442,8 @@ async fn reset_one(
             .iter()
             .any(|pc| pc.pricing.as_ref().is_some_and(|p| p.recurring.is_some()))
     {
-        // Orders read and write the database: write what is gathered first.
-        writes.flush.write(txn).await?;
+        // Orders read keys the session may hold: it writes them first.
+        let txn = session.read().await?;
         for pc in &plan.credits {
             crate::purchases::recurring_order_in(txn, clock, sub, pc, start).await?;
         }
@@ -567,13 +548,13 @@ async fn unused(
 /// grant `carried_from`. A repeat returns the grants made the first time.
 /// `None` when the plan credit includes no allowance.
 pub(crate) async fn grant_period(
-    txn: &DatabaseTransaction,
+    session: &mut Session<'_>,
     clock: &dyn Clock,
     sub: &subscription::Model,
     pc: &PlanCredit,
     (start, end): (DateTime<Utc>, DateTime<Utc>),
     (carry, carried_from): (i64, Option<Uuid>),
-    mut writes: Writes<'_>,
+    writes: Writes<'_>,
 ) -> Result<Option<(allowance_period::Model, Grant, Option<Grant>)>, Error> {
     let Some(allowance) = &pc.included else {
         return Ok(None);
@@ -603,7 +584,7 @@ pub(crate) async fn grant_period(
     };
     let period = format!("{} – {}", start.format("%Y-%m-%d"), end.format("%Y-%m-%d"));
     let allowance_grant = ledger::grant_in(
-        txn,
+        session,
         clock,
         sub.tenant_id,
         &grant(
@@ -611,16 +592,17 @@ pub(crate) async fn grant_period(
             format!("allowance {period}"),
             key("allowance"),
         ),
-        Some(("allowance", sub.id.to_string())),
-        true,
-        writes.batched(),
+        Made {
+            source: Some(("allowance", sub.id.to_string())),
+            catch_up: true,
+        },
     )
     .await?
     .grant;
     let rollover_grant = if carry > 0 {
         Some(
             ledger::grant_in(
-                txn,
+                session,
                 clock,
                 sub.tenant_id,
                 &grant(
@@ -628,12 +610,13 @@ pub(crate) async fn grant_period(
                     format!("rollover into {period}"),
                     key("rollover"),
                 ),
-                Some((
-                    "rollover",
-                    carried_from.map(|id| id.to_string()).unwrap_or_default(),
-                )),
-                true,
-                writes.batched(),
+                Made {
+                    source: Some((
+                        "rollover",
+                        carried_from.map(|id| id.to_string()).unwrap_or_default(),
+                    )),
+                    catch_up: true,
+                },
             )
             .await?
             .grant,
@@ -656,10 +639,10 @@ pub(crate) async fn grant_period(
         Writes::Now => {
             allowance_period::Entity::insert(period.clone().into_active_model())
                 .on_conflict(period_conflict())
-                .exec_without_returning(txn)
+                .exec_without_returning(session.outside_ledger())
                 .await?;
         }
-        Writes::Gather { periods, .. } => periods.push(period.clone()),
+        Writes::Gather(periods) => periods.push(period.clone()),
     }
     Ok(Some((period, allowance_grant, rollover_grant)))
 }
@@ -668,7 +651,7 @@ pub(crate) async fn grant_period(
 /// started and the subscription still runs then, and returns it. `None`:
 /// nothing (more) to grant.
 async fn grant_next_period(
-    txn: &DatabaseTransaction,
+    session: &mut Session<'_>,
     clock: &dyn Clock,
     sub: &subscription::Model,
     pc: &PlanCredit,
@@ -694,17 +677,17 @@ async fn grant_next_period(
             let mut previous = vec![last.grant_id];
             previous.extend(last.rollover_grant_id);
             let cap = to_micros(cap, 6, "rolloverCap").map_err(Error::Invalid)?;
-            if let Writes::Gather { flush, .. } = &mut writes {
-                // `unused` reads the last period's grants: write them first.
-                flush.write(txn).await?;
-            }
-            unused(txn, sub.tenant_id, &previous).await?.min(cap)
+            // The last period's grants may wait in the session: it writes
+            // them before this read.
+            unused(session.read().await?, sub.tenant_id, &previous)
+                .await?
+                .min(cap)
         }
         _ => 0,
     };
     let carried_from = last.map(|l| l.grant_id);
     let Some((period, allowance_grant, _)) = grant_period(
-        txn,
+        session,
         clock,
         sub,
         pc,
@@ -731,10 +714,7 @@ async fn grant_next_period(
         }),
         now,
     );
-    match writes {
-        Writes::Now => outbox::write(txn, vec![event]).await?,
-        Writes::Gather { flush, .. } => flush.event(event),
-    }
+    session.event(event).await?;
     Ok(Some(period))
 }
 

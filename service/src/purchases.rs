@@ -607,7 +607,7 @@ pub async fn confirm_payment(
     let cost_basis = (view.quote.total / quantity)
         .round_dp_with_strategy(6, RoundingStrategy::MidpointAwayFromZero);
     let grant = ledger::grant_in(
-        &txn,
+        &mut ledger::Session::new(&txn),
         clock,
         tenant_id,
         &ledger::GrantInput {
@@ -632,9 +632,10 @@ pub async fn confirm_payment(
             })),
             idempotency_key: format!("order:{}", order.id.simple()),
         },
-        Some(("order", order.id.simple().to_string())),
-        false,
-        None,
+        ledger::Made {
+            source: Some(("order", order.id.simple().to_string())),
+            catch_up: false,
+        },
     )
     .await?;
     let mut active = order.into_active_model();

@@ -138,7 +138,7 @@ pub async fn subscribe(
                     let period =
                         periods::period_at(start, allowance.reset_interval, now.max(start));
                     if let Some((_, grant, _)) = crate::allowances::grant_period(
-                        &txn,
+                        &mut ledger::Session::new(&txn),
                         clock,
                         &model,
                         pc,

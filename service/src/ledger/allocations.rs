@@ -19,7 +19,7 @@ use crate::{
     idempotency::{self, IdempotencyKey, Request},
     ledger::{
         Attribution, Category, Entry, EntryType, Error, Grant,
-        book::{Book, Links, NewGrant},
+        book::{Links, NewGrant, Session},
     },
 };
 
@@ -76,9 +76,12 @@ pub async fn allocate(
     // source before target: every writer locks ancestors' wallets before
     // descendants', so no two allocations wait on each other in a cycle.
     // A move the tree refuses now may still be a replay of one it allowed.
+    // Both books are written together, with the key, in one write.
+    let mut session = Session::gathering(&txn);
     let books = if down {
-        let source = Book::open(&txn, tenant_id, from.id, cs.id, now, false).await?;
-        let target = Book::open(&txn, tenant_id, to.id, cs.id, now, true)
+        let source = session.open(tenant_id, from.id, cs.id, now, false).await?;
+        let target = session
+            .open(tenant_id, to.id, cs.id, now, true)
             .await?
             .ok_or(Error::NotFound("wallet", "to"))?;
         Some((source, target))
@@ -160,9 +163,10 @@ pub async fn allocate(
                 .iter()
                 .filter_map(|(id, _)| target.grant(*id).cloned().map(Grant::try_from))
                 .collect::<Result<_, _>>()?;
-            super::ops::record_key(&source, clock, &request, out.id).await?;
-            source.finish().await?;
-            target.finish().await?;
+            session.record_key(request.record_model(tenant_id, out.id, now));
+            session.finish(source).await?;
+            session.finish(target).await?;
+            session.close().await?;
             Ok(AllocateOutcome {
                 out: out.try_into()?,
                 r#in: r#in.try_into()?,

@@ -8,6 +8,8 @@
 //! are collected in memory and written by [`Book::finish`] in a few
 //! statements, keeping the lock short.
 
+mod session;
+
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use chrono::{DateTime, Utc};
@@ -35,6 +37,8 @@ use crate::{
     error::Invalid,
     outbox::{self, EventType},
 };
+
+pub(crate) use session::Session;
 
 /// Where a wallet's available balance stands against its threshold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -147,7 +151,7 @@ pub(crate) struct PlanLimits {
 impl<'t> Book<'t> {
     /// Locks the wallet of (customer, credit system), creating it first if
     /// `create` and it does not exist. `None`: no such wallet.
-    pub async fn open(
+    async fn open(
         txn: &'t DatabaseTransaction,
         tenant_id: Uuid,
         customer_id: Uuid,
@@ -202,7 +206,7 @@ impl<'t> Book<'t> {
     }
 
     /// Locks a wallet by id.
-    pub async fn open_by_id(
+    async fn open_by_id(
         txn: &'t DatabaseTransaction,
         tenant_id: Uuid,
         wallet_id: Uuid,
@@ -224,7 +228,7 @@ impl<'t> Book<'t> {
     /// system. `None`: the customer, the credit system or the wallet does
     /// not exist (or a reference is malformed) — resolve them on their own
     /// for the error that says which.
-    pub async fn lock_by_ref(
+    async fn lock_by_ref(
         txn: &DatabaseTransaction,
         tenant_id: Uuid,
         wallet: &WalletRef,
@@ -283,7 +287,7 @@ impl<'t> Book<'t> {
     /// A book for a wallet [`Book::lock_by_ref`] locked, its state read in
     /// one statement ([`wallet_state`]) and what time has done booked
     /// (holds past their deadline are read only when there are some).
-    pub async fn of_locked_settled(
+    async fn of_locked_settled(
         txn: &'t DatabaseTransaction,
         wallet: wallet::Model,
         credit_system: &credit_system::Model,
@@ -318,7 +322,7 @@ impl<'t> Book<'t> {
     /// A book for a wallet the caller has locked in `txn`, with the
     /// wallet's grants that hold credits (`remaining > 0`), which the caller
     /// loaded for many wallets at once.
-    pub fn of_locked(
+    fn of_locked(
         txn: &'t DatabaseTransaction,
         wallet: wallet::Model,
         grants: Vec<credit_grant::Model>,
@@ -987,20 +991,11 @@ impl<'t> Book<'t> {
             .collect()
     }
 
-    /// Writes everything collected, the outbox events it causes, and the
-    /// wallet's new cache.
-    pub async fn finish(self) -> Result<wallet::Model, DbErr> {
-        let txn = self.txn;
-        let mut flush = Flush::default();
-        let wallet = self.finish_into(&mut flush).await?;
-        flush.write_rows(txn).await?;
-        Ok(wallet)
-    }
-
-    /// Like [`Book::finish`], but gathers the writes into `flush`, so many
-    /// books in one transaction are written by a few statements
+    /// Gathers everything collected, the outbox events it causes and the
+    /// wallet's new cache into `flush`, which its [`Session`] writes — for
+    /// many books in one transaction, in a few statements
     /// ([`Flush::write`]) instead of a few each.
-    pub async fn finish_into(mut self, flush: &mut Flush) -> Result<wallet::Model, DbErr> {
+    async fn finish_into(mut self, flush: &mut Flush) -> Result<wallet::Model, DbErr> {
         flush.events.extend(self.entry_events());
         if !self.entries.is_empty() {
             let threshold = self.low_balance_threshold().await?;
@@ -1037,6 +1032,9 @@ impl<'t> Book<'t> {
             flush.grants.push(self.grants[id].clone());
         }
         flush.wallet_ids.insert(self.wallet.id);
+        flush
+            .pairs
+            .insert((self.wallet.customer_id, self.wallet.credit_system_id));
         flush.entries.append(&mut self.entries);
         flush.splits.append(&mut self.splits);
         self.wallet.updated_at = self.now;
@@ -1062,6 +1060,8 @@ pub(crate) struct Flush {
     events: Vec<entity::outbox_event::ActiveModel>,
     wallets: Vec<wallet::Model>,
     wallet_ids: HashSet<Uuid>,
+    /// (customer, credit system) of each wallet here.
+    pairs: HashSet<(Uuid, Uuid)>,
     keys: Vec<idempotency_record::Model>,
 }
 
@@ -1070,26 +1070,45 @@ pub(crate) struct Flush {
 const UPDATE_CHUNK: usize = 200;
 
 impl Flush {
-    /// Whether a book of this wallet is gathered here and not yet written:
-    /// write first, then open the wallet again, or it reads stale rows.
-    pub fn touches(&self, wallet_id: Uuid) -> bool {
+    /// Whether a book of this wallet is gathered here and not yet written.
+    fn touches(&self, wallet_id: Uuid) -> bool {
         self.wallet_ids.contains(&wallet_id)
     }
 
+    /// [`Flush::touches`] by (customer, credit system).
+    fn touches_pair(&self, customer_id: Uuid, credit_system_id: Uuid) -> bool {
+        self.pairs.contains(&(customer_id, credit_system_id))
+    }
+
+    /// Whether this key waits here to be recorded.
+    fn has_key(&self, key: &str) -> bool {
+        self.keys.iter().any(|k| k.key == key)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.created.is_empty()
+            && self.grants.is_empty()
+            && self.entries.is_empty()
+            && self.splits.is_empty()
+            && self.events.is_empty()
+            && self.wallets.is_empty()
+            && self.keys.is_empty()
+    }
+
     /// An outbox event to write with the rest.
-    pub fn event(&mut self, event: entity::outbox_event::ActiveModel) {
+    fn event(&mut self, event: entity::outbox_event::ActiveModel) {
         self.events.push(event);
     }
 
     /// An idempotency key to record with the writes (see [`Flush::write`]).
-    pub fn record_key(&mut self, key: idempotency_record::Model) {
+    fn record_key(&mut self, key: idempotency_record::Model) {
         self.keys.push(key);
     }
 
     /// Writes what is gathered and empties it; a key recorded meanwhile by
     /// another transaction is an `IDEMPOTENCY_CONFLICT` (the caller rolls
     /// back).
-    pub async fn write(&mut self, txn: &DatabaseTransaction) -> Result<(), super::Error> {
+    async fn write(&mut self, txn: &DatabaseTransaction) -> Result<(), super::Error> {
         let mut rows = std::mem::take(self);
         let keys = std::mem::take(&mut rows.keys);
         let expected = keys.len() as u64;
@@ -1097,11 +1116,6 @@ impl Flush {
             return Err(super::Error::IdempotencyConflict);
         }
         Ok(())
-    }
-
-    /// Writes it all but the keys.
-    async fn write_rows(self, txn: &DatabaseTransaction) -> Result<(), DbErr> {
-        self.write_all(txn, Vec::new()).await.map(drop)
     }
 
     /// Writes it all, and `keys` (a key already recorded is left as it is):

@@ -32,7 +32,7 @@ use uuid::Uuid;
 
 use super::{
     Attribution, Error, HoldStatus,
-    book::Book,
+    book::{Book, Session},
     burn::{self, Block},
     ops::HOLD_DURATION_MAX,
 };
@@ -287,10 +287,11 @@ async fn apply_first(
             .and_then(|s| s.currency.clone())
             .unwrap_or_default()
     };
+    let mut session = Session::new(txn);
     let mut books = Vec::new();
     let mut units = Vec::new();
     for w in wallets.iter().filter(|w| currency_of(w) == currency) {
-        if let Some(mut book) = Book::open_by_id(txn, tenant_id, w.id, now).await? {
+        if let Some(mut book) = session.open_by_id(tenant_id, w.id, now).await? {
             book.settle().await?;
             let precision = systems
                 .iter()
@@ -368,7 +369,7 @@ async fn apply_first(
         return Err(Error::IdempotencyConflict);
     }
     for book in books {
-        book.finish().await?;
+        session.finish(book).await?;
     }
     Ok(model.try_into()?)
 }
@@ -577,8 +578,10 @@ async fn settle_holds(
         .order_by_asc(credit_hold::Column::WalletId)
         .all(txn)
         .await?;
+    let mut session = Session::new(txn);
     for hold in holds {
-        let mut book = Book::open_by_id(txn, tenant_id, hold.wallet_id, now)
+        let mut book = session
+            .open_by_id(tenant_id, hold.wallet_id, now)
             .await?
             .ok_or(Error::NotFound("wallet", "externalId"))?;
         // Settling releases a hold past its deadline; what is left active
@@ -600,7 +603,7 @@ async fn settle_holds(
             book.return_hold(hold, capture.then_some(amount), None)
                 .await?;
         }
-        book.finish().await?;
+        session.finish(book).await?;
     }
     Ok(())
 }

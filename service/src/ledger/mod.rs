@@ -40,7 +40,7 @@ use serde::Serialize;
 use serde_json::Value as Json;
 use uuid::Uuid;
 
-pub(crate) use book::{Flush, PlanLimits};
+pub(crate) use book::Session;
 pub use ops::*;
 
 use crate::{

@@ -23,7 +23,7 @@ use uuid::Uuid;
 use super::{
     Attribution, Category, Entry, EntryType, Error, Grant, Hold, HoldStatus, Split, Wallet,
     WalletRef,
-    book::{Book, Flush, Links, NewGrant, PlanLimits, Refusal},
+    book::{Links, NewGrant, Refusal, Session},
     burn,
 };
 use crate::{
@@ -90,23 +90,6 @@ pub(super) fn refused(requested: i64, refusal: Refusal) -> Error {
             limit: from_micros(floor),
         },
     }
-}
-
-pub(super) async fn record_key(
-    book: &Book<'_>,
-    clock: &dyn Clock,
-    request: &Request,
-    entry_id: Uuid,
-) -> Result<(), Error> {
-    // The wallet lock serializes retries of one request, so a key recorded
-    // meanwhile by another transaction was used for another wallet.
-    if !request
-        .record(book.txn, clock, book.tenant_id(), entry_id)
-        .await?
-    {
-        return Err(Error::IdempotencyConflict);
-    }
-    Ok(())
 }
 
 // ---------------------------------------------------------------- loading
@@ -208,34 +191,37 @@ pub async fn grant(
     input: &GrantInput,
 ) -> Result<GrantOutcome, Error> {
     let txn = db.begin_write().await?;
-    let out = grant_in(&txn, clock, tenant_id, input, None, false, None).await?;
+    let made = Made {
+        source: None,
+        catch_up: false,
+    };
+    let out = grant_in(&mut Session::new(&txn), clock, tenant_id, input, made).await?;
     txn.commit().await?;
     Ok(out)
 }
 
-/// [`grant`] inside a write transaction the caller commits; `source` says
-/// what made the grant (`("order", id)`, `("allowance", id)`, …).
-/// `catch_up` lets a scheduled job grant a period already over (the grant
-/// is booked and expires at once, so the ledger tells what each missed
-/// period held).
-/// What a batch job (the allowance reset) already loaded for a grant, and
-/// the [`Flush`] it gathers the chunk's writes in: the grant's writes and
-/// its key join it instead of being written one by one.
-pub(crate) struct Batched<'a> {
-    pub flush: &'a mut Flush,
-    pub credit_system: &'a credit_system::Model,
-    pub plan_limits: PlanLimits,
+/// What made a grant that a job or an order makes.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Made<'a> {
+    /// `("order", id)`, `("allowance", id)`, …
+    pub source: Option<(&'a str, String)>,
+    /// A scheduled job may grant a period already over: the grant is booked
+    /// and expires at once, so the ledger tells what each missed period held.
+    pub catch_up: bool,
 }
 
+/// [`grant`] inside the caller's session (committed by the caller). A
+/// gathering session ([`Session::gathering`]: the allowance reset) gathers
+/// the grant's writes and its key with the rest of its chunk, and gives it
+/// the credit system and plan limits it loaded for the chunk.
 pub(crate) async fn grant_in(
-    txn: &DatabaseTransaction,
+    session: &mut Session<'_>,
     clock: &dyn Clock,
     tenant_id: Uuid,
     input: &GrantInput,
-    source: Option<(&str, String)>,
-    catch_up: bool,
-    batched: Option<Batched<'_>>,
+    made: Made<'_>,
 ) -> Result<GrantOutcome, Error> {
+    let Made { source, catch_up } = made;
     let key = IdempotencyKey::parse(&input.idempotency_key)?;
     let reason = parse_reason(&input.reason)?;
     let metadata = parse_metadata(&input.metadata)?;
@@ -257,15 +243,19 @@ pub(crate) async fn grant_in(
         return Err(bad_expiry().into());
     }
     let effective_at = given_effective_at.unwrap_or(now);
-    let (customer_id, cs) = match (&batched, &input.wallet) {
-        (
-            Some(b),
-            WalletRef {
-                customer: customers::CustomerRef::Id(customer_id),
-                credit_system: credit_systems::CreditSystemRef::Id(cs_id),
-            },
-        ) if *cs_id == b.credit_system.id => (*customer_id, b.credit_system.clone()),
-        _ => resolve(txn, tenant_id, &input.wallet).await?,
+    // A batch job told the session the credit system it loaded.
+    let known = match &input.wallet {
+        WalletRef {
+            customer: customers::CustomerRef::Id(customer_id),
+            credit_system: credit_systems::CreditSystemRef::Id(cs_id),
+        } => session
+            .credit_system(*cs_id)
+            .map(|cs| (*customer_id, cs.clone())),
+        _ => None,
+    };
+    let (customer_id, cs) = match known {
+        Some(known) => known,
+        None => resolve(session.outside_ledger(), tenant_id, &input.wallet).await?,
     };
     let amount = positive_micros(input.amount, precision(&cs), "amount")?;
     let priority = input.priority.unwrap_or(0);
@@ -285,23 +275,12 @@ pub(crate) async fn grant_in(
             &metadata,
         ),
     );
-    let open = || async {
-        Book::open(txn, tenant_id, customer_id, cs.id, now, true)
-            .await?
-            .ok_or(Error::NotFound("wallet", "customer"))
-    };
-    let mut book = open().await?;
-    let mut batched = batched;
-    if let Some(b) = &mut batched {
-        if b.flush.touches(book.wallet.id) {
-            // This wallet's earlier writes are still gathered: write them,
-            // then read it again.
-            b.flush.write(txn).await?;
-            book = open().await?;
-        }
-        book.knows_plan_limits(b.plan_limits);
-    }
+    let mut book = session
+        .open(tenant_id, customer_id, cs.id, now, true)
+        .await?
+        .ok_or(Error::NotFound("wallet", "customer"))?;
     book.knows_credit_system(&cs);
+    let txn = session.for_key(request.key().as_str()).await?;
     idempotency::replay_or::<_, Error>(
         txn,
         tenant_id,
@@ -347,17 +326,8 @@ pub(crate) async fn grant_in(
                 }
                 None => grant_id,
             };
-            match batched {
-                Some(b) => {
-                    b.flush
-                        .record_key(request.record_model(tenant_id, result_id, now));
-                    book.finish_into(b.flush).await?;
-                }
-                None => {
-                    record_key(&book, clock, &request, result_id).await?;
-                    book.finish().await?;
-                }
-            }
+            session.record_key(request.record_model(tenant_id, result_id, now));
+            session.finish(book).await?;
             Ok(GrantOutcome {
                 grant: grant.ok_or(Error::NotFound("grant", "grant"))?.try_into()?,
                 entry: entry.map(TryInto::try_into).transpose()?,
@@ -423,7 +393,7 @@ pub struct ConsumeOutcome {
 /// The hot path, in as few statements as the databases allow: the wallet
 /// locked with its customer and credit system resolved (one statement),
 /// its grants with lapsed holds and the plans' limits (one), and every
-/// write with the key's record (one: [`Flush::write`]). The key is
+/// write with the key's record (one: the [`Session`]'s write). The key is
 /// recorded with the writes rather than looked up first
 /// ([`idempotency::replay_after`]): a replay (or any refusal) rolls the
 /// attempt back and answers from the key's record, as if looked up first.
@@ -437,21 +407,25 @@ pub async fn consume(
     let attribution = input.attribution.parse()?;
     let now = clock.now();
     let txn = db.begin_write().await?;
-    let (wallet, customer_id, cs) = match Book::lock_by_ref(&txn, tenant_id, &input.wallet).await? {
-        Some((wallet, cs)) => (Some(wallet.clone()), wallet.customer_id, cs),
+    let mut session = Session::new(&txn);
+    let (book, customer_id, cs) = match session.open_by_ref(tenant_id, &input.wallet, now).await? {
+        Some((book, cs)) => (Some(book), cs.id, cs),
         // Which of the customer, the credit system or the wallet is missing.
         None => {
             let (customer_id, cs) = resolve(&*txn, tenant_id, &input.wallet).await?;
             (None, customer_id, cs)
         }
     };
+    let customer_id = match &book {
+        Some(book) => book.wallet.customer_id,
+        None => customer_id,
+    };
     let amount = positive_micros(input.amount, precision(&cs), "amount")?;
     let request = Request::new(key, "consume", &(customer_id, cs.id, amount, &attribution));
     let first = async {
-        let Some(wallet) = wallet else {
+        let Some(mut book) = book else {
             return Err(insufficient(amount, 0));
         };
-        let mut book = Book::of_locked_settled(&txn, wallet, &cs, now).await?;
         let allow_debt = book.wallet.allow_overage;
         let floor = book.plan_limits().await?.block;
         let entry = book
@@ -466,10 +440,8 @@ pub async fn consume(
             )
             .map_err(|r| refused(amount, r))?;
         let splits = book.split_models_of(entry.id);
-        let mut flush = Flush::default();
-        book.finish_into(&mut flush).await?;
-        flush.record_key(request.record_model(tenant_id, entry.id, now));
-        flush.write(&txn).await?;
+        session.record_key(request.record_model(tenant_id, entry.id, now));
+        session.finish(book).await?;
         audit_log::note_created(audit_log::Created::Entry, entry.id);
         Ok(ConsumeOutcome {
             entry: entry.try_into()?,
@@ -575,9 +547,11 @@ pub async fn void_grant(
     let reason = parse_reason(reason)?;
     let now = clock.now();
     let txn = db.begin_write().await?;
+    let mut session = Session::new(&txn);
     let grant = load_grant(&txn, tenant_id, grant_id).await?;
     let request = Request::new(key, "void", &(grant_id, &reason));
-    let mut book = Book::open_by_id(&txn, tenant_id, grant.wallet_id, now)
+    let mut book = session
+        .open_by_id(tenant_id, grant.wallet_id, now)
         .await?
         .ok_or(Error::NotFound("wallet", "grant"))?;
     let out = idempotency::replay_or::<_, Error>(
@@ -608,8 +582,8 @@ pub async fn void_grant(
                 .void(grant_id, &reason, Some(request.key().as_str()))
                 .ok_or(Error::NotFound("grant", "grant"))?;
             let grant = book.grant(grant_id).cloned();
-            record_key(&book, clock, &request, entry.id).await?;
-            book.finish().await?;
+            session.record_key(request.record_model(tenant_id, entry.id, now));
+            session.finish(book).await?;
             Ok(VoidOutcome {
                 grant: grant.ok_or(Error::NotFound("grant", "grant"))?.try_into()?,
                 entry: entry.try_into()?,
@@ -638,7 +612,9 @@ pub(crate) async fn take_back_in(
 ) -> Result<(i64, Option<Entry>), Error> {
     let now = clock.now();
     let grant = load_grant(txn, tenant_id, grant_id).await?;
-    let mut book = Book::open_by_id(txn, tenant_id, grant.wallet_id, now)
+    let mut session = Session::new(txn);
+    let mut book = session
+        .open_by_id(tenant_id, grant.wallet_id, now)
         .await?
         .ok_or(Error::NotFound("wallet", "grant"))?;
     book.settle().await?;
@@ -671,7 +647,7 @@ pub(crate) async fn take_back_in(
     if let Some(e) = &entry {
         audit_log::note_created(audit_log::Created::Entry, e.id);
     }
-    book.finish().await?;
+    session.finish(book).await?;
     Ok((taken, entry.map(Entry::try_from).transpose()?))
 }
 
@@ -706,13 +682,15 @@ pub async fn adjust(
     let reason = parse_reason(&input.reason)?;
     let now = clock.now();
     let txn = db.begin_write().await?;
+    let mut session = Session::new(&txn);
     let (customer_id, cs) = resolve(&txn, tenant_id, &input.wallet).await?;
     let amount = to_micros(input.amount, precision(&cs), "amount")?;
     if amount == 0 {
         return Err(Invalid::new("amount", "must not be 0").into());
     }
     let request = Request::new(key, "adjust", &(customer_id, cs.id, amount, &reason));
-    let mut book = Book::open(&txn, tenant_id, customer_id, cs.id, now, true)
+    let mut book = session
+        .open(tenant_id, customer_id, cs.id, now, true)
         .await?
         .ok_or(Error::NotFound("wallet", "customer"))?;
     let replay = async |entry_id| {
@@ -769,8 +747,8 @@ pub async fn adjust(
             (entry, None)
         };
         let grant = grant_id.and_then(|id| book.grant(id).cloned());
-        record_key(&book, clock, &request, entry.id).await?;
-        book.finish().await?;
+        session.record_key(request.record_model(tenant_id, entry.id, now));
+        session.finish(book).await?;
         Ok(AdjustOutcome {
             entry: entry.try_into()?,
             grant: grant.map(Grant::try_from).transpose()?,
@@ -815,11 +793,13 @@ pub async fn refund_usage(
     let reason = parse_reason(&input.reason)?;
     let now = clock.now();
     let txn = db.begin_write().await?;
+    let mut session = Session::new(&txn);
     let usage = load_entry(&txn, tenant_id, input.entry_id).await?;
     if usage.entry_type != EntryType::Usage.as_str() {
         return Err(Invalid::new("entry", "only USAGE entries can be refunded").into());
     }
-    let mut book = Book::open_by_id(&txn, tenant_id, usage.wallet_id, now)
+    let mut book = session
+        .open_by_id(tenant_id, usage.wallet_id, now)
         .await?
         .ok_or(Error::NotFound("wallet", "entry"))?;
     let precision = precision_of_wallet(&txn, &book.wallet).await?;
@@ -918,8 +898,8 @@ pub async fn refund_usage(
             .iter()
             .filter_map(|(id, _)| book.grant(*id).cloned().map(Grant::try_from))
             .collect::<Result<_, _>>()?;
-        record_key(&book, clock, &request, entry.id).await?;
-        book.finish().await?;
+        session.record_key(request.record_model(tenant_id, entry.id, now));
+        session.finish(book).await?;
         Ok(RefundOutcome {
             entry: entry.try_into()?,
             grants,
@@ -963,6 +943,7 @@ pub async fn create_hold(
     let now = clock.now();
     let expires_at = crate::input::time("expiresAt", input.expires_at)?;
     let txn = db.begin_write().await?;
+    let mut session = Session::new(&txn);
     let (customer_id, cs) = resolve(&txn, tenant_id, &input.wallet).await?;
     let amount = positive_micros(input.amount, precision(&cs), "amount")?;
     let request = Request::new(
@@ -970,7 +951,9 @@ pub async fn create_hold(
         "hold",
         &(customer_id, cs.id, amount, expires_at, &attribution),
     );
-    let book = Book::open(&txn, tenant_id, customer_id, cs.id, now, false).await?;
+    let book = session
+        .open(tenant_id, customer_id, cs.id, now, false)
+        .await?;
     let out = idempotency::replay_or::<_, Error>(
         &txn,
         tenant_id,
@@ -999,8 +982,8 @@ pub async fn create_hold(
                 )
                 .await?
                 .map_err(|r| refused(amount, r))?;
-            record_key(&book, clock, &request, entry.id).await?;
-            book.finish().await?;
+            session.record_key(request.record_model(tenant_id, entry.id, now));
+            session.finish(book).await?;
             Ok(HoldOutcome {
                 hold: hold.try_into()?,
                 entry: Some(entry.try_into()?),
@@ -1067,9 +1050,11 @@ async fn settle_hold(
     };
     let now = clock.now();
     let txn = db.begin_write().await?;
+    let mut session = Session::new(&txn);
     let hold = load_hold(&txn, tenant_id, hold_id).await?;
     let pays_invoice = hold.invoice_id.is_some();
-    let mut book = Book::open_by_id(&txn, tenant_id, hold.wallet_id, now)
+    let mut book = session
+        .open_by_id(tenant_id, hold.wallet_id, now)
         .await?
         .ok_or(Error::NotFound("wallet", "hold"))?;
     let captured = match capture {
@@ -1101,7 +1086,7 @@ async fn settle_hold(
         match (status, captured) {
             (HoldStatus::Active, _) => {}
             (HoldStatus::Released, None) => {
-                book.finish().await?;
+                session.finish(book).await?;
                 return Ok(HoldOutcome {
                     hold: hold.try_into()?,
                     entry: None,
@@ -1129,8 +1114,8 @@ async fn settle_hold(
         let (hold, entry) = book
             .return_hold(hold, captured, Some(request.key().as_str()))
             .await?;
-        record_key(&book, clock, &request, entry.id).await?;
-        book.finish().await?;
+        session.record_key(request.record_model(tenant_id, entry.id, now));
+        session.finish(book).await?;
         Ok(HoldOutcome {
             hold: hold.try_into()?,
             entry: Some(entry.try_into()?),
@@ -1154,8 +1139,8 @@ pub async fn settle_wallets(db: &Db, clock: &dyn Clock, wallet_ids: &[Uuid]) -> 
     let txn = db.begin_write().await?;
     let now = clock.now();
     // Every read below answers for the whole chunk in one statement, and
-    // `Flush` writes the chunk's books together: a constant number of
-    // statements per chunk, not per wallet.
+    // a gathering session writes the chunk's books together: a constant
+    // number of statements per chunk, not per wallet.
     let locked: Vec<wallet::Model> = wallet::Entity::find()
         .filter(wallet::Column::Id.is_in(wallet_ids.iter().copied()))
         .order_by_asc(wallet::Column::Id)
@@ -1206,23 +1191,23 @@ pub async fn settle_wallets(db: &Db, clock: &dyn Clock, wallet_ids: &[Uuid]) -> 
         .collect();
     let limits = super::read::plans_low_credit_limits_of(&txn, &customers, now).await?;
     let settled = locked.len() as u64;
-    let mut flush = Flush::default();
+    let mut session = Session::gathering(&txn);
+    for cs in credit_systems.values() {
+        session.knows_credit_system(cs);
+    }
     for w in locked {
         let key = (w.customer_id, w.credit_system_id);
-        let (id, cs_id) = (w.id, w.credit_system_id);
-        let mut book = Book::of_locked(&txn, w, grants.remove(&id).unwrap_or_default(), now);
-        book.knows_plan_limits(limits.get(&key).copied().unwrap_or_default());
-        if let Some(cs) = credit_systems.get(&cs_id) {
-            book.knows_credit_system(cs);
-        }
+        session.knows_plan_limits(key.0, key.1, limits.get(&key).copied().unwrap_or_default());
+        let id = w.id;
+        let mut book = session.adopt(w, grants.remove(&id).unwrap_or_default(), now)?;
         if with_lapsed_holds.contains(&id) {
             book.settle().await?;
         } else {
             book.book_time();
         }
-        book.finish_into(&mut flush).await?;
+        session.finish(book).await?;
     }
-    flush.write(&txn).await?;
+    session.close().await?;
     txn.commit().await?;
     Ok(settled)
 }
@@ -1236,7 +1221,9 @@ pub(crate) async fn ensure_wallet_in(
     credit_system_id: Uuid,
     now: DateTime<Utc>,
 ) -> Result<(), Error> {
-    Book::open(txn, tenant_id, customer_id, credit_system_id, now, true).await?;
+    Session::new(txn)
+        .open(tenant_id, customer_id, credit_system_id, now, true)
+        .await?;
     Ok(())
 }
 
@@ -1263,6 +1250,7 @@ pub async fn configure_wallet(
 ) -> Result<Wallet, Error> {
     let now = clock.now();
     let txn = db.begin_write().await?;
+    let mut session = Session::new(&txn);
     let (customer_id, cs) = resolve(&txn, tenant_id, wallet).await?;
     let threshold = match &options.low_balance_threshold {
         Some(Some(t)) => {
@@ -1282,7 +1270,8 @@ pub async fn configure_wallet(
         Some(None) => Some(None),
         None => None,
     };
-    let book = Book::open(&txn, tenant_id, customer_id, cs.id, now, true)
+    let book = session
+        .open(tenant_id, customer_id, cs.id, now, true)
         .await?
         .ok_or(Error::NotFound("wallet", "customer"))?;
     let mut active = book.wallet.into_active_model();

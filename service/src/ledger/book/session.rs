@@ -1,0 +1,463 @@
+//! The ledger's write session: the one way to read or write ledger state
+//! inside a write transaction.
+//!
+//! A [`Session`] wraps the transaction. Callers say *what* — open a wallet's
+//! [`Book`] (grant, spend, expire, hold, void… on it), finish it, record an
+//! idempotency key, add an outbox event — and the session decides *how*:
+//!
+//! - [`Session::new`] writes each finished book at once, with the keys and
+//!   events recorded before it, in one combined statement where the
+//!   database allows ([`Flush`]): the API's one-wallet operations.
+//! - [`Session::gathering`] keeps finished books' writes pending and writes
+//!   them together — a constant number of statements for many wallets: the
+//!   allowance reset and the expiry sweep.
+//!
+//! Pending rows are never read stale: opening a wallet whose writes are
+//! pending writes them first, and every other read of ledger tables goes
+//! through [`Session::read`], which writes whatever is pending before it
+//! hands out the transaction. The rule the callers used to remember ("write
+//! the gathered rows before you read") lives here, once.
+//!
+//! [`Session::outside_ledger`] hands out the transaction without writing
+//! for the tables the ledger never writes (subscriptions, allowance
+//! periods, orders, the catalog): reading them can't see a pending row.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use entity::{credit_grant, credit_system, idempotency_record, outbox_event, wallet};
+use sea_orm::{DatabaseTransaction, DbErr};
+use uuid::Uuid;
+
+use super::{Book, Flush, PlanLimits};
+use crate::ledger::{Error, WalletRef};
+
+/// When a session writes what its books did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// At each [`Session::finish`].
+    EachBook,
+    /// When a read needs it, and at [`Session::close`].
+    Gathered,
+}
+
+/// See the [module documentation](self).
+pub(crate) struct Session<'t> {
+    txn: &'t DatabaseTransaction,
+    mode: Mode,
+    pending: Flush,
+    /// Credit systems and plan limits the caller loaded for many wallets at
+    /// once (a batch job), given to each book opened for them.
+    credit_systems: HashMap<Uuid, credit_system::Model>,
+    plan_limits: HashMap<(Uuid, Uuid), PlanLimits>,
+}
+
+impl<'t> Session<'t> {
+    /// A session that writes each book when it is finished.
+    pub fn new(txn: &'t DatabaseTransaction) -> Self {
+        Self::with_mode(txn, Mode::EachBook)
+    }
+
+    /// A session that gathers the books' writes and writes them together:
+    /// before a read that could see them, and at [`Session::close`].
+    pub fn gathering(txn: &'t DatabaseTransaction) -> Self {
+        Self::with_mode(txn, Mode::Gathered)
+    }
+
+    fn with_mode(txn: &'t DatabaseTransaction, mode: Mode) -> Self {
+        Session {
+            txn,
+            mode,
+            pending: Flush::default(),
+            credit_systems: HashMap::new(),
+            plan_limits: HashMap::new(),
+        }
+    }
+
+    /// The transaction, for a read of ledger tables (grants, entries,
+    /// holds, wallets, keys): what is pending is written first.
+    pub async fn read(&mut self) -> Result<&'t DatabaseTransaction, Error> {
+        self.write_pending().await?;
+        Ok(self.txn)
+    }
+
+    /// The transaction, to check an idempotency key and read what it names
+    /// (a key is written with its rows): written first if the key waits
+    /// here to be recorded.
+    pub async fn for_key(&mut self, key: &str) -> Result<&'t DatabaseTransaction, Error> {
+        if self.pending.has_key(key) {
+            self.write_pending().await?;
+        }
+        Ok(self.txn)
+    }
+
+    /// The transaction, for the tables the ledger never writes
+    /// (subscriptions, allowance periods, orders, the catalog). Nothing is
+    /// written first; a read of a ledger table here could miss pending rows
+    /// — use [`Session::read`] for those.
+    pub fn outside_ledger(&self) -> &'t DatabaseTransaction {
+        self.txn
+    }
+
+    /// Tells the session a credit system the caller has loaded: books of
+    /// its wallets opened here won't look it up again.
+    pub fn knows_credit_system(&mut self, cs: &credit_system::Model) {
+        self.credit_systems
+            .entry(cs.id)
+            .or_insert_with(|| cs.clone());
+    }
+
+    /// A credit system this session was told of.
+    pub fn credit_system(&self, id: Uuid) -> Option<&credit_system::Model> {
+        self.credit_systems.get(&id)
+    }
+
+    /// Tells the session the plans' low-credit limits for one
+    /// (customer, credit system), which the caller loaded for many at once.
+    pub fn knows_plan_limits(&mut self, customer_id: Uuid, cs_id: Uuid, limits: PlanLimits) {
+        self.plan_limits.insert((customer_id, cs_id), limits);
+    }
+
+    /// Locks the wallet of (customer, credit system) and opens its book,
+    /// creating the wallet first if `create`. `None`: no such wallet. Its
+    /// pending writes, if any, are written first.
+    pub async fn open(
+        &mut self,
+        tenant_id: Uuid,
+        customer_id: Uuid,
+        credit_system_id: Uuid,
+        now: DateTime<Utc>,
+        create: bool,
+    ) -> Result<Option<Book<'t>>, Error> {
+        if self.pending.touches_pair(customer_id, credit_system_id) {
+            self.write_pending().await?;
+        }
+        let book = Book::open(
+            self.txn,
+            tenant_id,
+            customer_id,
+            credit_system_id,
+            now,
+            create,
+        )
+        .await?;
+        Ok(book.map(|b| self.told(b)))
+    }
+
+    /// Locks a wallet by id and opens its book (its pending writes, if any,
+    /// written first). `None`: no such wallet in this tenant.
+    pub async fn open_by_id(
+        &mut self,
+        tenant_id: Uuid,
+        wallet_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Book<'t>>, Error> {
+        if self.pending.touches(wallet_id) {
+            self.write_pending().await?;
+        }
+        let book = Book::open_by_id(self.txn, tenant_id, wallet_id, now).await?;
+        Ok(book.map(|b| self.told(b)))
+    }
+
+    /// Locks the wallet a reference names with its credit system, in one
+    /// statement, and opens its book with its state read in one more
+    /// ([`Book::lock_by_ref`], [`Book::of_locked_settled`]): the hot path.
+    /// `None`: the customer, the credit system or the wallet does not exist.
+    pub async fn open_by_ref(
+        &mut self,
+        tenant_id: Uuid,
+        wallet: &WalletRef,
+        now: DateTime<Utc>,
+    ) -> Result<Option<(Book<'t>, credit_system::Model)>, Error> {
+        // A reference can't be matched against pending wallets before it is
+        // resolved: write them (none on the API's paths).
+        self.write_pending().await?;
+        let Some((wallet, cs)) = Book::lock_by_ref(self.txn, tenant_id, wallet).await? else {
+            return Ok(None);
+        };
+        let book = Book::of_locked_settled(self.txn, wallet, &cs, now).await?;
+        Ok(Some((book, cs)))
+    }
+
+    /// Books for wallets the caller locked and loaded in bulk (the expiry
+    /// sweep: one statement for the wallets, one for their grants). A
+    /// wallet whose writes are pending here is refused: its loaded rows
+    /// would be stale.
+    pub fn adopt(
+        &mut self,
+        wallet: wallet::Model,
+        grants: Vec<credit_grant::Model>,
+        now: DateTime<Utc>,
+    ) -> Result<Book<'t>, Error> {
+        if self.pending.touches(wallet.id) {
+            return Err(Error::Db(DbErr::Custom(
+                "a wallet with pending writes was loaded outside its session".into(),
+            )));
+        }
+        Ok(self.told(Book::of_locked(self.txn, wallet, grants, now)))
+    }
+
+    fn told(&self, mut book: Book<'t>) -> Book<'t> {
+        let (customer_id, cs_id) = (book.wallet.customer_id, book.wallet.credit_system_id);
+        if let Some(cs) = self.credit_systems.get(&cs_id) {
+            book.knows_credit_system(cs);
+        }
+        if let Some(limits) = self.plan_limits.get(&(customer_id, cs_id)) {
+            book.knows_plan_limits(*limits);
+        }
+        book
+    }
+
+    /// An idempotency key to record with the next write (the book it names
+    /// is finished after it): a key another
+    /// transaction recorded meanwhile makes that write an
+    /// `IDEMPOTENCY_CONFLICT` (the caller rolls back).
+    pub fn record_key(&mut self, key: idempotency_record::Model) {
+        self.pending.record_key(key);
+    }
+
+    /// An outbox event: written at once by a [`Session::new`], gathered by
+    /// a [`Session::gathering`].
+    pub async fn event(&mut self, event: outbox_event::ActiveModel) -> Result<(), Error> {
+        self.pending.event(event);
+        if self.mode == Mode::EachBook {
+            self.write_pending().await?;
+        }
+        Ok(())
+    }
+
+    /// Finishes a book: its entries, grants, events and the wallet's new
+    /// cache are written now ([`Session::new`]) or gathered
+    /// ([`Session::gathering`]). Returns the wallet as it will be stored.
+    pub async fn finish(&mut self, book: Book<'t>) -> Result<wallet::Model, Error> {
+        let wallet = book.finish_into(&mut self.pending).await?;
+        if self.mode == Mode::EachBook {
+            self.write_pending().await?;
+        }
+        Ok(wallet)
+    }
+
+    /// Writes what is pending; the session stays usable.
+    async fn write_pending(&mut self) -> Result<(), Error> {
+        if !self.pending.is_empty() {
+            self.pending.write(self.txn).await?;
+        }
+        Ok(())
+    }
+
+    /// Writes what is pending and ends the session; the caller commits.
+    pub async fn close(mut self) -> Result<(), Error> {
+        self.write_pending().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+    use entity::credit_grant;
+    use rust_decimal::Decimal;
+    use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+
+    use super::*;
+    use crate::{
+        Clock, FixedClock,
+        credit_systems::{self, CreditSystemRef, Kind, NewCreditSystem},
+        customers::{self, CustomerRef, NewCustomer},
+        ledger::{Category, GrantInput, Made, audit, grant_in},
+        tenants,
+        testing::TestDb,
+    };
+
+    struct World {
+        t: TestDb,
+        clock: FixedClock,
+        tenant_id: Uuid,
+        wallet: WalletRef,
+        customer_id: Uuid,
+        cs_id: Uuid,
+    }
+
+    async fn world() -> World {
+        let t = TestDb::new().await;
+        let clock = FixedClock::new(Utc.with_ymd_and_hms(2026, 1, 31, 12, 0, 0).unwrap());
+        let tenant = tenants::create(&t.db, &clock, "acme-corp").await.unwrap();
+        let cs = credit_systems::create(
+            &t.db,
+            &clock,
+            tenant.id,
+            &NewCreditSystem {
+                key: "tokens".into(),
+                name: "AI tokens".into(),
+                description: String::new(),
+                unit_singular: "token".into(),
+                unit_plural: "tokens".into(),
+                precision: 0,
+                kind: Kind::Units,
+                currency: None,
+            },
+        )
+        .await
+        .unwrap();
+        let customer = customers::create(
+            &t.db,
+            &clock,
+            tenant.id,
+            &NewCustomer {
+                external_id: "acme".into(),
+                name: "Acme".into(),
+                email: None,
+                metadata: None,
+                parent: None,
+            },
+        )
+        .await
+        .unwrap();
+        World {
+            wallet: WalletRef {
+                customer: CustomerRef::Id(customer.id),
+                credit_system: CreditSystemRef::Id(cs.id),
+            },
+            customer_id: customer.id,
+            cs_id: cs.id,
+            t,
+            clock,
+            tenant_id: tenant.id,
+        }
+    }
+
+    fn input(w: &World, amount: i64, key: &str) -> GrantInput {
+        GrantInput {
+            wallet: w.wallet.clone(),
+            amount: Decimal::from(amount),
+            category: Category::Promotional,
+            effective_at: None,
+            expires_at: None,
+            priority: None,
+            cost_basis: None,
+            reason: "test".into(),
+            metadata: None,
+            idempotency_key: key.into(),
+        }
+    }
+
+    async fn grants_stored(txn: &DatabaseTransaction, tenant_id: Uuid) -> u64 {
+        credit_grant::Entity::find()
+            .filter(credit_grant::Column::TenantId.eq(tenant_id))
+            .count(txn)
+            .await
+            .unwrap()
+    }
+
+    /// The stale-read rule, enforced: inside a gathering session, whatever
+    /// reads the ledger — opening a wallet again, a grant through it, a
+    /// read of its tables — sees the writes still pending in the session.
+    #[tokio::test]
+    async fn a_read_in_a_session_sees_its_own_pending_writes() {
+        let w = world().await;
+        let (clock, tenant_id) = (&w.clock, w.tenant_id);
+        let now = w.clock.now();
+        let txn = w.t.db.begin_write().await.unwrap();
+        let mut session = Session::gathering(&txn);
+        grant_in(
+            &mut session,
+            clock,
+            tenant_id,
+            &input(&w, 10, "g-1"),
+            Made::default(),
+        )
+        .await
+        .unwrap();
+        // Gathered: not in the database yet.
+        assert_eq!(grants_stored(session.outside_ledger(), tenant_id).await, 0);
+
+        // Opening the wallet again sees the first grant.
+        let book = session
+            .open(tenant_id, w.customer_id, w.cs_id, now, false)
+            .await
+            .unwrap()
+            .expect("the wallet exists");
+        assert_eq!(book.available(), 10_000_000);
+        assert_eq!(book.wallet.last_seq, 1);
+        session.finish(book).await.unwrap();
+
+        // A second grant through the session appends after the first.
+        grant_in(
+            &mut session,
+            clock,
+            tenant_id,
+            &input(&w, 5, "g-2"),
+            Made::default(),
+        )
+        .await
+        .unwrap();
+        // A read of the ledger's tables sees both.
+        assert_eq!(
+            grants_stored(session.read().await.unwrap(), tenant_id).await,
+            2
+        );
+
+        // Its key, pending, is seen by the check of the same key: a replay,
+        // not a second grant.
+        let again = grant_in(
+            &mut session,
+            clock,
+            tenant_id,
+            &input(&w, 5, "g-2"),
+            Made::default(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(again.grant.amount, Decimal::from(5));
+        session.close().await.unwrap();
+        let wallet_id = entity::wallet::Entity::find()
+            .filter(entity::wallet::Column::TenantId.eq(tenant_id))
+            .one(&*txn)
+            .await
+            .unwrap()
+            .unwrap()
+            .id;
+        txn.commit().await.unwrap();
+
+        let stored = entity::wallet::Entity::find_by_id(wallet_id)
+            .one(w.t.db.reader())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(stored.balance_micros, 15_000_000);
+        assert_eq!(stored.last_seq, 2);
+        let problems = audit::verify_wallet(w.t.db.reader(), tenant_id, wallet_id)
+            .await
+            .unwrap();
+        assert!(problems.is_empty(), "{problems:?}");
+    }
+
+    /// A wallet loaded in bulk while its writes wait in the session would
+    /// be stale: the session refuses to make a book of it.
+    #[tokio::test]
+    async fn a_pending_wallet_loaded_in_bulk_is_refused() {
+        let w = world().await;
+        let now = w.clock.now();
+        let txn = w.t.db.begin_write().await.unwrap();
+        let mut session = Session::gathering(&txn);
+        grant_in(
+            &mut session,
+            &w.clock,
+            w.tenant_id,
+            &input(&w, 10, "g-1"),
+            Made::default(),
+        )
+        .await
+        .unwrap();
+        let wallet = entity::wallet::Entity::find()
+            .filter(entity::wallet::Column::TenantId.eq(w.tenant_id))
+            .one(&*txn)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(session.adopt(wallet.clone(), Vec::new(), now).is_err());
+        session.close().await.unwrap();
+        // Once written, it may be.
+        let mut session = Session::gathering(&txn);
+        assert!(session.adopt(wallet, Vec::new(), now).is_ok());
+    }
+}
