@@ -27,7 +27,7 @@ use uuid::Uuid;
 use super::{
     Attribution, Category, EntryType, HoldStatus, WalletRef,
     burn::{self, Block},
-    read::{columns_as, statement, wallet_state},
+    read::{PlanLimits, columns_as, statement, wallet_state},
 };
 use crate::{
     amount::from_micros,
@@ -137,15 +137,6 @@ pub(crate) struct Book<'t> {
     plan_limits: Option<PlanLimits>,
     /// The credit system's own low-balance threshold, once known.
     credit_system_threshold: Option<Option<i64>>,
-}
-
-/// The highest `lowCreditLimit` among the customer's active plans for this
-/// credit system: `block` among `BLOCK` limits (the spending floor), `any`
-/// among all (the low-balance threshold when the wallet sets none).
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct PlanLimits {
-    pub block: Option<i64>,
-    pub any: Option<i64>,
 }
 
 impl<'t> Book<'t> {

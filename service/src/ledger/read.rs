@@ -21,6 +21,15 @@ use crate::{
     pagination::{Page, PageRequest},
 };
 
+/// The highest `lowCreditLimit` among the customer's active plans for this
+/// credit system: `block` among `BLOCK` limits (the spending floor), `any`
+/// among all (the low-balance threshold when the wallet sets none).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct PlanLimits {
+    pub block: Option<i64>,
+    pub any: Option<i64>,
+}
+
 /// `?` placeholders become `$1, $2, …` on PostgreSQL. Public so tests run
 /// the SQL of [`super::live::GrantSql`] as the reads do.
 pub fn statement(backend: DatabaseBackend, sql: &str, values: Vec<Value>) -> Statement {
@@ -61,7 +70,7 @@ pub(crate) async fn plans_low_credit_limits(
     customer_id: Uuid,
     credit_system_id: Uuid,
     now: DateTime<Utc>,
-) -> Result<super::book::PlanLimits, DbErr> {
+) -> Result<PlanLimits, DbErr> {
     let sql = format!(
         "SELECT {PLAN_LIMITS} {PLAN_LIMITS_FROM} \
          AND s.customer_id = ? AND pc.credit_system_id = ?"
@@ -78,7 +87,7 @@ pub(crate) async fn plans_low_credit_limits(
         .await?;
     Ok(match row {
         Some(row) => plan_limits_of_row(&row)?,
-        None => super::book::PlanLimits::default(),
+        None => PlanLimits::default(),
     })
 }
 
@@ -90,7 +99,7 @@ pub(crate) struct WalletState {
     /// Whether an active hold is past its deadline (the book must settle it).
     pub lapsed_holds: bool,
     /// [`plans_low_credit_limits`] of the wallet.
-    pub limits: super::book::PlanLimits,
+    pub limits: PlanLimits,
 }
 
 /// `alias.col AS "prefix" || col` for every column of `E`, so rows of two
@@ -143,7 +152,7 @@ pub(crate) async fn wallet_state(
     let mut state = WalletState {
         grants: Vec::with_capacity(rows.len()),
         lapsed_holds: false,
-        limits: super::book::PlanLimits::default(),
+        limits: PlanLimits::default(),
     };
     for (i, row) in rows.iter().enumerate() {
         if i == 0 {
@@ -171,8 +180,8 @@ const PLAN_LIMITS_FROM: &str = "\
     FROM subscription s JOIN plan_credit pc ON pc.plan_id = s.plan_id AND pc.tenant_id = s.tenant_id \
     WHERE s.tenant_id = ? AND s.started_at <= ? AND (s.cancel_at IS NULL OR s.cancel_at > ?)";
 
-fn plan_limits_of_row(row: &sea_orm::QueryResult) -> Result<super::book::PlanLimits, DbErr> {
-    Ok(super::book::PlanLimits {
+fn plan_limits_of_row(row: &sea_orm::QueryResult) -> Result<PlanLimits, DbErr> {
+    Ok(PlanLimits {
         block: row.try_get::<Option<i64>>("", "block_micros")?,
         any: row.try_get::<Option<i64>>("", "any_micros")?,
     })
@@ -185,7 +194,7 @@ pub(crate) async fn plans_low_credit_limits_of(
     conn: &impl ConnectionTrait,
     customers: &[(Uuid, Uuid)],
     now: DateTime<Utc>,
-) -> Result<HashMap<(Uuid, Uuid), super::book::PlanLimits>, DbErr> {
+) -> Result<HashMap<(Uuid, Uuid), PlanLimits>, DbErr> {
     let mut by_tenant: HashMap<Uuid, Vec<Uuid>> = HashMap::new();
     for &(tenant_id, customer_id) in customers {
         by_tenant.entry(tenant_id).or_default().push(customer_id);
