@@ -28,9 +28,9 @@ use uuid::Uuid;
 
 use crate::{
     Clock, Db,
+    db::statement,
     error::{Code, DomainError, Invalid},
     input,
-    ledger::read::statement,
     pagination::{Page, PageRequest},
 };
 

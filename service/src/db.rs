@@ -22,7 +22,7 @@ use migration::{Migrator, MigratorTrait};
 use sea_orm::{
     ActiveModelTrait, ConnectOptions, ConnectionTrait, Database, DatabaseBackend,
     DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait, ExecResult, QueryResult,
-    QueryTrait, SqliteTransactionMode, Statement, TransactionOptions, TransactionTrait,
+    QueryTrait, SqliteTransactionMode, Statement, TransactionOptions, TransactionTrait, Value,
     sea_query::{CaseStatement, Expr},
 };
 
@@ -523,4 +523,50 @@ where
         statements.push(A::Entity::insert_many(chunk).build(backend));
     }
     statements
+}
+
+/// A raw statement written with `?` placeholders, which become `$1, $2, …`
+/// on PostgreSQL (what hand-written SQL in `service` runs through).
+pub fn statement(backend: DatabaseBackend, sql: &str, values: Vec<Value>) -> Statement {
+    let sql = if backend == DatabaseBackend::Postgres {
+        let mut out = String::with_capacity(sql.len() + 16);
+        let mut n = 0;
+        for c in sql.chars() {
+            if c == '?' {
+                n += 1;
+                out.push('$');
+                out.push_str(&n.to_string());
+            } else {
+                out.push(c);
+            }
+        }
+        out
+    } else {
+        sql.to_owned()
+    };
+    Statement::from_sql_and_values(backend, sql, values)
+}
+
+/// `alias.col AS "prefix" || col` for every column of `E`, so rows of two
+/// tables read in one statement part again with `from_query_result(row,
+/// prefix)`.
+pub fn columns_as<E: EntityTrait>(alias: &str, prefix: &str) -> String {
+    use sea_orm::{IdenStatic, Iterable};
+    E::Column::iter()
+        .map(|c| format!("{alias}.\"{0}\" AS \"{prefix}{0}\"", c.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_numbered_for_postgres() {
+        let s = statement(DatabaseBackend::Postgres, "a = ? AND b IN (?, ?)", vec![]);
+        assert_eq!(s.sql, "a = $1 AND b IN ($2, $3)");
+        let s = statement(DatabaseBackend::Sqlite, "a = ?", vec![]);
+        assert_eq!(s.sql, "a = ?");
+    }
 }

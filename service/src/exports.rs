@@ -10,8 +10,9 @@ use uuid::Uuid;
 use crate::{
     Db,
     amount::from_micros,
+    db::statement,
     ids::{self, Kind},
-    ledger::{EntryType, read::statement},
+    ledger::EntryType,
     reports::Scope,
 };
 

@@ -31,6 +31,7 @@
 //! truncated to microseconds (the precision both databases store), and
 //! ranges are `[start, end)`.
 
+pub mod alert_percents;
 pub mod allowances;
 pub mod amount;
 pub mod api_keys;

@@ -36,8 +36,9 @@ use crate::{
     Clock, Db,
     amount::from_micros,
     customers,
+    db::statement,
     error::{Code, DomainError, Invalid},
-    ledger::{EntryType, read::statement},
+    ledger::EntryType,
     tenants,
 };
 

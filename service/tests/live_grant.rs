@@ -75,7 +75,7 @@ async fn select(
     let sql = format!(
         "SELECT {column}reason AS reason FROM {table} WHERE {column}wallet_id = ? AND {condition}"
     );
-    conn.query_all_raw(read::statement(conn.get_database_backend(), &sql, values))
+    conn.query_all_raw(service::db::statement(conn.get_database_backend(), &sql, values))
         .await
         .unwrap()
         .iter()

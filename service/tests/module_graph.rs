@@ -45,33 +45,6 @@ use std::path::Path;
 /// once the edge goes.
 const KNOWN_SERVICE: &[Known] = &[
     Known {
-        from: "ledger/read",
-        to: "ledger/book",
-        why: "read.rs builds book::PlanLimits (plans_low_credit_limits, WalletState); \
-              move PlanLimits from book.rs into read.rs or ledger/mod.rs",
-    },
-    Known {
-        from: "customers",
-        to: "ledger",
-        why: "customers.rs builds SQL with ledger::read::statement, a database helper \
-              and no ledger rule; move statement (and columns_as) from ledger/read.rs \
-              to db.rs",
-    },
-    Known {
-        from: "ledger",
-        to: "notifications",
-        why: "the wallet view and wallet options (ledger/mod.rs, ops.rs) read and write \
-              usage-alert percents with notifications::usage::{from_json, to_json, \
-              validate_percents}; move those, the stored form of a percent list, out of \
-              notifications/usage.rs into a room below both",
-    },
-    Known {
-        from: "catalog",
-        to: "notifications",
-        why: "catalog/plan_credits.rs reads and writes usage-alert percents with \
-              notifications::usage; the same move as ledger -> notifications",
-    },
-    Known {
         from: "auto_top_up",
         to: "notifications",
         why: "auto_top_up's wallet-check queue (request, run_due) also runs the usage-% \

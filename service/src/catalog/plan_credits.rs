@@ -216,7 +216,7 @@ impl PlanCredit {
         let usage_alert_percents = m
             .usage_alert_percents
             .as_ref()
-            .map(|v| crate::notifications::usage::from_json("plan_credit", id, v))
+            .map(|v| crate::alert_percents::from_json("plan_credit", id, v))
             .transpose()?;
         Ok(Self {
             id: m.id,
@@ -282,8 +282,8 @@ fn validate_terms(
         ));
     }
     if let Some(p) = &terms.usage_alert_percents {
-        row.usage_alert_percents = Set(Some(crate::notifications::usage::to_json(
-            &crate::notifications::usage::validate_percents("usageAlertPercents", p)?,
+        row.usage_alert_percents = Set(Some(crate::alert_percents::to_json(
+            &crate::alert_percents::validate_percents("usageAlertPercents", p)?,
         )));
     }
     if let Some(a) = &terms.included {

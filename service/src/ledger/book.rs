@@ -27,13 +27,13 @@ use uuid::Uuid;
 use super::{
     Attribution, Category, EntryType, HoldStatus, WalletRef,
     burn::{self, Block},
-    read::{PlanLimits, columns_as, statement, wallet_state},
+    read::{PlanLimits, wallet_state},
 };
 use crate::{
     amount::from_micros,
     credit_systems::CreditSystemRef,
     customers::CustomerRef,
-    db::{by_id, insert_statements},
+    db::{by_id, columns_as, insert_statements, statement},
     error::Invalid,
     outbox::{self, EventType},
 };

@@ -255,7 +255,7 @@ impl Wallet {
     pub fn usage_alert_percents(&self) -> Result<Option<Vec<Decimal>>, DbErr> {
         self.usage_alert_percents
             .as_ref()
-            .map(|v| crate::notifications::usage::from_json("wallet", self.id, v))
+            .map(|v| crate::alert_percents::from_json("wallet", self.id, v))
             .transpose()
     }
 }

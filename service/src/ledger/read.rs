@@ -7,16 +7,14 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use entity::{credit_grant, credit_hold, entry_split, ledger_entry, wallet};
-use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseBackend, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    Statement, Value,
-};
+use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, Value};
 use uuid::Uuid;
 
 use super::{Balance, Category, Entry, EntryType, Grant, Hold, Split, Wallet, live::GrantSql};
 use crate::{
     Db,
     amount::from_micros,
+    db::{columns_as, statement},
     error::known,
     pagination::{Page, PageRequest},
 };
@@ -28,28 +26,6 @@ use crate::{
 pub(crate) struct PlanLimits {
     pub block: Option<i64>,
     pub any: Option<i64>,
-}
-
-/// `?` placeholders become `$1, $2, …` on PostgreSQL. Public so tests run
-/// the SQL of [`super::live::GrantSql`] as the reads do.
-pub fn statement(backend: DatabaseBackend, sql: &str, values: Vec<Value>) -> Statement {
-    let sql = if backend == DatabaseBackend::Postgres {
-        let mut out = String::with_capacity(sql.len() + 16);
-        let mut n = 0;
-        for c in sql.chars() {
-            if c == '?' {
-                n += 1;
-                out.push('$');
-                out.push_str(&n.to_string());
-            } else {
-                out.push(c);
-            }
-        }
-        out
-    } else {
-        sql.to_owned()
-    };
-    Statement::from_sql_and_values(backend, sql, values)
 }
 
 fn list(n: usize) -> String {
@@ -100,17 +76,6 @@ pub(crate) struct WalletState {
     pub lapsed_holds: bool,
     /// [`plans_low_credit_limits`] of the wallet.
     pub limits: PlanLimits,
-}
-
-/// `alias.col AS "prefix" || col` for every column of `E`, so rows of two
-/// tables read in one statement part again with `from_query_result(row,
-/// prefix)`.
-pub(crate) fn columns_as<E: EntityTrait>(alias: &str, prefix: &str) -> String {
-    use sea_orm::{IdenStatic, Iterable};
-    E::Column::iter()
-        .map(|c| format!("{alias}.\"{0}\" AS \"{prefix}{0}\"", c.as_str()))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// The state a write to a locked wallet needs, in one statement: its grants
@@ -713,17 +678,4 @@ pub async fn wallet_of(
         .one(db.reader())
         .await?
         .map(Into::into))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn placeholders_are_numbered_for_postgres() {
-        let s = statement(DatabaseBackend::Postgres, "a = ? AND b IN (?, ?)", vec![]);
-        assert_eq!(s.sql, "a = $1 AND b IN ($2, $3)");
-        let s = statement(DatabaseBackend::Sqlite, "a = ?", vec![]);
-        assert_eq!(s.sql, "a = ?");
-    }
 }

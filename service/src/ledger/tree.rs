@@ -24,7 +24,8 @@ use sea_orm::{ConnectionTrait, DbErr, EntityTrait, Value};
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::read::{self, statement};
+use super::read;
+use crate::db::statement;
 use crate::{Db, amount::from_micros, error::Invalid};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -17,8 +17,10 @@
 //! the plan that warns earliest wins; an empty list only when every plan
 //! says off), else [`DEFAULT_PERCENTS`].
 //!
-//! **When**: after [`super::dispatch`] commits a batch, the wallets whose
-//! `credits.consumed` events it dispatched are [`evaluate`]d (one usage
+//! **When**: the dispatch transaction that marks a batch's `credits.consumed`
+//! events dispatched queues a check per wallet ([`crate::auto_top_up`]'s
+//! `wallet_check` rows, retried until done); running the due checks
+//! [`evaluate`]s them first (one usage
 //! query per tenant in the batch). When usage reached a threshold above the
 //! level already told, one short write transaction moves the wallet's
 //! alert state — conditionally on the state read, so two workers never both
@@ -44,7 +46,6 @@ use uuid::Uuid;
 use crate::{
     Clock, Db,
     amount::from_micros,
-    error::{Invalid, unknown},
     outbox::{self, EventType},
 };
 
@@ -55,71 +56,7 @@ pub const DEFAULT_PERCENTS: [Decimal; 3] = [
     Decimal::from_parts(100, 0, 0, false, 0),
 ];
 
-/// Thresholds one list holds at most.
-pub const PERCENTS_MAX: usize = 10;
-
-/// The highest threshold a list may hold.
-pub const PERCENT_MAX: Decimal = Decimal::from_parts(1000, 0, 0, false, 0);
-
-/// Checks a threshold list given as `field`: at most [`PERCENTS_MAX`]
-/// values, each greater than 0 and at most [`PERCENT_MAX`], with at most 2
-/// decimal places. Answers it sorted, without repeats.
-pub fn validate_percents(field: &str, percents: &[Decimal]) -> Result<Vec<Decimal>, Invalid> {
-    if percents.len() > PERCENTS_MAX {
-        return Err(Invalid::new(
-            field,
-            format!("at most {PERCENTS_MAX} thresholds"),
-        ));
-    }
-    let mut out = Vec::with_capacity(percents.len());
-    for (i, p) in percents.iter().enumerate() {
-        let p = p.normalize();
-        let at = format!("{field}[{i}]");
-        if p <= Decimal::ZERO || p > PERCENT_MAX {
-            return Err(Invalid::new(
-                at,
-                format!("{p} is not a percentage above 0 and at most {PERCENT_MAX}"),
-            ));
-        }
-        if p.scale() > 2 {
-            return Err(Invalid::new(at, "at most 2 decimal places"));
-        }
-        out.push(p);
-    }
-    out.sort();
-    out.dedup();
-    Ok(out)
-}
-
-/// How a list is stored: a JSON array of decimal strings.
-pub fn to_json(percents: &[Decimal]) -> serde_json::Value {
-    serde_json::Value::Array(
-        percents
-            .iter()
-            .map(|p| serde_json::Value::String(p.normalize().to_string()))
-            .collect(),
-    )
-}
-
-/// A stored list (`table.column` of row `id`); anything but an array of
-/// decimal strings is a broken invariant.
-pub fn from_json(
-    table: &'static str,
-    id: Uuid,
-    value: &serde_json::Value,
-) -> Result<Vec<Decimal>, DbErr> {
-    let bad = || unknown(table, "usage_alert_percents", id, &value.to_string());
-    value
-        .as_array()
-        .ok_or_else(bad)?
-        .iter()
-        .map(|v| {
-            v.as_str()
-                .and_then(|s| s.parse::<Decimal>().ok())
-                .ok_or_else(bad)
-        })
-        .collect()
-}
+pub use crate::alert_percents::{PERCENT_MAX, PERCENTS_MAX, from_json, to_json, validate_percents};
 
 /// Where a wallet's thresholds come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -259,7 +196,7 @@ async fn usages(
     );
     let mut out = HashMap::new();
     for row in conn
-        .query_all_raw(crate::ledger::read::statement(
+        .query_all_raw(crate::db::statement(
             conn.get_database_backend(),
             &sql,
             values,

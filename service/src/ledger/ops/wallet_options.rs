@@ -53,8 +53,8 @@ pub async fn configure_wallet(
         None => None,
     };
     let usage_alerts = match &options.usage_alert_percents {
-        Some(Some(p)) => Some(Some(crate::notifications::usage::to_json(
-            &crate::notifications::usage::validate_percents("usageAlertPercents", p)?,
+        Some(Some(p)) => Some(Some(crate::alert_percents::to_json(
+            &crate::alert_percents::validate_percents("usageAlertPercents", p)?,
         ))),
         Some(None) => Some(None),
         None => None,
