@@ -300,27 +300,50 @@ async fn reset_chunk(
         }
     }
 
+    // One indexed lookup per allowance (`ux_allowance_period`, newest
+    // first). Reading the chunk's periods in one statement
+    // (`subscription_id IN (…)`) measured slower and grew with the table
+    // on PostgreSQL.
+    let mut lasts: Vec<Vec<Option<allowance_period::Model>>> = Vec::with_capacity(subs.len());
+    for sub in &subs {
+        let mut known = Vec::new();
+        for pc in &plans[&sub.plan_id].credits {
+            known.push(match pc.included {
+                Some(_) => last_period(&txn, sub, pc).await?,
+                None => None,
+            });
+        }
+        lasts.push(known);
+    }
+    // The chunk's wallets and the keys of the periods due next, read ahead
+    // in a few statements: what each grant would read on its own.
+    let mut wallets = Vec::new();
+    let mut keys = Vec::new();
+    for (sub, known) in subs.iter().zip(&lasts) {
+        for (pc, last) in plans[&sub.plan_id].credits.iter().zip(known) {
+            let Some(allowance) = &pc.included else {
+                continue;
+            };
+            wallets.push((sub.tenant_id, sub.customer_id, pc.credit_system_id));
+            if let Some(start) = next_start(sub, allowance.reset_interval, last.as_ref(), now) {
+                for what in ["allowance", "rollover"] {
+                    keys.push((sub.tenant_id, period_key(what, sub, pc, start)));
+                }
+            }
+        }
+    }
+    session.preload(&wallets, now).await?;
+    session.preload_keys(&keys).await?;
+
     let mut writes = ChunkWrites::default();
     let (mut subscriptions, mut periods) = (0, 0);
     let mut left = Vec::new();
-    for sub in &subs {
+    for (sub, known) in subs.iter().zip(lasts) {
         if budget == 0 {
             left.push(sub.id);
             continue;
         }
         let plan = &plans[&sub.plan_id];
-        let mut known = Vec::with_capacity(plan.credits.len());
-        for pc in &plan.credits {
-            // One indexed lookup per allowance (`ux_allowance_period`,
-            // newest first). Reading the chunk's periods in one statement
-            // (`subscription_id IN (…)`) measured slower and grew with the
-            // table on PostgreSQL.
-            let last = match pc.included {
-                Some(_) => last_period(&txn, sub, pc).await?,
-                None => None,
-            };
-            known.push(last);
-        }
         let limits = Limits {
             budget: &mut budget,
             run: &mut run,
@@ -559,14 +582,7 @@ pub(crate) async fn grant_period(
     let Some(allowance) = &pc.included else {
         return Ok(None);
     };
-    let key = |what: &str| {
-        format!(
-            "{what}:{}:{}:{}",
-            sub.id.simple(),
-            pc.id.simple(),
-            start.timestamp_micros()
-        )
-    };
+    let key = |what: &str| period_key(what, sub, pc, start);
     let grant = |amount: Decimal, reason: String, idempotency_key: String| ledger::GrantInput {
         wallet: WalletRef {
             customer: CustomerRef::Id(sub.customer_id),
@@ -647,6 +663,37 @@ pub(crate) async fn grant_period(
     Ok(Some((period, allowance_grant, rollover_grant)))
 }
 
+/// The idempotency key of one grant (`what`: allowance, rollover) of the
+/// period starting at `start`.
+fn period_key(
+    what: &str,
+    sub: &subscription::Model,
+    pc: &PlanCredit,
+    start: DateTime<Utc>,
+) -> String {
+    format!(
+        "{what}:{}:{}:{}",
+        sub.id.simple(),
+        pc.id.simple(),
+        start.timestamp_micros()
+    )
+}
+
+/// When the period after `last` (the last one granted) starts, if it has
+/// started by `now` and the subscription still runs then.
+fn next_start(
+    sub: &subscription::Model,
+    interval: periods::Interval,
+    last: Option<&allowance_period::Model>,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    let start = match last {
+        Some(p) => p.period_end,
+        None => periods::period_at(sub.billing_anchor, interval, now.max(sub.started_at)).0,
+    };
+    (start <= now && sub.cancel_at.is_none_or(|c| start < c)).then_some(start)
+}
+
 /// Grants the period after `last` (the last one granted), if it has
 /// started and the subscription still runs then, and returns it. `None`:
 /// nothing (more) to grant.
@@ -663,13 +710,9 @@ async fn grant_next_period(
         return Ok(None);
     };
     let interval = allowance.reset_interval;
-    let start = match last {
-        Some(p) => p.period_end,
-        None => periods::period_at(sub.billing_anchor, interval, now.max(sub.started_at)).0,
-    };
-    if start > now || sub.cancel_at.is_some_and(|c| c <= start) {
+    let Some(start) = next_start(sub, interval, last, now) else {
         return Ok(None);
-    }
+    };
     let n = periods::index_at(sub.billing_anchor, interval, start);
     let end = periods::start_of(sub.billing_anchor, interval, n + 1);
     let carry = match (allowance.rollover, last) {

@@ -178,7 +178,20 @@ pub async fn replay_or<T, E>(
 where
     E: From<DbErr> + From<Conflict>,
 {
-    match request.check(conn, tenant_id).await? {
+    answer(request.check(conn, tenant_id).await?, replay, first).await
+}
+
+/// [`replay_or`] for a key already checked (`seen`), e.g. among many read
+/// at once.
+pub async fn answer<T, E>(
+    seen: Seen,
+    replay: impl AsyncFnOnce(Uuid) -> Result<T, E>,
+    first: impl AsyncFnOnce() -> Result<T, E>,
+) -> Result<T, E>
+where
+    E: From<Conflict>,
+{
+    match seen {
         Seen::Replay(result_id) => {
             crate::audit_log::note_replay();
             replay(result_id).await

@@ -137,6 +137,9 @@ pub(crate) struct Book<'t> {
     plan_limits: Option<PlanLimits>,
     /// The credit system's own low-balance threshold, once known.
     credit_system_threshold: Option<Option<i64>>,
+    /// Whether an active hold has passed its deadline, when read ahead
+    /// (`None`: [`Book::settle`] looks).
+    lapsed_holds: Option<bool>,
 }
 
 impl<'t> Book<'t> {
@@ -330,6 +333,7 @@ impl<'t> Book<'t> {
             splits: Vec::new(),
             plan_limits: None,
             credit_system_threshold: None,
+            lapsed_holds: None,
         };
         book.book_scheduled();
         book
@@ -641,6 +645,10 @@ impl<'t> Book<'t> {
     /// writes EXPIRY (or VOID) entries for credits left in dead grants, then
     /// repays debt from live grants.
     pub async fn settle(&mut self) -> Result<(), DbErr> {
+        if self.lapsed_holds == Some(false) {
+            self.book_time();
+            return Ok(());
+        }
         let expired_holds = credit_hold::Entity::find()
             .filter(credit_hold::Column::TenantId.eq(self.tenant_id()))
             .filter(credit_hold::Column::WalletId.eq(self.wallet.id))
@@ -1031,6 +1039,12 @@ impl<'t> Book<'t> {
         self.wallet.updated_at = self.now;
         flush.wallets.push(self.wallet.clone());
         Ok(self.wallet)
+    }
+
+    /// Tells the book whether an active hold of its wallet has passed its
+    /// deadline, which the caller read for many wallets at once.
+    fn knows_lapsed_holds(&mut self, lapsed: bool) {
+        self.lapsed_holds = Some(lapsed);
     }
 
     /// Tells the book the plans' low-credit limits, which the caller loaded

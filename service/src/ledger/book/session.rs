@@ -22,15 +22,25 @@
 //! for the tables the ledger never writes (subscriptions, allowance
 //! periods, orders, the catalog): reading them can't see a pending row.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
-use entity::{credit_grant, credit_system, idempotency_record, outbox_event, wallet};
-use sea_orm::{DatabaseTransaction, DbErr};
+use entity::{credit_grant, credit_hold, credit_system, idempotency_record, outbox_event, wallet};
+use sea_orm::{
+    ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, DatabaseTransaction, DbErr,
+    EntityTrait, QueryFilter, QueryOrder, QuerySelect, sea_query::LockType,
+};
 use uuid::Uuid;
 
 use super::{Book, Flush, PlanLimits};
-use crate::ledger::{Error, WalletRef};
+use crate::{
+    idempotency::{Request, Seen},
+    ledger::{Error, HoldStatus, WalletRef},
+};
+
+/// Rows [`Session::preload`] and [`Session::preload_keys`] ask for per
+/// statement (three conditions each: well under SQLite's parameter limit).
+const PRELOAD_CHUNK: usize = 500;
 
 /// When a session writes what its books did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +60,19 @@ pub(crate) struct Session<'t> {
     /// once (a batch job), given to each book opened for them.
     credit_systems: HashMap<Uuid, credit_system::Model>,
     plan_limits: HashMap<(Uuid, Uuid), PlanLimits>,
+    /// Wallets [`Session::preload`] locked and read, by (customer, credit
+    /// system), each handed out once by [`Session::open`].
+    preloaded: HashMap<(Uuid, Uuid), Preloaded>,
+    /// Keys [`Session::preload_keys`] found unused, by (tenant, key).
+    unused_keys: HashSet<(Uuid, String)>,
+}
+
+/// A wallet read ahead: the row (locked), its grants that hold credits, and
+/// whether an active hold of it has passed its deadline.
+struct Preloaded {
+    wallet: wallet::Model,
+    grants: Vec<credit_grant::Model>,
+    lapsed_holds: bool,
 }
 
 impl<'t> Session<'t> {
@@ -71,6 +94,8 @@ impl<'t> Session<'t> {
             pending: Flush::default(),
             credit_systems: HashMap::new(),
             plan_limits: HashMap::new(),
+            preloaded: HashMap::new(),
+            unused_keys: HashSet::new(),
         }
     }
 
@@ -131,6 +156,13 @@ impl<'t> Session<'t> {
     ) -> Result<Option<Book<'t>>, Error> {
         if self.pending.touches_pair(customer_id, credit_system_id) {
             self.write_pending().await?;
+        }
+        if let Some(p) = self.preloaded.remove(&(customer_id, credit_system_id))
+            && p.wallet.tenant_id == tenant_id
+        {
+            let mut book = self.told(Book::of_locked(self.txn, p.wallet, p.grants, now));
+            book.knows_lapsed_holds(p.lapsed_holds);
+            return Ok(Some(book));
         }
         let book = Book::open(
             self.txn,
@@ -195,6 +227,135 @@ impl<'t> Session<'t> {
             )));
         }
         Ok(self.told(Book::of_locked(self.txn, wallet, grants, now)))
+    }
+
+    /// Locks and reads ahead the existing wallets of these (tenant,
+    /// customer, credit system), for a batch job about to open them: three
+    /// statements for all (the wallets, locked in id order; their grants
+    /// that hold credits; which have a lapsed hold) instead of three per
+    /// wallet. [`Session::open`] then serves each from what was read, once;
+    /// a wallet opened again is read again (after its pending writes).
+    pub async fn preload(
+        &mut self,
+        wallets: &[(Uuid, Uuid, Uuid)],
+        now: DateTime<Utc>,
+    ) -> Result<(), Error> {
+        for chunk in wallets.chunks(PRELOAD_CHUNK) {
+            self.preload_chunk(chunk, now).await?;
+        }
+        Ok(())
+    }
+
+    async fn preload_chunk(
+        &mut self,
+        wallets: &[(Uuid, Uuid, Uuid)],
+        now: DateTime<Utc>,
+    ) -> Result<(), Error> {
+        let wanted = wallets
+            .iter()
+            .filter(|(_, c, cs)| !self.pending.touches_pair(*c, *cs))
+            .fold(Condition::any(), |any, (tenant, customer, cs)| {
+                any.add(
+                    Condition::all()
+                        .add(wallet::Column::TenantId.eq(*tenant))
+                        .add(wallet::Column::CustomerId.eq(*customer))
+                        .add(wallet::Column::CreditSystemId.eq(*cs)),
+                )
+            });
+        let mut find = wallet::Entity::find()
+            .filter(wanted)
+            .order_by_asc(wallet::Column::Id);
+        if self.txn.get_database_backend() == DatabaseBackend::Postgres {
+            // SQLite: BEGIN IMMEDIATE holds the write lock already.
+            find = find.lock(LockType::Update);
+        }
+        let found = find.all(self.txn).await?;
+        if found.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<Uuid> = found.iter().map(|w| w.id).collect();
+        let mut tenants: Vec<Uuid> = found.iter().map(|w| w.tenant_id).collect();
+        tenants.sort();
+        tenants.dedup();
+        let mut grants: HashMap<Uuid, Vec<credit_grant::Model>> = HashMap::new();
+        for g in credit_grant::Entity::find()
+            .filter(credit_grant::Column::TenantId.is_in(tenants.iter().copied()))
+            .filter(credit_grant::Column::WalletId.is_in(ids.iter().copied()))
+            .filter(credit_grant::Column::RemainingMicros.gt(0))
+            .all(self.txn)
+            .await?
+        {
+            grants.entry(g.wallet_id).or_default().push(g);
+        }
+        let lapsed: HashSet<Uuid> = credit_hold::Entity::find()
+            .select_only()
+            .column(credit_hold::Column::WalletId)
+            .filter(credit_hold::Column::TenantId.is_in(tenants.iter().copied()))
+            .filter(credit_hold::Column::WalletId.is_in(ids.iter().copied()))
+            .filter(credit_hold::Column::Status.eq(HoldStatus::Active.as_str()))
+            .filter(credit_hold::Column::ExpiresAt.lte(now))
+            .into_tuple()
+            .all(self.txn)
+            .await?
+            .into_iter()
+            .collect();
+        for w in found {
+            let preloaded = Preloaded {
+                grants: grants.remove(&w.id).unwrap_or_default(),
+                lapsed_holds: lapsed.contains(&w.id),
+                wallet: w,
+            };
+            let key = (
+                preloaded.wallet.customer_id,
+                preloaded.wallet.credit_system_id,
+            );
+            self.preloaded.insert(key, preloaded);
+        }
+        Ok(())
+    }
+
+    /// Looks up ahead which of these keys (by tenant) are unused, in one
+    /// statement per [`PRELOAD_CHUNK`]: [`Session::check_key`] then answers
+    /// for those without a statement of its own.
+    pub async fn preload_keys(&mut self, keys: &[(Uuid, String)]) -> Result<(), Error> {
+        for chunk in keys.chunks(PRELOAD_CHUNK) {
+            let wanted = chunk.iter().fold(Condition::any(), |any, (tenant, key)| {
+                any.add(
+                    Condition::all()
+                        .add(idempotency_record::Column::TenantId.eq(*tenant))
+                        .add(idempotency_record::Column::Key.eq(key.as_str())),
+                )
+            });
+            let used: HashSet<(Uuid, String)> = idempotency_record::Entity::find()
+                .select_only()
+                .column(idempotency_record::Column::TenantId)
+                .column(idempotency_record::Column::Key)
+                .filter(wanted)
+                .into_tuple()
+                .all(self.txn)
+                .await?
+                .into_iter()
+                .collect();
+            self.unused_keys.extend(
+                chunk
+                    .iter()
+                    .filter(|k| !used.contains(k) && !self.pending.has_key(&k.1))
+                    .cloned(),
+            );
+        }
+        Ok(())
+    }
+
+    /// Whether a request's key is new, a replay, or a conflict: from what
+    /// [`Session::preload_keys`] found (once), else looked up — after the
+    /// pending writes when the key waits among them.
+    pub async fn check_key(&mut self, tenant_id: Uuid, request: &Request) -> Result<Seen, Error> {
+        let key = (tenant_id, request.key().as_str().to_owned());
+        if self.unused_keys.remove(&key) {
+            return Ok(Seen::New);
+        }
+        let txn = self.for_key(&key.1).await?;
+        Ok(request.check(txn, tenant_id).await?)
     }
 
     fn told(&self, mut book: Book<'t>) -> Book<'t> {

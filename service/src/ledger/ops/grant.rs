@@ -126,11 +126,11 @@ pub(crate) async fn grant_in(
         .await?
         .ok_or(Error::NotFound("wallet", "customer"))?;
     book.knows_credit_system(&cs);
-    let txn = session.for_key(request.key().as_str()).await?;
-    idempotency::replay_or::<_, Error>(
-        txn,
-        tenant_id,
-        &request,
+    let seen = session.check_key(tenant_id, &request).await?;
+    let txn = session.outside_ledger();
+    idempotency::answer::<_, Error>(
+        seen,
+        // Its key was written with its rows: they are in the database.
         async |entry_id| replay_grant(txn, tenant_id, entry_id).await,
         async || {
             if let Some(e) = expires_at
