@@ -130,7 +130,8 @@ fn graphql_files_have_no_import_circles() {
 /// The parser and the circle finder on a small tree made up here, so the
 /// two tests above can fail: a circle hidden behind a nested `use` group,
 /// a `super::` path, a re-export (either side of it) and a glob re-export
-/// is found; comments, strings and parent/child references are not edges.
+/// is found; comments, strings, unit-test modules and parent/child
+/// references are not edges.
 #[test]
 fn finds_circles_through_groups_super_and_re_exports() {
     let file = |path: &str, text: &str| (path.to_owned(), text.to_owned());
@@ -168,8 +169,12 @@ fn finds_circles_through_groups_super_and_re_exports() {
             "c.rs",
             "pub struct Sea;\nfn k() { crate::b::h(); }\nfn j() -> crate::e::Sea { todo!() }",
         ),
-        // e -> c: e re-exports c's item.
-        file("e.rs", "pub use crate::c::Sea;"),
+        // e -> c: e re-exports c's item. Its unit tests' references (to d)
+        // are not edges.
+        file(
+            "e.rs",
+            "pub use crate::c::Sea;\n#[cfg(test)]\nmod tests { use crate::d::Thing; }",
+        ),
         // d -> a/x through a path in code, reduced to d -> a.
         file(
             "d.rs",
@@ -306,6 +311,48 @@ enum Tok {
     Punct(char),
     /// A literal that is not a path; its text does not matter here.
     Lit,
+}
+
+/// The tokens without `#[cfg(test)] mod name { … }`: a unit test sets its
+/// world up through whichever rooms it needs (a tenant, a grant) and is not
+/// part of the structure.
+fn without_test_modules(toks: Vec<(Tok, u32)>) -> Vec<(Tok, u32)> {
+    let attr = [
+        Tok::Punct('#'),
+        Tok::Punct('['),
+        Tok::Ident("cfg".into()),
+        Tok::Punct('('),
+        Tok::Ident("test".into()),
+        Tok::Punct(')'),
+        Tok::Punct(']'),
+    ];
+    let mut out = Vec::with_capacity(toks.len());
+    let mut i = 0;
+    while i < toks.len() {
+        let starts = toks[i..]
+            .iter()
+            .map(|(t, _)| t)
+            .take(attr.len())
+            .eq(attr.iter())
+            && matches!(toks.get(i + attr.len()), Some((Tok::Ident(w), _)) if w == "mod")
+            && matches!(toks.get(i + attr.len() + 2), Some((Tok::Punct('{'), _)));
+        if !starts {
+            out.push(toks[i].clone());
+            i += 1;
+            continue;
+        }
+        i += attr.len() + 3;
+        let mut depth = 1;
+        while i < toks.len() && depth > 0 {
+            match toks[i].0 {
+                Tok::Punct('{') => depth += 1,
+                Tok::Punct('}') => depth -= 1,
+                _ => {}
+            }
+            i += 1;
+        }
+    }
+    out
 }
 
 /// Tokens with their 1-based line. Comments (doc comments too) and
@@ -474,7 +521,7 @@ const ITEM_KEYWORDS: &[&str] = &[
 /// Reads one file: its modules' names (inline `mod x { … }` included) and
 /// the paths it writes.
 fn parse(file: &str, text: &str, names: &mut BTreeMap<Vec<String>, Names>, refs: &mut Vec<Ref>) {
-    let toks = lex(text);
+    let toks = without_test_modules(lex(text));
     let ident = |i: usize| match toks.get(i) {
         Some((Tok::Ident(s), _)) => Some(s.as_str()),
         _ => None,
