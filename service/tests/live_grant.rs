@@ -75,12 +75,16 @@ async fn select(
     let sql = format!(
         "SELECT {column}reason AS reason FROM {table} WHERE {column}wallet_id = ? AND {condition}"
     );
-    conn.query_all_raw(service::db::statement(conn.get_database_backend(), &sql, values))
-        .await
-        .unwrap()
-        .iter()
-        .map(|row| row.try_get::<String>("", "reason").unwrap())
-        .collect()
+    conn.query_all_raw(service::db::statement(
+        conn.get_database_backend(),
+        &sql,
+        values,
+    ))
+    .await
+    .unwrap()
+    .iter()
+    .map(|row| row.try_get::<String>("", "reason").unwrap())
+    .collect()
 }
 
 /// Grants by label (each grant's `reason`), so a failure names them.
