@@ -479,14 +479,13 @@ async fn secrets_rotate_reseals_everything_and_keeps_tokens_and_signatures_worki
     let (headers, body) = hits.lock().unwrap()[0].clone();
     let header = |n: &str| headers[n].to_str().unwrap().to_owned();
     for secret in [&seeded.secret, &seeded.old_secret] {
-        assert!(webhooks::verify(
-            secret,
-            &header("webhook-id"),
-            &header("webhook-timestamp"),
-            &header("webhook-signature"),
-            &body,
-            clock.now(),
-        ));
+        let received = webhooks::Received {
+            msg_id: &header("webhook-id"),
+            timestamp: &header("webhook-timestamp"),
+            signatures: &header("webhook-signature"),
+            body: &body,
+        };
+        assert!(webhooks::verify(secret, &received, clock.now()));
     }
     // The intake's secrets open under the new key, each in its slot.
     let sealer = db.sealer().unwrap();
@@ -650,13 +649,12 @@ async fn plaintext_secrets_from_before_are_sealed_at_start() {
     assert_eq!(deliver_one(&t.db, &clock, &seeded).await, 1);
     let (headers, body) = hits.lock().unwrap()[0].clone();
     let header = |n: &str| headers[n].to_str().unwrap().to_owned();
-    assert!(webhooks::verify(
-        &webhook_plain,
-        &header("webhook-id"),
-        &header("webhook-timestamp"),
-        &header("webhook-signature"),
-        &body,
-        clock.now(),
-    ));
+    let received = webhooks::Received {
+        msg_id: &header("webhook-id"),
+        timestamp: &header("webhook-timestamp"),
+        signatures: &header("webhook-signature"),
+        body: &body,
+    };
+    assert!(webhooks::verify(&webhook_plain, &received, clock.now()));
     assert_none_in(&dump(&t).await, &[token_plain, webhook_plain]);
 }

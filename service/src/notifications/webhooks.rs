@@ -202,17 +202,26 @@ pub fn sign(secrets: &[&str], msg_id: &str, timestamp: i64, body: &str) -> Optio
     Some(signatures.join(" "))
 }
 
+/// What a receiver got: the `webhook-id`, `webhook-timestamp` and
+/// `webhook-signature` headers and the body, as sent.
+#[derive(Debug, Clone, Copy)]
+pub struct Received<'a> {
+    pub msg_id: &'a str,
+    pub timestamp: &'a str,
+    pub signatures: &'a str,
+    pub body: &'a str,
+}
+
 /// What a receiver does: one of the space-separated `v1,` signatures is
 /// the HMAC of `"<msg_id>.<timestamp>.<body>"` under `secret` (compared in
 /// constant time), and the timestamp is within five minutes of `now`.
-pub fn verify(
-    secret: &str,
-    msg_id: &str,
-    timestamp: &str,
-    signatures: &str,
-    body: &str,
-    now: DateTime<Utc>,
-) -> bool {
+pub fn verify(secret: &str, received: &Received<'_>, now: DateTime<Utc>) -> bool {
+    let Received {
+        msg_id,
+        timestamp,
+        signatures,
+        body,
+    } = *received;
     let Ok(ts) = timestamp.parse::<i64>() else {
         return false;
     };
@@ -1118,33 +1127,42 @@ mod tests {
         let sig = sign(&[&secret], id, now.timestamp(), body).unwrap();
         assert!(sig.starts_with("v1,") && !sig.contains(' '));
         let ts = now.timestamp().to_string();
-        assert!(verify(&secret, id, &ts, &sig, body, now));
-        assert!(!verify(&other, id, &ts, &sig, body, now));
-        assert!(!verify(&secret, "another-id", &ts, &sig, body, now));
-        assert!(!verify(
-            &secret,
-            id,
-            &ts,
-            &sig,
-            &body.replace('1', "2"),
-            now
-        ));
-        assert!(!verify(
-            &secret,
-            id,
-            &ts,
-            &sig,
+        let got = Received {
+            msg_id: id,
+            timestamp: &ts,
+            signatures: &sig,
             body,
-            now + Duration::seconds(301)
-        ));
-        assert!(!verify(&secret, id, "x", &sig, body, now));
+        };
+        assert!(verify(&secret, &got, now));
+        assert!(!verify(&other, &got, now));
+        let other_id = Received {
+            msg_id: "another-id",
+            ..got
+        };
+        assert!(!verify(&secret, &other_id, now));
+        let tampered = body.replace('1', "2");
+        let tampered = Received {
+            body: &tampered,
+            ..got
+        };
+        assert!(!verify(&secret, &tampered, now));
+        assert!(!verify(&secret, &got, now + Duration::seconds(301)));
+        let bad_time = Received {
+            timestamp: "x",
+            ..got
+        };
+        assert!(!verify(&secret, &bad_time, now));
         // Two secrets: two signatures, each verifies with its own secret.
         let both = sign(&[&secret, &other], id, now.timestamp(), body).unwrap();
         assert_eq!(both.split(' ').count(), 2);
         assert!(both.starts_with(&sig));
-        assert!(verify(&secret, id, &ts, &both, body, now));
-        assert!(verify(&other, id, &ts, &both, body, now));
-        assert!(!verify(&new_secret(), id, &ts, &both, body, now));
+        let got = Received {
+            signatures: &both,
+            ..got
+        };
+        assert!(verify(&secret, &got, now));
+        assert!(verify(&other, &got, now));
+        assert!(!verify(&new_secret(), &got, now));
         assert_eq!(sign(&[&secret, "whsec_not base64"], id, 1, body), None);
     }
 
@@ -1157,7 +1175,13 @@ mod tests {
         let expected = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=";
         assert_eq!(sign(&[secret], id, 1_614_265_330, body).unwrap(), expected);
         let at = Utc.timestamp_opt(1_614_265_330, 0).unwrap();
-        assert!(verify(secret, id, "1614265330", expected, body, at));
+        let got = Received {
+            msg_id: id,
+            timestamp: "1614265330",
+            signatures: expected,
+            body,
+        };
+        assert!(verify(secret, &got, at));
     }
 
     #[test]
