@@ -517,3 +517,52 @@ async fn the_sweep_books_each_expiry_once() {
     assert_eq!(w.balance().await.available, d("5"));
     w.verify().await;
 }
+
+/// What a reset costs per subscription, in statements of its own: its last
+/// period (one indexed lookup per allowance) and nothing else on the common
+/// path — the chunk's wallets, their grants and holds and the period keys
+/// are read for the whole chunk at once (`ledger::Session::preload`), and
+/// its writes go out together. 5 and 15 subscriptions, one transaction each.
+#[tokio::test]
+async fn a_reset_costs_one_statement_per_subscription_of_its_own() {
+    let mut counts = Vec::new();
+    for n in [5u64, 15] {
+        let mut w = World::new(0).await;
+        w.clock.set(jan31());
+        plan(&w, "monthly", Rollover::None).await;
+        for i in 0..n {
+            let c = customer(&w, &format!("c{i}")).await;
+            subscribe(&w, c, &format!("s{i}")).await;
+        }
+        w.clock
+            .set(Utc.with_ymd_and_hms(2027, 2, 28, 10, 0, 0).unwrap());
+        let counter = w.t.db.count_statements();
+        let report = allowances::reset_due(&w.t.db, &w.clock, 1_000)
+            .await
+            .unwrap();
+        let statements = counter.load(std::sync::atomic::Ordering::SeqCst);
+        assert_eq!((report.subscriptions, report.transactions), (n, 1));
+        counts.push((n, statements));
+        for i in [0, n - 1] {
+            let c = customer_id(&w, &format!("c{i}")).await;
+            assert_eq!(balance_of(&w, c).await.available, d("100"));
+            ledger_of(&w, c).await;
+        }
+    }
+    let ((small, at_small), (big, at_big)) = (counts[0], counts[1]);
+    assert!(
+        at_big - at_small <= big - small,
+        "{small} subscriptions: {at_small} statements, {big}: {at_big} — more than one more per subscription"
+    );
+}
+
+async fn customer_id(w: &World, external: &str) -> Uuid {
+    customers::resolve(
+        w.t.db.reader(),
+        w.tenant_id,
+        &CustomerRef::ExternalId(external.into()),
+    )
+    .await
+    .unwrap()
+    .id
+}
