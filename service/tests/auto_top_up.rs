@@ -11,10 +11,10 @@ use entity::{outbox_event, top_up_order, wallet_check};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
 use service::{
     Clock,
-    auto_top_up::{Ran, run_due},
     catalog::{self, AutoTopUp, BillingInterval, Commitment, PlanCreditTerms, PlanPricing, Ref},
     credit_systems::CreditSystemRef,
     customers::CustomerRef,
+    notifications::wallet_checks::{Ran, run_due},
     notifications::{dispatch, dispatch::dispatch_batch},
     pricing::{Price, PriceModel, PricingType, Tier},
     subscriptions,

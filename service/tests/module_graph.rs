@@ -45,14 +45,6 @@ use std::path::Path;
 /// once the edge goes.
 const KNOWN_SERVICE: &[Known] = &[
     Known {
-        from: "auto_top_up",
-        to: "notifications",
-        why: "auto_top_up's wallet-check queue (request, run_due) also runs the usage-% \
-              alerts (notifications::usage::evaluate) and the dispatcher runs the queue; \
-              move the queue into notifications (or a room above both) and leave \
-              auto_top_up the rule",
-    },
-    Known {
         from: "db",
         to: "audit_log",
         why: "WriteTxn calls the audit scope's hooks (on_begin, before_commit, \

@@ -59,20 +59,20 @@ pub async fn drain(db: &Db, clock: &dyn Clock, limits: DrainLimits) -> Result<u6
 }
 
 /// Dispatches at most `limit` events ([`dispatch_batch`]), then runs at
-/// most `limit` due wallet checks ([`crate::auto_top_up::run_due`]: auto
+/// most `limit` due wallet checks ([`super::wallet_checks::run_due`]: auto
 /// top-up and usage alerts) — also when there was nothing to dispatch, so
 /// a check that failed is retried on every tick until it is done. Returns
 /// how many events.
 pub async fn dispatch(db: &Db, clock: &dyn Clock, limit: u64) -> Result<u64, Error> {
     let dispatched = dispatch_batch(db, clock, limit).await?;
-    crate::auto_top_up::run_due(db, clock, limit).await?;
+    super::wallet_checks::run_due(db, clock, limit).await?;
     Ok(dispatched)
 }
 
 /// The dispatch transaction alone: at most `limit` events become
 /// deliveries and emails and are marked dispatched, and each wallet whose
 /// `credits.consumed` they include gets its checks queued
-/// ([`crate::auto_top_up::request`]) — all committed together, so no
+/// ([`super::wallet_checks::request`]) — all committed together, so no
 /// consumption's checks are lost after the commit. Returns how many events.
 pub async fn dispatch_batch(db: &Db, clock: &dyn Clock, limit: u64) -> Result<u64, Error> {
     let now = clock.now();
@@ -147,7 +147,7 @@ pub async fn dispatch_batch(db: &Db, clock: &dyn Clock, limit: u64) -> Result<u6
         .collect();
     consumed.sort();
     consumed.dedup();
-    crate::auto_top_up::request(&*txn, &consumed, now).await?;
+    super::wallet_checks::request(&*txn, &consumed, now).await?;
     let ids: Vec<Uuid> = events.iter().map(|e| e.id).collect();
     outbox_event::Entity::update_many()
         .col_expr(outbox_event::Column::DispatchedAt, Expr::value(now))

@@ -18,6 +18,7 @@ pub mod payloads;
 pub mod retry;
 pub mod targets;
 pub mod usage;
+pub mod wallet_checks;
 pub mod webhooks;
 
 use std::{future::Future, time::Duration};

@@ -18,7 +18,7 @@
 //! says off), else [`DEFAULT_PERCENTS`].
 //!
 //! **When**: the dispatch transaction that marks a batch's `credits.consumed`
-//! events dispatched queues a check per wallet ([`crate::auto_top_up`]'s
+//! events dispatched queues a check per wallet ([`super::wallet_checks`]:
 //! `wallet_check` rows, retried until done); running the due checks
 //! [`evaluate`]s them first (one usage
 //! query per tenant in the batch). When usage reached a threshold above the
