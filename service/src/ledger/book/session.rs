@@ -27,8 +27,8 @@ use std::collections::{HashMap, HashSet};
 use chrono::{DateTime, Utc};
 use entity::{credit_grant, credit_hold, credit_system, idempotency_record, outbox_event, wallet};
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, DatabaseTransaction, DbErr,
-    EntityTrait, QueryFilter, QueryOrder, QuerySelect, sea_query::LockType,
+    ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseTransaction, DbErr, EntityTrait,
+    QueryFilter, QueryOrder, QuerySelect, sea_query::LockType,
 };
 use uuid::Uuid;
 
@@ -39,7 +39,7 @@ use crate::{
 };
 
 /// Rows [`Session::preload`] and [`Session::preload_keys`] ask for per
-/// statement (three conditions each: well under SQLite's parameter limit).
+/// statement (well under SQLite's parameter limit).
 const PRELOAD_CHUNK: usize = 500;
 
 /// When a session writes what its books did.
@@ -251,25 +251,33 @@ impl<'t> Session<'t> {
         wallets: &[(Uuid, Uuid, Uuid)],
         now: DateTime<Utc>,
     ) -> Result<(), Error> {
-        let wanted = wallets
+        let wanted: HashSet<(Uuid, Uuid, Uuid)> = wallets
             .iter()
             .filter(|(_, c, cs)| !self.pending.touches_pair(*c, *cs))
-            .fold(Condition::any(), |any, (tenant, customer, cs)| {
-                any.add(
-                    Condition::all()
-                        .add(wallet::Column::TenantId.eq(*tenant))
-                        .add(wallet::Column::CustomerId.eq(*customer))
-                        .add(wallet::Column::CreditSystemId.eq(*cs)),
-                )
-            });
+            .copied()
+            .collect();
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        // IN lists on the columns of `ux_wallet_customer_credit_system` (an
+        // OR of one condition per wallet is planned as a scan of the table
+        // on PostgreSQL); the few other wallets of these customers it may
+        // find are dropped below.
         let mut find = wallet::Entity::find()
-            .filter(wanted)
+            .filter(wallet::Column::TenantId.is_in(wanted.iter().map(|w| w.0)))
+            .filter(wallet::Column::CustomerId.is_in(wanted.iter().map(|w| w.1)))
+            .filter(wallet::Column::CreditSystemId.is_in(wanted.iter().map(|w| w.2)))
             .order_by_asc(wallet::Column::Id);
         if self.txn.get_database_backend() == DatabaseBackend::Postgres {
             // SQLite: BEGIN IMMEDIATE holds the write lock already.
             find = find.lock(LockType::Update);
         }
-        let found = find.all(self.txn).await?;
+        let found: Vec<wallet::Model> = find
+            .all(self.txn)
+            .await?
+            .into_iter()
+            .filter(|w| wanted.contains(&(w.tenant_id, w.customer_id, w.credit_system_id)))
+            .collect();
         if found.is_empty() {
             return Ok(());
         }
@@ -319,18 +327,13 @@ impl<'t> Session<'t> {
     /// for those without a statement of its own.
     pub async fn preload_keys(&mut self, keys: &[(Uuid, String)]) -> Result<(), Error> {
         for chunk in keys.chunks(PRELOAD_CHUNK) {
-            let wanted = chunk.iter().fold(Condition::any(), |any, (tenant, key)| {
-                any.add(
-                    Condition::all()
-                        .add(idempotency_record::Column::TenantId.eq(*tenant))
-                        .add(idempotency_record::Column::Key.eq(key.as_str())),
-                )
-            });
+            // IN lists on the primary key's columns (tenant, key).
             let used: HashSet<(Uuid, String)> = idempotency_record::Entity::find()
                 .select_only()
                 .column(idempotency_record::Column::TenantId)
                 .column(idempotency_record::Column::Key)
-                .filter(wanted)
+                .filter(idempotency_record::Column::TenantId.is_in(chunk.iter().map(|k| k.0)))
+                .filter(idempotency_record::Column::Key.is_in(chunk.iter().map(|k| k.1.as_str())))
                 .into_tuple()
                 .all(self.txn)
                 .await?
