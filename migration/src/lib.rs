@@ -27,6 +27,7 @@ mod m20261205_000016_payment_intake;
 mod m20261206_000017_usage_alerts;
 mod m20261206_000018_grant_booked;
 mod m20261206_000019_wallet_checks;
+mod m20261206_000020_live_grant_expiry;
 
 pub struct Migrator;
 
@@ -52,6 +53,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000017_usage_alerts::Migration),
             Box::new(m20261206_000018_grant_booked::Migration),
             Box::new(m20261206_000019_wallet_checks::Migration),
+            Box::new(m20261206_000020_live_grant_expiry::Migration),
         ]
     }
 }
