@@ -1217,9 +1217,11 @@ impl Flush {
     }
 }
 
-/// At most this many parameters in one combined write (PostgreSQL takes
-/// 65,535 per statement); more is sent statement by statement.
-const COMBINED_PARAMS_MAX: usize = 30_000;
+/// At most this many parameters in one combined write: all PostgreSQL
+/// takes in one statement, since each round trip saved counts (an expiry
+/// sweep chunk, ~40 parameters per expired grant, fits in one); more is
+/// sent statement by statement.
+const COMBINED_PARAMS_MAX: usize = 65_535;
 
 /// Runs `writes`, then `keys` (INSERTs … ON CONFLICT DO NOTHING), and on
 /// PostgreSQL wakes the outbox's listeners if `notify`; returns how many
