@@ -22,7 +22,7 @@
 //! for the tables the ledger never writes (subscriptions, allowance
 //! periods, orders, the catalog): reading them can't see a pending row.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use entity::{credit_grant, credit_hold, credit_system, idempotency_record, outbox_event, wallet};
@@ -259,25 +259,35 @@ impl<'t> Session<'t> {
         if wanted.is_empty() {
             return Ok(());
         }
-        // IN lists on the columns of `ux_wallet_customer_credit_system` (an
-        // OR of one condition per wallet is planned as a scan of the table
-        // on PostgreSQL); the few other wallets of these customers it may
-        // find are dropped below.
-        let mut find = wallet::Entity::find()
-            .filter(wallet::Column::TenantId.is_in(wanted.iter().map(|w| w.0)))
-            .filter(wallet::Column::CustomerId.is_in(wanted.iter().map(|w| w.1)))
-            .filter(wallet::Column::CreditSystemId.is_in(wanted.iter().map(|w| w.2)))
-            .order_by_asc(wallet::Column::Id);
-        if self.txn.get_database_backend() == DatabaseBackend::Postgres {
-            // SQLite: BEGIN IMMEDIATE holds the write lock already.
-            find = find.lock(LockType::Update);
+        // Per tenant, `tenant_id = ?` and IN lists on the other columns of
+        // `ux_wallet_customer_credit_system`: the index is searched by
+        // (tenant, customer). (An IN list of tenants too is planned as a
+        // scan of the tenant's rows on PostgreSQL.) The few other wallets of
+        // these customers it may find are dropped.
+        let mut by_tenant: BTreeMap<Uuid, (BTreeSet<Uuid>, BTreeSet<Uuid>)> = BTreeMap::new();
+        for &(tenant, customer, cs) in &wanted {
+            let (customers, systems) = by_tenant.entry(tenant).or_default();
+            customers.insert(customer);
+            systems.insert(cs);
         }
-        let found: Vec<wallet::Model> = find
-            .all(self.txn)
-            .await?
-            .into_iter()
-            .filter(|w| wanted.contains(&(w.tenant_id, w.customer_id, w.credit_system_id)))
-            .collect();
+        let mut found: Vec<wallet::Model> = Vec::new();
+        for (tenant, (customers, systems)) in by_tenant {
+            let mut find = wallet::Entity::find()
+                .filter(wallet::Column::TenantId.eq(tenant))
+                .filter(wallet::Column::CustomerId.is_in(customers))
+                .filter(wallet::Column::CreditSystemId.is_in(systems))
+                .order_by_asc(wallet::Column::Id);
+            if self.txn.get_database_backend() == DatabaseBackend::Postgres {
+                // SQLite: BEGIN IMMEDIATE holds the write lock already.
+                find = find.lock(LockType::Update);
+            }
+            found.extend(
+                find.all(self.txn)
+                    .await?
+                    .into_iter()
+                    .filter(|w| wanted.contains(&(w.tenant_id, w.customer_id, w.credit_system_id))),
+            );
+        }
         if found.is_empty() {
             return Ok(());
         }
@@ -327,18 +337,26 @@ impl<'t> Session<'t> {
     /// for those without a statement of its own.
     pub async fn preload_keys(&mut self, keys: &[(Uuid, String)]) -> Result<(), Error> {
         for chunk in keys.chunks(PRELOAD_CHUNK) {
-            // IN lists on the primary key's columns (tenant, key).
-            let used: HashSet<(Uuid, String)> = idempotency_record::Entity::find()
-                .select_only()
-                .column(idempotency_record::Column::TenantId)
-                .column(idempotency_record::Column::Key)
-                .filter(idempotency_record::Column::TenantId.is_in(chunk.iter().map(|k| k.0)))
-                .filter(idempotency_record::Column::Key.is_in(chunk.iter().map(|k| k.1.as_str())))
-                .into_tuple()
-                .all(self.txn)
-                .await?
-                .into_iter()
-                .collect();
+            // Per tenant, `tenant_id = ? AND key IN (…)`: the primary key
+            // searched by both columns (an IN list of tenants too is planned
+            // as a scan of the tenant's keys on PostgreSQL).
+            let mut by_tenant: BTreeMap<Uuid, BTreeSet<&str>> = BTreeMap::new();
+            for (tenant, key) in chunk {
+                by_tenant.entry(*tenant).or_default().insert(key);
+            }
+            let mut used: HashSet<(Uuid, String)> = HashSet::new();
+            for (tenant, keys) in by_tenant {
+                let found: Vec<(Uuid, String)> = idempotency_record::Entity::find()
+                    .select_only()
+                    .column(idempotency_record::Column::TenantId)
+                    .column(idempotency_record::Column::Key)
+                    .filter(idempotency_record::Column::TenantId.eq(tenant))
+                    .filter(idempotency_record::Column::Key.is_in(keys))
+                    .into_tuple()
+                    .all(self.txn)
+                    .await?;
+                used.extend(found);
+            }
             self.unused_keys.extend(
                 chunk
                     .iter()
