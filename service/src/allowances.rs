@@ -232,6 +232,12 @@ async fn reset_chunk(
 ) -> Result<Chunk, Error> {
     let txn = db.begin_write().await?;
     let started = Instant::now();
+    // The ledger's writes of the whole chunk, gathered and written together;
+    // what the chunk loads is given to the books it opens. Every statement
+    // of the chunk is planned for its own parameters (see
+    // `Session::plan_each_statement`).
+    let mut session = Session::gathering(&txn);
+    session.plan_each_statement().await?;
     let subs: Vec<subscription::Model> = subscription::Entity::find()
         .filter(subscription::Column::Id.is_in(ids.iter().copied()))
         .order_by_asc(subscription::Column::Id)
@@ -284,9 +290,6 @@ async fn reset_chunk(
     }
     let customers: Vec<(Uuid, Uuid)> = subs.iter().map(|s| (s.tenant_id, s.customer_id)).collect();
     let limits = ledger::read::plans_low_credit_limits_of(&txn, &customers, now).await?;
-    // The ledger's writes of the whole chunk, gathered and written together;
-    // what the chunk loaded is given to the books it opens.
-    let mut session = Session::gathering(&txn);
     for plan in plans.values() {
         for cs in plan.systems.values() {
             session.knows_credit_system(cs);

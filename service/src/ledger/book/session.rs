@@ -258,7 +258,7 @@ impl<'t> Session<'t> {
     /// and stays while the table grows — the reset then slowed down with
     /// every chunk (measured: 70–220 ms per key read-ahead at 60k rows, for
     /// a 1 ms plan).
-    async fn plan_each_statement(&mut self) -> Result<(), Error> {
+    pub async fn plan_each_statement(&mut self) -> Result<(), Error> {
         if !self.custom_plans && self.txn.get_database_backend() == DatabaseBackend::Postgres {
             self.txn
                 .execute_unprepared("SET LOCAL plan_cache_mode = force_custom_plan")
