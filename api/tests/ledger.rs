@@ -150,9 +150,12 @@ async fn the_nested_read_costs_the_same_statements_for_1_or_50_customers() {
     }
     assert_eq!(
         counts[0], counts[1],
-        "statements per request: 1×1×1 vs 50×3×20"
+        "statements per request: 1×1×1 vs 20×3×20"
     );
-    assert!(counts[0] <= 16, "{} statements", counts[0]);
+    // The API key; the customers; their wallets with their credit
+    // systems; the balances with `expiringSoon`; the grant pages; the
+    // entry pages with their splits and the splits' grants.
+    assert!(counts[0] <= 6, "{} statements", counts[0]);
 }
 
 /// `consumeCredits` on the common path (a wallet with no holds, no plan

@@ -361,8 +361,21 @@ async fn http_sections(
             ));
             let trivial = nested::max(&api, nested::TRIVIAL, options.read_clients, run).await;
             report.note(format!("- `{{ __typename }}` max: {}", trivial.summary()));
-            let big = nested::max(&api, nested::NESTED, options.read_clients, run).await;
+            let (big, cpu) = nested::max_measured(&api, options.read_clients, run).await?;
             report.note(format!("- nested max: {}", big.summary()));
+            if let Some(cpu) = cpu {
+                report.note(format!("- nested max, API process: {}", cpu.summary()));
+                report.row(Row {
+                    id: "2",
+                    measure: "nested read 3×20×20: API CPU per resolved field".into(),
+                    backend: db_name,
+                    measured: format!("{:.2} µs", cpu.micros_per_field()),
+                    baseline: format!("{} fields per answer", cpu.fields),
+                    ratio: None,
+                    target: "≤ 1.5 µs".into(),
+                    verdict: verdict(cpu.micros_per_field() <= 1.5),
+                });
+            }
             if let Some(e) = &big.first_error {
                 report.note(format!("  - first error: `{}`", truncate(e, 300)));
             }

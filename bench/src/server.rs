@@ -192,6 +192,20 @@ impl Api {
         ))
     }
 
+    /// The API child's process id (`None`: served in this process).
+    pub fn pid(&self) -> Option<u32> {
+        match &self.kind {
+            Kind::Child(child) => child.id(),
+            Kind::InProcess { .. } => None,
+        }
+    }
+
+    /// CPU time the API child has used so far (user + system, from
+    /// `/proc/<pid>/stat`); `None` in process, or off Linux.
+    pub fn cpu_time(&self) -> Option<Duration> {
+        crate::nested::process_cpu(self.pid()?)
+    }
+
     pub async fn stop(self) {
         match self.kind {
             Kind::Child(mut child) => {

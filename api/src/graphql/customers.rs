@@ -10,7 +10,10 @@ use super::{
     error::{ApiError, ApiResult},
     ids::{self, Kind},
     ledger::Wallet,
-    loaders::{ChildrenKey, CreditSystemByKey, CreditSystemKey, CustomerKey, WalletsOfCustomer},
+    loaders::{
+        ChildrenKey, CreditSystemByKey, CreditSystemKey, CustomerKey, WalletsOfCustomer,
+        WalletsWithCreditSystems,
+    },
     pagination::{self, Conn},
     refs::{CreditSystemRefInput, CustomerRefInput},
     scalars::Credits,
@@ -47,11 +50,20 @@ impl Customer {
     /// The customer's wallets, one per credit system used so far.
     #[graphql(complexity = "crate::graphql::limits::unpaged_list_cost(child_complexity)")]
     async fn wallets(&self, ctx: &Context<'_>) -> ApiResult<Vec<Wallet>> {
+        if ctx.look_ahead().field("creditSystem").exists() {
+            // Each with its credit system, in the same statement.
+            return Ok(load(ctx, WalletsWithCreditSystems(self.0.id))
+                .await?
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(w, cs)| Wallet(w, Some(cs)))
+                .collect());
+        }
         Ok(load(ctx, WalletsOfCustomer(self.0.id))
             .await?
             .unwrap_or_default()
             .into_iter()
-            .map(Wallet)
+            .map(Wallet::new)
             .collect())
     }
     /// The wallet in one credit system; null if never used.
@@ -73,7 +85,7 @@ impl Customer {
                 (CreditSystemRefInput::Key(_), None) => false,
             };
             if matches {
-                return Ok(Some(Wallet(w)));
+                return Ok(Some(Wallet::new(w)));
             }
         }
         Ok(None)

@@ -18,8 +18,9 @@ use super::{
     error::{ApiError, ApiResult},
     ids::{self, Kind},
     loaders::{
-        BalanceAtKey, BalanceKey, CounterpartyKey, EntryKey, EntryPageKey, ExpiringKey, GrantKey,
-        GrantPageKey, HoldKey, InheritedUsageAlertsKey, SplitsKey, WalletKey,
+        BalanceAtKey, BalanceKey, CounterpartyKey, EntryKey, EntryPageKey, EntryPageWithSplitsKey,
+        ExpiringKey, GrantKey, GrantPageKey, HoldKey, InheritedUsageAlertsKey, SplitsKey,
+        WalletKey,
     },
     pagination::{self, Conn},
     refs::{CreditSystemRefInput, CustomerRefInput, wallet_ref},
@@ -118,8 +119,18 @@ impl From<usage::Settings> for UsageAlerts {
     }
 }
 
-/// A customer's balance in one credit system.
-pub struct Wallet(pub ledger::Wallet);
+/// A customer's balance in one credit system, with its credit system when
+/// it was read with the wallet ([`super::loaders::WalletsWithCreditSystems`]).
+pub struct Wallet(
+    pub ledger::Wallet,
+    pub Option<service::credit_systems::CreditSystem>,
+);
+
+impl Wallet {
+    pub fn new(wallet: ledger::Wallet) -> Self {
+        Self(wallet, None)
+    }
+}
 
 #[Object]
 impl Wallet {
@@ -130,7 +141,10 @@ impl Wallet {
         customers::customer(ctx, self.0.customer_id).await
     }
     async fn credit_system(&self, ctx: &Context<'_>) -> ApiResult<Option<CreditSystem>> {
-        credit_systems::credit_system(ctx, self.0.credit_system_id).await
+        match &self.1 {
+            Some(cs) => Ok(Some(CreditSystem(cs.clone()))),
+            None => credit_systems::credit_system(ctx, self.0.credit_system_id).await,
+        }
     }
     /// Whether spending may go below zero (the next grant repays it first).
     async fn allow_overage(&self) -> bool {
@@ -166,11 +180,17 @@ impl Wallet {
     /// The balance now, computed from grants and holds (right even before
     /// any expiry sweep has run).
     async fn balance(&self, ctx: &Context<'_>) -> ApiResult<Balance> {
-        let balance = load(ctx, BalanceKey(self.0.id)).await?.unwrap_or_default();
-        Ok(Balance {
-            wallet_id: self.0.id,
+        // `expiringSoon` is read with the balance when the query asks it
+        // for one valid number of days (else by its own loader).
+        let days = expiring_days(ctx);
+        let (balance, expiring) = load(ctx, BalanceKey(self.0.id, days))
+            .await?
+            .unwrap_or_default();
+        Ok(Balance::new(
+            self.0.id,
             balance,
-        })
+            days.map(|d| (d, expiring)),
+        ))
     }
     /// The ledger's balance as of a past instant: the `balanceAfter` of the
     /// last entry at or before `at`.
@@ -219,9 +239,33 @@ impl Wallet {
             .map(EntryFilter::parse)
             .transpose()?
             .unwrap_or_default();
-        let found = load(ctx, EntryPageKey(self.0.id, filter, page))
+        let splits = ctx
+            .look_ahead()
+            .field("edges")
+            .field("node")
+            .field("splits");
+        if !splits.exists() {
+            let found = load(ctx, EntryPageKey(self.0.id, filter, page))
+                .await?
+                .unwrap_or_else(|| page.finish(Vec::new()));
+            return Ok(pagination::connection(found, |e| e.id, LedgerEntry));
+        }
+        // The splits and their grants in the page's statement.
+        let found = load(ctx, EntryPageWithSplitsKey(self.0.id, filter, page))
             .await?
             .unwrap_or_else(|| page.finish(Vec::new()));
+        let loaders = loaders(ctx)?;
+        let mut entries = Vec::with_capacity(found.items.len());
+        let mut splits = Vec::with_capacity(found.items.len());
+        for (entry, s) in found.items {
+            splits.push((entry.id, s));
+            entries.push(entry);
+        }
+        loaders.prime_splits(splits);
+        let found = service::pagination::Page {
+            items: entries,
+            has_next_page: found.has_next_page,
+        };
         Ok(pagination::connection(found, |e| e.id, LedgerEntry))
     }
     async fn created_at(&self) -> DateTime<Utc> {
@@ -274,68 +318,92 @@ impl EntryFilter {
     }
 }
 
-/// A wallet's balance as of the request's instant.
-///
-/// `included + purchased + promotional + admin + refund + transfer − debt
-/// = available`, always: one part per grant category.
+// A wallet's balance as of the request's instant (no description in the
+// schema): `included + purchased + promotional + admin + refund + transfer
+// − debt = available`, always: one part per grant category.
+//
+// Plain data: every part is read with the balance, so only `expiringSoon`
+// (an argument) has a resolver of its own.
+#[derive(SimpleObject)]
+#[graphql(complex)]
 pub struct Balance {
-    wallet_id: uuid::Uuid,
-    balance: ledger::Balance,
-}
-
-#[Object]
-impl Balance {
     /// What can be spent now: the parts by category (`included`,
     /// `purchased`, `promotional`, `admin`, `refund`, `transfer`) less
     /// `debt`.
-    async fn available(&self) -> Credits {
-        credits(self.balance.available)
-    }
+    available: Credits,
     /// Reserved by active holds.
-    async fn pending(&self) -> Credits {
-        credits(self.balance.pending)
-    }
+    pending: Credits,
     /// `available + pending`.
-    async fn total(&self) -> Credits {
-        credits(self.balance.total)
-    }
+    total: Credits,
     /// Part of `available`: live credits from plan allowances (INCLUDED
     /// grants). Each part counts what holds past their deadline return to
     /// its grants.
-    async fn included(&self) -> Credits {
-        credits(self.balance.included)
-    }
+    included: Credits,
     /// Part of `available`: live credits bought (PURCHASED grants).
-    async fn purchased(&self) -> Credits {
-        credits(self.balance.purchased)
-    }
+    purchased: Credits,
     /// Part of `available`: live promotional credits (PROMOTIONAL grants).
-    async fn promotional(&self) -> Credits {
-        credits(self.balance.promotional)
-    }
+    promotional: Credits,
     /// Part of `available`: live credits an admin granted (ADMIN grants,
     /// `adjustBalance` up included).
-    async fn admin(&self) -> Credits {
-        credits(self.balance.admin)
-    }
+    admin: Credits,
     /// Part of `available`: live refunded credits (REFUND grants).
-    async fn refund(&self) -> Credits {
-        credits(self.balance.refund)
-    }
+    refund: Credits,
     /// Part of `available`: live credits received from an ancestor
     /// (TRANSFER grants, `allocateCredits`).
-    async fn transfer(&self) -> Credits {
-        credits(self.balance.transfer)
-    }
+    transfer: Credits,
     /// Granted with a future `effectiveAt`: not spendable yet.
-    async fn scheduled(&self) -> Credits {
-        credits(self.balance.scheduled)
-    }
+    scheduled: Credits,
     /// Overage not yet repaid (only with `allowOverage`): subtracted from
     /// the parts to give `available`.
-    async fn debt(&self) -> Credits {
-        credits(self.balance.debt)
+    debt: Credits,
+    #[graphql(skip)]
+    wallet_id: uuid::Uuid,
+    /// `expiringSoon` for these days, read with the balance.
+    #[graphql(skip)]
+    expiring: Option<(i64, Decimal)>,
+}
+
+impl Balance {
+    fn new(wallet_id: uuid::Uuid, b: ledger::Balance, expiring: Option<(i64, Decimal)>) -> Self {
+        Self {
+            available: credits(b.available),
+            pending: credits(b.pending),
+            total: credits(b.total),
+            included: credits(b.included),
+            purchased: credits(b.purchased),
+            promotional: credits(b.promotional),
+            admin: credits(b.admin),
+            refund: credits(b.refund),
+            transfer: credits(b.transfer),
+            scheduled: credits(b.scheduled),
+            debt: credits(b.debt),
+            wallet_id,
+            expiring,
+        }
     }
+}
+
+/// The days of the `expiringSoon` under the current `balance` field, when
+/// every one asks for the same valid number.
+fn expiring_days(ctx: &Context<'_>) -> Option<i64> {
+    let mut days = None;
+    for field in ctx.look_ahead().field("expiringSoon").selection_fields() {
+        let args = field.arguments().ok()?;
+        let (_, value) = args.iter().find(|(name, _)| name.as_str() == "days")?;
+        let d = match value {
+            async_graphql::Value::Number(n) => n.as_i64()?,
+            _ => return None,
+        };
+        if !(1..=i64::from(EXPIRING_DAYS_MAX)).contains(&d) || days.is_some_and(|x| x != d) {
+            return None;
+        }
+        days = Some(d);
+    }
+    days
+}
+
+#[async_graphql::ComplexObject]
+impl Balance {
     /// Live credits that expire within `days` days from now.
     async fn expiring_soon(&self, ctx: &Context<'_>, days: i32) -> ApiResult<Credits> {
         if !(1..=EXPIRING_DAYS_MAX).contains(&days) {
@@ -343,6 +411,11 @@ impl Balance {
                 "days",
                 format!("must be 1 to {EXPIRING_DAYS_MAX}"),
             ));
+        }
+        if let Some((d, expiring)) = self.expiring
+            && d == i64::from(days)
+        {
+            return Ok(credits(expiring));
         }
         Ok(credits(
             load(ctx, ExpiringKey(self.wallet_id, i64::from(days)))
@@ -363,7 +436,9 @@ impl Grant {
         ids::encode(Kind::Grant, self.0.id)
     }
     async fn wallet(&self, ctx: &Context<'_>) -> ApiResult<Option<Wallet>> {
-        Ok(load(ctx, WalletKey(self.0.wallet_id)).await?.map(Wallet))
+        Ok(load(ctx, WalletKey(self.0.wallet_id))
+            .await?
+            .map(Wallet::new))
     }
     async fn category(&self) -> GrantCategory {
         self.0.category.into()
@@ -454,7 +529,9 @@ impl LedgerEntry {
         ids::encode(Kind::Entry, self.0.id)
     }
     async fn wallet(&self, ctx: &Context<'_>) -> ApiResult<Option<Wallet>> {
-        Ok(load(ctx, WalletKey(self.0.wallet_id)).await?.map(Wallet))
+        Ok(load(ctx, WalletKey(self.0.wallet_id))
+            .await?
+            .map(Wallet::new))
     }
     /// 1, 2, 3… per wallet: the order of the running balance.
     async fn seq(&self) -> i64 {
@@ -543,21 +620,31 @@ impl LedgerEntry {
     /// Which grants this entry drew from or filled, and how much each.
     #[graphql(complexity = "crate::graphql::limits::unpaged_list_cost(child_complexity)")]
     async fn splits(&self, ctx: &Context<'_>) -> ApiResult<Vec<Split>> {
+        if let Some(primed) = loaders(ctx)?.primed_splits(self.0.id) {
+            return Ok(primed
+                .into_iter()
+                .map(|(split, grant)| Split(split, Some(grant)))
+                .collect());
+        }
         Ok(load(ctx, SplitsKey(self.0.id))
             .await?
             .unwrap_or_default()
             .into_iter()
-            .map(Split)
+            .map(|split| Split(split, None))
             .collect())
     }
 }
 
-/// How much of an entry one grant gave or took (signed like the entry).
-pub struct Split(ledger::Split);
+/// How much of an entry one grant gave or took (signed like the entry),
+/// with the grant when it was read with the split.
+pub struct Split(ledger::Split, Option<ledger::Grant>);
 
 #[Object]
 impl Split {
     async fn grant(&self, ctx: &Context<'_>) -> ApiResult<Option<Grant>> {
+        if let Some(grant) = &self.1 {
+            return Ok(Some(Grant(grant.clone())));
+        }
         Ok(load(ctx, GrantKey(self.0.grant_id)).await?.map(Grant))
     }
     async fn amount(&self) -> Credits {
@@ -576,7 +663,9 @@ impl Hold {
         ids::encode(Kind::Hold, self.0.id)
     }
     async fn wallet(&self, ctx: &Context<'_>) -> ApiResult<Option<Wallet>> {
-        Ok(load(ctx, WalletKey(self.0.wallet_id)).await?.map(Wallet))
+        Ok(load(ctx, WalletKey(self.0.wallet_id))
+            .await?
+            .map(Wallet::new))
     }
     async fn amount(&self) -> Credits {
         credits(self.0.amount)
@@ -630,7 +719,7 @@ impl LedgerQuery {
         let id = ids::decode(Kind::Wallet, &id, "id")?;
         load(ctx, WalletKey(id))
             .await?
-            .map(Wallet)
+            .map(Wallet::new)
             .ok_or_else(|| not_found("wallet"))
     }
     async fn grant(&self, ctx: &Context<'_>, id: ID) -> ApiResult<Grant> {
@@ -1136,7 +1225,7 @@ impl LedgerMutation {
         )
         .await?;
         Ok(ConfigureWalletPayload {
-            wallet: Wallet(wallet),
+            wallet: Wallet::new(wallet),
         })
     }
 }

@@ -5,7 +5,7 @@
 use std::{
     collections::HashMap,
     sync::{
-        Arc,
+        Arc, Mutex,
         atomic::{AtomicUsize, Ordering},
     },
 };
@@ -20,7 +20,7 @@ use service::{
     customers::{self, Customer},
     ledger::{
         Balance, Entry, Grant, Hold, Split, Wallet,
-        read::{self, EntryFilter, GrantFilter},
+        read::{self, EntryFilter, EntryWithSplits, GrantFilter},
         tree::{self, TreeSummary},
     },
     pagination::{Page, PageRequest},
@@ -41,6 +41,10 @@ pub struct Batch {
 pub struct Loaders {
     loader: DataLoader<Batch>,
     asked: Arc<AtomicUsize>,
+    /// Splits (with their grants) read with a page of entries
+    /// ([`EntryPageWithSplitsKey`]), by entry, until its `splits` field
+    /// takes them: no statement of their own.
+    splits: Mutex<HashMap<Uuid, Vec<(Split, Grant)>>>,
 }
 
 impl Loaders {
@@ -59,6 +63,18 @@ impl Loaders {
     {
         self.asked.fetch_add(1, Ordering::Relaxed);
         self.loader.load_one(key).await
+    }
+
+    /// Keeps the splits read with these entries for their `splits` field.
+    pub fn prime_splits(&self, entries: impl IntoIterator<Item = (Uuid, Vec<(Split, Grant)>)>) {
+        let mut primed = self.splits.lock().unwrap_or_else(|e| e.into_inner());
+        primed.extend(entries);
+    }
+
+    /// The splits read with entry `id`'s page, once.
+    pub fn primed_splits(&self, id: Uuid) -> Option<Vec<(Split, Grant)>> {
+        let mut primed = self.splits.lock().unwrap_or_else(|e| e.into_inner());
+        primed.remove(&id)
     }
 }
 
@@ -108,7 +124,11 @@ pub fn loaders(db: Db, tenant_id: Uuid, now: DateTime<Utc>) -> Loaders {
     })
     .max_batch_size(BATCH_SIZE_MAX)
     .delay(BATCH_DELAY);
-    Loaders { loader, asked }
+    Loaders {
+        loader,
+        asked,
+        splits: Mutex::default(),
+    }
 }
 
 impl Batch {
@@ -144,8 +164,13 @@ pub struct CreditSystemKey(pub Uuid);
 pub struct WalletsOfCustomer(pub Uuid);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct WalletKey(pub Uuid);
+/// A customer's wallets, each with its credit system (one statement).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct BalanceKey(pub Uuid);
+pub struct WalletsWithCreditSystems(pub Uuid);
+/// A wallet's balance and, for `Some(days)`, its live credits expiring
+/// within that many days (one statement: [`read::balances_expiring`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct BalanceKey(pub Uuid, pub Option<i64>);
 /// Wallet and days ahead.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ExpiringKey(pub Uuid, pub i64);
@@ -155,6 +180,10 @@ pub struct BalanceAtKey(pub Uuid, pub DateTime<Utc>);
 pub struct GrantPageKey(pub Uuid, pub GrantFilter, pub PageRequest);
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct EntryPageKey(pub Uuid, pub EntryFilter, pub PageRequest);
+/// [`EntryPageKey`] with each entry's splits and their grants (one
+/// statement: [`read::entry_pages_with_splits`]).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct EntryPageWithSplitsKey(pub Uuid, pub EntryFilter, pub PageRequest);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct SplitsKey(pub Uuid);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -362,16 +391,52 @@ impl Loader<WalletKey> for Batch {
 }
 
 impl Loader<BalanceKey> for Batch {
-    type Value = Balance;
+    /// The balance, and the credits expiring within the key's days (0
+    /// without days).
+    type Value = (Balance, Decimal);
     type Error = LoadError;
 
-    async fn load(&self, keys: &[BalanceKey]) -> Result<HashMap<BalanceKey, Balance>, LoadError> {
-        let found = read::balances(&self.db, self.tenant_id, &ids(keys, |k| k.0), self.now)
+    async fn load(
+        &self,
+        keys: &[BalanceKey],
+    ) -> Result<HashMap<BalanceKey, (Balance, Decimal)>, LoadError> {
+        let mut out = HashMap::new();
+        for (days, keys) in groups(keys, |k| k.1) {
+            let until = days.map(|d| self.now + Duration::days(d));
+            let mut found = read::balances_expiring(
+                &self.db,
+                self.tenant_id,
+                &ids(&keys, |k| k.0),
+                self.now,
+                until,
+            )
             .await
             .map_err(fail)?;
-        Ok(found
-            .into_iter()
-            .map(|(id, b)| (BalanceKey(id), b))
+            for k in keys {
+                if let Some(b) = found.remove(&k.0) {
+                    out.insert(k, b);
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl Loader<WalletsWithCreditSystems> for Batch {
+    type Value = Vec<(Wallet, CreditSystem)>;
+    type Error = LoadError;
+
+    async fn load(
+        &self,
+        keys: &[WalletsWithCreditSystems],
+    ) -> Result<HashMap<WalletsWithCreditSystems, Self::Value>, LoadError> {
+        let mut found =
+            read::wallets_with_credit_systems(&self.db, self.tenant_id, &ids(keys, |k| k.0))
+                .await
+                .map_err(fail)?;
+        Ok(keys
+            .iter()
+            .map(|k| (*k, found.remove(&k.0).unwrap_or_default()))
             .collect())
     }
 }
@@ -463,6 +528,35 @@ impl Loader<EntryPageKey> for Batch {
         let mut out = HashMap::new();
         for ((filter, page), keys) in groups(keys, |k| (k.1.clone(), k.2)) {
             let mut found = read::entry_pages(
+                &self.db,
+                self.tenant_id,
+                &ids(&keys, |k| k.0),
+                &filter,
+                page,
+            )
+            .await
+            .map_err(fail)?;
+            for k in keys {
+                if let Some(p) = found.remove(&k.0) {
+                    out.insert(k, p);
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl Loader<EntryPageWithSplitsKey> for Batch {
+    type Value = Page<EntryWithSplits>;
+    type Error = LoadError;
+
+    async fn load(
+        &self,
+        keys: &[EntryPageWithSplitsKey],
+    ) -> Result<HashMap<EntryPageWithSplitsKey, Page<EntryWithSplits>>, LoadError> {
+        let mut out = HashMap::new();
+        for ((filter, page), keys) in groups(keys, |k| (k.1.clone(), k.2)) {
+            let mut found = read::entry_pages_with_splits(
                 &self.db,
                 self.tenant_id,
                 &ids(&keys, |k| k.0),

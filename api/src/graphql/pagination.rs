@@ -3,7 +3,7 @@
 
 use async_graphql::{
     OutputType,
-    connection::{Connection, Edge},
+    connection::{Connection, CursorType, Edge},
 };
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use service::pagination::{Page, PageRequest};
@@ -11,7 +11,26 @@ use uuid::Uuid;
 
 use super::error::{ApiError, ApiResult};
 
-pub type Conn<N> = Connection<String, N>;
+pub type Conn<N> = Connection<Cursor, N>;
+
+/// An item's position, encoded ([`encode_cursor`]) only when a query asks
+/// for `cursor` or `pageInfo`'s cursors: most list reads never do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor(pub Uuid);
+
+impl CursorType for Cursor {
+    type Error = &'static str;
+
+    fn decode_cursor(s: &str) -> Result<Self, &'static str> {
+        decode_cursor(s)
+            .map(Cursor)
+            .map_err(|_| "not a cursor this API returned")
+    }
+
+    fn encode_cursor(&self) -> String {
+        encode_cursor(self.0)
+    }
+}
 
 pub fn encode_cursor(id: Uuid) -> String {
     URL_SAFE_NO_PAD.encode(format!("v1:{}", id.simple()))
@@ -42,7 +61,7 @@ pub fn connection<T, N: OutputType>(
     conn.edges.extend(
         page.items
             .into_iter()
-            .map(|item| Edge::new(encode_cursor(cursor_of(&item)), node(item))),
+            .map(|item| Edge::new(Cursor(cursor_of(&item)), node(item))),
     );
     conn
 }
@@ -55,6 +74,10 @@ mod tests {
     fn cursors_round_trip_and_reject_garbage() {
         let id = Uuid::now_v7();
         assert_eq!(decode_cursor(&encode_cursor(id)).unwrap(), id);
+        assert_eq!(
+            Cursor::decode_cursor(&Cursor(id).encode_cursor()).unwrap(),
+            Cursor(id)
+        );
         assert!(decode_cursor("nope").is_err());
         assert!(decode_cursor(&URL_SAFE_NO_PAD.encode("v2:x")).is_err());
     }

@@ -211,101 +211,179 @@ pub async fn wallets_of_customers(
     Ok(out)
 }
 
-/// Balances as of `now` (wallets with nothing get zeros).
+/// [`wallets_of_customers`] with each wallet's credit system, in one
+/// statement.
+pub async fn wallets_with_credit_systems(
+    db: &Db,
+    tenant_id: Uuid,
+    customer_ids: &[Uuid],
+) -> Result<HashMap<Uuid, Vec<(Wallet, crate::credit_systems::CreditSystem)>>, DbErr> {
+    use entity::credit_system;
+    if customer_ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let conn = db.reader();
+    let sql = format!(
+        "SELECT {w}, {cs} FROM wallet w \
+         JOIN credit_system cs ON cs.id = w.credit_system_id AND cs.tenant_id = w.tenant_id \
+         WHERE w.tenant_id = ? AND w.customer_id IN ({}) ORDER BY w.id",
+        list(customer_ids.len()),
+        w = columns_as::<wallet::Entity>("w", "w_"),
+        cs = columns_as::<credit_system::Entity>("cs", "cs_"),
+    );
+    let mut values: Vec<Value> = vec![tenant_id.into()];
+    values.extend(uuids(customer_ids));
+    let mut out: HashMap<Uuid, Vec<_>> = HashMap::new();
+    for row in conn
+        .query_all_raw(statement(conn.get_database_backend(), &sql, values))
+        .await?
+    {
+        use sea_orm::FromQueryResult;
+        let w = Wallet::from(wallet::Model::from_query_result(&row, "w_")?);
+        let cs = credit_system::Model::from_query_result(&row, "cs_")?.try_into()?;
+        out.entry(w.customer_id).or_default().push((w, cs));
+    }
+    Ok(out)
+}
+
+/// Balances as of `now` (wallets with nothing get zeros), in one statement.
 pub async fn balances(
     db: &Db,
     tenant_id: Uuid,
     wallet_ids: &[Uuid],
     now: DateTime<Utc>,
 ) -> Result<HashMap<Uuid, Balance>, DbErr> {
+    Ok(balances_expiring(db, tenant_id, wallet_ids, now, None)
+        .await?
+        .into_iter()
+        .map(|(id, (balance, _))| (id, balance))
+        .collect())
+}
+
+/// [`balances`] and, with `until`, each wallet's live credits expiring in
+/// `(now, until]` ([`expiring_between`]), in one statement: the wallets'
+/// debt, their grants' parts by category, their active holds' parts, and
+/// the expiring sum, as rows of one `UNION ALL` told apart by `kind`.
+pub async fn balances_expiring(
+    db: &Db,
+    tenant_id: Uuid,
+    wallet_ids: &[Uuid],
+    now: DateTime<Utc>,
+    until: Option<DateTime<Utc>>,
+) -> Result<HashMap<Uuid, (Balance, rust_decimal::Decimal)>, DbErr> {
     if wallet_ids.is_empty() {
         return Ok(HashMap::new());
     }
     let conn = db.reader();
     let backend = conn.get_database_backend();
-    let n = wallet_ids.len();
-    // Per wallet and grant category: the parts of the balance.
-    let grant = GrantSql::new(None);
+    let list = list(wallet_ids.len());
     let mut values: Vec<Value> = Vec::new();
+    // 'W': the wallet and its debt.
+    values.push(tenant_id.into());
+    values.extend(uuids(wallet_ids));
+    let wallets = format!(
+        "SELECT 'W' AS kind, w.id AS wallet_id, CAST(NULL AS TEXT) AS category, \
+           CAST(w.debt_micros AS BIGINT) AS a, CAST(0 AS BIGINT) AS b \
+         FROM wallet w WHERE w.tenant_id = ? AND w.id IN ({list})"
+    );
+    // 'G': per grant category, live (a) and scheduled (b) credits.
+    let grant = GrantSql::new(None);
     let live = grant.live(now, &mut values);
     let scheduled = grant.scheduled(now, &mut values);
     values.push(tenant_id.into());
     values.extend(uuids(wallet_ids));
-    values.push(tenant_id.into());
-    values.extend(uuids(wallet_ids));
-    let sql = format!(
-        "SELECT w.id AS wallet_id, w.debt_micros AS debt, g.category AS category, \
-           CAST(COALESCE(SUM(CASE WHEN g.live = 1 THEN g.remaining_micros ELSE 0 END), 0) AS BIGINT) AS live, \
-           CAST(COALESCE(SUM(CASE WHEN g.scheduled = 1 THEN g.remaining_micros ELSE 0 END), 0) AS BIGINT) AS scheduled \
-         FROM wallet w LEFT JOIN ( \
-           SELECT wallet_id, category, remaining_micros, \
-             CASE WHEN {live} THEN 1 ELSE 0 END AS live, \
-             CASE WHEN {scheduled} THEN 1 ELSE 0 END AS scheduled \
-           FROM credit_grant WHERE tenant_id = ? AND wallet_id IN ({list}) AND remaining_micros > 0 \
-         ) g ON g.wallet_id = w.id \
-         WHERE w.tenant_id = ? AND w.id IN ({list}) \
-         GROUP BY w.id, w.debt_micros, g.category",
-        list = list(n)
+    let grants = format!(
+        "SELECT 'G', wallet_id, category, \
+           CAST(COALESCE(SUM(CASE WHEN {live} THEN remaining_micros ELSE 0 END), 0) AS BIGINT), \
+           CAST(COALESCE(SUM(CASE WHEN {scheduled} THEN remaining_micros ELSE 0 END), 0) AS BIGINT) \
+         FROM credit_grant WHERE tenant_id = ? AND wallet_id IN ({list}) AND remaining_micros > 0 \
+         GROUP BY wallet_id, category"
     );
-    // The balance and its available micros (live − debt) so far.
-    let mut out: HashMap<Uuid, (Balance, i64)> = HashMap::new();
-    for row in conn.query_all_raw(statement(backend, &sql, values)).await? {
-        let wallet_id: Uuid = row.try_get("", "wallet_id")?;
-        let debt: i64 = row.try_get("", "debt")?;
-        let (balance, available) = out.entry(wallet_id).or_insert_with(|| {
-            (
-                Balance {
-                    debt: from_micros(debt),
-                    ..Balance::default()
-                },
-                -debt,
-            )
-        });
-        let Some(category) = row.try_get::<Option<String>>("", "category")? else {
-            continue; // a wallet without grants
-        };
-        let category = grant_category(conn, tenant_id, wallet_id, &category).await?;
-        let live: i64 = row.try_get("", "live")?;
-        *balance.part_mut(category) += from_micros(live);
-        balance.scheduled += from_micros(row.try_get::<i64>("", "scheduled")?);
-        *available += live;
-    }
-
-    // Active holds: reserved while before their deadline; after it, what
-    // they return to still-live grants is available again (and counts in
-    // the part of those grants' category).
-    let mut values: Vec<Value> = vec![now.into(), now.into()];
+    // 'H': active holds per category of the grants they reserve: pending
+    // (a) while before their deadline; after it, what they return to
+    // still-live grants (b) is available again (and counts in the part of
+    // those grants' category).
+    values.push(now.into());
+    values.push(now.into());
     let current = GrantSql::new(Some("g")).current(now, &mut values);
     values.push(tenant_id.into());
     values.extend(uuids(wallet_ids));
-    let sql = format!(
-        "SELECT h.wallet_id AS wallet_id, g.category AS category, \
-           CAST(COALESCE(SUM(CASE WHEN h.expires_at > ? THEN s.amount_micros ELSE 0 END), 0) AS BIGINT) AS pending, \
+    let holds = format!(
+        "SELECT 'H', h.wallet_id, g.category, \
+           CAST(COALESCE(SUM(CASE WHEN h.expires_at > ? THEN s.amount_micros ELSE 0 END), 0) AS BIGINT), \
            CAST(COALESCE(SUM(CASE WHEN h.expires_at <= ? AND {current} \
-             THEN s.amount_micros ELSE 0 END), 0) AS BIGINT) AS releasable \
+             THEN s.amount_micros ELSE 0 END), 0) AS BIGINT) \
          FROM credit_hold h JOIN hold_split s ON s.hold_id = h.id JOIN credit_grant g ON g.id = s.grant_id \
          WHERE h.tenant_id = ? AND h.wallet_id IN ({list}) AND h.status = 'ACTIVE' \
-         GROUP BY h.wallet_id, g.category",
-        list = list(n)
+         GROUP BY h.wallet_id, g.category"
     );
-    for row in conn.query_all_raw(statement(backend, &sql, values)).await? {
+    let mut sql = format!("{wallets} UNION ALL {grants} UNION ALL {holds}");
+    // 'E': live and `expires_at <= until` (which a grant that never
+    // expires is not).
+    if let Some(until) = until {
+        values.push(tenant_id.into());
+        values.extend(uuids(wallet_ids));
+        let live = GrantSql::new(None).live(now, &mut values);
+        values.push(until.into());
+        sql.push_str(&format!(
+            " UNION ALL SELECT 'E', wallet_id, CAST(NULL AS TEXT), \
+               CAST(SUM(remaining_micros) AS BIGINT), CAST(0 AS BIGINT) FROM credit_grant \
+             WHERE tenant_id = ? AND wallet_id IN ({list}) AND {live} AND expires_at <= ? \
+             GROUP BY wallet_id"
+        ));
+    }
+    let rows = conn.query_all_raw(statement(backend, &sql, values)).await?;
+    let mut parts = Vec::with_capacity(rows.len());
+    // The balance and its available micros (live − debt) so far.
+    let mut out: HashMap<Uuid, (Balance, i64, rust_decimal::Decimal)> = HashMap::new();
+    for row in rows {
+        let kind: String = row.try_get("", "kind")?;
         let wallet_id: Uuid = row.try_get("", "wallet_id")?;
-        let category: String = row.try_get("", "category")?;
-        let category = grant_category(conn, tenant_id, wallet_id, &category).await?;
-        let pending: i64 = row.try_get("", "pending")?;
-        let releasable: i64 = row.try_get("", "releasable")?;
-        if let Some((balance, available)) = out.get_mut(&wallet_id) {
-            balance.pending += from_micros(pending);
-            *balance.part_mut(category) += from_micros(releasable);
-            *available += releasable;
+        let a: i64 = row.try_get("", "a")?;
+        let b: i64 = row.try_get("", "b")?;
+        match kind.as_str() {
+            "W" => {
+                let balance = Balance {
+                    debt: from_micros(a),
+                    ..Balance::default()
+                };
+                out.insert(wallet_id, (balance, -a, rust_decimal::Decimal::ZERO));
+            }
+            "E" => parts.push((kind, wallet_id, None, a, b)),
+            _ => {
+                let category: String = row.try_get("", "category")?;
+                parts.push((kind, wallet_id, Some(category), a, b));
+            }
+        }
+    }
+    for (kind, wallet_id, category, a, b) in parts {
+        let Some((balance, available, expiring)) = out.get_mut(&wallet_id) else {
+            continue; // not a wallet of the tenant
+        };
+        let category = match category {
+            Some(stored) => Some(grant_category(conn, tenant_id, wallet_id, &stored).await?),
+            None => None,
+        };
+        match (kind.as_str(), category) {
+            ("G", Some(category)) => {
+                *balance.part_mut(category) += from_micros(a);
+                balance.scheduled += from_micros(b);
+                *available += a;
+            }
+            ("H", Some(category)) => {
+                balance.pending += from_micros(a);
+                *balance.part_mut(category) += from_micros(b);
+                *available += b;
+            }
+            _ => *expiring = from_micros(a),
         }
     }
     Ok(out
         .into_iter()
-        .map(|(id, (mut balance, available))| {
+        .map(|(id, (mut balance, available, expiring))| {
             balance.available = from_micros(available);
             balance.total = balance.available + balance.pending;
-            (id, balance)
+            (id, (balance, expiring))
         })
         .collect())
 }
@@ -495,19 +573,104 @@ pub async fn entry_pages(
     filter: &EntryFilter,
     page: PageRequest,
 ) -> Result<HashMap<Uuid, Page<Entry>>, DbErr> {
-    if wallet_ids.is_empty() {
-        return Ok(HashMap::new());
-    }
+    let Some((sql, values)) = entry_pages_sql(tenant_id, wallet_ids, filter, page) else {
+        return Ok(wallet_ids
+            .iter()
+            .map(|id| (*id, page.finish(Vec::new())))
+            .collect());
+    };
     let conn = db.reader();
+    let rows = ledger_entry::Entity::find()
+        .from_raw_sql(statement(conn.get_database_backend(), &sql, values))
+        .all(conn)
+        .await?;
+    let mut grouped: HashMap<Uuid, Vec<Entry>> = HashMap::new();
+    for e in rows {
+        grouped.entry(e.wallet_id).or_default().push(e.try_into()?);
+    }
+    Ok(wallet_ids
+        .iter()
+        .map(|id| (*id, page.finish(grouped.remove(id).unwrap_or_default())))
+        .collect())
+}
+
+/// An entry with its splits, each with the grant it drew from or filled.
+pub type EntryWithSplits = (Entry, Vec<(Split, Grant)>);
+
+/// [`entry_pages`] with each entry's splits (in the order they were drawn)
+/// and their grants, in one statement: the page joined to its splits and
+/// their grants, one row per split (one with no split for an entry
+/// without).
+pub async fn entry_pages_with_splits(
+    db: &Db,
+    tenant_id: Uuid,
+    wallet_ids: &[Uuid],
+    filter: &EntryFilter,
+    page: PageRequest,
+) -> Result<HashMap<Uuid, Page<EntryWithSplits>>, DbErr> {
+    use sea_orm::FromQueryResult;
+    let Some((pages, mut values)) = entry_pages_sql(tenant_id, wallet_ids, filter, page) else {
+        return Ok(wallet_ids
+            .iter()
+            .map(|id| (*id, page.finish(Vec::new())))
+            .collect());
+    };
+    let sql = format!(
+        "SELECT {e}, {s}, {g} FROM ({pages}) e \
+         LEFT JOIN entry_split s ON s.entry_id = e.id AND s.tenant_id = ? \
+         LEFT JOIN credit_grant g ON g.id = s.grant_id AND g.tenant_id = ? \
+         ORDER BY e.wallet_id, e.seq DESC, s.id",
+        e = columns_as::<ledger_entry::Entity>("e", "e_"),
+        s = columns_as::<entry_split::Entity>("s", "s_"),
+        g = columns_as::<credit_grant::Entity>("g", "g_"),
+    );
+    values.push(tenant_id.into());
+    values.push(tenant_id.into());
+    let conn = db.reader();
+    let rows = conn
+        .query_all_raw(statement(conn.get_database_backend(), &sql, values))
+        .await?;
+    let mut grouped: HashMap<Uuid, Vec<EntryWithSplits>> = HashMap::new();
+    for row in rows {
+        let entry_id: Uuid = row.try_get("e_", "id")?;
+        let wallet_id: Uuid = row.try_get("e_", "wallet_id")?;
+        let entries = grouped.entry(wallet_id).or_default();
+        if entries.last().is_none_or(|(e, _)| e.id != entry_id) {
+            let entry = ledger_entry::Model::from_query_result(&row, "e_")?.try_into()?;
+            entries.push((entry, Vec::new()));
+        }
+        // The LEFT JOIN's NULLs: an entry without splits.
+        if row.try_get::<Option<Uuid>>("s_", "id")?.is_some()
+            && let Some((_, splits)) = entries.last_mut()
+        {
+            let split = entry_split::Model::from_query_result(&row, "s_")?.into();
+            let grant = credit_grant::Model::from_query_result(&row, "g_")?.try_into()?;
+            splits.push((split, grant));
+        }
+    }
+    Ok(wallet_ids
+        .iter()
+        .map(|id| (*id, page.finish(grouped.remove(id).unwrap_or_default())))
+        .collect())
+}
+
+/// The statement of [`entry_pages`] and its values; `None`: the filter
+/// admits no entry (an empty `types` list).
+fn entry_pages_sql(
+    tenant_id: Uuid,
+    wallet_ids: &[Uuid],
+    filter: &EntryFilter,
+    page: PageRequest,
+) -> Option<(String, Vec<Value>)> {
+    if wallet_ids.is_empty() {
+        return None;
+    }
     let mut values: Vec<Value> = vec![tenant_id.into()];
     values.extend(uuids(wallet_ids));
     let mut conditions = String::new();
     if let Some(types) = &filter.types {
         if types.is_empty() {
-            return Ok(wallet_ids
-                .iter()
-                .map(|id| (*id, page.finish(Vec::new())))
-                .collect());
+            return None;
         }
         conditions.push_str(&format!(" AND entry_type IN ({})", list(types.len())));
         values.extend(types.iter().map(|t| Value::from(t.as_str())));
@@ -545,18 +708,7 @@ pub async fn entry_pages(
          ) t WHERE rn <= ? ORDER BY wallet_id, seq DESC",
         list(wallet_ids.len())
     );
-    let rows = ledger_entry::Entity::find()
-        .from_raw_sql(statement(conn.get_database_backend(), &sql, values))
-        .all(conn)
-        .await?;
-    let mut grouped: HashMap<Uuid, Vec<Entry>> = HashMap::new();
-    for e in rows {
-        grouped.entry(e.wallet_id).or_default().push(e.try_into()?);
-    }
-    Ok(wallet_ids
-        .iter()
-        .map(|id| (*id, page.finish(grouped.remove(id).unwrap_or_default())))
-        .collect())
+    Some((sql, values))
 }
 
 /// The splits of these entries, in the order they were drawn.
