@@ -668,8 +668,8 @@ pub async fn holds_by_ids(db: &Db, tenant_id: Uuid, ids: &[Uuid]) -> Result<Vec<
 pub async fn wallet_of(
     db: &Db,
     tenant_id: Uuid,
-    customer_id: Uuid,
-    credit_system_id: Uuid,
+    customer_id: crate::ids::CustomerId,
+    credit_system_id: crate::ids::CreditSystemId,
 ) -> Result<Option<Wallet>, DbErr> {
     Ok(wallet::Entity::find()
         .filter(wallet::Column::TenantId.eq(tenant_id))

@@ -9,6 +9,7 @@ use service::{
     Clock, FixedClock,
     credit_systems::{self, CreditSystemRef, Kind, NewCreditSystem},
     customers::{self, CustomerRef, NewCustomer},
+    ids::{CreditSystemId, CustomerId, WalletId},
     ledger::{self, Attribution, Category, WalletRef, audit},
     tenants,
     testing::TestDb,
@@ -27,8 +28,8 @@ pub struct World {
     pub t: TestDb,
     pub clock: FixedClock,
     pub tenant_id: Uuid,
-    pub customer_id: Uuid,
-    pub credit_system_id: Uuid,
+    pub customer_id: CustomerId,
+    pub credit_system_id: CreditSystemId,
     next_key: std::sync::atomic::AtomicU64,
 }
 
@@ -165,7 +166,7 @@ impl World {
         .await
     }
 
-    pub async fn wallet_id(&self) -> Uuid {
+    pub async fn wallet_id(&self) -> WalletId {
         ledger::read::wallet_of(
             &self.t.db,
             self.tenant_id,
@@ -180,10 +181,10 @@ impl World {
 
     pub async fn balance(&self) -> ledger::Balance {
         let id = self.wallet_id().await;
-        ledger::read::balances(&self.t.db, self.tenant_id, &[id], self.clock.now())
+        ledger::read::balances(&self.t.db, self.tenant_id, &[id.uuid()], self.clock.now())
             .await
             .unwrap()
-            .remove(&id)
+            .remove(&id.uuid())
             .unwrap()
     }
 
@@ -207,7 +208,7 @@ async fn tenant_with_wallet(
     clock: &FixedClock,
     name: &str,
     precision: i32,
-) -> (Uuid, Uuid, Uuid) {
+) -> (Uuid, CreditSystemId, CustomerId) {
     let tenant = tenants::create(&t.db, clock, name).await.unwrap();
     let cs = credit_systems::create(
         &t.db,
