@@ -4,7 +4,7 @@
 
 use std::{
     path::Path,
-    sync::Arc,
+    sync::{Arc, atomic::AtomicBool},
     time::{Duration, Instant},
 };
 
@@ -92,6 +92,20 @@ pub async fn api_run(
     duration: Duration,
     label: &str,
 ) -> Stats {
+    let never = Arc::new(AtomicBool::new(false));
+    api_run_until(api, targets, clients, over, duration, label, never).await
+}
+
+/// [`api_run`], ending early once `stop` is set.
+pub async fn api_run_until(
+    api: &Api,
+    targets: &Targets,
+    clients: usize,
+    over: usize,
+    duration: Duration,
+    label: &str,
+    stop: Arc<AtomicBool>,
+) -> Stats {
     let ids: Arc<Vec<String>> = Arc::new(
         targets.wallets[..over.min(targets.wallets.len())]
             .iter()
@@ -107,7 +121,7 @@ pub async fn api_run(
         })
         .to_string()
     });
-    load::run(api, clients, duration, None, body).await
+    load::run_until(api, clients, duration, None, body, stop).await
 }
 
 /// The same work as raw SQL through SeaORM's sqlx pools: `clients` tasks

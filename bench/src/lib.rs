@@ -628,17 +628,42 @@ async fn job_sections(
 ) -> anyhow::Result<()> {
     let db_name = backend.name();
     let scratch = scratch(options, backend, "jobs").await?;
+    let work = tempfile::Builder::new()
+        .prefix("credits-bench-")
+        .tempdir()?;
     let result = async {
-        let db = scratch.connect().await?;
         let t0 = jobs::t0();
         let clock = FixedClock::new(t0);
-        let (tenant, key) = service::tenants::bootstrap(&db, &clock)
-            .await?
-            .context("bootstrap")?;
+        // The consume load beside the jobs goes to the release `api` on the
+        // same database: started first, it bootstraps the tenant.
+        let (db, tenant_id, key, load_api) = match &options.api_bin {
+            Some(bin) if options.sections.jobs => {
+                let api = Api::spawn(
+                    bin,
+                    &scratch.url,
+                    &scratch.secrets_key,
+                    &work.path().join("api.log"),
+                )
+                .await?;
+                let db = scratch.connect().await?;
+                let tenant_id = consume::tenant_id(&db).await?;
+                (db, tenant_id, api.key.clone(), Some(api))
+            }
+            _ => {
+                let db = scratch.connect().await?;
+                let (tenant, key) = service::tenants::bootstrap(&db, &clock)
+                    .await?
+                    .context("bootstrap")?;
+                (db, tenant.id, key.secret, None)
+            }
+        };
         let api_clock: Arc<dyn Clock> = Arc::new(clock.clone());
-        let api = Api::in_process(db.clone(), api_clock, key.secret).await?;
-        let plan_id = jobs::setup_plan(&api, &db, tenant.id).await?;
+        let api = Api::in_process(db.clone(), api_clock, key.clone()).await?;
+        let plan_id = jobs::setup_plan(&api, &db, tenant_id).await?;
 
+        // The measured reset (subscriptions, s) and sweep (grants, s) of the
+        // largest scale, alone: beside their runs under consume load.
+        let mut alone = (None, None);
         if options.sections.jobs {
             report.heading(&format!("3. Allowance reset — {db_name}"));
             report.note(format!(
@@ -647,7 +672,7 @@ async fn job_sections(
             ));
             let mut figures = Vec::new();
             for &n in &options.reset {
-                let f = jobs::reset(&db, tenant.id, plan_id, n, t0).await?;
+                let f = jobs::reset(&db, tenant_id, plan_id, n, t0).await?;
                 report.note(format!(
                     "- {n} subscriptions: seed {:.1} s; pass 1 (first period) {:.1} s = {:.0}/s; **reset {:.1} s = {:.0} subscriptions/s** ({} subscriptions, {} periods); audit {} wallets, {} problems{}",
                     f.seed_secs,
@@ -663,6 +688,7 @@ async fn job_sections(
                 ));
                 figures.push((n, f));
             }
+            alone.0 = figures.last().map(|(n, f)| (*n, f.reset_secs));
             if let (Some((n_small, small)), Some((n_big, big))) = (figures.first(), figures.last()) {
                 let per_small = small.reset_secs / *n_small as f64;
                 let per_big = big.reset_secs / *n_big as f64;
@@ -696,7 +722,7 @@ async fn job_sections(
                 + chrono::Duration::days(1);
             let mut figures = Vec::new();
             for &n in &options.sweep {
-                let f = jobs::sweep(&db, tenant.id, n, sweep_now).await?;
+                let f = jobs::sweep(&db, tenant_id, n, sweep_now).await?;
                 report.note(format!(
                     "- {} expired grants in {} wallets: seed {:.1} s; **sweep {:.1} s = {:.0} grants/s** ({:.0} wallets/s); audit {} wallets, {} problems{}",
                     f.grants,
@@ -711,6 +737,7 @@ async fn job_sections(
                 ));
                 figures.push(f);
             }
+            alone.1 = figures.last().map(|f| (f.grants, f.sweep_secs));
             if let (Some(small), Some(big)) = (figures.first(), figures.last()) {
                 let per_small = small.sweep_secs / small.grants as f64;
                 let per_big = big.sweep_secs / big.grants as f64;
@@ -733,11 +760,28 @@ async fn job_sections(
             }
         }
 
+        if options.sections.jobs {
+            jobs_under_load(
+                options,
+                backend,
+                report,
+                &db,
+                load_api.as_ref(),
+                &key,
+                (tenant_id, plan_id),
+                alone,
+            )
+            .await?;
+        }
+        if let Some(a) = load_api {
+            a.stop().await;
+        }
+
         if options.sections.usage {
             report.heading(&format!("4. Usage report — {db_name}"));
             let now = t0.checked_add_months(chrono::Months::new(1)).context("month")?
                 + chrono::Duration::days(2);
-            let s = usage::seed(&db, tenant.id, options.usage_entries, now).await?;
+            let s = usage::seed(&db, tenant_id, options.usage_entries, now).await?;
             report.note(format!(
                 "- {} USAGE entries in {} wallets of one tenant over 30 days, 8 features (seeded in {:.1} s; the tenant also holds the job sections' entries); audit {} wallets, {} problems. Served by the router in the bench process.",
                 s.entries, s.wallets, s.seed_secs, s.audited, s.problems.len()
@@ -757,7 +801,7 @@ async fn job_sections(
                 day.percentile_ms(50.0),
                 day.percentile_ms(100.0)
             ));
-            let plan = usage::explain(&db, tenant.id, s.from, s.to).await?;
+            let plan = usage::explain(&db, tenant_id, s.from, s.to).await?;
             // The range must be an index condition, not only the tenant
             // prefix of some index (that walks every entry of the tenant).
             let range_indexed = plan.lines().any(|l| {
@@ -765,7 +809,7 @@ async fn job_sections(
                     && l.contains("created_at")
             });
             report.note(format!("- plan of the 30-day FEATURE breakdown:\n\n```\n{plan}\n```"));
-            let day_plan = usage::explain(&db, tenant.id, day_from, s.to).await?;
+            let day_plan = usage::explain(&db, tenant_id, day_from, s.to).await?;
             report.note(format!("- plan of the 1-day FEATURE breakdown:\n\n```\n{day_plan}\n```"));
             report.row(Row {
                 id: "4",
@@ -793,6 +837,198 @@ async fn job_sections(
     .await;
     scratch.drop_now().await;
     result
+}
+
+/// The largest scale's reset (subscriptions, s) and sweep (grants, s), run
+/// without load.
+type JobsAlone = (Option<(usize, f64)>, Option<(u64, f64)>);
+
+/// Longest a consume load beside a job runs (the job goes on after it).
+const JOB_LOAD_MAX: Duration = Duration::from_secs(60);
+
+/// Section 3, consume beside the jobs: the largest reset and sweep scale
+/// again, with closed-loop consume clients on other wallets of the same
+/// database (the release `api` when there is one), against the same load
+/// alone just before. Rows: p99 during the job ÷ p99 without it.
+#[allow(clippy::too_many_arguments)]
+async fn jobs_under_load(
+    options: &Options,
+    backend: Backend,
+    report: &mut Report,
+    db: &service::Db,
+    release_api: Option<&Api>,
+    key: &str,
+    (tenant_id, plan_id): (uuid::Uuid, uuid::Uuid),
+    (reset_alone, sweep_alone): JobsAlone,
+) -> anyhow::Result<()> {
+    let db_name = backend.name();
+    // The jobs' API runs on their fixed clock; consume needs today's.
+    let in_process = match release_api {
+        Some(_) => None,
+        None => Some(Api::in_process(db.clone(), Arc::new(SystemClock), key.to_owned()).await?),
+    };
+    let (api, how) = match (release_api, &in_process) {
+        (Some(a), _) => (
+            a,
+            "the release `api` binary (WORKER=off) on the jobs' database",
+        ),
+        (None, Some(a)) => (
+            a,
+            "the router served in the bench process, on the jobs' database",
+        ),
+        (None, None) => unreachable!("one API or the other"),
+    };
+    let clients = options.clients.first().copied().unwrap_or(8);
+    let over = options.wallets;
+    let run = Duration::from_secs_f64(options.run_secs);
+    report.heading(&format!("3. Consume beside the jobs — {db_name}"));
+    let t0 = Instant::now();
+    let targets = consume::setup(api, db, over).await?;
+    report.note(format!(
+        "- API: {how}; {clients} clients, closed loop, spread over {over} wallets with one grant each (their own customers: no row the jobs lock; seeded in {:.1} s). Baseline: the load alone for {:.0} s just before each job; then the job of the largest scale again (new subscriptions / grants, the job in the bench process as above) with the load starting as it starts and stopping when it ends (at most {} s).",
+        t0.elapsed().as_secs_f64(),
+        options.run_secs,
+        JOB_LOAD_MAX.as_secs()
+    ));
+    let sweep_now = jobs::t0()
+        .checked_add_months(chrono::Months::new(1))
+        .context("month")?
+        + chrono::Duration::days(1);
+
+    if let Some((n, alone_secs)) = reset_alone {
+        let base = consume::api_run(api, &targets, clients, over, run, "jl-base-r").await;
+        report.note(format!("- consume alone: {}", base.summary()));
+        let prepared =
+            jobs::prepare_reset(db, tenant_id, plan_id, n, jobs::t0(), &format!("rl{n}-")).await?;
+        let clock = prepared.clock.clone();
+        let beside = jobs::with_consume_load(
+            jobs::drain_resets(db, &clock),
+            api,
+            &targets,
+            clients,
+            over,
+            JOB_LOAD_MAX,
+            "jl-reset",
+        )
+        .await?;
+        let f = jobs::finish_reset(db, prepared, beside.job_secs, beside.job).await?;
+        report.note(format!(
+            "- consume during the reset of {n} subscriptions: {}; the reset {:.1} s = {:.0}/s (alone, above: {alone_secs:.1} s); audit {} wallets, {} problems{}",
+            beside.load.summary(),
+            f.reset_secs,
+            f.subscriptions as f64 / f.reset_secs,
+            f.audited,
+            f.problems.len(),
+            f.problems.first().map(|p| format!(" (first: {p})")).unwrap_or_default()
+        ));
+        if let Some(e) = &beside.load.first_error {
+            report.note(format!("  - first error: `{}`", truncate(e, 300)));
+        }
+        load_row(
+            report,
+            db_name,
+            "the allowance reset",
+            &format!("{n} subscriptions"),
+            clients,
+            &beside.load,
+            &base,
+            f.reset_secs,
+            alone_secs,
+        );
+    }
+
+    if let Some((grants, alone_secs)) = sweep_alone {
+        let base = consume::api_run(api, &targets, clients, over, run, "jl-base-s").await;
+        report.note(format!("- consume alone: {}", base.summary()));
+        let prepared = jobs::prepare_sweep(
+            db,
+            tenant_id,
+            grants as usize,
+            sweep_now,
+            &format!("sl{grants}-"),
+        )
+        .await?;
+        let clock = prepared.clock.clone();
+        let beside = jobs::with_consume_load(
+            jobs::drain_sweep(db, &clock),
+            api,
+            &targets,
+            clients,
+            over,
+            JOB_LOAD_MAX,
+            "jl-sweep",
+        )
+        .await?;
+        let f = jobs::finish_sweep(db, prepared, beside.job_secs, beside.job).await?;
+        report.note(format!(
+            "- consume during the sweep of {} expired grants: {}; the sweep {:.1} s = {:.0} grants/s (alone, above: {alone_secs:.1} s); audit {} wallets, {} problems{}",
+            f.grants,
+            beside.load.summary(),
+            f.sweep_secs,
+            f.grants as f64 / f.sweep_secs,
+            f.audited,
+            f.problems.len(),
+            f.problems.first().map(|p| format!(" (first: {p})")).unwrap_or_default()
+        ));
+        if let Some(e) = &beside.load.first_error {
+            report.note(format!("  - first error: `{}`", truncate(e, 300)));
+        }
+        load_row(
+            report,
+            db_name,
+            "the expiry sweep",
+            &format!("{} expired grants", f.grants),
+            clients,
+            &beside.load,
+            &base,
+            f.sweep_secs,
+            alone_secs,
+        );
+    }
+    let ids: Vec<uuid::Uuid> = targets.wallets.iter().map(|w| w.id).collect();
+    let (audited, problems) = seed::verify(db, targets.tenant_id, &ids, 20).await?;
+    report.note(format!(
+        "- ledger audit of the consume wallets: {audited} wallets, {} problems{}",
+        problems.len(),
+        problems
+            .first()
+            .map(|p| format!(" (first: {p})"))
+            .unwrap_or_default()
+    ));
+    if let Some(a) = in_process {
+        a.stop().await;
+    }
+    Ok(())
+}
+
+/// A "consume p99 during a job ÷ without it" row.
+#[allow(clippy::too_many_arguments)]
+fn load_row(
+    report: &mut Report,
+    backend: &'static str,
+    job: &str,
+    scale: &str,
+    clients: usize,
+    during: &Stats,
+    alone: &Stats,
+    job_secs: f64,
+    job_alone_secs: f64,
+) {
+    let (p, p0) = (during.percentile_ms(99.0), alone.percentile_ms(99.0));
+    let r = (p0 > 0.0 && during.requests > 0).then(|| p / p0);
+    report.row(Row {
+        id: "3",
+        measure: format!("consume p99 during {job} ÷ without it, {clients} clients"),
+        backend,
+        measured: format!(
+            "{} ({job} of {scale}: {job_secs:.1} s; alone {job_alone_secs:.1} s)",
+            rate(during)
+        ),
+        baseline: rate(alone),
+        ratio: r,
+        target: "≤ 2".into(),
+        verdict: verdict(r.is_some_and(|r| r <= 2.0) && during.errors == 0),
+    });
 }
 
 /// Machine, commit and the run's settings, for the results file.

@@ -2,7 +2,10 @@
 //! one request after another (closed loop), or paced to a total rate.
 
 use std::{
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -84,6 +87,27 @@ pub async fn run(
     rate: Option<f64>,
     body: Body,
 ) -> Stats {
+    run_until(
+        api,
+        clients,
+        duration,
+        rate,
+        body,
+        Arc::new(AtomicBool::new(false)),
+    )
+    .await
+}
+
+/// [`run`], ending early once `stop` is set (a request under way is
+/// finished and counted; none is sent after).
+pub async fn run_until(
+    api: &Api,
+    clients: usize,
+    duration: Duration,
+    rate: Option<f64>,
+    body: Body,
+    stop: Arc<AtomicBool>,
+) -> Stats {
     let start = Instant::now();
     let deadline = start + duration;
     let mut tasks = Vec::with_capacity(clients);
@@ -92,6 +116,7 @@ pub async fn run(
         let url = api.url.clone();
         let key = api.key.clone();
         let body = body.clone();
+        let stop = stop.clone();
         let interval = rate.map(|r| Duration::from_secs_f64(clients as f64 / r));
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
@@ -109,7 +134,7 @@ pub async fn run(
                     next = Some(at + iv);
                 }
                 let sent = Instant::now();
-                if sent >= deadline {
+                if sent >= deadline || stop.load(Ordering::Relaxed) {
                     break;
                 }
                 let answer = http

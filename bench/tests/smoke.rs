@@ -25,6 +25,8 @@ async fn a_tiny_run_produces_every_row() {
         "SQL statements per nested request",
         "allowance reset, 10 due subscriptions",
         "expiry sweep, 40 expired grants",
+        "consume p99 during the allowance reset ÷ without it, 2 clients",
+        "consume p99 during the expiry sweep ÷ without it, 2 clients",
         "usageBreakdown, 2000 entries",
     ] {
         assert!(table.contains(measure), "no row {measure:?} in\n{table}");

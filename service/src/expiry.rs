@@ -245,11 +245,11 @@ mod tests {
     use super::*;
     use crate::{
         FixedClock,
-        credit_systems::{self, CreditSystemRef, Kind, NewCreditSystem},
-        customers::{self, CustomerRef, NewCustomer},
+        credit_systems::{self, CreditSystemRef},
+        customers::{self, CustomerRef},
         ledger::{Category, GrantInput, WalletRef, audit},
         tenants,
-        testing::TestDb,
+        testing::{self, TestDb},
     };
 
     /// A run settles at most `limit` wallets, those due soonest — not
@@ -259,23 +259,9 @@ mod tests {
         let t = TestDb::new().await;
         let clock = FixedClock::new(Utc.with_ymd_and_hms(2026, 1, 31, 12, 0, 0).unwrap());
         let tenant = tenants::create(&t.db, &clock, "acme-corp").await.unwrap();
-        let cs = credit_systems::create(
-            &t.db,
-            &clock,
-            tenant.id,
-            &NewCreditSystem {
-                key: "tokens".into(),
-                name: "AI tokens".into(),
-                description: String::new(),
-                unit_singular: "token".into(),
-                unit_plural: "tokens".into(),
-                precision: 0,
-                kind: Kind::Units,
-                currency: None,
-            },
-        )
-        .await
-        .unwrap();
+        let cs = credit_systems::create(&t.db, &clock, tenant.id, &testing::tokens(0))
+            .await
+            .unwrap();
         // The first wallet (the smallest id) expires last.
         let mut grants = Vec::new();
         for (i, hours) in [3, 1, 2].into_iter().enumerate() {
@@ -283,13 +269,7 @@ mod tests {
                 &t.db,
                 &clock,
                 tenant.id,
-                &NewCustomer {
-                    external_id: format!("c{i}"),
-                    name: format!("C{i}"),
-                    email: None,
-                    metadata: None,
-                    parent: None,
-                },
+                &testing::customer(&format!("c{i}")),
             )
             .await
             .unwrap();

@@ -14,9 +14,70 @@ use sea_orm::{ConnectionTrait, Database, DatabaseBackend};
 use uuid::Uuid;
 
 use crate::{
+    Clock,
+    credit_systems::{self, Kind, NewCreditSystem},
+    customers::{self, NewCustomer},
     db::{Db, DbConfig},
     secrets::{self, Sealer, SecretsKey},
+    tenants,
 };
+
+/// What most ledger tests start from: a tenant with the credit system
+/// `tokens` and the customer `acme` ([`seed_tenant`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Seeded {
+    pub tenant_id: Uuid,
+    pub credit_system_id: crate::ids::CreditSystemId,
+    pub customer_id: crate::ids::CustomerId,
+}
+
+/// Creates tenant `name`, its credit system `tokens` ("AI tokens", units,
+/// `precision` decimals) and its customer `acme` (billing@acme.test),
+/// through the domain's own functions.
+pub async fn seed_tenant(db: &Db, clock: &dyn Clock, name: &str, precision: i32) -> Seeded {
+    let tenant = tenants::create(db, clock, name).await.unwrap();
+    let cs = credit_systems::create(db, clock, tenant.id, &tokens(precision))
+        .await
+        .unwrap();
+    let customer = customers::create(db, clock, tenant.id, &customer("acme"))
+        .await
+        .unwrap();
+    Seeded {
+        tenant_id: tenant.id,
+        credit_system_id: cs.id,
+        customer_id: customer.id,
+    }
+}
+
+/// The credit system `tokens`: "AI tokens", units, `precision` decimals.
+pub fn tokens(precision: i32) -> NewCreditSystem {
+    NewCreditSystem {
+        key: "tokens".into(),
+        name: "AI tokens".into(),
+        description: String::new(),
+        unit_singular: "token".into(),
+        unit_plural: "tokens".into(),
+        precision,
+        kind: Kind::Units,
+        currency: None,
+    }
+}
+
+/// A top-level customer `external_id`, named after it capitalised
+/// (`acme`: "Acme", billing@acme.test).
+pub fn customer(external_id: &str) -> NewCustomer {
+    let mut name = external_id.to_owned();
+    if let Some(first) = name.get_mut(..1) {
+        first.make_ascii_uppercase();
+    }
+    NewCustomer {
+        external_id: external_id.into(),
+        name,
+        email: Some(format!("billing@{external_id}.test")),
+        metadata: None,
+        parent: None,
+    }
+}
 
 /// A migrated database that exists for one test.
 pub struct TestDb {

@@ -7,11 +7,10 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use rust_decimal::Decimal;
 use service::{
     Clock, FixedClock,
-    credit_systems::{self, CreditSystemRef, Kind, NewCreditSystem},
-    customers::{self, CustomerRef, NewCustomer},
+    credit_systems::CreditSystemRef,
+    customers::CustomerRef,
     ids::{CreditSystemId, CustomerId, WalletId},
     ledger::{self, Attribution, Category, WalletRef, audit},
-    tenants,
     testing::TestDb,
 };
 use uuid::Uuid;
@@ -209,37 +208,6 @@ async fn tenant_with_wallet(
     name: &str,
     precision: i32,
 ) -> (Uuid, CreditSystemId, CustomerId) {
-    let tenant = tenants::create(&t.db, clock, name).await.unwrap();
-    let cs = credit_systems::create(
-        &t.db,
-        clock,
-        tenant.id,
-        &NewCreditSystem {
-            key: "tokens".into(),
-            name: "AI tokens".into(),
-            description: String::new(),
-            unit_singular: "token".into(),
-            unit_plural: "tokens".into(),
-            precision,
-            kind: Kind::Units,
-            currency: None,
-        },
-    )
-    .await
-    .unwrap();
-    let customer = customers::create(
-        &t.db,
-        clock,
-        tenant.id,
-        &NewCustomer {
-            external_id: "acme".into(),
-            name: "Acme".into(),
-            email: Some("billing@acme.test".into()),
-            metadata: None,
-            parent: None,
-        },
-    )
-    .await
-    .unwrap();
-    (tenant.id, cs.id, customer.id)
+    let s = service::testing::seed_tenant(&t.db, clock, name, precision).await;
+    (s.tenant_id, s.credit_system_id, s.customer_id)
 }

@@ -226,22 +226,32 @@ impl<'t> Session<'t> {
         Ok(Some((book, cs)))
     }
 
-    /// Books for wallets the caller locked and loaded in bulk (the expiry
-    /// sweep: one statement for the wallets, one for their grants). A
-    /// wallet whose writes are pending here is refused: its loaded rows
-    /// would be stale.
-    pub fn adopt(
+    /// Books for wallets the caller locked in bulk (the expiry sweep, which
+    /// skips wallets another writer holds): their grants and lapsed holds
+    /// are read for all of them in two statements ([`wallet_states`], as
+    /// [`Session::preload`] reads them). A wallet whose writes are pending
+    /// here is refused: its locked row would be stale.
+    pub async fn adopt(
         &mut self,
-        wallet: wallet::Model,
-        grants: Vec<credit_grant::Model>,
+        wallets: Vec<wallet::Model>,
         now: DateTime<Utc>,
-    ) -> Result<Book<'t>, Error> {
-        if self.pending.touches(wallet.id) {
+    ) -> Result<Vec<Book<'t>>, Error> {
+        if wallets.iter().any(|w| self.pending.touches(w.id)) {
             return Err(Error::Db(DbErr::Custom(
                 "a wallet with pending writes was loaded outside its session".into(),
             )));
         }
-        Ok(self.told(Book::of_locked(self.txn, wallet, grants, now)))
+        let (mut grants, lapsed) = wallet_states(self.txn, &wallets, now).await?;
+        Ok(wallets
+            .into_iter()
+            .map(|w| {
+                let lapsed_holds = lapsed.contains(&w.id);
+                let grants = grants.remove(&w.id).unwrap_or_default();
+                let mut book = self.told(Book::of_locked(self.txn, w, grants, now));
+                book.knows_lapsed_holds(lapsed_holds);
+                book
+            })
+            .collect())
     }
 
     /// Locks and reads ahead the existing wallets of these (tenant,
@@ -325,32 +335,7 @@ impl<'t> Session<'t> {
         if found.is_empty() {
             return Ok(());
         }
-        let ids: Vec<Uuid> = found.iter().map(|w| w.id).collect();
-        let mut tenants: Vec<Uuid> = found.iter().map(|w| w.tenant_id).collect();
-        tenants.sort();
-        tenants.dedup();
-        let mut grants: HashMap<Uuid, Vec<credit_grant::Model>> = HashMap::new();
-        for g in credit_grant::Entity::find()
-            .filter(credit_grant::Column::TenantId.is_in(tenants.iter().copied()))
-            .filter(credit_grant::Column::WalletId.is_in(ids.iter().copied()))
-            .filter(credit_grant::Column::RemainingMicros.gt(0))
-            .all(self.txn)
-            .await?
-        {
-            grants.entry(g.wallet_id).or_default().push(g);
-        }
-        let lapsed: HashSet<Uuid> = credit_hold::Entity::find()
-            .select_only()
-            .column(credit_hold::Column::WalletId)
-            .filter(credit_hold::Column::TenantId.is_in(tenants.iter().copied()))
-            .filter(credit_hold::Column::WalletId.is_in(ids.iter().copied()))
-            .filter(credit_hold::Column::Status.eq(HoldStatus::Active.as_str()))
-            .filter(credit_hold::Column::ExpiresAt.lte(now))
-            .into_tuple()
-            .all(self.txn)
-            .await?
-            .into_iter()
-            .collect();
+        let (mut grants, lapsed) = wallet_states(self.txn, &found, now).await?;
         for w in found {
             let preloaded = Preloaded {
                 grants: grants.remove(&w.id).unwrap_or_default(),
@@ -468,6 +453,44 @@ impl<'t> Session<'t> {
     }
 }
 
+/// What a book of each of these wallets needs besides the row, for all of
+/// them in two statements: their grants that hold credits, and which have
+/// an active hold past its deadline (to be returned before anything else).
+async fn wallet_states(
+    txn: &DatabaseTransaction,
+    wallets: &[wallet::Model],
+    now: DateTime<Utc>,
+) -> Result<(HashMap<Uuid, Vec<credit_grant::Model>>, HashSet<Uuid>), DbErr> {
+    if wallets.is_empty() {
+        return Ok((HashMap::new(), HashSet::new()));
+    }
+    let ids: Vec<Uuid> = wallets.iter().map(|w| w.id).collect();
+    let tenants: BTreeSet<Uuid> = wallets.iter().map(|w| w.tenant_id).collect();
+    let mut grants: HashMap<Uuid, Vec<credit_grant::Model>> = HashMap::new();
+    for g in credit_grant::Entity::find()
+        .filter(credit_grant::Column::TenantId.is_in(tenants.iter().copied()))
+        .filter(credit_grant::Column::WalletId.is_in(ids.iter().copied()))
+        .filter(credit_grant::Column::RemainingMicros.gt(0))
+        .all(txn)
+        .await?
+    {
+        grants.entry(g.wallet_id).or_default().push(g);
+    }
+    let lapsed: HashSet<Uuid> = credit_hold::Entity::find()
+        .select_only()
+        .column(credit_hold::Column::WalletId)
+        .filter(credit_hold::Column::TenantId.is_in(tenants.iter().copied()))
+        .filter(credit_hold::Column::WalletId.is_in(ids.iter().copied()))
+        .filter(credit_hold::Column::Status.eq(HoldStatus::Active.as_str()))
+        .filter(credit_hold::Column::ExpiresAt.lte(now))
+        .into_tuple()
+        .all(txn)
+        .await?
+        .into_iter()
+        .collect();
+    Ok((grants, lapsed))
+}
+
 #[cfg(test)]
 mod tests {
     use chrono::TimeZone;
@@ -478,10 +501,9 @@ mod tests {
     use super::*;
     use crate::{
         Clock, FixedClock,
-        credit_systems::{self, CreditSystemRef, Kind, NewCreditSystem},
-        customers::{self, CustomerRef, NewCustomer},
+        credit_systems::CreditSystemRef,
+        customers::CustomerRef,
         ledger::{Category, GrantInput, Made, audit, grant_in},
-        tenants,
         testing::TestDb,
     };
 
@@ -497,48 +519,17 @@ mod tests {
     async fn world() -> World {
         let t = TestDb::new().await;
         let clock = FixedClock::new(Utc.with_ymd_and_hms(2026, 1, 31, 12, 0, 0).unwrap());
-        let tenant = tenants::create(&t.db, &clock, "acme-corp").await.unwrap();
-        let cs = credit_systems::create(
-            &t.db,
-            &clock,
-            tenant.id,
-            &NewCreditSystem {
-                key: "tokens".into(),
-                name: "AI tokens".into(),
-                description: String::new(),
-                unit_singular: "token".into(),
-                unit_plural: "tokens".into(),
-                precision: 0,
-                kind: Kind::Units,
-                currency: None,
-            },
-        )
-        .await
-        .unwrap();
-        let customer = customers::create(
-            &t.db,
-            &clock,
-            tenant.id,
-            &NewCustomer {
-                external_id: "acme".into(),
-                name: "Acme".into(),
-                email: None,
-                metadata: None,
-                parent: None,
-            },
-        )
-        .await
-        .unwrap();
+        let seeded = crate::testing::seed_tenant(&t.db, &clock, "acme-corp", 0).await;
         World {
             wallet: WalletRef {
-                customer: CustomerRef::Id(customer.id),
-                credit_system: CreditSystemRef::Id(cs.id),
+                customer: CustomerRef::Id(seeded.customer_id),
+                credit_system: CreditSystemRef::Id(seeded.credit_system_id),
             },
-            customer_id: customer.id,
-            cs_id: cs.id,
+            customer_id: seeded.customer_id,
+            cs_id: seeded.credit_system_id,
             t,
             clock,
-            tenant_id: tenant.id,
+            tenant_id: seeded.tenant_id,
         }
     }
 
@@ -672,10 +663,12 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
-        assert!(session.adopt(wallet.clone(), Vec::new(), now).is_err());
+        assert!(session.adopt(vec![wallet.clone()], now).await.is_err());
         session.close().await.unwrap();
-        // Once written, it may be.
+        // Once written, it may be, with the grant just written.
         let mut session = Session::gathering(&txn);
-        assert!(session.adopt(wallet, Vec::new(), now).is_ok());
+        let books = session.adopt(vec![wallet], now).await.unwrap();
+        assert_eq!(books.len(), 1);
+        assert_eq!(books[0].grants.len(), 1);
     }
 }

@@ -22,7 +22,7 @@ pub use settle::*;
 pub use void::*;
 pub use wallet_options::*;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use chrono::{DateTime, Duration, Utc};
 use entity::{credit_grant, credit_hold, credit_system, entry_split, ledger_entry, wallet};

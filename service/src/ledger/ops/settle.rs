@@ -15,9 +15,10 @@ pub async fn settle_wallets(db: &Db, clock: &dyn Clock, wallet_ids: &[Uuid]) -> 
     }
     let txn = db.begin_write().await?;
     let now = clock.now();
-    // Every read below answers for the whole chunk in one statement, and
-    // a gathering session writes the chunk's books together: a constant
-    // number of statements per chunk, not per wallet.
+    // Every read below answers for the whole chunk in one statement (the
+    // grants and lapsed holds in `Session::adopt`), and a gathering session
+    // writes the chunk's books together: a constant number of statements
+    // per chunk, not per wallet.
     let locked: Vec<wallet::Model> = wallet::Entity::find()
         .filter(wallet::Column::Id.is_in(wallet_ids.iter().copied()))
         .order_by_asc(wallet::Column::Id)
@@ -28,32 +29,9 @@ pub async fn settle_wallets(db: &Db, clock: &dyn Clock, wallet_ids: &[Uuid]) -> 
         txn.rollback().await?;
         return Ok(0);
     }
-    let ids: Vec<Uuid> = locked.iter().map(|w| w.id).collect();
     let mut tenants: Vec<Uuid> = locked.iter().map(|w| w.tenant_id).collect();
     tenants.sort();
     tenants.dedup();
-    let mut grants: HashMap<Uuid, Vec<credit_grant::Model>> = HashMap::new();
-    for g in credit_grant::Entity::find()
-        .filter(credit_grant::Column::TenantId.is_in(tenants.iter().copied()))
-        .filter(credit_grant::Column::WalletId.is_in(ids.iter().copied()))
-        .filter(credit_grant::Column::RemainingMicros.gt(0))
-        .all(&txn)
-        .await?
-    {
-        grants.entry(g.wallet_id).or_default().push(g);
-    }
-    let with_lapsed_holds: HashSet<Uuid> = credit_hold::Entity::find()
-        .select_only()
-        .column(credit_hold::Column::WalletId)
-        .filter(credit_hold::Column::TenantId.is_in(tenants.iter().copied()))
-        .filter(credit_hold::Column::WalletId.is_in(ids.iter().copied()))
-        .filter(credit_hold::Column::Status.eq(HoldStatus::Active.as_str()))
-        .filter(credit_hold::Column::ExpiresAt.lte(now))
-        .into_tuple()
-        .all(&txn)
-        .await?
-        .into_iter()
-        .collect();
     let credit_systems: HashMap<Uuid, credit_system::Model> = credit_system::Entity::find()
         .filter(credit_system::Column::TenantId.is_in(tenants.iter().copied()))
         .filter(credit_system::Column::Id.is_in(locked.iter().map(|w| w.credit_system_id)))
@@ -72,20 +50,17 @@ pub async fn settle_wallets(db: &Db, clock: &dyn Clock, wallet_ids: &[Uuid]) -> 
     for cs in credit_systems.values() {
         session.knows_credit_system(cs);
     }
-    for w in locked {
+    for w in &locked {
         let key = (w.customer_id, w.credit_system_id);
         session.knows_plan_limits(
             CustomerId::from_uuid(key.0),
             CreditSystemId::from_uuid(key.1),
             limits.get(&key).copied().unwrap_or_default(),
         );
-        let id = w.id;
-        let mut book = session.adopt(w, grants.remove(&id).unwrap_or_default(), now)?;
-        if with_lapsed_holds.contains(&id) {
-            book.settle().await?;
-        } else {
-            book.book_time();
-        }
+    }
+    for mut book in session.adopt(locked, now).await? {
+        // Returns lapsed holds first when the wallet has any (read ahead).
+        book.settle().await?;
         session.finish(book).await?;
     }
     session.close().await?;
