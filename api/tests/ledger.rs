@@ -685,3 +685,70 @@ async fn readme_walk_through_runs_as_written() {
     assert_eq!(wallet["entries"]["edges"][0]["node"]["type"], "USAGE");
     app.verify_all().await;
 }
+
+/// A customer that does not exist, named by id, is a `NOT_FOUND` that
+/// names its kind and id (message and `extensions.kind`/`extensions.id`),
+/// read or written; another kind's id where a customer's belongs is a
+/// `VALIDATION` error naming the field and the prefix it wants.
+#[tokio::test]
+async fn a_missing_customer_is_named_by_kind_and_id() {
+    let app = TestApp::spawn().await;
+    app.ok(
+        &app.admin_key,
+        r#"mutation { createCreditSystem(input: {key: "tokens", name: "Tokens", unitSingular: "token", unitPlural: "tokens", precision: 0}) { creditSystem { id } } }"#,
+        json!({}),
+    )
+    .await;
+    let missing = service::ids::CustomerId::new_v7().to_string();
+    assert!(missing.starts_with("cus_"), "{missing}");
+    let (_, body) = app
+        .gql(
+            Some(&app.admin_key),
+            "query($id: ID!) { customer(id: $id) { id } }",
+            json!({ "id": missing }),
+        )
+        .await;
+    let err = &body["errors"][0];
+    assert_eq!(code(&body), "NOT_FOUND", "{body}");
+    assert_eq!(field(&body), "customer", "{body}");
+    assert_eq!(
+        err["message"],
+        format!("customer {missing} not found"),
+        "{body}"
+    );
+    assert_eq!(err["extensions"]["kind"], "customer", "{body}");
+    assert_eq!(err["extensions"]["id"], missing.as_str(), "{body}");
+
+    let (_, body) = app
+        .gql(
+            Some(&app.admin_key),
+            r#"mutation($id: ID!) { grantCredits(input: {customer: {id: $id}, creditSystem: {key: "tokens"}, amount: "1", category: PURCHASED, reason: "r", idempotencyKey: "k"}) { grant { id } } }"#,
+            json!({ "id": missing }),
+        )
+        .await;
+    let err = &body["errors"][0];
+    assert_eq!(
+        (code(&body), field(&body)),
+        ("NOT_FOUND", "customer"),
+        "{body}"
+    );
+    assert_eq!(
+        err["message"],
+        format!("customer {missing} not found"),
+        "{body}"
+    );
+    assert_eq!(err["extensions"]["kind"], "customer", "{body}");
+    assert_eq!(err["extensions"]["id"], missing.as_str(), "{body}");
+
+    let wallet = format!("wal_{}", &missing["cus_".len()..]);
+    let (_, body) = app
+        .gql(
+            Some(&app.admin_key),
+            "query($id: ID!) { customer(id: $id) { id } }",
+            json!({ "id": wallet }),
+        )
+        .await;
+    assert_eq!((code(&body), field(&body)), ("VALIDATION", "id"), "{body}");
+    let message = body["errors"][0]["message"].as_str().unwrap();
+    assert!(message.contains("not a valid cus id"), "{body}");
+}

@@ -167,14 +167,14 @@ async fn seed(app: &TestApp, tenant: Uuid, clients: usize, events: usize) {
     )
     .await
     .unwrap();
-    let customer = |external_id: String, parent: Option<Uuid>| NewCustomer {
+    let customer = |external_id: String, parent: Option<service::ids::CustomerId>| NewCustomer {
         name: external_id.clone(),
         external_id,
         email: None,
         metadata: None,
         parent: parent.map(CustomerRef::Id),
     };
-    let fund = |customer: Uuid, spend: u32| {
+    let fund = |customer: service::ids::CustomerId, spend: u32| {
         let wallet = WalletRef {
             customer: CustomerRef::Id(customer),
             credit_system: CreditSystemRef::Id(cs.id),

@@ -310,7 +310,14 @@ pub async fn verify(
     let mut checked = 0;
     let mut problems = Vec::new();
     for id in wallet_ids.iter().step_by(step).take(sample) {
-        problems.extend(service::ledger::audit::verify_wallet(db.reader(), tenant_id, *id).await?);
+        problems.extend(
+            service::ledger::audit::verify_wallet(
+                db.reader(),
+                tenant_id,
+                service::ids::WalletId::from_uuid(*id),
+            )
+            .await?,
+        );
         checked += 1;
     }
     Ok((checked, problems))

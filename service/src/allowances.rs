@@ -39,6 +39,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
+use crate::ids::{CreditSystemId, CustomerId};
 use crate::{
     Clock, Db,
     amount::{from_micros, to_micros},
@@ -299,7 +300,11 @@ async fn reset_chunk(
         for pc in &plans[&sub.plan_id].credits {
             let key = (sub.customer_id, pc.credit_system_id);
             let found = limits.get(&key).copied().unwrap_or_default();
-            session.knows_plan_limits(key.0, key.1, found);
+            session.knows_plan_limits(
+                CustomerId::from_uuid(key.0),
+                CreditSystemId::from_uuid(key.1),
+                found,
+            );
         }
     }
 
@@ -588,8 +593,8 @@ pub(crate) async fn grant_period(
     let key = |what: &str| period_key(what, sub, pc, start);
     let grant = |amount: Decimal, reason: String, idempotency_key: String| ledger::GrantInput {
         wallet: WalletRef {
-            customer: CustomerRef::Id(sub.customer_id),
-            credit_system: CreditSystemRef::Id(pc.credit_system_id),
+            customer: CustomerRef::Id(CustomerId::from_uuid(sub.customer_id)),
+            credit_system: CreditSystemRef::Id(CreditSystemId::from_uuid(pc.credit_system_id)),
         },
         amount,
         category: Category::Included,
@@ -650,8 +655,8 @@ pub(crate) async fn grant_period(
         plan_credit_id: pc.id,
         period_start: start,
         period_end: end,
-        grant_id: allowance_grant.id,
-        rollover_grant_id: rollover_grant.as_ref().map(|g| g.id),
+        grant_id: allowance_grant.id.uuid(),
+        rollover_grant_id: rollover_grant.as_ref().map(|g| g.id.uuid()),
         created_at: clock.now(),
     };
     match writes {
@@ -748,7 +753,7 @@ async fn grant_next_period(
     let event = outbox::event(
         sub.tenant_id,
         EventType::AllowanceReset,
-        Some(allowance_grant.wallet_id),
+        Some(allowance_grant.wallet_id.uuid()),
         serde_json::json!({
             "subscriptionId": sub.id,
             "customerId": sub.customer_id,

@@ -15,6 +15,7 @@ use entity::top_up_order;
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
 use uuid::Uuid;
 
+use crate::ids::{CreditSystemId, CustomerId};
 use crate::{
     Clock, Code, Db, DomainError,
     credit_systems::CreditSystemRef,
@@ -79,8 +80,8 @@ pub(crate) async fn top_up(
         db,
         now,
         tenant_id,
-        &CustomerRef::Id(wallet.customer_id),
-        &CreditSystemRef::Id(wallet.credit_system_id),
+        &CustomerRef::Id(CustomerId::from_uuid(wallet.customer_id)),
+        &CreditSystemRef::Id(CreditSystemId::from_uuid(wallet.credit_system_id)),
         auto.quantity,
     )
     .await

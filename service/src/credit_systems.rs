@@ -16,7 +16,8 @@ use uuid::Uuid;
 use crate::{
     Clock, Db,
     amount::PRECISION_MAX,
-    error::{Code, DomainError, Invalid, known},
+    error::{Code, DomainError, Invalid, NotFound, known},
+    ids::CreditSystemId,
     input,
     pagination::{Page, PageRequest},
 };
@@ -48,7 +49,7 @@ impl Kind {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CreditSystem {
-    pub id: Uuid,
+    pub id: CreditSystemId,
     pub tenant_id: Uuid,
     pub key: String,
     pub name: String,
@@ -71,7 +72,7 @@ impl TryFrom<credit_system::Model> for CreditSystem {
     fn try_from(m: credit_system::Model) -> Result<Self, DbErr> {
         let kind = known(Kind::parse(&m.kind), "credit_system", "kind", m.id, &m.kind)?;
         Ok(Self {
-            id: m.id,
+            id: CreditSystemId::from_uuid(m.id),
             tenant_id: m.tenant_id,
             key: m.key,
             name: m.name,
@@ -93,7 +94,7 @@ impl TryFrom<credit_system::Model> for CreditSystem {
 /// How a request names a credit system: its id or its key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub enum CreditSystemRef {
-    Id(Uuid),
+    Id(CreditSystemId),
     Key(String),
 }
 
@@ -124,8 +125,11 @@ pub struct CreditSystemPatch {
 pub enum Error {
     #[error(transparent)]
     Invalid(#[from] Invalid),
-    #[error("no credit system {0}")]
-    NotFound(String),
+    /// By id: names the kind and the id.
+    #[error(transparent)]
+    NotFound(#[from] NotFound),
+    #[error("no credit system with key {0:?}")]
+    NoKey(String),
     #[error("a credit system with key {0:?} exists with other settings")]
     KeyTaken(String),
     #[error("database error")]
@@ -136,7 +140,7 @@ impl DomainError for Error {
     fn code(&self) -> Code {
         match self {
             Error::Invalid(_) => Code::Validation,
-            Error::NotFound(_) => Code::NotFound,
+            Error::NotFound(_) | Error::NoKey(_) => Code::NotFound,
             Error::KeyTaken(_) => Code::Conflict,
             Error::Db(_) => Code::Internal,
         }
@@ -145,9 +149,17 @@ impl DomainError for Error {
     fn field(&self) -> Option<&str> {
         match self {
             Error::Invalid(e) => Some(&e.field),
-            Error::NotFound(_) => Some("creditSystem"),
+            Error::NotFound(e) => Some(e.field),
+            Error::NoKey(_) => Some("creditSystem"),
             Error::KeyTaken(_) => Some("key"),
             Error::Db(_) => None,
+        }
+    }
+
+    fn details(&self) -> Vec<(&'static str, String)> {
+        match self {
+            Error::NotFound(e) => e.details(),
+            _ => Vec::new(),
         }
     }
 }
@@ -335,7 +347,7 @@ pub async fn resolve(
 ) -> Result<credit_system::Model, Error> {
     let found = match which {
         CreditSystemRef::Id(id) => {
-            credit_system::Entity::find_by_id(*id)
+            credit_system::Entity::find_by_id(id.uuid())
                 .filter(credit_system::Column::TenantId.eq(tenant_id))
                 .one(conn)
                 .await?
@@ -346,11 +358,9 @@ pub async fn resolve(
             find_by_key(conn, tenant_id, key).await?
         }
     };
-    found.ok_or_else(|| {
-        Error::NotFound(match which {
-            CreditSystemRef::Id(_) => "with this id".into(),
-            CreditSystemRef::Key(k) => format!("with key {k:?}"),
-        })
+    found.ok_or_else(|| match which {
+        CreditSystemRef::Id(id) => NotFound::of(*id, "creditSystem").into(),
+        CreditSystemRef::Key(k) => Error::NoKey(k.clone()),
     })
 }
 

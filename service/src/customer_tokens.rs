@@ -254,8 +254,12 @@ impl CustomerScope {
         if !self.include_descendants {
             return Ok(false);
         }
-        Ok(customers::ancestors(conn, tenant_id, customer_id)
-            .await?
-            .contains(&self.customer_id))
+        Ok(customers::ancestors(
+            conn,
+            tenant_id,
+            crate::ids::CustomerId::from_uuid(customer_id),
+        )
+        .await?
+        .contains(&self.customer_id))
     }
 }

@@ -29,7 +29,8 @@ use uuid::Uuid;
 use crate::{
     Clock, Db,
     db::statement,
-    error::{Code, DomainError, Invalid},
+    error::{Code, DomainError, Invalid, NotFound},
+    ids::CustomerId,
     input,
     pagination::{Page, PageRequest},
 };
@@ -42,13 +43,13 @@ pub const NAME_LEN_MAX: usize = 200;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Customer {
-    pub id: Uuid,
+    pub id: CustomerId,
     pub tenant_id: Uuid,
     pub external_id: String,
     pub name: String,
     pub email: Option<String>,
     pub metadata: Option<Json>,
-    pub parent_id: Option<Uuid>,
+    pub parent_id: Option<CustomerId>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -56,13 +57,13 @@ pub struct Customer {
 impl From<customer::Model> for Customer {
     fn from(m: customer::Model) -> Self {
         Self {
-            id: m.id,
+            id: CustomerId::from_uuid(m.id),
             tenant_id: m.tenant_id,
             external_id: m.external_id,
             name: m.name,
             email: m.email,
             metadata: m.metadata,
-            parent_id: m.parent_id,
+            parent_id: m.parent_id.map(CustomerId::from_uuid),
             created_at: m.created_at,
             updated_at: m.updated_at,
         }
@@ -73,7 +74,7 @@ impl From<customer::Model> for Customer {
 /// external id.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub enum CustomerRef {
-    Id(Uuid),
+    Id(CustomerId),
     ExternalId(String),
 }
 
@@ -99,8 +100,11 @@ pub struct CustomerPatch {
 pub enum Error {
     #[error(transparent)]
     Invalid(#[from] Invalid),
-    #[error("no customer {0}")]
-    NotFound(String),
+    /// By id: names the kind and the id.
+    #[error(transparent)]
+    NotFound(#[from] NotFound),
+    #[error("no customer with external id {0:?}")]
+    NoExternalId(String),
     #[error("a customer with external id {0:?} exists with other details")]
     ExternalIdTaken(String),
     #[error("database error")]
@@ -111,7 +115,7 @@ impl DomainError for Error {
     fn code(&self) -> Code {
         match self {
             Error::Invalid(_) => Code::Validation,
-            Error::NotFound(_) => Code::NotFound,
+            Error::NotFound(_) | Error::NoExternalId(_) => Code::NotFound,
             Error::ExternalIdTaken(_) => Code::Conflict,
             Error::Db(_) => Code::Internal,
         }
@@ -120,9 +124,17 @@ impl DomainError for Error {
     fn field(&self) -> Option<&str> {
         match self {
             Error::Invalid(e) => Some(&e.field),
-            Error::NotFound(_) => Some("customer"),
+            Error::NotFound(e) => Some(e.field),
+            Error::NoExternalId(_) => Some("customer"),
             Error::ExternalIdTaken(_) => Some("externalId"),
             Error::Db(_) => None,
+        }
+    }
+
+    fn details(&self) -> Vec<(&'static str, String)> {
+        match self {
+            Error::NotFound(e) => e.details(),
+            _ => Vec::new(),
         }
     }
 }
@@ -284,9 +296,9 @@ pub async fn update(
 pub async fn ancestors(
     conn: &impl ConnectionTrait,
     tenant_id: Uuid,
-    id: Uuid,
+    id: CustomerId,
 ) -> Result<Vec<Uuid>, DbErr> {
-    let mut chain = Chain::up_from(conn, tenant_id, id).await?.ids;
+    let mut chain = Chain::up_from(conn, tenant_id, id.uuid()).await?.ids;
     chain.truncate(TREE_DEPTH_MAX);
     Ok(chain)
 }
@@ -472,7 +484,7 @@ async fn resolve_as(
     let which = &check_ref(which, field)?;
     let found = match which {
         CustomerRef::Id(id) => {
-            customer::Entity::find_by_id(*id)
+            customer::Entity::find_by_id(id.uuid())
                 .filter(customer::Column::TenantId.eq(tenant_id))
                 .one(conn)
                 .await?
@@ -482,13 +494,16 @@ async fn resolve_as(
         }
     };
     found.ok_or_else(|| {
-        let what = match which {
-            CustomerRef::Id(_) => "with this id".to_owned(),
-            CustomerRef::ExternalId(e) => format!("with external id {e:?}"),
-        };
         if field == "customer" {
-            Error::NotFound(what)
+            match which {
+                CustomerRef::Id(id) => NotFound::of(*id, "customer").into(),
+                CustomerRef::ExternalId(e) => Error::NoExternalId(e.clone()),
+            }
         } else {
+            let what = match which {
+                CustomerRef::Id(id) => id.to_string(),
+                CustomerRef::ExternalId(e) => format!("with external id {e:?}"),
+            };
             Error::Invalid(Invalid::new(field, format!("no customer {what}")))
         }
     })

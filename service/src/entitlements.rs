@@ -16,6 +16,7 @@ use sea_orm::{ColumnTrait, DbErr, EntityTrait, QueryFilter};
 use serde::Serialize;
 use uuid::Uuid;
 
+use crate::ids::{CreditSystemId, CustomerId};
 use crate::{
     Clock, Db,
     amount::positive_micros,
@@ -213,7 +214,7 @@ pub async fn track_usage(
     if let Some(original) = ledger::replay_usage(
         db,
         tenant_id,
-        customer.id,
+        CustomerId::from_uuid(customer.id),
         &attribution,
         &input.idempotency_key,
     )
@@ -230,7 +231,7 @@ pub async fn track_usage(
     let cs = crate::credit_systems::get(
         db,
         tenant_id,
-        &CreditSystemRef::Id(entitlement.credit_system_id),
+        &CreditSystemRef::Id(CreditSystemId::from_uuid(entitlement.credit_system_id)),
     )
     .await
     .map_err(catalog::Error::from)?;
@@ -241,7 +242,7 @@ pub async fn track_usage(
         tenant_id,
         &ledger::ConsumeInput {
             wallet: WalletRef {
-                customer: CustomerRef::Id(customer.id),
+                customer: CustomerRef::Id(CustomerId::from_uuid(customer.id)),
                 credit_system: CreditSystemRef::Id(cs.id),
             },
             amount,
@@ -305,17 +306,17 @@ pub async fn check_entitlement(
     let cs = crate::credit_systems::get(
         db,
         tenant_id,
-        &CreditSystemRef::Id(entitlement.credit_system_id),
+        &CreditSystemRef::Id(CreditSystemId::from_uuid(entitlement.credit_system_id)),
     )
     .await
     .map_err(catalog::Error::from)?;
     let credit_cost = cost(quantity, entitlement.credit_cost, cs.precision)?;
-    let wallet = read::wallet_of(db, tenant_id, customer.id, cs.id).await?;
+    let wallet = read::wallet_of(db, tenant_id, CustomerId::from_uuid(customer.id), cs.id).await?;
     let (available, overage) = match &wallet {
         Some(w) => (
-            read::balances(db, tenant_id, &[w.id], now)
+            read::balances(db, tenant_id, &[w.id.uuid()], now)
                 .await?
-                .remove(&w.id)
+                .remove(&w.id.uuid())
                 .unwrap_or_default()
                 .available,
             w.allow_overage,
@@ -335,7 +336,7 @@ pub async fn check_entitlement(
     Ok(EntitlementCheck {
         allowed: reason.is_none(),
         credit_cost: Some(credit_cost),
-        credit_system_id: Some(cs.id),
+        credit_system_id: Some(cs.id.uuid()),
         available: Some(available),
         reason,
     })

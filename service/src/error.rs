@@ -126,6 +126,48 @@ impl DomainError for Invalid {
     }
 }
 
+/// A thing named by its id that does not exist (in the caller's tenant):
+/// "customer cus_0193… not found", `NOT_FOUND`, with `field` the input that
+/// named it and `kind`/`id` as details (`extensions.kind`, `extensions.id`).
+/// A lookup by another key (an external id, a credit system's key) says so
+/// in its module's own error instead.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{} {id} not found", kind.noun())]
+pub struct NotFound {
+    pub kind: crate::ids::Kind,
+    /// The public form (`cus_0193…`).
+    pub id: String,
+    /// The input that named it (camelCase).
+    pub field: &'static str,
+}
+
+impl NotFound {
+    pub fn of<T: crate::ids::TypedId>(id: T, field: &'static str) -> Self {
+        Self {
+            kind: T::KIND,
+            id: id.to_string(),
+            field,
+        }
+    }
+}
+
+impl DomainError for NotFound {
+    fn code(&self) -> Code {
+        Code::NotFound
+    }
+
+    fn field(&self) -> Option<&str> {
+        Some(self.field)
+    }
+
+    fn details(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("kind", self.kind.noun().to_owned()),
+            ("id", self.id.clone()),
+        ]
+    }
+}
+
 /// A stored value the code does not know — a status, type, category or
 /// role no version of it writes: a broken invariant, never read as a
 /// default. It reaches clients as `INTERNAL` (it becomes a `DbErr`, which

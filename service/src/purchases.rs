@@ -26,6 +26,7 @@ use sea_orm::{
 use serde::Serialize;
 use uuid::Uuid;
 
+use crate::ids::{CreditSystemId, CustomerId};
 use crate::{
     Clock, Db,
     amount::{from_micros, positive_micros, to_micros},
@@ -612,8 +613,10 @@ pub async fn confirm_payment(
         tenant_id,
         &ledger::GrantInput {
             wallet: WalletRef {
-                customer: CustomerRef::Id(order.customer_id),
-                credit_system: CreditSystemRef::Id(order.credit_system_id),
+                customer: CustomerRef::Id(CustomerId::from_uuid(order.customer_id)),
+                credit_system: CreditSystemRef::Id(CreditSystemId::from_uuid(
+                    order.credit_system_id,
+                )),
             },
             amount: quantity,
             category: Category::Purchased,
@@ -643,7 +646,7 @@ pub async fn confirm_payment(
     active.gateway = Set(Some(gateway));
     active.payment_id = Set(Some(payment_id));
     active.paid_at = Set(Some(paid_at));
-    active.grant_id = Set(Some(grant.grant.id));
+    active.grant_id = Set(Some(grant.grant.id.uuid()));
     active.updated_at = Set(now);
     let order = active.update(&txn).await?;
     outbox::write(&txn, vec![order_event(&order, EventType::TopupPaid, now)]).await?;
@@ -810,7 +813,7 @@ pub async fn refund_order(
     let cs = credit_systems::resolve(
         db.reader(),
         tenant_id,
-        &CreditSystemRef::Id(found.credit_system_id),
+        &CreditSystemRef::Id(CreditSystemId::from_uuid(found.credit_system_id)),
     )
     .await?;
     let requested = quantity
@@ -902,7 +905,7 @@ pub async fn refund_order(
             amount_micros: Set(money_so_far_micros - order.refunded_amount_micros),
             currency: Set(order.currency.clone()),
             reason: Set(reason.clone()),
-            entry_id: Set(entry.as_ref().map(|e| e.id)),
+            entry_id: Set(entry.as_ref().map(|e| e.id.uuid())),
             created_at: Set(now),
         }
         .insert(&txn)
@@ -970,7 +973,7 @@ pub async fn refund_share(
     let cs = credit_systems::resolve(
         db.reader(),
         tenant_id,
-        &CreditSystemRef::Id(order.credit_system_id),
+        &CreditSystemRef::Id(CreditSystemId::from_uuid(order.credit_system_id)),
     )
     .await?;
     let share = if refunded >= paid {

@@ -23,6 +23,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
+use crate::ids::{CreditSystemId, CustomerId};
 pub use crate::subscription_state::{Error, Subscription, SubscriptionStatus, get, of_customers};
 use crate::{
     Clock, Db,
@@ -132,8 +133,14 @@ pub async fn subscribe(
             let plan_credits = catalog::plan_credits_of(&txn, tenant_id, &[plan.id]).await?;
             let mut grants = Vec::new();
             for pc in &plan_credits {
-                ledger::ensure_wallet_in(&txn, tenant_id, customer.id, pc.credit_system_id, now)
-                    .await?;
+                ledger::ensure_wallet_in(
+                    &txn,
+                    tenant_id,
+                    CustomerId::from_uuid(customer.id),
+                    CreditSystemId::from_uuid(pc.credit_system_id),
+                    now,
+                )
+                .await?;
                 if let Some(allowance) = &pc.included {
                     let period =
                         periods::period_at(start, allowance.reset_interval, now.max(start));

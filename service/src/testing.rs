@@ -27,8 +27,8 @@ use crate::{
 #[derive(Debug, Clone, Copy)]
 pub struct Seeded {
     pub tenant_id: Uuid,
-    pub credit_system_id: Uuid,
-    pub customer_id: Uuid,
+    pub credit_system_id: crate::ids::CreditSystemId,
+    pub customer_id: crate::ids::CustomerId,
 }
 
 /// Creates tenant `name`, its credit system `tokens` ("AI tokens", units,

@@ -119,7 +119,7 @@ impl<'a> Run<'a> {
         Self {
             w,
             db: w.t.db.clone(),
-            wallet_id: w.wallet_id().await,
+            wallet_id: w.wallet_id().await.uuid(),
             balance: d(SEED),
             sent: Vec::new(),
         }
@@ -197,7 +197,7 @@ impl<'a> Run<'a> {
         let stored = ledger::read::entries_by_ids(
             &db,
             w.tenant_id,
-            &ok.iter().map(|e| e.id).collect::<Vec<_>>(),
+            &ok.iter().map(|e| e.id.uuid()).collect::<Vec<_>>(),
         )
         .await
         .unwrap();
@@ -273,9 +273,13 @@ impl<'a> Run<'a> {
 }
 
 async fn verify(db: &Db, w: &World, wallet_id: Uuid) {
-    let problems = audit::verify_wallet(db.reader(), w.tenant_id, wallet_id)
-        .await
-        .unwrap();
+    let problems = audit::verify_wallet(
+        db.reader(),
+        w.tenant_id,
+        service::ids::WalletId::from_uuid(wallet_id),
+    )
+    .await
+    .unwrap();
     assert!(
         problems.is_empty(),
         "ledger invariants broken: {problems:#?}"

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use common::{World, d};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+use service::ids::CustomerId;
 use service::{
     Clock, allowances,
     catalog::{self, Allowance, BillingInterval, PlanCreditTerms, Ref, Rollover},
@@ -65,7 +66,7 @@ async fn plan(w: &World, key: &str, rollover: Rollover) {
         .unwrap();
 }
 
-async fn subscribe(w: &World, customer: Uuid, key: &str) -> Uuid {
+async fn subscribe(w: &World, customer: CustomerId, key: &str) -> Uuid {
     subscriptions::subscribe(
         &w.t.db,
         &w.clock,
@@ -87,7 +88,7 @@ async fn subscribe(w: &World, customer: Uuid, key: &str) -> Uuid {
 /// and its grants (amount, effective, expires).
 async fn ledger_of(
     w: &World,
-    customer: Uuid,
+    customer: CustomerId,
 ) -> (
     Vec<(String, i64, i64)>,
     Vec<(i64, DateTime<Utc>, Option<DateTime<Utc>>)>,
@@ -121,19 +122,19 @@ async fn ledger_of(
     (entries, grants)
 }
 
-async fn balance_of(w: &World, customer: Uuid) -> ledger::Balance {
+async fn balance_of(w: &World, customer: CustomerId) -> ledger::Balance {
     let wallet = ledger::read::wallet_of(&w.t.db, w.tenant_id, customer, w.credit_system_id)
         .await
         .unwrap()
         .unwrap();
-    ledger::read::balances(&w.t.db, w.tenant_id, &[wallet.id], w.clock.now())
+    ledger::read::balances(&w.t.db, w.tenant_id, &[wallet.id.uuid()], w.clock.now())
         .await
         .unwrap()
-        .remove(&wallet.id)
+        .remove(&wallet.id.uuid())
         .unwrap()
 }
 
-async fn customer(w: &World, external: &str) -> Uuid {
+async fn customer(w: &World, external: &str) -> CustomerId {
     customers::create(
         &w.t.db,
         &w.clock,
@@ -556,13 +557,13 @@ async fn a_reset_costs_one_statement_per_subscription_of_its_own() {
     );
 }
 
-async fn customer_id(w: &World, external: &str) -> Uuid {
-    customers::resolve(
+async fn customer_id(w: &World, external: &str) -> CustomerId {
+    let found = customers::resolve(
         w.t.db.reader(),
         w.tenant_id,
         &CustomerRef::ExternalId(external.into()),
     )
     .await
-    .unwrap()
-    .id
+    .unwrap();
+    CustomerId::from_uuid(found.id)
 }

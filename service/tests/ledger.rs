@@ -77,13 +77,13 @@ async fn an_expired_grant_is_never_spent_and_the_next_write_books_its_expiry() {
     let page = read::entry_pages(
         &w.t.db,
         w.tenant_id,
-        &[wallet_id],
+        &[wallet_id.uuid()],
         &read::EntryFilter::default(),
         PageRequest::new(Some(10), None).unwrap(),
     )
     .await
     .unwrap()
-    .remove(&wallet_id)
+    .remove(&wallet_id.uuid())
     .unwrap();
     let kinds: Vec<_> = page
         .items
@@ -108,13 +108,13 @@ async fn entries(w: &World) -> Vec<(EntryType, rust_decimal::Decimal, rust_decim
     read::entry_pages(
         &w.t.db,
         w.tenant_id,
-        &[wallet_id],
+        &[wallet_id.uuid()],
         &read::EntryFilter::default(),
         PageRequest::new(Some(50), None).unwrap(),
     )
     .await
     .unwrap()
-    .remove(&wallet_id)
+    .remove(&wallet_id.uuid())
     .map(|p| {
         p.items
             .iter()
@@ -602,7 +602,7 @@ async fn concurrent_consumers_never_overdraw() {
     let usage = read::entry_pages(
         &w.t.db,
         w.tenant_id,
-        &[wallet_id],
+        &[wallet_id.uuid()],
         &read::EntryFilter {
             types: Some(vec![EntryType::Usage]),
             ..Default::default()
@@ -611,7 +611,7 @@ async fn concurrent_consumers_never_overdraw() {
     )
     .await
     .unwrap()
-    .remove(&wallet_id)
+    .remove(&wallet_id.uuid())
     .unwrap();
     assert_eq!(usage.items.len(), 20);
     w.verify().await;
@@ -734,7 +734,7 @@ async fn one_key_raced_on_two_wallets_is_a_conflict_not_an_error() {
             read::wallet_of(&w.t.db, w.tenant_id, other.id, w.credit_system_id)
                 .await
                 .unwrap()
-                .map(|wallet| wallet.id)
+                .map(|wallet| wallet.id.uuid())
                 .unwrap_or_default(),
         ],
         service::Clock::now(&w.clock),

@@ -107,7 +107,7 @@ async fn entries_total(w: &World, wallet_id: Uuid, types: Vec<EntryType>) -> Dec
         .remove(&wallet_id)
         .unwrap();
         total += page.items.iter().map(|e| e.amount).sum::<Decimal>();
-        after = page.items.last().map(|e| e.id);
+        after = page.items.last().map(|e| e.id.uuid());
         if !page.has_next_page {
             return total;
         }
@@ -273,10 +273,20 @@ async fn run(ops: Vec<Op>) {
         // Nothing created or lost: what was granted is what is booked, spent,
         // held, expired or voided.
         let wallet_id = w.wallet_id().await;
-        let booked = entries_total(&w, wallet_id, EntryType::ALL.to_vec()).await;
-        let gone = -entries_total(&w, wallet_id, vec![EntryType::Expiry, EntryType::Void]).await;
-        let held = -entries_total(&w, wallet_id, vec![EntryType::Hold, EntryType::Release]).await;
-        let scheduled = scheduled_total(&w, wallet_id).await;
+        let booked = entries_total(&w, wallet_id.uuid(), EntryType::ALL.to_vec()).await;
+        let gone = -entries_total(
+            &w,
+            wallet_id.uuid(),
+            vec![EntryType::Expiry, EntryType::Void],
+        )
+        .await;
+        let held = -entries_total(
+            &w,
+            wallet_id.uuid(),
+            vec![EntryType::Hold, EntryType::Release],
+        )
+        .await;
+        let scheduled = scheduled_total(&w, wallet_id.uuid()).await;
         assert_eq!(
             granted - spent,
             booked + gone + held + scheduled,
@@ -284,7 +294,7 @@ async fn run(ops: Vec<Op>) {
         );
         // Rule 2 at every instant: once the wallet is settled (as the next
         // write or the sweep does), the last balance_after is what is live.
-        ledger::settle_wallets(db, &w.clock, &[wallet_id])
+        ledger::settle_wallets(db, &w.clock, &[wallet_id.uuid()])
             .await
             .unwrap();
         w.verify().await;
@@ -292,13 +302,13 @@ async fn run(ops: Vec<Op>) {
         let last = read::entry_pages(
             db,
             w.tenant_id,
-            &[wallet_id],
+            &[wallet_id.uuid()],
             &read::EntryFilter::default(),
             PageRequest::new(Some(1), None).unwrap(),
         )
         .await
         .unwrap()
-        .remove(&wallet_id)
+        .remove(&wallet_id.uuid())
         .and_then(|p| p.items.into_iter().next());
         let last_balance = last.map(|e| e.balance_after).unwrap_or_default();
         assert_eq!(

@@ -119,7 +119,7 @@ async fn sql_selects_exactly_the_grants_rust_calls_live() {
                     rows.push(credit_grant::ActiveModel {
                         id: Set(Uuid::now_v7()),
                         tenant_id: Set(w.tenant_id),
-                        wallet_id: Set(wallet_id),
+                        wallet_id: Set(wallet_id.uuid()),
                         category: Set("PROMOTIONAL".into()),
                         amount_micros: Set(1_000),
                         remaining_micros: Set(remaining),
@@ -204,11 +204,11 @@ async fn sql_selects_exactly_the_grants_rust_calls_live() {
         // Each fragment, bare and qualified.
         for alias in [None, Some("g")] {
             let at = format!("at {now}, alias {alias:?}");
-            let sql = select(&w, wallet_id, alias, |g, v| g.live(now, v)).await;
+            let sql = select(&w, wallet_id.uuid(), alias, |g, v| g.live(now, v)).await;
             assert_eq!(sql, live_labels, "live {at}");
-            let sql = select(&w, wallet_id, alias, |g, v| g.current(now, v)).await;
+            let sql = select(&w, wallet_id.uuid(), alias, |g, v| g.current(now, v)).await;
             assert_eq!(sql, current, "current {at}");
-            let sql = select(&w, wallet_id, alias, |g, v| g.scheduled(now, v)).await;
+            let sql = select(&w, wallet_id.uuid(), alias, |g, v| g.scheduled(now, v)).await;
             assert_eq!(sql, labels(scheduled.iter().copied()), "scheduled {at}");
         }
 
@@ -219,11 +219,18 @@ async fn sql_selects_exactly_the_grants_rust_calls_live() {
                 live: Some(wanted),
                 categories: None,
             };
-            let listed = read::grant_pages(&w.t.db, w.tenant_id, &[wallet_id], &filter, page, now)
-                .await
-                .unwrap()
-                .remove(&wallet_id)
-                .unwrap();
+            let listed = read::grant_pages(
+                &w.t.db,
+                w.tenant_id,
+                &[wallet_id.uuid()],
+                &filter,
+                page,
+                now,
+            )
+            .await
+            .unwrap()
+            .remove(&wallet_id.uuid())
+            .unwrap();
             assert!(!listed.has_next_page);
             let listed: BTreeSet<String> = listed.items.into_iter().map(|g| g.reason).collect();
             let expected = if wanted {
@@ -233,10 +240,10 @@ async fn sql_selects_exactly_the_grants_rust_calls_live() {
             };
             assert_eq!(listed, expected, "grants live={wanted} at {now}");
         }
-        let balance = read::balances(&w.t.db, w.tenant_id, &[wallet_id], now)
+        let balance = read::balances(&w.t.db, w.tenant_id, &[wallet_id.uuid()], now)
             .await
             .unwrap()
-            .remove(&wallet_id)
+            .remove(&wallet_id.uuid())
             .unwrap();
         assert_eq!(
             balance.available,
@@ -249,11 +256,12 @@ async fn sql_selects_exactly_the_grants_rust_calls_live() {
             "scheduled at {now}"
         );
         let until = now + us(1);
-        let expiring = read::expiring_between(&w.t.db, w.tenant_id, &[wallet_id], now, until)
-            .await
-            .unwrap()
-            .remove(&wallet_id)
-            .unwrap_or_default();
+        let expiring =
+            read::expiring_between(&w.t.db, w.tenant_id, &[wallet_id.uuid()], now, until)
+                .await
+                .unwrap()
+                .remove(&wallet_id.uuid())
+                .unwrap_or_default();
         let expected = micros_sum(
             live.iter()
                 .copied()

@@ -47,6 +47,214 @@ fn no_function_takes_more_than_four_parameters_of_one_type() {
     );
 }
 
+/// Modules whose `pub fn`s still take a bare `Uuid` (or `&[Uuid]`) for an
+/// id (see [`public_functions_take_typed_ids`]), and what is left in each:
+/// convert one, then remove it here. The test fails both ways — a module
+/// not listed that takes a bare id, and a listed one that no longer does —
+/// so this list only shrinks.
+const NOT_CONVERTED_YET: &[(&str, &str)] = &[
+    (
+        "alert_percents.rs",
+        "from_json's row id (for its error message)",
+    ),
+    ("api_keys.rs", "revoke"),
+    ("audit_log.rs", "api_id, note_created"),
+    (
+        "catalog/entitlements.rs",
+        "entitlements_of's plan_ids (batched reads)",
+    ),
+    ("catalog/features.rs", "features_by_ids (batched reads)"),
+    ("catalog/plan_credits.rs", "update_plan_credit, plan_credit"),
+    ("catalog/plans.rs", "list_plans"),
+    ("catalog/products.rs", "products_by_ids (batched reads)"),
+    (
+        "credit_systems.rs",
+        "by_ids (batched reads: the API's loaders key by Uuid)",
+    ),
+    ("customer_tokens.rs", "covers"),
+    (
+        "customers.rs",
+        "by_ids, children_pages (batched reads: the API's loaders)",
+    ),
+    ("idempotency.rs", "record's result id (an entry or a grant)"),
+    (
+        "ledger/book.rs",
+        "Book's methods (crate-internal; its maps are keyed by the rows' Uuid)",
+    ),
+    (
+        "ledger/ops/settle.rs",
+        "settle_wallets' wallet_ids (the expiry sweep)",
+    ),
+    (
+        "ledger/read.rs",
+        "the batched readers' &[Uuid] (the API's loaders)",
+    ),
+    ("ledger/tree.rs", "summaries' customer_ids"),
+    (
+        "notifications/email.rs",
+        "attempts_of's email_ids (batched reads)",
+    ),
+    ("notifications/payloads.rs", "event_id"),
+    ("notifications/webhooks.rs", "endpoints and deliveries"),
+    ("outbox.rs", "event's wallet id"),
+    ("purchases.rs", "orders"),
+    ("reports.rs", "Customers::of"),
+    ("subscription_state.rs", "get"),
+    ("subscriptions.rs", "cancel"),
+];
+
+/// Where a bare `Uuid` becomes typed: the id types themselves.
+const BOUNDARY: &[&str] = &["ids.rs"];
+
+/// Parameters every module may still take as a bare `Uuid`, and why.
+const BARE_EVERYWHERE: &[(&str, &str)] = &[(
+    "tenant_id",
+    "the tenant comes from the principal (Principal.tenant_id: Uuid), never from a client's \
+     input; converting it touches every module at once",
+)];
+
+/// A `pub fn` of `service` takes ids typed (`CustomerId`, `WalletId`, …:
+/// `service::ids`), not a bare `Uuid` named `…_id`, `id` or after a kind
+/// (`customer`, `wallet`, …), so two ids can't be swapped and still
+/// compile. Ids are parsed where they enter (the API's `decode_id`) and
+/// become `Uuid` only at the entity boundary.
+#[test]
+fn public_functions_take_typed_ids() {
+    let mut offenders: Vec<(String, String)> = Vec::new();
+    let mut checked = 0;
+    for (file, text) in rust_files(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src")) {
+        for (name, params) in public_functions_of(&text) {
+            checked += 1;
+            for param in &params {
+                if let Some((pname, ty)) = bare_id(param) {
+                    offenders.push((file.clone(), format!("fn {name}: {pname}: {ty}")));
+                }
+            }
+        }
+    }
+    assert!(checked > 300, "only {checked} pub fns read");
+    let module = |file: &str| file.trim_start_matches("src/").to_owned();
+    let listed = |f: &str| {
+        NOT_CONVERTED_YET.iter().any(|(m, _)| *m == module(f))
+            || BOUNDARY.contains(&module(f).as_str())
+    };
+    let mut unlisted: Vec<String> = offenders
+        .iter()
+        .filter(|(f, _)| !listed(f))
+        .map(|(f, o)| format!("{f}: {o}"))
+        .collect();
+    unlisted.dedup();
+    assert!(
+        unlisted.is_empty(),
+        "bare Uuid ids in a converted module (take `CustomerId`, `WalletId`, … from \
+         service::ids; `X::from_uuid(model.id)` at the entity boundary):\n{}",
+        unlisted.join("\n")
+    );
+    let done: Vec<&str> = NOT_CONVERTED_YET
+        .iter()
+        .map(|(m, _)| *m)
+        .filter(|m| !offenders.iter().any(|(f, _)| module(f) == *m))
+        .collect();
+    assert!(
+        done.is_empty(),
+        "converted: remove these from NOT_CONVERTED_YET: {done:?}"
+    );
+}
+
+/// `Some((name, type))` when a parameter is an id passed as a bare `Uuid`
+/// (`customer_id: Uuid`, `wallet: Option<Uuid>`), or ids as bare UUIDs
+/// (`wallet_ids: &[Uuid]`).
+fn bare_id(param: &str) -> Option<(String, String)> {
+    let ty = type_of(param)?;
+    let name = param
+        .split(':')
+        .next()?
+        .trim()
+        .trim_start_matches("mut ")
+        .to_owned();
+    const KINDS: &[&str] = &[
+        "id",
+        "tenant",
+        "customer",
+        "credit_system",
+        "wallet",
+        "grant",
+        "entry",
+        "hold",
+        "product",
+        "plan",
+        "feature",
+        "subscription",
+        "order",
+        "invoice",
+        "refund",
+        "endpoint",
+        "delivery",
+    ];
+    let named_as_id = name.ends_with("_id") || KINDS.contains(&name.as_str());
+    let bare = matches!(
+        ty.as_str(),
+        "Uuid" | "Option<Uuid>" | "uuid::Uuid" | "&Uuid"
+    );
+    let named_as_ids = name.ends_with("_ids") || name == "ids";
+    let bare_many = matches!(ty.as_str(), "&[Uuid]" | "Vec<Uuid>" | "&Vec<Uuid>");
+    let bare_id = (named_as_id && bare) || (named_as_ids && bare_many);
+    (bare_id && !BARE_EVERYWHERE.iter().any(|(n, _)| *n == name)).then_some((name, ty))
+}
+
+/// Each `pub fn` (not `pub(crate)`, not in a `#[cfg(test)]` module): its
+/// name and parameters.
+fn public_functions_of(src: &str) -> Vec<(String, Vec<String>)> {
+    let src = match src.find("#[cfg(test)]\nmod tests") {
+        Some(at) => &src[..at],
+        None => src,
+    };
+    let code = code_of(src);
+    let lines: Vec<&str> = code.lines().collect();
+    functions_of(src)
+        .into_iter()
+        .filter(|(line, name, _)| {
+            let l = lines[line - 1].trim_start();
+            [
+                format!("pub fn {name}"),
+                format!("pub async fn {name}"),
+                format!("pub const fn {name}"),
+            ]
+            .iter()
+            .any(|p| l.starts_with(p.as_str()))
+        })
+        .map(|(_, name, params)| (name, params))
+        .collect()
+}
+
+#[test]
+fn bare_ids_are_told_from_typed_ones() {
+    let src = "pub async fn open(\n    tenant_id: Uuid,\n    customer_id: CustomerId,\n    wallet: Uuid,\n) {}\n\
+               pub(crate) fn inner(grant_id: Uuid) {}\n\
+               pub fn other(count: Uuid, hold_id: Option<Uuid>, ids: &[Uuid], n: &[Uuid]) {}\n\
+               #[cfg(test)]\nmod tests {\n    pub fn helper(entry_id: Uuid) {}\n}";
+    let found: Vec<(String, Vec<(String, String)>)> = public_functions_of(src)
+        .into_iter()
+        .map(|(name, params)| (name, params.iter().filter_map(|p| bare_id(p)).collect()))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            (
+                "open".to_owned(),
+                vec![("wallet".to_owned(), "Uuid".to_owned())]
+            ),
+            (
+                "other".to_owned(),
+                vec![
+                    ("hold_id".to_owned(), "Option<Uuid>".to_owned()),
+                    ("ids".to_owned(), "&[Uuid]".to_owned())
+                ]
+            ),
+        ]
+    );
+}
+
 /// The parser on made-up source, so the test above can fail.
 #[test]
 fn reads_parameters_through_generics_patterns_and_comments() {

@@ -627,7 +627,7 @@ async fn two_evaluations_at_once_tell_a_crossing_once() {
     w.customer("acme", None).await;
     let wallet = w.configure("acme", None).await.unwrap();
     w.consume("acme", "800").await;
-    let pair = [(w.tenant, wallet.id)];
+    let pair = [(w.tenant, wallet.id.uuid())];
     let (a, b) = tokio::join!(
         usage::evaluate(&w.t.db, &w.clock, &pair),
         usage::evaluate(&w.t.db, &w.clock, &pair)

@@ -7,7 +7,7 @@ use service::{api_keys::Role, credit_systems};
 use super::{
     context::{RoleGuard, app, load},
     error::{ApiError, ApiResult},
-    ids::{self, Kind},
+    ids,
     loaders::CreditSystemKey,
     pagination::{self, Conn},
     refs::CreditSystemRefInput,
@@ -29,7 +29,7 @@ pub struct CreditSystem(pub credit_systems::CreditSystem);
 #[Object]
 impl CreditSystem {
     async fn id(&self) -> ID {
-        ids::encode(Kind::CreditSystem, self.0.id)
+        ids::encode_id(self.0.id)
     }
     /// Your key for it (unique per tenant), usable wherever a credit system
     /// is named.
@@ -108,7 +108,7 @@ impl CreditSystemQuery {
         let (p, app) = app(ctx)?;
         let page = pagination::page_request(first, after)?;
         let found = credit_systems::list(&app.db, p.tenant_id, page).await?;
-        Ok(pagination::connection(found, |c| c.id, CreditSystem))
+        Ok(pagination::connection(found, |c| c.id.uuid(), CreditSystem))
     }
 }
 

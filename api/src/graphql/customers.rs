@@ -25,7 +25,7 @@ pub struct Customer(pub customers::Customer);
 #[Object]
 impl Customer {
     async fn id(&self) -> ID {
-        ids::encode(Kind::Customer, self.0.id)
+        ids::encode_id(self.0.id)
     }
     /// Your own id for this customer.
     async fn external_id(&self) -> &str {
@@ -43,7 +43,7 @@ impl Customer {
     /// The customer above this one (partner → client → event).
     async fn parent(&self, ctx: &Context<'_>) -> ApiResult<Option<Customer>> {
         match self.0.parent_id {
-            Some(id) => customer(ctx, id).await,
+            Some(id) => customer(ctx, id.uuid()).await,
             None => Ok(None),
         }
     }
@@ -52,14 +52,14 @@ impl Customer {
     async fn wallets(&self, ctx: &Context<'_>) -> ApiResult<Vec<Wallet>> {
         if ctx.look_ahead().field("creditSystem").exists() {
             // Each with its credit system, in the same statement.
-            return Ok(load(ctx, WalletsWithCreditSystems(self.0.id))
+            return Ok(load(ctx, WalletsWithCreditSystems(self.0.id.uuid()))
                 .await?
                 .unwrap_or_default()
                 .into_iter()
                 .map(|(w, cs)| Wallet(w, Some(cs)))
                 .collect());
         }
-        Ok(load(ctx, WalletsOfCustomer(self.0.id))
+        Ok(load(ctx, WalletsOfCustomer(self.0.id.uuid()))
             .await?
             .unwrap_or_default()
             .into_iter()
@@ -72,11 +72,11 @@ impl Customer {
         ctx: &Context<'_>,
         credit_system: CreditSystemRefInput,
     ) -> ApiResult<Option<Wallet>> {
-        let wallets = load(ctx, WalletsOfCustomer(self.0.id))
+        let wallets = load(ctx, WalletsOfCustomer(self.0.id.uuid()))
             .await?
             .unwrap_or_default();
         for w in wallets {
-            let cs = load(ctx, CreditSystemKey(w.credit_system_id)).await?;
+            let cs = load(ctx, CreditSystemKey(w.credit_system_id.uuid())).await?;
             let matches = match (&credit_system, cs) {
                 (CreditSystemRefInput::Id(id), _) => {
                     ids::decode(Kind::CreditSystem, id, "creditSystem")? == w.credit_system_id
@@ -116,14 +116,14 @@ impl Customer {
             &app.db,
             p.tenant_id,
             cs.id,
-            &[self.0.id],
+            &[self.0.id.uuid()],
             include_descendants,
             now,
         )
         .await?;
-        Ok(TreeSummary(found.remove(&self.0.id).ok_or_else(|| {
-            ApiError::new(service::Code::Internal, "internal error", None)
-        })?))
+        Ok(TreeSummary(found.remove(&self.0.id.uuid()).ok_or_else(
+            || ApiError::new(service::Code::Internal, "internal error", None),
+        )?))
     }
 
     /// Its direct children (oldest first), each with what was allocated to
@@ -145,7 +145,7 @@ impl Customer {
         // the number of parents in it (loaders `ChildrenKey`).
         let which = credit_system.parse("creditSystem")?;
         let cs = match &which {
-            CreditSystemRef::Id(id) => load(ctx, CreditSystemKey(*id)).await?,
+            CreditSystemRef::Id(id) => load(ctx, CreditSystemKey(id.uuid())).await?,
             CreditSystemRef::Key(key) => load(ctx, CreditSystemByKey(key.clone())).await?,
         };
         let cs = match cs {
@@ -153,7 +153,7 @@ impl Customer {
             // Not found: the lookup's own error, as a direct read gives it.
             None => service::credit_systems::get(&app.db, p.tenant_id, &which).await?,
         };
-        let page = load(ctx, ChildrenKey(self.0.id, cs.id, page))
+        let page = load(ctx, ChildrenKey(self.0.id.uuid(), cs.id.uuid(), page))
             .await?
             .unwrap_or_else(|| page.finish(Vec::new()));
         Ok(pagination::connection(page, |s| s.customer_id, TreeSummary))
@@ -165,14 +165,15 @@ impl Customer {
         &self,
         ctx: &Context<'_>,
     ) -> ApiResult<Vec<super::commerce::Subscription>> {
-        Ok(
-            load(ctx, super::loaders::SubscriptionsOfCustomer(self.0.id))
-                .await?
-                .unwrap_or_default()
-                .into_iter()
-                .map(super::commerce::Subscription)
-                .collect(),
+        Ok(load(
+            ctx,
+            super::loaders::SubscriptionsOfCustomer(self.0.id.uuid()),
         )
+        .await?
+        .unwrap_or_default()
+        .into_iter()
+        .map(super::commerce::Subscription)
+        .collect())
     }
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
@@ -207,7 +208,7 @@ impl CustomerQuery {
         }
         .parse("id")?;
         let found = customers::get(&app.db, p.tenant_id, &which).await?;
-        customer_access::ensure_readable(ctx, found.id).await?;
+        customer_access::ensure_readable(ctx, found.id.uuid()).await?;
         Ok(Customer(found))
     }
 
@@ -224,7 +225,7 @@ impl CustomerQuery {
         let (p, app) = app(ctx)?;
         let page = pagination::page_request(first, after)?;
         let found = customers::list(&app.db, p.tenant_id, search.as_deref(), page).await?;
-        Ok(pagination::connection(found, |c| c.id, Customer))
+        Ok(pagination::connection(found, |c| c.id.uuid(), Customer))
     }
 }
 

@@ -6,6 +6,7 @@ use async_graphql::ID;
 use uuid::Uuid;
 
 pub use service::ids::Kind;
+pub use service::ids::TypedId;
 
 use super::error::{ApiError, ApiResult};
 
@@ -27,9 +28,28 @@ pub fn decode(kind: Kind, id: &ID, field: &str) -> ApiResult<Uuid> {
     })
 }
 
+/// A typed id as a GraphQL `ID` (its public form).
+pub fn encode_id<T: TypedId>(id: T) -> ID {
+    ID(id.to_string())
+}
+
+/// The API boundary: parses an id into its domain type, e.g.
+/// `decode_id::<CustomerId>(&id, "customerId")`. Another kind's id, a bare
+/// UUID or garbage is a `VALIDATION` error naming `field` and the expected
+/// prefix.
+pub fn decode_id<T: TypedId>(id: &ID, field: &str) -> ApiResult<T> {
+    T::parse(id.as_str()).ok_or_else(|| {
+        ApiError::invalid(
+            field,
+            format!("not a valid {} id: {:?}", T::KIND.prefix(), id.as_str()),
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use service::ids::{CustomerId, WalletId};
 
     #[test]
     fn decoding_names_the_field_and_the_kind() {
@@ -39,5 +59,24 @@ mod tests {
             id
         );
         assert!(decode(Kind::Tenant, &encode(Kind::ApiKey, id), "id").is_err());
+    }
+
+    #[test]
+    fn typed_decoding_checks_the_prefix_and_names_the_field() {
+        let id = CustomerId::new_v7();
+        let as_id = ID(id.to_string());
+        assert_eq!(decode_id::<CustomerId>(&as_id, "customerId").unwrap(), id);
+        let err =
+            async_graphql::Error::from(decode_id::<WalletId>(&as_id, "walletId").unwrap_err());
+        assert!(
+            err.message.contains("not a valid wal id"),
+            "{}",
+            err.message
+        );
+        let ext = format!("{:?}", err.extensions);
+        assert!(
+            ext.contains("walletId") && ext.contains("VALIDATION"),
+            "{ext}"
+        );
     }
 }

@@ -135,15 +135,15 @@ impl Wallet {
 #[Object]
 impl Wallet {
     async fn id(&self) -> ID {
-        ids::encode(Kind::Wallet, self.0.id)
+        ids::encode_id(self.0.id)
     }
     async fn customer(&self, ctx: &Context<'_>) -> ApiResult<Option<Customer>> {
-        customers::customer(ctx, self.0.customer_id).await
+        customers::customer(ctx, self.0.customer_id.uuid()).await
     }
     async fn credit_system(&self, ctx: &Context<'_>) -> ApiResult<Option<CreditSystem>> {
         match &self.1 {
             Some(cs) => Ok(Some(CreditSystem(cs.clone()))),
-            None => credit_systems::credit_system(ctx, self.0.credit_system_id).await,
+            None => credit_systems::credit_system(ctx, self.0.credit_system_id.uuid()).await,
         }
     }
     /// Whether spending may go below zero (the next grant repays it first).
@@ -171,7 +171,8 @@ impl Wallet {
         if let Some(own) = self.0.usage_alert_percents().map_err(ledger::Error::from)? {
             return Ok(UsageAlerts::from(usage::effective(Some(own), &[])));
         }
-        let key = InheritedUsageAlertsKey(self.0.customer_id, self.0.credit_system_id);
+        let key =
+            InheritedUsageAlertsKey(self.0.customer_id.uuid(), self.0.credit_system_id.uuid());
         let settings = load(ctx, key)
             .await?
             .unwrap_or_else(|| usage::effective(None, &[]));
@@ -183,11 +184,11 @@ impl Wallet {
         // `expiringSoon` is read with the balance when the query asks it
         // for one valid number of days (else by its own loader).
         let days = expiring_days(ctx);
-        let (balance, expiring) = load(ctx, BalanceKey(self.0.id, days))
+        let (balance, expiring) = load(ctx, BalanceKey(self.0.id.uuid(), days))
             .await?
             .unwrap_or_default();
         Ok(Balance::new(
-            self.0.id,
+            self.0.id.uuid(),
             balance,
             days.map(|d| (d, expiring)),
         ))
@@ -197,7 +198,7 @@ impl Wallet {
     async fn balance_at(&self, ctx: &Context<'_>, at: DateTime<Utc>) -> ApiResult<Credits> {
         let at = input::time("at", at)?;
         Ok(credits(
-            load(ctx, BalanceAtKey(self.0.id, at))
+            load(ctx, BalanceAtKey(self.0.id.uuid(), at))
                 .await?
                 .unwrap_or_default(),
         ))
@@ -220,10 +221,10 @@ impl Wallet {
                     .map(|c| c.into_iter().map(Into::into).collect()),
             })
             .unwrap_or_default();
-        let found = load(ctx, GrantPageKey(self.0.id, filter, page))
+        let found = load(ctx, GrantPageKey(self.0.id.uuid(), filter, page))
             .await?
             .unwrap_or_else(|| page.finish(Vec::new()));
-        Ok(pagination::connection(found, |g| g.id, Grant))
+        Ok(pagination::connection(found, |g| g.id.uuid(), Grant))
     }
     /// The wallet's ledger, newest first.
     #[graphql(complexity = "crate::graphql::limits::list_cost(first, child_complexity)")]
@@ -245,20 +246,20 @@ impl Wallet {
             .field("node")
             .field("splits");
         if !splits.exists() {
-            let found = load(ctx, EntryPageKey(self.0.id, filter, page))
+            let found = load(ctx, EntryPageKey(self.0.id.uuid(), filter, page))
                 .await?
                 .unwrap_or_else(|| page.finish(Vec::new()));
-            return Ok(pagination::connection(found, |e| e.id, LedgerEntry));
+            return Ok(pagination::connection(found, |e| e.id.uuid(), LedgerEntry));
         }
         // The splits and their grants in the page's statement.
-        let found = load(ctx, EntryPageWithSplitsKey(self.0.id, filter, page))
+        let found = load(ctx, EntryPageWithSplitsKey(self.0.id.uuid(), filter, page))
             .await?
             .unwrap_or_else(|| page.finish(Vec::new()));
         let loaders = loaders(ctx)?;
         let mut entries = Vec::with_capacity(found.items.len());
         let mut splits = Vec::with_capacity(found.items.len());
         for (entry, s) in found.items {
-            splits.push((entry.id, s));
+            splits.push((entry.id.uuid(), s));
             entries.push(entry);
         }
         loaders.prime_splits(splits);
@@ -266,7 +267,7 @@ impl Wallet {
             items: entries,
             has_next_page: found.has_next_page,
         };
-        Ok(pagination::connection(found, |e| e.id, LedgerEntry))
+        Ok(pagination::connection(found, |e| e.id.uuid(), LedgerEntry))
     }
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
@@ -433,10 +434,10 @@ pub struct Grant(pub ledger::Grant);
 #[Object]
 impl Grant {
     async fn id(&self) -> ID {
-        ids::encode(Kind::Grant, self.0.id)
+        ids::encode_id(self.0.id)
     }
     async fn wallet(&self, ctx: &Context<'_>) -> ApiResult<Option<Wallet>> {
-        Ok(load(ctx, WalletKey(self.0.wallet_id))
+        Ok(load(ctx, WalletKey(self.0.wallet_id.uuid()))
             .await?
             .map(Wallet::new))
     }
@@ -526,10 +527,10 @@ pub struct LedgerEntry(pub ledger::Entry);
 #[Object]
 impl LedgerEntry {
     async fn id(&self) -> ID {
-        ids::encode(Kind::Entry, self.0.id)
+        ids::encode_id(self.0.id)
     }
     async fn wallet(&self, ctx: &Context<'_>) -> ApiResult<Option<Wallet>> {
-        Ok(load(ctx, WalletKey(self.0.wallet_id))
+        Ok(load(ctx, WalletKey(self.0.wallet_id.uuid()))
             .await?
             .map(Wallet::new))
     }
@@ -574,13 +575,13 @@ impl LedgerEntry {
     /// The grant a GRANT, ADJUSTMENT, EXPIRY or VOID entry is about.
     async fn grant(&self, ctx: &Context<'_>) -> ApiResult<Option<Grant>> {
         match self.0.grant_id {
-            Some(id) => Ok(load(ctx, GrantKey(id)).await?.map(Grant)),
+            Some(id) => Ok(load(ctx, GrantKey(id.uuid())).await?.map(Grant)),
             None => Ok(None),
         }
     }
     async fn hold(&self, ctx: &Context<'_>) -> ApiResult<Option<Hold>> {
         match self.0.hold_id {
-            Some(id) => Ok(load(ctx, HoldKey(id)).await?.map(Hold)),
+            Some(id) => Ok(load(ctx, HoldKey(id.uuid())).await?.map(Hold)),
             None => Ok(None),
         }
     }
@@ -591,13 +592,13 @@ impl LedgerEntry {
         let Some(id) = self.0.refund_of_entry_id else {
             return Ok(None);
         };
-        let Some(entry) = load(ctx, EntryKey(id)).await? else {
+        let Some(entry) = load(ctx, EntryKey(id.uuid())).await? else {
             return Ok(None);
         };
         if entry.wallet_id != self.0.wallet_id
-            && let Some(wallet) = load(ctx, WalletKey(entry.wallet_id)).await?
+            && let Some(wallet) = load(ctx, WalletKey(entry.wallet_id.uuid())).await?
         {
-            super::customer_access::ensure_readable(ctx, wallet.customer_id).await?;
+            super::customer_access::ensure_readable(ctx, wallet.customer_id.uuid()).await?;
         }
         Ok(Some(LedgerEntry(entry)))
     }
@@ -612,7 +613,7 @@ impl LedgerEntry {
         ) {
             return Ok(None);
         }
-        match load(ctx, CounterpartyKey(self.0.id)).await? {
+        match load(ctx, CounterpartyKey(self.0.id.uuid())).await? {
             Some(customer_id) => customers::customer(ctx, customer_id).await,
             None => Ok(None),
         }
@@ -620,13 +621,13 @@ impl LedgerEntry {
     /// Which grants this entry drew from or filled, and how much each.
     #[graphql(complexity = "crate::graphql::limits::unpaged_list_cost(child_complexity)")]
     async fn splits(&self, ctx: &Context<'_>) -> ApiResult<Vec<Split>> {
-        if let Some(primed) = loaders(ctx)?.primed_splits(self.0.id) {
+        if let Some(primed) = loaders(ctx)?.primed_splits(self.0.id.uuid()) {
             return Ok(primed
                 .into_iter()
                 .map(|(split, grant)| Split(split, Some(grant)))
                 .collect());
         }
-        Ok(load(ctx, SplitsKey(self.0.id))
+        Ok(load(ctx, SplitsKey(self.0.id.uuid()))
             .await?
             .unwrap_or_default()
             .into_iter()
@@ -645,7 +646,9 @@ impl Split {
         if let Some(grant) = &self.1 {
             return Ok(Some(Grant(grant.clone())));
         }
-        Ok(load(ctx, GrantKey(self.0.grant_id)).await?.map(Grant))
+        Ok(load(ctx, GrantKey(self.0.grant_id.uuid()))
+            .await?
+            .map(Grant))
     }
     async fn amount(&self) -> Credits {
         credits(self.0.amount)
@@ -660,10 +663,10 @@ pub struct Hold(pub ledger::Hold);
 #[Object]
 impl Hold {
     async fn id(&self) -> ID {
-        ids::encode(Kind::Hold, self.0.id)
+        ids::encode_id(self.0.id)
     }
     async fn wallet(&self, ctx: &Context<'_>) -> ApiResult<Option<Wallet>> {
-        Ok(load(ctx, WalletKey(self.0.wallet_id))
+        Ok(load(ctx, WalletKey(self.0.wallet_id.uuid()))
             .await?
             .map(Wallet::new))
     }
@@ -1023,7 +1026,7 @@ impl LedgerMutation {
         input: VoidGrantInput,
     ) -> ApiResult<VoidGrantPayload> {
         let (p, app) = app(ctx)?;
-        let grant_id = ids::decode(Kind::Grant, &input.grant, "grant")?;
+        let grant_id = ids::decode_id(&input.grant, "grant")?;
         let out = ledger::void_grant(
             &app.db,
             app.clock(),
@@ -1075,7 +1078,7 @@ impl LedgerMutation {
         input: RefundUsageInput,
     ) -> ApiResult<RefundUsagePayload> {
         let (p, app) = app(ctx)?;
-        let entry_id = ids::decode(Kind::Entry, &input.entry, "entry")?;
+        let entry_id = ids::decode_id(&input.entry, "entry")?;
         let out = ledger::refund_usage(
             &app.db,
             app.clock(),
@@ -1134,7 +1137,7 @@ impl LedgerMutation {
         input: CaptureHoldInput,
     ) -> ApiResult<HoldPayload> {
         let (p, app) = app(ctx)?;
-        let hold_id = ids::decode(Kind::Hold, &input.hold, "hold")?;
+        let hold_id = ids::decode_id(&input.hold, "hold")?;
         let out = ledger::capture_hold(
             &app.db,
             app.clock(),
@@ -1155,7 +1158,7 @@ impl LedgerMutation {
         input: ReleaseHoldInput,
     ) -> ApiResult<HoldPayload> {
         let (p, app) = app(ctx)?;
-        let hold_id = ids::decode(Kind::Hold, &input.hold, "hold")?;
+        let hold_id = ids::decode_id(&input.hold, "hold")?;
         let out = ledger::release_hold(
             &app.db,
             app.clock(),

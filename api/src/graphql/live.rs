@@ -70,12 +70,13 @@ async fn wallet_updates(
     let (p, app) = app(ctx)?;
     let tenant_id = p.tenant_id;
     let found = service::customers::get(&app.db, tenant_id, &customer.parse("customer")?).await?;
-    customer_access::ensure_readable(ctx, found.id).await?;
+    customer_access::ensure_readable(ctx, found.id.uuid()).await?;
     let credit_system_id = match credit_system {
         Some(r) => Some(
             service::credit_systems::get(&app.db, tenant_id, &r.parse("creditSystem")?)
                 .await?
-                .id,
+                .id
+                .uuid(),
         ),
         None => None,
     };
@@ -87,25 +88,25 @@ async fn wallet_updates(
     // in between.
     let rx = feed.subscribe();
     let first: VecDeque<WalletChange> =
-        service::ledger::read::wallets_of_customers(&app.db, tenant_id, &[found.id])
+        service::ledger::read::wallets_of_customers(&app.db, tenant_id, &[found.id.uuid()])
             .await
             .map_err(|e| ApiError::from(service::ledger::Error::from(e)))?
-            .remove(&found.id)
+            .remove(&found.id.uuid())
             .unwrap_or_default()
             .into_iter()
             .filter(|w| credit_system_id.is_none_or(|id| id == w.credit_system_id))
             .map(|w| WalletChange {
                 tenant_id,
-                wallet_id: w.id,
-                customer_id: found.id,
-                credit_system_id: w.credit_system_id,
+                wallet_id: w.id.uuid(),
+                customer_id: found.id.uuid(),
+                credit_system_id: w.credit_system_id.uuid(),
             })
             .collect();
     let watch = Watch {
         db: app.db.clone(),
         clock: app.clock.clone(),
         tenant_id,
-        customer_id: found.id,
+        customer_id: found.id.uuid(),
         credit_system_id,
     };
     let updates = stream::unfold(

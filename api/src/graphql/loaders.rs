@@ -244,7 +244,10 @@ impl Loader<CustomerKey> for Batch {
         let rows = customers::by_ids(&self.db, self.tenant_id, &ids(keys, |k| k.0))
             .await
             .map_err(fail)?;
-        Ok(rows.into_iter().map(|c| (CustomerKey(c.id), c)).collect())
+        Ok(rows
+            .into_iter()
+            .map(|c| (CustomerKey(c.id.uuid()), c))
+            .collect())
     }
 }
 
@@ -281,7 +284,7 @@ impl Loader<CreditSystemKey> for Batch {
             .map_err(fail)?;
         Ok(rows
             .into_iter()
-            .map(|c| (CreditSystemKey(c.id), c))
+            .map(|c| (CreditSystemKey(c.id.uuid()), c))
             .collect())
     }
 }
@@ -336,7 +339,7 @@ impl Loader<ChildrenKey> for Batch {
             let mut found = tree::summaries(
                 &self.db,
                 self.tenant_id,
-                credit_system_id,
+                service::ids::CreditSystemId::from_uuid(credit_system_id),
                 &children,
                 true,
                 self.now,
@@ -386,7 +389,10 @@ impl Loader<WalletKey> for Batch {
         let rows = read::wallets_by_ids(&self.db, self.tenant_id, &ids(keys, |k| k.0))
             .await
             .map_err(fail)?;
-        Ok(rows.into_iter().map(|w| (WalletKey(w.id), w)).collect())
+        Ok(rows
+            .into_iter()
+            .map(|w| (WalletKey(w.id.uuid()), w))
+            .collect())
     }
 }
 
@@ -598,7 +604,10 @@ impl Loader<GrantKey> for Batch {
         let rows = read::grants_by_ids(&self.db, self.tenant_id, &ids(keys, |k| k.0))
             .await
             .map_err(fail)?;
-        Ok(rows.into_iter().map(|g| (GrantKey(g.id), g)).collect())
+        Ok(rows
+            .into_iter()
+            .map(|g| (GrantKey(g.id.uuid()), g))
+            .collect())
     }
 }
 
@@ -610,7 +619,10 @@ impl Loader<EntryKey> for Batch {
         let rows = read::entries_by_ids(&self.db, self.tenant_id, &ids(keys, |k| k.0))
             .await
             .map_err(fail)?;
-        Ok(rows.into_iter().map(|e| (EntryKey(e.id), e)).collect())
+        Ok(rows
+            .into_iter()
+            .map(|e| (EntryKey(e.id.uuid()), e))
+            .collect())
     }
 }
 
@@ -622,7 +634,10 @@ impl Loader<HoldKey> for Batch {
         let rows = read::holds_by_ids(&self.db, self.tenant_id, &ids(keys, |k| k.0))
             .await
             .map_err(fail)?;
-        Ok(rows.into_iter().map(|h| (HoldKey(h.id), h)).collect())
+        Ok(rows
+            .into_iter()
+            .map(|h| (HoldKey(h.id.uuid()), h))
+            .collect())
     }
 }
 

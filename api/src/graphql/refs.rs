@@ -4,10 +4,7 @@
 use async_graphql::{ID, OneofObject};
 use service::{credit_systems::CreditSystemRef, customers::CustomerRef, ledger::WalletRef};
 
-use super::{
-    error::ApiResult,
-    ids::{self, Kind},
-};
+use super::{error::ApiResult, ids};
 
 /// A customer, by `id` or by your own `externalId`.
 #[derive(OneofObject, Clone)]
@@ -20,7 +17,7 @@ pub enum CustomerRefInput {
 impl CustomerRefInput {
     pub fn parse(&self, field: &str) -> ApiResult<CustomerRef> {
         Ok(match self {
-            CustomerRefInput::Id(id) => CustomerRef::Id(ids::decode(Kind::Customer, id, field)?),
+            CustomerRefInput::Id(id) => CustomerRef::Id(ids::decode_id(id, field)?),
             CustomerRefInput::ExternalId(e) => CustomerRef::ExternalId(e.clone()),
         })
     }
@@ -37,9 +34,7 @@ pub enum CreditSystemRefInput {
 impl CreditSystemRefInput {
     pub fn parse(&self, field: &str) -> ApiResult<CreditSystemRef> {
         Ok(match self {
-            CreditSystemRefInput::Id(id) => {
-                CreditSystemRef::Id(ids::decode(Kind::CreditSystem, id, field)?)
-            }
+            CreditSystemRefInput::Id(id) => CreditSystemRef::Id(ids::decode_id(id, field)?),
             CreditSystemRefInput::Key(k) => CreditSystemRef::Key(k.clone()),
         })
     }

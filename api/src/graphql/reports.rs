@@ -78,7 +78,8 @@ async fn scope(
         Some(c) => Some(
             customers::get(&app.db, p.tenant_id, &c.parse("customer")?)
                 .await?
-                .id,
+                .id
+                .uuid(),
         ),
         None => None,
     };
@@ -93,7 +94,8 @@ async fn scope(
         Some(cs) => Some(
             credit_systems::get(&app.db, p.tenant_id, &cs.parse("creditSystem")?)
                 .await?
-                .id,
+                .id
+                .uuid(),
         ),
         None => None,
     };

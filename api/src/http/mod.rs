@@ -442,7 +442,7 @@ async fn export_entries_as(
         )
         .await
         {
-            Ok(c) => Some(c.id),
+            Ok(c) => Some(c.id.uuid()),
             Err(e) => return domain_error(&e),
         },
         None => None,
@@ -452,7 +452,7 @@ async fn export_entries_as(
             match credit_systems::get(&state.db, tenant_id, &CreditSystemRef::Key(key.clone()))
                 .await
             {
-                Ok(cs) => Some(cs.id),
+                Ok(cs) => Some(cs.id.uuid()),
                 Err(e) => return domain_error(&e),
             }
         }

@@ -110,10 +110,13 @@ impl TestApp {
             .await
             .unwrap();
         for w in wallets {
-            let problems =
-                service::ledger::audit::verify_wallet(self.t.db.reader(), w.tenant_id, w.id)
-                    .await
-                    .unwrap();
+            let problems = service::ledger::audit::verify_wallet(
+                self.t.db.reader(),
+                w.tenant_id,
+                service::ids::WalletId::from_uuid(w.id),
+            )
+            .await
+            .unwrap();
             assert!(problems.is_empty(), "wallet {}: {problems:#?}", w.id);
         }
     }

@@ -17,6 +17,7 @@ use super::{
     Error, Ref, is_unique_violation,
     plans::{Plan, draft},
 };
+use crate::ids::CreditSystemId;
 use crate::{
     Clock, Db,
     amount::{from_micros, positive_micros, to_micros},
@@ -448,7 +449,7 @@ pub async fn update_plan_credit(
     let cs = precision_of(
         &txn,
         tenant_id,
-        &CreditSystemRef::Id(existing.credit_system_id),
+        &CreditSystemRef::Id(CreditSystemId::from_uuid(existing.credit_system_id)),
     )
     .await?;
     let mut row = validate_terms(terms, cs.precision.clamp(0, 6) as u32)?;

@@ -17,6 +17,7 @@ use crate::{
     customers::{self, CustomerRef},
     error::Invalid,
     idempotency::{self, IdempotencyKey, Request},
+    ids::{CreditSystemId, CustomerId},
     ledger::{
         Attribution, Category, Entry, EntryType, Error, Grant,
         book::{Links, NewGrant, Session},
@@ -62,15 +63,19 @@ pub async fn allocate(
     let to = customers::resolve(&txn, tenant_id, &input.to)
         .await
         .map_err(|e| match e {
-            customers::Error::NotFound(what) => {
-                Error::Invalid(Invalid::new("to", format!("no customer {what}")))
+            customers::Error::NotFound(missing) => {
+                Error::Invalid(Invalid::new("to", format!("no customer {}", missing.id)))
             }
+            customers::Error::NoExternalId(e) => Error::Invalid(Invalid::new(
+                "to",
+                format!("no customer with external id {e:?}"),
+            )),
             e => e.into(),
         })?;
     let cs = credit_systems::resolve(&txn, tenant_id, &input.credit_system).await?;
     let amount = positive_micros(input.amount, cs.precision.clamp(0, 6) as u32, "amount")?;
     let request = Request::new(key, "allocate", &(from.id, to.id, cs.id, amount, &note));
-    let ancestors = customers::ancestors(&txn, tenant_id, to.id).await?;
+    let ancestors = customers::ancestors(&txn, tenant_id, CustomerId::from_uuid(to.id)).await?;
     let down = to.id != from.id && ancestors.contains(&from.id);
     // Wallets are locked only for a move down the tree as it is now,
     // source before target: every writer locks ancestors' wallets before
@@ -79,11 +84,25 @@ pub async fn allocate(
     // Both books are written together, with the key, in one write.
     let mut session = Session::gathering(&txn);
     let books = if down {
-        let source = session.open(tenant_id, from.id, cs.id, now, false).await?;
+        let source = session
+            .open(
+                tenant_id,
+                CustomerId::from_uuid(from.id),
+                CreditSystemId::from_uuid(cs.id),
+                now,
+                false,
+            )
+            .await?;
         let target = session
-            .open(tenant_id, to.id, cs.id, now, true)
+            .open(
+                tenant_id,
+                CustomerId::from_uuid(to.id),
+                CreditSystemId::from_uuid(cs.id),
+                now,
+                true,
+            )
             .await?
-            .ok_or(Error::NotFound("wallet", "to"))?;
+            .ok_or(Error::Missing("wallet", "to"))?;
         Some((source, target))
     } else {
         None
@@ -190,14 +209,14 @@ async fn replay(
         .filter(ledger_entry::Column::TenantId.eq(tenant_id))
         .one(conn)
         .await?
-        .ok_or(Error::NotFound("entry", "idempotencyKey"))?;
+        .ok_or(Error::Missing("entry", "idempotencyKey"))?;
     let r#in = ledger_entry::Entity::find()
         .filter(ledger_entry::Column::TenantId.eq(tenant_id))
         .filter(ledger_entry::Column::RefundOfEntryId.eq(out_id))
         .filter(ledger_entry::Column::EntryType.eq(EntryType::TransferIn.as_str()))
         .one(conn)
         .await?
-        .ok_or(Error::NotFound("entry", "idempotencyKey"))?;
+        .ok_or(Error::Missing("entry", "idempotencyKey"))?;
     let grant_ids: Vec<Uuid> = entry_split::Entity::find()
         .filter(entry_split::Column::TenantId.eq(tenant_id))
         .filter(entry_split::Column::EntryId.eq(r#in.id))

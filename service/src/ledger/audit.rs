@@ -14,10 +14,10 @@ use super::{EntryType, HoldStatus};
 pub async fn verify_wallet(
     conn: &impl ConnectionTrait,
     tenant_id: Uuid,
-    wallet_id: Uuid,
+    wallet_id: crate::ids::WalletId,
 ) -> Result<Vec<String>, DbErr> {
     let mut problems = Vec::new();
-    let Some(wallet) = wallet::Entity::find_by_id(wallet_id)
+    let Some(wallet) = wallet::Entity::find_by_id(wallet_id.uuid())
         .filter(wallet::Column::TenantId.eq(tenant_id))
         .one(conn)
         .await?
@@ -228,7 +228,8 @@ pub async fn audit_page(
     wallets.truncate(limit as usize);
     let mut reports = Vec::new();
     for w in &wallets {
-        let problems = verify_wallet(conn, tenant_id, w.id).await?;
+        let problems =
+            verify_wallet(conn, tenant_id, crate::ids::WalletId::from_uuid(w.id)).await?;
         if !problems.is_empty() {
             reports.push(WalletReport {
                 wallet_id: w.id,

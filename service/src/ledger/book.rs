@@ -35,6 +35,7 @@ use crate::{
     customers::CustomerRef,
     db::{by_id, columns_as, insert_statements, statement},
     error::Invalid,
+    ids::{CreditSystemId, CustomerId, WalletId},
     outbox::{self, EventType},
 };
 
@@ -148,8 +149,8 @@ impl<'t> Book<'t> {
     async fn open(
         txn: &'t DatabaseTransaction,
         tenant_id: Uuid,
-        customer_id: Uuid,
-        credit_system_id: Uuid,
+        customer_id: CustomerId,
+        credit_system_id: CreditSystemId,
         now: DateTime<Utc>,
         create: bool,
     ) -> Result<Option<Book<'t>>, DbErr> {
@@ -165,8 +166,8 @@ impl<'t> Book<'t> {
             wallet::Entity::insert(wallet::ActiveModel {
                 id: Set(Uuid::now_v7()),
                 tenant_id: Set(tenant_id),
-                customer_id: Set(customer_id),
-                credit_system_id: Set(credit_system_id),
+                customer_id: Set(customer_id.uuid()),
+                credit_system_id: Set(credit_system_id.uuid()),
                 balance_micros: Set(0),
                 debt_micros: Set(0),
                 last_seq: Set(0),
@@ -203,10 +204,10 @@ impl<'t> Book<'t> {
     async fn open_by_id(
         txn: &'t DatabaseTransaction,
         tenant_id: Uuid,
-        wallet_id: Uuid,
+        wallet_id: WalletId,
         now: DateTime<Utc>,
     ) -> Result<Option<Book<'t>>, DbErr> {
-        let found = wallet::Entity::find_by_id(wallet_id)
+        let found = wallet::Entity::find_by_id(wallet_id.uuid())
             .filter(wallet::Column::TenantId.eq(tenant_id))
             .lock_exclusive()
             .one(txn)

@@ -43,6 +43,7 @@ use crate::{
     customers::{self, CustomerRef},
     error::{Invalid, known},
     idempotency::{self, IdempotencyKey},
+    ids::WalletId,
     pagination::{Page, PageRequest},
     pricing::minor_units,
 };
@@ -291,7 +292,10 @@ async fn apply_first(
     let mut books = Vec::new();
     let mut units = Vec::new();
     for w in wallets.iter().filter(|w| currency_of(w) == currency) {
-        if let Some(mut book) = session.open_by_id(tenant_id, w.id, now).await? {
+        if let Some(mut book) = session
+            .open_by_id(tenant_id, WalletId::from_uuid(w.id), now)
+            .await?
+        {
             book.settle().await?;
             let precision = systems
                 .iter()
@@ -422,7 +426,7 @@ async fn load(
         .filter(invoice::Column::TenantId.eq(tenant_id))
         .one(conn)
         .await?
-        .ok_or(Error::NotFound("invoice", "invoice"))
+        .ok_or(Error::Missing("invoice", "invoice"))
 }
 
 /// An invoice by its external id.
@@ -524,7 +528,7 @@ async fn settle(
     let txn = db.begin_write().await?;
     let invoice = find(&txn, tenant_id, &external_id)
         .await?
-        .ok_or(Error::NotFound("invoice", "externalId"))?;
+        .ok_or(Error::Missing("invoice", "externalId"))?;
     match InvoiceStatus::of(&invoice)? {
         InvoiceStatus::Pending => {}
         s if s == to => return Ok(invoice.try_into()?),
@@ -581,16 +585,16 @@ async fn settle_holds(
     let mut session = Session::new(txn);
     for hold in holds {
         let mut book = session
-            .open_by_id(tenant_id, hold.wallet_id, now)
+            .open_by_id(tenant_id, WalletId::from_uuid(hold.wallet_id), now)
             .await?
-            .ok_or(Error::NotFound("wallet", "externalId"))?;
+            .ok_or(Error::Missing("wallet", "externalId"))?;
         // Settling releases a hold past its deadline; what is left active
         // is settled here.
         book.settle().await?;
         let hold = credit_hold::Entity::find_by_id(hold.id)
             .one(txn)
             .await?
-            .ok_or(Error::NotFound("hold", "externalId"))?;
+            .ok_or(Error::Missing("hold", "externalId"))?;
         let status = known(
             HoldStatus::parse(&hold.status),
             "credit_hold",

@@ -38,7 +38,6 @@ use rust_decimal::Decimal;
 use sea_orm::DbErr;
 use serde::Serialize;
 use serde_json::Value as Json;
-use uuid::Uuid;
 
 pub(crate) use book::Session;
 pub use ops::*;
@@ -48,6 +47,7 @@ use crate::{
     credit_systems::{self, CreditSystemRef},
     customers::{self, CustomerRef},
     error::{Code, DomainError, Invalid, known},
+    ids::{CreditSystemId, CustomerId, EntryId, GrantId, HoldId, WalletId},
     input,
 };
 
@@ -238,9 +238,9 @@ pub struct WalletRef {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Wallet {
-    pub id: Uuid,
-    pub customer_id: Uuid,
-    pub credit_system_id: Uuid,
+    pub id: WalletId,
+    pub customer_id: CustomerId,
+    pub credit_system_id: CreditSystemId,
     pub allow_overage: bool,
     pub low_balance_threshold: Option<Decimal>,
     /// Its own usage-% alert thresholds as stored (see
@@ -255,7 +255,7 @@ impl Wallet {
     pub fn usage_alert_percents(&self) -> Result<Option<Vec<Decimal>>, DbErr> {
         self.usage_alert_percents
             .as_ref()
-            .map(|v| crate::alert_percents::from_json("wallet", self.id, v))
+            .map(|v| crate::alert_percents::from_json("wallet", self.id.uuid(), v))
             .transpose()
     }
 }
@@ -263,9 +263,9 @@ impl Wallet {
 impl From<wallet::Model> for Wallet {
     fn from(m: wallet::Model) -> Self {
         Self {
-            id: m.id,
-            customer_id: m.customer_id,
-            credit_system_id: m.credit_system_id,
+            id: WalletId::from_uuid(m.id),
+            customer_id: CustomerId::from_uuid(m.customer_id),
+            credit_system_id: CreditSystemId::from_uuid(m.credit_system_id),
             allow_overage: m.allow_overage,
             low_balance_threshold: m.low_balance_threshold_micros.map(from_micros),
             usage_alert_percents: m.usage_alert_percents,
@@ -276,8 +276,8 @@ impl From<wallet::Model> for Wallet {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Grant {
-    pub id: Uuid,
-    pub wallet_id: Uuid,
+    pub id: GrantId,
+    pub wallet_id: WalletId,
     pub category: Category,
     pub amount: Decimal,
     pub remaining: Decimal,
@@ -332,8 +332,8 @@ impl TryFrom<credit_grant::Model> for Grant {
             None => None,
         };
         Ok(Self {
-            id: m.id,
-            wallet_id: m.wallet_id,
+            id: GrantId::from_uuid(m.id),
+            wallet_id: WalletId::from_uuid(m.wallet_id),
             category,
             amount: from_micros(m.amount_micros),
             remaining: from_micros(m.remaining_micros),
@@ -354,16 +354,16 @@ impl TryFrom<credit_grant::Model> for Grant {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Entry {
-    pub id: Uuid,
-    pub wallet_id: Uuid,
+    pub id: EntryId,
+    pub wallet_id: WalletId,
     pub seq: i64,
     pub entry_type: EntryType,
     /// Signed: credits in positive, out negative.
     pub amount: Decimal,
     pub balance_after: Decimal,
-    pub grant_id: Option<Uuid>,
-    pub hold_id: Option<Uuid>,
-    pub refund_of_entry_id: Option<Uuid>,
+    pub grant_id: Option<GrantId>,
+    pub hold_id: Option<HoldId>,
+    pub refund_of_entry_id: Option<EntryId>,
     pub attribution: Attribution,
     pub created_at: DateTime<Utc>,
 }
@@ -381,15 +381,15 @@ impl TryFrom<ledger_entry::Model> for Entry {
             &m.entry_type,
         )?;
         Ok(Self {
-            id: m.id,
-            wallet_id: m.wallet_id,
+            id: EntryId::from_uuid(m.id),
+            wallet_id: WalletId::from_uuid(m.wallet_id),
             seq: m.seq,
             entry_type,
             amount: from_micros(m.amount_micros),
             balance_after: from_micros(m.balance_after_micros),
-            grant_id: m.grant_id,
-            hold_id: m.hold_id,
-            refund_of_entry_id: m.refund_of_entry_id,
+            grant_id: m.grant_id.map(GrantId::from_uuid),
+            hold_id: m.hold_id.map(HoldId::from_uuid),
+            refund_of_entry_id: m.refund_of_entry_id.map(EntryId::from_uuid),
             attribution: Attribution {
                 feature: m.feature,
                 quantity: m.quantity_micros.map(from_micros),
@@ -406,16 +406,16 @@ impl TryFrom<ledger_entry::Model> for Entry {
 /// How much of an entry one grant gave or took (signed like the entry).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Split {
-    pub entry_id: Uuid,
-    pub grant_id: Uuid,
+    pub entry_id: EntryId,
+    pub grant_id: GrantId,
     pub amount: Decimal,
 }
 
 impl From<entry_split::Model> for Split {
     fn from(m: entry_split::Model) -> Self {
         Self {
-            entry_id: m.entry_id,
-            grant_id: m.grant_id,
+            entry_id: EntryId::from_uuid(m.entry_id),
+            grant_id: GrantId::from_uuid(m.grant_id),
             amount: from_micros(m.amount_micros),
         }
     }
@@ -423,8 +423,8 @@ impl From<entry_split::Model> for Split {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Hold {
-    pub id: Uuid,
-    pub wallet_id: Uuid,
+    pub id: HoldId,
+    pub wallet_id: WalletId,
     pub amount: Decimal,
     pub captured: Option<Decimal>,
     /// As stored; a hold past `expires_at` reserves nothing even while it
@@ -459,8 +459,8 @@ impl TryFrom<credit_hold::Model> for Hold {
             &m.status,
         )?;
         Ok(Self {
-            id: m.id,
-            wallet_id: m.wallet_id,
+            id: HoldId::from_uuid(m.id),
+            wallet_id: WalletId::from_uuid(m.wallet_id),
             amount: from_micros(m.amount_micros),
             captured: m.captured_micros.map(from_micros),
             status,
@@ -545,8 +545,13 @@ pub enum Error {
     Customer(#[from] customers::Error),
     #[error(transparent)]
     CreditSystem(#[from] credit_systems::Error),
+    /// A thing named by its id: names the kind and the id.
+    #[error(transparent)]
+    NotFound(#[from] crate::error::NotFound),
+    /// A thing found through another (a wallet of a customer, a hold of
+    /// an invoice): what is missing and the input that led to it.
     #[error("no {0} with this id")]
-    NotFound(&'static str, &'static str),
+    Missing(&'static str, &'static str),
     #[error("insufficient credits: requested {requested}, available {available}")]
     InsufficientCredits {
         requested: Decimal,
@@ -580,7 +585,7 @@ impl DomainError for Error {
             Error::Invalid(_) => Code::Validation,
             Error::Customer(e) => e.code(),
             Error::CreditSystem(e) => e.code(),
-            Error::NotFound(..) => Code::NotFound,
+            Error::NotFound(_) | Error::Missing(..) => Code::NotFound,
             Error::InsufficientCredits { .. } => Code::InsufficientCredits,
             Error::LowCreditLimit { .. } => Code::LowCreditLimit,
             Error::IdempotencyConflict => Code::IdempotencyConflict,
@@ -594,7 +599,8 @@ impl DomainError for Error {
             Error::Invalid(e) => Some(&e.field),
             Error::Customer(e) => e.field(),
             Error::CreditSystem(e) => e.field(),
-            Error::NotFound(_, field) | Error::Conflict(_, field) => Some(field),
+            Error::NotFound(e) => Some(e.field),
+            Error::Missing(_, field) | Error::Conflict(_, field) => Some(field),
             Error::InsufficientCredits { .. } | Error::LowCreditLimit { .. } => Some("amount"),
             Error::IdempotencyConflict => Some("idempotencyKey"),
             Error::Db(_) => None,
@@ -603,6 +609,9 @@ impl DomainError for Error {
 
     fn details(&self) -> Vec<(&'static str, String)> {
         match self {
+            Error::NotFound(e) => e.details(),
+            Error::Customer(e) => e.details(),
+            Error::CreditSystem(e) => e.details(),
             Error::InsufficientCredits {
                 requested,
                 available,

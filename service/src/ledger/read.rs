@@ -241,7 +241,7 @@ pub async fn wallets_with_credit_systems(
         use sea_orm::FromQueryResult;
         let w = Wallet::from(wallet::Model::from_query_result(&row, "w_")?);
         let cs = credit_system::Model::from_query_result(&row, "cs_")?.try_into()?;
-        out.entry(w.customer_id).or_default().push((w, cs));
+        out.entry(w.customer_id.uuid()).or_default().push((w, cs));
     }
     Ok(out)
 }
@@ -820,8 +820,8 @@ pub async fn holds_by_ids(db: &Db, tenant_id: Uuid, ids: &[Uuid]) -> Result<Vec<
 pub async fn wallet_of(
     db: &Db,
     tenant_id: Uuid,
-    customer_id: Uuid,
-    credit_system_id: Uuid,
+    customer_id: crate::ids::CustomerId,
+    credit_system_id: crate::ids::CreditSystemId,
 ) -> Result<Option<Wallet>, DbErr> {
     Ok(wallet::Entity::find()
         .filter(wallet::Column::TenantId.eq(tenant_id))

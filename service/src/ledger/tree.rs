@@ -120,7 +120,7 @@ pub async fn thresholds(db: &Db, tenant_id: Uuid) -> Result<Thresholds, DbErr> {
 pub async fn summaries(
     db: &Db,
     tenant_id: Uuid,
-    credit_system_id: Uuid,
+    credit_system_id: crate::ids::CreditSystemId,
     customer_ids: &[Uuid],
     include_descendants: bool,
     now: DateTime<Utc>,
@@ -160,7 +160,7 @@ pub async fn summaries(
     let balances = read::balances(db, tenant_id, &wallet_ids, now).await?;
     let thresholds = thresholds(db, tenant_id).await?;
     let subtree_used = if include_descendants {
-        Some(subtrees_used(db, tenant_id, credit_system_id, customer_ids).await?)
+        Some(subtrees_used(db, tenant_id, credit_system_id.uuid(), customer_ids).await?)
     } else {
         None
     };

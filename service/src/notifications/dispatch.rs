@@ -15,6 +15,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::{Error, email, payloads, webhooks};
+use crate::ids::CreditSystemId;
 use crate::{
     Clock, Db,
     credit_systems::{self, CreditSystemRef},
@@ -190,7 +191,12 @@ async fn low_balance_email(
     let Some(to) = customer.email.as_deref() else {
         return Ok(None); // no address: the webhook still tells the tenant
     };
-    let cs = match credit_systems::resolve(txn, event.tenant_id, &CreditSystemRef::Id(cs_id)).await
+    let cs = match credit_systems::resolve(
+        txn,
+        event.tenant_id,
+        &CreditSystemRef::Id(CreditSystemId::from_uuid(cs_id)),
+    )
+    .await
     {
         Ok(cs) => credit_systems::CreditSystem::try_from(cs)?,
         Err(_) => return Ok(None),
@@ -243,7 +249,13 @@ async fn credit_system_of(
     id: Uuid,
 ) -> Result<Option<credit_systems::CreditSystem>, Error> {
     Ok(
-        match credit_systems::resolve(txn, tenant_id, &CreditSystemRef::Id(id)).await {
+        match credit_systems::resolve(
+            txn,
+            tenant_id,
+            &CreditSystemRef::Id(CreditSystemId::from_uuid(id)),
+        )
+        .await
+        {
             Ok(cs) => Some(credit_systems::CreditSystem::try_from(cs)?),
             Err(_) => None,
         },

@@ -586,7 +586,7 @@ mod tests {
     fn tokens() -> CreditSystem {
         let at = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
         CreditSystem {
-            id: Uuid::nil(),
+            id: crate::ids::CreditSystemId::from_uuid(Uuid::nil()),
             tenant_id: Uuid::nil(),
             key: "tokens".into(),
             name: "AI tokens".into(),

@@ -9,8 +9,8 @@ use service::{
     Clock, FixedClock,
     credit_systems::CreditSystemRef,
     customers::CustomerRef,
+    ids::{CreditSystemId, CustomerId, WalletId},
     ledger::{self, Attribution, Category, WalletRef, audit},
-    tenants,
     testing::TestDb,
 };
 use uuid::Uuid;
@@ -27,8 +27,8 @@ pub struct World {
     pub t: TestDb,
     pub clock: FixedClock,
     pub tenant_id: Uuid,
-    pub customer_id: Uuid,
-    pub credit_system_id: Uuid,
+    pub customer_id: CustomerId,
+    pub credit_system_id: CreditSystemId,
     next_key: std::sync::atomic::AtomicU64,
 }
 
@@ -165,7 +165,7 @@ impl World {
         .await
     }
 
-    pub async fn wallet_id(&self) -> Uuid {
+    pub async fn wallet_id(&self) -> WalletId {
         ledger::read::wallet_of(
             &self.t.db,
             self.tenant_id,
@@ -180,10 +180,10 @@ impl World {
 
     pub async fn balance(&self) -> ledger::Balance {
         let id = self.wallet_id().await;
-        ledger::read::balances(&self.t.db, self.tenant_id, &[id], self.clock.now())
+        ledger::read::balances(&self.t.db, self.tenant_id, &[id.uuid()], self.clock.now())
             .await
             .unwrap()
-            .remove(&id)
+            .remove(&id.uuid())
             .unwrap()
     }
 
@@ -207,7 +207,7 @@ async fn tenant_with_wallet(
     clock: &FixedClock,
     name: &str,
     precision: i32,
-) -> (Uuid, Uuid, Uuid) {
+) -> (Uuid, CreditSystemId, CustomerId) {
     let s = service::testing::seed_tenant(&t.db, clock, name, precision).await;
     (s.tenant_id, s.credit_system_id, s.customer_id)
 }

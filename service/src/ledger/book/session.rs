@@ -35,6 +35,7 @@ use uuid::Uuid;
 use super::{Book, Flush, PlanLimits};
 use crate::{
     idempotency::{Request, Seen},
+    ids::{CreditSystemId, CustomerId, WalletId},
     ledger::{Error, HoldStatus, WalletRef},
 };
 
@@ -136,14 +137,20 @@ impl<'t> Session<'t> {
     }
 
     /// A credit system this session was told of.
-    pub fn credit_system(&self, id: Uuid) -> Option<&credit_system::Model> {
-        self.credit_systems.get(&id)
+    pub fn credit_system(&self, id: CreditSystemId) -> Option<&credit_system::Model> {
+        self.credit_systems.get(&id.uuid())
     }
 
     /// Tells the session the plans' low-credit limits for one
     /// (customer, credit system), which the caller loaded for many at once.
-    pub fn knows_plan_limits(&mut self, customer_id: Uuid, cs_id: Uuid, limits: PlanLimits) {
-        self.plan_limits.insert((customer_id, cs_id), limits);
+    pub fn knows_plan_limits(
+        &mut self,
+        customer_id: CustomerId,
+        cs_id: CreditSystemId,
+        limits: PlanLimits,
+    ) {
+        self.plan_limits
+            .insert((customer_id.uuid(), cs_id.uuid()), limits);
     }
 
     /// Locks the wallet of (customer, credit system) and opens its book,
@@ -152,15 +159,20 @@ impl<'t> Session<'t> {
     pub async fn open(
         &mut self,
         tenant_id: Uuid,
-        customer_id: Uuid,
-        credit_system_id: Uuid,
+        customer_id: CustomerId,
+        credit_system_id: CreditSystemId,
         now: DateTime<Utc>,
         create: bool,
     ) -> Result<Option<Book<'t>>, Error> {
-        if self.pending.touches_pair(customer_id, credit_system_id) {
+        if self
+            .pending
+            .touches_pair(customer_id.uuid(), credit_system_id.uuid())
+        {
             self.write_pending().await?;
         }
-        if let Some(p) = self.preloaded.remove(&(customer_id, credit_system_id))
+        if let Some(p) = self
+            .preloaded
+            .remove(&(customer_id.uuid(), credit_system_id.uuid()))
             && p.wallet.tenant_id == tenant_id
         {
             let mut book = self.told(Book::of_locked(self.txn, p.wallet, p.grants, now));
@@ -184,10 +196,10 @@ impl<'t> Session<'t> {
     pub async fn open_by_id(
         &mut self,
         tenant_id: Uuid,
-        wallet_id: Uuid,
+        wallet_id: WalletId,
         now: DateTime<Utc>,
     ) -> Result<Option<Book<'t>>, Error> {
-        if self.pending.touches(wallet_id) {
+        if self.pending.touches(wallet_id.uuid()) {
             self.write_pending().await?;
         }
         let book = Book::open_by_id(self.txn, tenant_id, wallet_id, now).await?;
@@ -500,8 +512,8 @@ mod tests {
         clock: FixedClock,
         tenant_id: Uuid,
         wallet: WalletRef,
-        customer_id: Uuid,
-        cs_id: Uuid,
+        customer_id: CustomerId,
+        cs_id: CreditSystemId,
     }
 
     async fn world() -> World {
@@ -621,9 +633,10 @@ mod tests {
             .unwrap();
         assert_eq!(stored.balance_micros, 15_000_000);
         assert_eq!(stored.last_seq, 2);
-        let problems = audit::verify_wallet(w.t.db.reader(), tenant_id, wallet_id)
-            .await
-            .unwrap();
+        let problems =
+            audit::verify_wallet(w.t.db.reader(), tenant_id, WalletId::from_uuid(wallet_id))
+                .await
+                .unwrap();
         assert!(problems.is_empty(), "{problems:?}");
     }
 

@@ -40,13 +40,23 @@ pub async fn adjust(
     }
     let request = Request::new(key, "adjust", &(customer_id, cs.id, amount, &reason));
     let mut book = session
-        .open(tenant_id, customer_id, cs.id, now, true)
+        .open(
+            tenant_id,
+            customer_id,
+            CreditSystemId::from_uuid(cs.id),
+            now,
+            true,
+        )
         .await?
-        .ok_or(Error::NotFound("wallet", "customer"))?;
+        .ok_or(Error::Missing("wallet", "customer"))?;
     let replay = async |entry_id| {
-        let entry = load_entry(&txn, tenant_id, entry_id).await?;
+        let entry = load_entry(&txn, tenant_id, EntryId::from_uuid(entry_id)).await?;
         let grant = match entry.grant_id {
-            Some(id) => Some(load_grant(&txn, tenant_id, id).await?.try_into()?),
+            Some(id) => Some(
+                load_grant(&txn, tenant_id, GrantId::from_uuid(id))
+                    .await?
+                    .try_into()?,
+            ),
             None => None,
         };
         Ok(AdjustOutcome {

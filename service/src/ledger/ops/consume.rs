@@ -41,16 +41,15 @@ pub async fn consume(
     let txn = db.begin_write().await?;
     let mut session = Session::new(&txn);
     let (book, customer_id, cs) = match session.open_by_ref(tenant_id, &input.wallet, now).await? {
-        Some((book, cs)) => (Some(book), cs.id, cs),
+        Some((book, cs)) => {
+            let customer_id = CustomerId::from_uuid(book.wallet.customer_id);
+            (Some(book), customer_id, cs)
+        }
         // Which of the customer, the credit system or the wallet is missing.
         None => {
             let (customer_id, cs) = resolve(&*txn, tenant_id, &input.wallet).await?;
             (None, customer_id, cs)
         }
-    };
-    let customer_id = match &book {
-        Some(book) => book.wallet.customer_id,
-        None => customer_id,
     };
     let amount = positive_micros(input.amount, precision(&cs), "amount")?;
     let request = Request::new(key, "consume", &(customer_id, cs.id, amount, &attribution));
@@ -105,7 +104,7 @@ pub async fn consume(
 pub async fn replay_usage(
     db: &Db,
     tenant_id: Uuid,
-    customer_id: Uuid,
+    customer_id: CustomerId,
     attribution: &Attribution,
     idempotency_key: &str,
 ) -> Result<Option<ConsumeOutcome>, Error> {
@@ -118,12 +117,12 @@ pub async fn replay_usage(
     if record.operation != "consume" {
         return Err(Error::IdempotencyConflict);
     }
-    let original = load_entry(conn, tenant_id, record.result_id).await?;
+    let original = load_entry(conn, tenant_id, EntryId::from_uuid(record.result_id)).await?;
     let wallet = wallet::Entity::find_by_id(original.wallet_id)
         .filter(wallet::Column::TenantId.eq(tenant_id))
         .one(conn)
         .await?
-        .ok_or(Error::NotFound("wallet", "idempotencyKey"))?;
+        .ok_or(Error::Missing("wallet", "idempotencyKey"))?;
     let request = Request::new(
         key,
         "consume",
@@ -149,7 +148,7 @@ async fn replay_consume(
     tenant_id: Uuid,
     entry_id: Uuid,
 ) -> Result<ConsumeOutcome, Error> {
-    let entry = load_entry(conn, tenant_id, entry_id).await?;
+    let entry = load_entry(conn, tenant_id, EntryId::from_uuid(entry_id)).await?;
     let splits = load_splits(conn, tenant_id, entry_id).await?;
     Ok(ConsumeOutcome {
         entry: entry.try_into()?,

@@ -122,9 +122,15 @@ pub(crate) async fn grant_in(
         ),
     );
     let mut book = session
-        .open(tenant_id, customer_id, cs.id, now, true)
+        .open(
+            tenant_id,
+            customer_id,
+            CreditSystemId::from_uuid(cs.id),
+            now,
+            true,
+        )
         .await?
-        .ok_or(Error::NotFound("wallet", "customer"))?;
+        .ok_or(Error::Missing("wallet", "customer"))?;
     book.knows_credit_system(&cs);
     let seen = session.check_key(tenant_id, &request).await?;
     let txn = session.outside_ledger();
@@ -175,7 +181,7 @@ pub(crate) async fn grant_in(
             session.record_key(request.record_model(tenant_id, result_id, now));
             session.finish(book).await?;
             Ok(GrantOutcome {
-                grant: grant.ok_or(Error::NotFound("grant", "grant"))?.try_into()?,
+                grant: grant.ok_or(Error::Missing("grant", "grant"))?.try_into()?,
                 entry: entry.map(TryInto::try_into).transpose()?,
             })
         },
@@ -196,7 +202,7 @@ async fn replay_grant(
         .await?;
     let (grant_id, entry) = match entry {
         Some(entry) => (
-            entry.grant_id.ok_or(Error::NotFound("grant", "grant"))?,
+            entry.grant_id.ok_or(Error::Missing("grant", "grant"))?,
             Some(entry),
         ),
         None => (
@@ -210,7 +216,9 @@ async fn replay_grant(
         ),
     };
     Ok(GrantOutcome {
-        grant: load_grant(conn, tenant_id, grant_id).await?.try_into()?,
+        grant: load_grant(conn, tenant_id, GrantId::from_uuid(grant_id))
+            .await?
+            .try_into()?,
         entry: entry.map(TryInto::try_into).transpose()?,
     })
 }

@@ -43,7 +43,13 @@ pub async fn create_hold(
         &(customer_id, cs.id, amount, expires_at, &attribution),
     );
     let book = session
-        .open(tenant_id, customer_id, cs.id, now, false)
+        .open(
+            tenant_id,
+            customer_id,
+            CreditSystemId::from_uuid(cs.id),
+            now,
+            false,
+        )
         .await?;
     let out = idempotency::replay_or::<_, Error>(
         &txn,
@@ -91,10 +97,12 @@ async fn replay_hold(
     tenant_id: Uuid,
     entry_id: Uuid,
 ) -> Result<HoldOutcome, Error> {
-    let entry = load_entry(conn, tenant_id, entry_id).await?;
-    let hold_id = entry.hold_id.ok_or(Error::NotFound("hold", "hold"))?;
+    let entry = load_entry(conn, tenant_id, EntryId::from_uuid(entry_id)).await?;
+    let hold_id = entry.hold_id.ok_or(Error::Missing("hold", "hold"))?;
     Ok(HoldOutcome {
-        hold: load_hold(conn, tenant_id, hold_id).await?.try_into()?,
+        hold: load_hold(conn, tenant_id, HoldId::from_uuid(hold_id))
+            .await?
+            .try_into()?,
         entry: Some(entry.try_into()?),
     })
 }
@@ -106,7 +114,7 @@ pub async fn capture_hold(
     db: &Db,
     clock: &dyn Clock,
     tenant_id: Uuid,
-    hold_id: Uuid,
+    hold_id: HoldId,
     amount: Decimal,
     idempotency_key: &str,
 ) -> Result<HoldOutcome, Error> {
@@ -119,7 +127,7 @@ pub async fn release_hold(
     db: &Db,
     clock: &dyn Clock,
     tenant_id: Uuid,
-    hold_id: Uuid,
+    hold_id: HoldId,
     idempotency_key: &str,
 ) -> Result<HoldOutcome, Error> {
     settle_hold(db, clock, tenant_id, hold_id, None, idempotency_key).await
@@ -129,7 +137,7 @@ async fn settle_hold(
     db: &Db,
     clock: &dyn Clock,
     tenant_id: Uuid,
-    hold_id: Uuid,
+    hold_id: HoldId,
     capture: Option<Decimal>,
     idempotency_key: &str,
 ) -> Result<HoldOutcome, Error> {
@@ -145,9 +153,9 @@ async fn settle_hold(
     let hold = load_hold(&txn, tenant_id, hold_id).await?;
     let pays_invoice = hold.invoice_id.is_some();
     let mut book = session
-        .open_by_id(tenant_id, hold.wallet_id, now)
+        .open_by_id(tenant_id, WalletId::from_uuid(hold.wallet_id), now)
         .await?
-        .ok_or(Error::NotFound("wallet", "hold"))?;
+        .ok_or(Error::Missing("wallet", "hold"))?;
     let captured = match capture {
         Some(a) => {
             let precision = precision_of_wallet(&txn, &book.wallet).await?;

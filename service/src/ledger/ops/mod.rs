@@ -48,8 +48,9 @@ use crate::{
     Clock, Db,
     amount::{from_micros, positive_micros, to_micros},
     audit_log, credit_systems, customers,
-    error::{Invalid, known},
+    error::{Invalid, NotFound, known},
     idempotency::{self, IdempotencyKey, Request},
+    ids::{CreditSystemId, CustomerId, EntryId, GrantId, HoldId, WalletId},
 };
 
 /// The longest a hold may reserve credits.
@@ -71,10 +72,10 @@ async fn resolve(
     conn: &impl ConnectionTrait,
     tenant_id: Uuid,
     wallet: &WalletRef,
-) -> Result<(Uuid, credit_system::Model), Error> {
+) -> Result<(CustomerId, credit_system::Model), Error> {
     let customer = customers::resolve(conn, tenant_id, &wallet.customer).await?;
     let credit_system = credit_systems::resolve(conn, tenant_id, &wallet.credit_system).await?;
-    Ok((customer.id, credit_system))
+    Ok((CustomerId::from_uuid(customer.id), credit_system))
 }
 
 fn precision(cs: &credit_system::Model) -> u32 {
@@ -88,7 +89,7 @@ async fn precision_of_wallet(
     let cs = credit_system::Entity::find_by_id(wallet.credit_system_id)
         .one(conn)
         .await?
-        .ok_or(Error::NotFound("credit system", "creditSystem"))?;
+        .ok_or(Error::Missing("credit system", "creditSystem"))?;
     Ok(precision(&cs))
 }
 
@@ -115,37 +116,37 @@ pub(super) fn refused(requested: i64, refusal: Refusal) -> Error {
 async fn load_entry(
     conn: &impl ConnectionTrait,
     tenant_id: Uuid,
-    id: Uuid,
+    id: EntryId,
 ) -> Result<ledger_entry::Model, Error> {
-    ledger_entry::Entity::find_by_id(id)
+    ledger_entry::Entity::find_by_id(id.uuid())
         .filter(ledger_entry::Column::TenantId.eq(tenant_id))
         .one(conn)
         .await?
-        .ok_or(Error::NotFound("entry", "entry"))
+        .ok_or_else(|| NotFound::of(id, "entry").into())
 }
 
 async fn load_grant(
     conn: &impl ConnectionTrait,
     tenant_id: Uuid,
-    id: Uuid,
+    id: GrantId,
 ) -> Result<credit_grant::Model, Error> {
-    credit_grant::Entity::find_by_id(id)
+    credit_grant::Entity::find_by_id(id.uuid())
         .filter(credit_grant::Column::TenantId.eq(tenant_id))
         .one(conn)
         .await?
-        .ok_or(Error::NotFound("grant", "grant"))
+        .ok_or_else(|| NotFound::of(id, "grant").into())
 }
 
 async fn load_hold(
     conn: &impl ConnectionTrait,
     tenant_id: Uuid,
-    id: Uuid,
+    id: HoldId,
 ) -> Result<credit_hold::Model, Error> {
-    credit_hold::Entity::find_by_id(id)
+    credit_hold::Entity::find_by_id(id.uuid())
         .filter(credit_hold::Column::TenantId.eq(tenant_id))
         .one(conn)
         .await?
-        .ok_or(Error::NotFound("hold", "hold"))
+        .ok_or_else(|| NotFound::of(id, "hold").into())
 }
 
 async fn load_splits(
@@ -168,7 +169,11 @@ async fn grants_of_splits(
 ) -> Result<Vec<Grant>, Error> {
     let mut grants = Vec::with_capacity(splits.len());
     for s in splits {
-        grants.push(load_grant(conn, tenant_id, s.grant_id).await?.try_into()?);
+        grants.push(
+            load_grant(conn, tenant_id, GrantId::from_uuid(s.grant_id))
+                .await?
+                .try_into()?,
+        );
     }
     Ok(grants)
 }

@@ -5,7 +5,7 @@ use super::*;
 #[derive(Debug, Clone)]
 pub struct RefundInput {
     /// The USAGE entry to refund.
-    pub entry_id: Uuid,
+    pub entry_id: EntryId,
     /// Default: all that is left to refund of that entry.
     pub amount: Option<Decimal>,
     pub reason: String,
@@ -40,9 +40,9 @@ pub async fn refund_usage(
         return Err(Invalid::new("entry", "only USAGE entries can be refunded").into());
     }
     let mut book = session
-        .open_by_id(tenant_id, usage.wallet_id, now)
+        .open_by_id(tenant_id, WalletId::from_uuid(usage.wallet_id), now)
         .await?
-        .ok_or(Error::NotFound("wallet", "entry"))?;
+        .ok_or(Error::Missing("wallet", "entry"))?;
     let precision = precision_of_wallet(&txn, &book.wallet).await?;
     let requested = input
         .amount
@@ -50,7 +50,7 @@ pub async fn refund_usage(
         .transpose()?;
     let request = Request::new(key, "refund", &(input.entry_id, requested, &reason));
     let replay = async |entry_id| {
-        let entry = load_entry(&txn, tenant_id, entry_id).await?;
+        let entry = load_entry(&txn, tenant_id, EntryId::from_uuid(entry_id)).await?;
         let splits = load_splits(&txn, tenant_id, entry_id).await?;
         Ok(RefundOutcome {
             entry: entry.try_into()?,

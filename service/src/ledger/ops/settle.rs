@@ -52,7 +52,11 @@ pub async fn settle_wallets(db: &Db, clock: &dyn Clock, wallet_ids: &[Uuid]) -> 
     }
     for w in &locked {
         let key = (w.customer_id, w.credit_system_id);
-        session.knows_plan_limits(key.0, key.1, limits.get(&key).copied().unwrap_or_default());
+        session.knows_plan_limits(
+            CustomerId::from_uuid(key.0),
+            CreditSystemId::from_uuid(key.1),
+            limits.get(&key).copied().unwrap_or_default(),
+        );
     }
     for mut book in session.adopt(locked, now).await? {
         // Returns lapsed holds first when the wallet has any (read ahead).

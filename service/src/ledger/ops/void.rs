@@ -15,7 +15,7 @@ pub async fn void_grant(
     db: &Db,
     clock: &dyn Clock,
     tenant_id: Uuid,
-    grant_id: Uuid,
+    grant_id: GrantId,
     reason: &str,
     idempotency_key: &str,
 ) -> Result<VoidOutcome, Error> {
@@ -27,9 +27,9 @@ pub async fn void_grant(
     let grant = load_grant(&txn, tenant_id, grant_id).await?;
     let request = Request::new(key, "void", &(grant_id, &reason));
     let mut book = session
-        .open_by_id(tenant_id, grant.wallet_id, now)
+        .open_by_id(tenant_id, WalletId::from_uuid(grant.wallet_id), now)
         .await?
-        .ok_or(Error::NotFound("wallet", "grant"))?;
+        .ok_or(Error::Missing("wallet", "grant"))?;
     let out = idempotency::replay_or::<_, Error>(
         &txn,
         tenant_id,
@@ -37,7 +37,9 @@ pub async fn void_grant(
         async |entry_id| {
             Ok(VoidOutcome {
                 grant: load_grant(&txn, tenant_id, grant_id).await?.try_into()?,
-                entry: load_entry(&txn, tenant_id, entry_id).await?.try_into()?,
+                entry: load_entry(&txn, tenant_id, EntryId::from_uuid(entry_id))
+                    .await?
+                    .try_into()?,
             })
         },
         async || {
@@ -53,15 +55,15 @@ pub async fn void_grant(
                 ));
             }
             book.settle().await?;
-            book.load_grants(&[grant_id]).await?;
+            book.load_grants(&[grant_id.uuid()]).await?;
             let entry = book
-                .void(grant_id, &reason, Some(request.key().as_str()))
-                .ok_or(Error::NotFound("grant", "grant"))?;
-            let grant = book.grant(grant_id).cloned();
+                .void(grant_id.uuid(), &reason, Some(request.key().as_str()))
+                .ok_or(Error::Missing("grant", "grant"))?;
+            let grant = book.grant(grant_id.uuid()).cloned();
             session.record_key(request.record_model(tenant_id, entry.id, now));
             session.finish(book).await?;
             Ok(VoidOutcome {
-                grant: grant.ok_or(Error::NotFound("grant", "grant"))?.try_into()?,
+                grant: grant.ok_or(Error::Missing("grant", "grant"))?.try_into()?,
                 entry: entry.try_into()?,
             })
         },
@@ -87,12 +89,12 @@ pub(crate) async fn take_back_in(
     idempotency_key: &str,
 ) -> Result<(i64, Option<Entry>), Error> {
     let now = clock.now();
-    let grant = load_grant(txn, tenant_id, grant_id).await?;
+    let grant = load_grant(txn, tenant_id, GrantId::from_uuid(grant_id)).await?;
     let mut session = Session::new(txn);
     let mut book = session
-        .open_by_id(tenant_id, grant.wallet_id, now)
+        .open_by_id(tenant_id, WalletId::from_uuid(grant.wallet_id), now)
         .await?
-        .ok_or(Error::NotFound("wallet", "grant"))?;
+        .ok_or(Error::Missing("wallet", "grant"))?;
     book.settle().await?;
     book.load_grants(&[grant_id]).await?;
     let remaining = book

@@ -8,8 +8,8 @@ use super::*;
 pub(crate) async fn ensure_wallet_in(
     txn: &DatabaseTransaction,
     tenant_id: Uuid,
-    customer_id: Uuid,
-    credit_system_id: Uuid,
+    customer_id: CustomerId,
+    credit_system_id: CreditSystemId,
     now: DateTime<Utc>,
 ) -> Result<(), Error> {
     Session::new(txn)
@@ -60,9 +60,15 @@ pub async fn configure_wallet(
         None => None,
     };
     let book = session
-        .open(tenant_id, customer_id, cs.id, now, true)
+        .open(
+            tenant_id,
+            customer_id,
+            CreditSystemId::from_uuid(cs.id),
+            now,
+            true,
+        )
         .await?
-        .ok_or(Error::NotFound("wallet", "customer"))?;
+        .ok_or(Error::Missing("wallet", "customer"))?;
     let mut active = book.wallet.into_active_model();
     if let Some(allow) = options.allow_overage {
         active.allow_overage = Set(allow);
