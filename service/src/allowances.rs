@@ -95,6 +95,11 @@ pub async fn reset_due(db: &Db, clock: &dyn Clock, limit: u64) -> Result<ResetRe
             .buffer_unordered(db.parallel_writers())
             .collect()
             .await;
+        // The chunks' events, told to other processes once (see
+        // `Session::notify_after_run`).
+        if !done.is_empty() {
+            crate::outbox::notify(db).await?;
+        }
         for chunk in done {
             report.add(&chunk?);
         }
@@ -238,6 +243,7 @@ async fn reset_chunk(
     // of the chunk is planned for its own parameters (see
     // `Session::plan_each_statement`).
     let mut session = Session::gathering(&txn);
+    session.notify_after_run();
     session.plan_each_statement().await?;
     let subs: Vec<subscription::Model> = subscription::Entity::find()
         .filter(subscription::Column::Id.is_in(ids.iter().copied()))

@@ -67,6 +67,11 @@ pub async fn sweep(db: &Db, clock: &dyn Clock, limit: u64) -> Result<SweepReport
             .buffer_unordered(db.parallel_writers())
             .collect()
             .await;
+        // The chunks' events, told to other processes once (see
+        // `Session::notify_after_run`).
+        if !settled.is_empty() {
+            crate::outbox::notify(db).await?;
+        }
         for wallets in settled {
             report.wallets += wallets?;
         }

@@ -135,6 +135,19 @@ pub async fn write(
     Ok(())
 }
 
+/// Wakes the outbox's listeners in other processes (PostgreSQL's NOTIFY,
+/// in a transaction of its own): for a batch job whose chunks wrote events
+/// without notifying ([`crate::ledger::Session::notify_after_run`]).
+/// SQLite has no listeners to wake: other processes poll.
+pub async fn notify(db: &crate::Db) -> Result<(), DbErr> {
+    if db.backend() == DatabaseBackend::Postgres {
+        db.writer()
+            .execute_unprepared(&format!("NOTIFY {CHANNEL}"))
+            .await?;
+    }
+    Ok(())
+}
+
 /// Tells this process's dispatcher that events were written (by [`write`],
 /// or by a statement that inserted them and notified [`CHANNEL`] itself).
 pub(crate) fn written() {

@@ -1113,12 +1113,13 @@ impl Flush {
 
     /// Writes what is gathered and empties it; a key recorded meanwhile by
     /// another transaction is an `IDEMPOTENCY_CONFLICT` (the caller rolls
-    /// back).
-    async fn write(&mut self, txn: &DatabaseTransaction) -> Result<(), super::Error> {
+    /// back). Events written wake the outbox's listeners in other processes
+    /// at commit if `notify` (PostgreSQL's NOTIFY), this process's always.
+    async fn write(&mut self, txn: &DatabaseTransaction, notify: bool) -> Result<(), super::Error> {
         let mut rows = std::mem::take(self);
         let keys = std::mem::take(&mut rows.keys);
         let expected = keys.len() as u64;
-        if rows.write_all(txn, keys).await? != expected {
+        if rows.write_all(txn, keys, notify).await? != expected {
             return Err(super::Error::IdempotencyConflict);
         }
         Ok(())
@@ -1133,6 +1134,7 @@ impl Flush {
         self,
         txn: &DatabaseTransaction,
         keys: Vec<idempotency_record::Model>,
+        notify: bool,
     ) -> Result<u64, DbErr> {
         let backend = txn.get_database_backend();
         let mut writes = insert_statements(
@@ -1210,7 +1212,7 @@ impl Flush {
             );
         }
         let key_writes = crate::idempotency::record_statements(backend, keys);
-        let inserted = send(txn, writes, key_writes, events).await?;
+        let inserted = send(txn, writes, key_writes, events && notify).await?;
         if events {
             outbox::written();
         }

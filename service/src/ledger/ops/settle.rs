@@ -47,6 +47,7 @@ pub async fn settle_wallets(db: &Db, clock: &dyn Clock, wallet_ids: &[Uuid]) -> 
     let limits = crate::ledger::read::plans_low_credit_limits_of(&txn, &customers, now).await?;
     let settled = locked.len() as u64;
     let mut session = Session::gathering(&txn);
+    session.notify_after_run();
     for cs in credit_systems.values() {
         session.knows_credit_system(cs);
     }
