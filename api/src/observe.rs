@@ -3,7 +3,8 @@
 //! every log line of the request shows, a span per GraphQL operation
 //! (operation, tenant, key — never arguments), and the
 //! `credits_graphql_requests_total` / `credits_graphql_request_duration_seconds`
-//! metrics per root field ([`OperationMetrics`]).
+//! metrics per root field ([`RootFields`]; [`OperationMetrics`] on
+//! WebSockets).
 //!
 //! The processes' logs, trace export and metrics listener are set up in
 //! `worker::observability`, shared with the worker.
@@ -66,7 +67,7 @@ pub fn request_span<B>(request: &axum::http::Request<B>) -> Span {
 }
 
 /// The span of one GraphQL operation: who asks (tenant, key or customer
-/// token's customer); [`OperationMetrics`] adds the operation's root
+/// token's customer); [`RootFields::name_span`] adds the operation's root
 /// fields once parsed.
 pub fn operation_span(principal: &Principal) -> Span {
     let span = tracing::info_span!(
@@ -98,6 +99,10 @@ impl Arrived {
     pub fn now() -> Self {
         Self(Instant::now())
     }
+
+    pub fn elapsed(&self) -> std::time::Duration {
+        self.0.elapsed()
+    }
 }
 
 /// Counts and times each executed operation per root field: operation =
@@ -109,6 +114,10 @@ impl Arrived {
 /// fields), so it includes reading the body, checking the key and
 /// waiting for admission — what a client waits for, less the network. Requests refused before
 /// execution (unparseable, invalid, over a bound) are not operations.
+///
+/// The extension serves WebSocket operations; over HTTP the handler does
+/// the same around `Schema::execute` with [`RootFields`] (see
+/// `graphql::operation`).
 pub struct OperationMetrics;
 
 impl ExtensionFactory for OperationMetrics {
@@ -117,17 +126,17 @@ impl ExtensionFactory for OperationMetrics {
     }
 }
 
-/// Root fields of a request's operations: (operation name, [(response
-/// key, field name)]).
-type Roots = Vec<(Option<String>, Vec<(String, String)>)>;
-
 #[derive(Default)]
 struct Operation {
-    roots: Mutex<Roots>,
+    roots: Mutex<Option<RootFields>>,
 }
 
-/// How deep fragments at the root are followed (prepare runs before
-/// validation, which refuses cycles).
+/// The root fields of the operation a request runs, as (response key,
+/// field name), fragments at the root followed.
+pub struct RootFields(Vec<(String, String)>);
+
+/// How deep fragments at the root are followed (the document was bounded
+/// by `limits` before; validation refuses cycles).
 const FRAGMENT_DEPTH_MAX: usize = 4;
 
 fn root_fields(
@@ -155,21 +164,51 @@ fn root_fields(
     }
 }
 
-fn roots_of(doc: &ExecutableDocument) -> Roots {
-    doc.operations
-        .iter()
-        .map(|(name, op)| {
-            let mut fields = Vec::new();
-            root_fields(doc, &op.node.selection_set.node, 0, &mut fields);
-            (name.map(|n| n.to_string()), fields)
-        })
-        .collect()
-}
-
 fn code_of(error: &async_graphql::ServerError) -> String {
     match error.extensions.as_ref().and_then(|x| x.get("code")) {
         Some(Value::String(code)) => code.clone(),
         _ => service::Code::Validation.as_str().to_owned(),
+    }
+}
+
+impl RootFields {
+    /// The root fields of the operation `operation_name` selects in `doc`
+    /// (none when it selects no operation: the request is refused).
+    pub fn of(doc: &ExecutableDocument, operation_name: Option<&str>) -> Self {
+        let mut fields = Vec::new();
+        if let Some(op) = crate::graphql::response_shape::selected_operation(doc, operation_name) {
+            root_fields(doc, &op.node.selection_set.node, 0, &mut fields);
+        }
+        Self(fields)
+    }
+
+    /// Names `span` (an operation span) after the root fields, e.g.
+    /// `graphql consumeCredits`, as the operation starts.
+    pub fn name_span(&self, span: &Span) {
+        if self.0.is_empty() {
+            return;
+        }
+        let mut names: Vec<&str> = self.0.iter().map(|(_, n)| n.as_str()).collect();
+        names.dedup();
+        let names = names.join(",");
+        span.record("graphql.operation", names.as_str());
+        let name = format!("graphql {names}");
+        span.record("otel.name", name.as_str());
+        // Once started, an exported span takes a new name only this way.
+        span.context().span().update_name(name);
+    }
+
+    /// Counts and times the executed operation per root field.
+    pub fn record(&self, response: &async_graphql::Response, took: std::time::Duration) {
+        for (key, name) in &self.0 {
+            let error = response.errors.iter().find(|e| match e.path.first() {
+                Some(PathSegment::Field(f)) => f == key,
+                Some(PathSegment::Index(_)) => false,
+                None => true,
+            });
+            let outcome = error.map_or_else(|| "ok".to_owned(), code_of);
+            service::metrics::graphql_operation(name, &outcome, took);
+        }
     }
 }
 
@@ -182,8 +221,10 @@ impl Extension for Operation {
         next: NextPrepareRequest<'_>,
     ) -> ServerResult<Request> {
         let mut request = next.run(ctx, request).await?;
+        let name = request.operation_name.clone();
         if let Ok(doc) = request.parsed_query() {
-            *self.roots.lock().unwrap_or_else(|e| e.into_inner()) = roots_of(doc);
+            *self.roots.lock().unwrap_or_else(|e| e.into_inner()) =
+                Some(RootFields::of(doc, name.as_deref()));
         }
         Ok(request)
     }
@@ -194,40 +235,18 @@ impl Extension for Operation {
         operation_name: Option<&str>,
         next: NextExecute<'_>,
     ) -> async_graphql::Response {
-        let fields = {
-            let mut roots = self.roots.lock().unwrap_or_else(|e| e.into_inner());
-            let at = match operation_name {
-                Some(name) => roots.iter().position(|(n, _)| n.as_deref() == Some(name)),
-                None if roots.len() == 1 => Some(0),
-                None => None,
-            };
-            at.map(|i| roots.swap_remove(i).1).unwrap_or_default()
-        };
-        if !fields.is_empty() {
-            let mut names: Vec<&str> = fields.iter().map(|(_, n)| n.as_str()).collect();
-            names.dedup();
-            let names = names.join(",");
-            let span = Span::current();
-            span.record("graphql.operation", names.as_str());
-            let name = format!("graphql {names}");
-            span.record("otel.name", name.as_str());
-            // Once started, an exported span takes a new name only this way.
-            span.context().span().update_name(name);
-        }
+        let roots = self
+            .roots
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .unwrap_or(RootFields(Vec::new()));
+        roots.name_span(&Span::current());
         let started = ctx
             .data_opt::<Arrived>()
             .map_or_else(Instant::now, |arrived| arrived.0);
         let response = next.run(ctx, operation_name).await;
-        let took = started.elapsed();
-        for (key, name) in &fields {
-            let error = response.errors.iter().find(|e| match e.path.first() {
-                Some(PathSegment::Field(f)) => f == key,
-                Some(PathSegment::Index(_)) => false,
-                None => true,
-            });
-            let outcome = error.map_or_else(|| "ok".to_owned(), code_of);
-            service::metrics::graphql_operation(name, &outcome, took);
-        }
+        roots.record(&response, started.elapsed());
         response
     }
 }

@@ -708,16 +708,7 @@ async fn a_missing_customer_is_named_by_kind_and_id() {
             json!({ "id": missing }),
         )
         .await;
-    let err = &body["errors"][0];
-    assert_eq!(code(&body), "NOT_FOUND", "{body}");
-    assert_eq!(field(&body), "customer", "{body}");
-    assert_eq!(
-        err["message"],
-        format!("customer {missing} not found"),
-        "{body}"
-    );
-    assert_eq!(err["extensions"]["kind"], "customer", "{body}");
-    assert_eq!(err["extensions"]["id"], missing.as_str(), "{body}");
+    names_missing_customer(&body, &missing);
 
     let (_, body) = app
         .gql(
@@ -726,19 +717,7 @@ async fn a_missing_customer_is_named_by_kind_and_id() {
             json!({ "id": missing }),
         )
         .await;
-    let err = &body["errors"][0];
-    assert_eq!(
-        (code(&body), field(&body)),
-        ("NOT_FOUND", "customer"),
-        "{body}"
-    );
-    assert_eq!(
-        err["message"],
-        format!("customer {missing} not found"),
-        "{body}"
-    );
-    assert_eq!(err["extensions"]["kind"], "customer", "{body}");
-    assert_eq!(err["extensions"]["id"], missing.as_str(), "{body}");
+    names_missing_customer(&body, &missing);
 
     let wallet = format!("wal_{}", &missing["cus_".len()..]);
     let (_, body) = app
@@ -751,4 +730,18 @@ async fn a_missing_customer_is_named_by_kind_and_id() {
     assert_eq!((code(&body), field(&body)), ("VALIDATION", "id"), "{body}");
     let message = body["errors"][0]["message"].as_str().unwrap();
     assert!(message.contains("not a valid cus id"), "{body}");
+}
+
+/// The response's first error says customer `id` was not found: code,
+/// field, message, and `extensions.kind` / `extensions.id`.
+fn names_missing_customer(body: &Value, id: &str) {
+    let err = &body["errors"][0];
+    assert_eq!(
+        (code(body), field(body)),
+        ("NOT_FOUND", "customer"),
+        "{body}"
+    );
+    assert_eq!(err["message"], format!("customer {id} not found"), "{body}");
+    assert_eq!(err["extensions"]["kind"], "customer", "{body}");
+    assert_eq!(err["extensions"]["id"], id, "{body}");
 }

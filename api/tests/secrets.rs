@@ -333,9 +333,14 @@ async fn seed(t: &TestDb, clock: &FixedClock, receiver: &str) -> Seeded {
     )
     .await
     .unwrap();
-    let rotated = webhooks::rotate_secret(&t.db, clock, tenant_id, created.endpoint.id)
-        .await
-        .unwrap();
+    let rotated = webhooks::rotate_secret(
+        &t.db,
+        clock,
+        tenant_id,
+        service::ids::WebhookEndpointId::from_uuid(created.endpoint.id),
+    )
+    .await
+    .unwrap();
     Seeded {
         tenant_id,
         token,

@@ -16,6 +16,7 @@
 #![allow(clippy::float_arithmetic)]
 
 pub mod consume;
+pub mod floor;
 pub mod jobs;
 pub mod load;
 pub mod nested;
@@ -365,13 +366,33 @@ async fn http_sections(
             report.note(format!("- nested max: {}", big.summary()));
             if let Some(cpu) = cpu {
                 report.note(format!("- nested max, API process: {}", cpu.summary()));
+                // The baseline: async-graphql alone on the same query
+                // and shape (the API is idle meanwhile).
+                let bare = floor::measure(run, 0).await?;
+                let chained = floor::measure(run, 3).await?;
+                report.note(format!(
+                    "- async-graphql alone, the same query text and answer shape from memory in the bench process (`bench/src/floor.rs`: parse, validate, execute, serialize; no database, no HTTP): {}; with three registered extensions that override nothing: {}",
+                    bare.summary(),
+                    chained.summary()
+                ));
+                if bare.fields != cpu.fields {
+                    report.note(format!(
+                        "  - the in-memory answer has {} fields, the API's {}: the floor's shape no longer matches the query",
+                        bare.fields, cpu.fields
+                    ));
+                }
+                let r = cpu.micros_per_field() / bare.micros_per_field();
                 report.row(Row {
                     id: "2",
                     measure: "nested read 3×20×20: API CPU per resolved field".into(),
                     backend: db_name,
-                    measured: format!("{:.2} µs", cpu.micros_per_field()),
-                    baseline: format!("{} fields per answer", cpu.fields),
-                    ratio: None,
+                    measured: format!("{:.2} µs ({} fields)", cpu.micros_per_field(), cpu.fields),
+                    baseline: format!(
+                        "async-graphql alone {:.2} µs (with 3 no-op extensions {:.2} µs)",
+                        bare.micros_per_field(),
+                        chained.micros_per_field()
+                    ),
+                    ratio: r.is_finite().then_some(r),
                     target: "≤ 1.5 µs".into(),
                     verdict: verdict(cpu.micros_per_field() <= 1.5),
                 });
@@ -588,6 +609,10 @@ fn server_p99_insert(
     });
 }
 
+/// Issue 18's target for consume ÷ its baseline (pgbench doing the same
+/// work on PostgreSQL, the one-task sqlx loop on SQLite), spread and hot.
+const CONSUME_RATIO_MIN: f64 = 0.6;
+
 // The API half of a consume row, waiting for its baseline.
 fn api_stats_insert(report: &mut Report, backend: Backend, mode: &str, clients: usize, s: Stats) {
     report.rows.push(Row {
@@ -597,7 +622,7 @@ fn api_stats_insert(report: &mut Report, backend: Backend, mode: &str, clients: 
         measured: rate(&s),
         baseline: "(pending)".into(),
         ratio: Some(s.per_sec()),
-        target: if mode == "hot" { "≥ 0.4" } else { "≥ 0.5" }.into(),
+        target: format!("≥ {CONSUME_RATIO_MIN}"),
         verdict: String::new(),
     });
 }
@@ -615,10 +640,9 @@ fn baseline_insert(report: &mut Report, backend: Backend, mode: &str, clients: u
     {
         let api_rate = row.ratio.unwrap_or(0.0);
         let r = (b.per_sec() > 0.0).then(|| api_rate / b.per_sec());
-        let min = if mode == "hot" { 0.4 } else { 0.5 };
         row.baseline = format!("{label} {}", rate(&b));
         row.ratio = r;
-        row.verdict = verdict(r.is_some_and(|r| r >= min));
+        row.verdict = verdict(r.is_some_and(|r| r >= CONSUME_RATIO_MIN));
         eprintln!(
             "bench: [1] {measure} ({}): {} | {} | ratio {:.2}",
             backend.name(),
@@ -908,51 +932,40 @@ async fn jobs_under_load(
         .context("month")?
         + chrono::Duration::days(1);
 
+    let load = Load {
+        api,
+        targets: &targets,
+        clients,
+        over,
+        run,
+    };
+
     if let Some((n, alone_secs)) = reset_alone {
-        let base = consume::api_run(api, &targets, clients, over, run, "jl-base-r").await;
-        report.note(format!("- consume alone: {}", base.summary()));
         let prepared =
             jobs::prepare_reset(db, tenant_id, plan_id, n, jobs::t0(), &format!("rl{n}-")).await?;
         let clock = prepared.clock.clone();
-        let beside = jobs::with_consume_load(
-            jobs::drain_resets(db, &clock),
-            api,
-            &targets,
-            clients,
-            over,
-            JOB_LOAD_MAX,
-            "jl-reset",
-        )
-        .await?;
+        let (base, beside) = load
+            .alone_then_beside(report, "reset", jobs::drain_resets(db, &clock))
+            .await?;
         let f = jobs::finish_reset(db, prepared, beside.job_secs, beside.job).await?;
-        report.note(format!(
-            "- consume during the reset of {n} subscriptions: {}; the reset {:.1} s = {:.0}/s (alone, above: {alone_secs:.1} s); audit {} wallets, {} problems{}",
-            beside.load.summary(),
-            f.reset_secs,
-            f.subscriptions as f64 / f.reset_secs,
-            f.audited,
-            f.problems.len(),
-            f.problems.first().map(|p| format!(" (first: {p})")).unwrap_or_default()
-        ));
-        if let Some(e) = &beside.load.first_error {
-            report.note(format!("  - first error: `{}`", truncate(e, 300)));
-        }
-        load_row(
+        load.report(
             report,
             db_name,
-            "the allowance reset",
-            &format!("{n} subscriptions"),
-            clients,
+            Beside {
+                job: "the allowance reset",
+                scale: format!("{n} subscriptions"),
+                rate: format!("{:.0}/s", f.subscriptions as f64 / f.reset_secs),
+                secs: f.reset_secs,
+                alone_secs,
+                audited: f.audited,
+                problems: &f.problems,
+            },
             &beside.load,
             &base,
-            f.reset_secs,
-            alone_secs,
         );
     }
 
     if let Some((grants, alone_secs)) = sweep_alone {
-        let base = consume::api_run(api, &targets, clients, over, run, "jl-base-s").await;
-        report.note(format!("- consume alone: {}", base.summary()));
         let prepared = jobs::prepare_sweep(
             db,
             tenant_id,
@@ -962,40 +975,24 @@ async fn jobs_under_load(
         )
         .await?;
         let clock = prepared.clock.clone();
-        let beside = jobs::with_consume_load(
-            jobs::drain_sweep(db, &clock),
-            api,
-            &targets,
-            clients,
-            over,
-            JOB_LOAD_MAX,
-            "jl-sweep",
-        )
-        .await?;
+        let (base, beside) = load
+            .alone_then_beside(report, "sweep", jobs::drain_sweep(db, &clock))
+            .await?;
         let f = jobs::finish_sweep(db, prepared, beside.job_secs, beside.job).await?;
-        report.note(format!(
-            "- consume during the sweep of {} expired grants: {}; the sweep {:.1} s = {:.0} grants/s (alone, above: {alone_secs:.1} s); audit {} wallets, {} problems{}",
-            f.grants,
-            beside.load.summary(),
-            f.sweep_secs,
-            f.grants as f64 / f.sweep_secs,
-            f.audited,
-            f.problems.len(),
-            f.problems.first().map(|p| format!(" (first: {p})")).unwrap_or_default()
-        ));
-        if let Some(e) = &beside.load.first_error {
-            report.note(format!("  - first error: `{}`", truncate(e, 300)));
-        }
-        load_row(
+        load.report(
             report,
             db_name,
-            "the expiry sweep",
-            &format!("{} expired grants", f.grants),
-            clients,
+            Beside {
+                job: "the expiry sweep",
+                scale: format!("{} expired grants", f.grants),
+                rate: format!("{:.0} grants/s", f.grants as f64 / f.sweep_secs),
+                secs: f.sweep_secs,
+                alone_secs,
+                audited: f.audited,
+                problems: &f.problems,
+            },
             &beside.load,
             &base,
-            f.sweep_secs,
-            alone_secs,
         );
     }
     let ids: Vec<uuid::Uuid> = targets.wallets.iter().map(|w| w.id).collect();
@@ -1014,34 +1011,107 @@ async fn jobs_under_load(
     Ok(())
 }
 
-/// A "consume p99 during a job ÷ without it" row.
-#[allow(clippy::too_many_arguments)]
-fn load_row(
-    report: &mut Report,
-    backend: &'static str,
-    job: &str,
-    scale: &str,
+/// Section 3's consume load: closed-loop clients over the consume wallets.
+struct Load<'a> {
+    api: &'a Api,
+    targets: &'a consume::Targets,
     clients: usize,
-    during: &Stats,
-    alone: &Stats,
-    job_secs: f64,
-    job_alone_secs: f64,
-) {
-    let (p, p0) = (during.percentile_ms(99.0), alone.percentile_ms(99.0));
-    let r = (p0 > 0.0 && during.requests > 0).then(|| p / p0);
-    report.row(Row {
-        id: "3",
-        measure: format!("consume p99 during {job} ÷ without it, {clients} clients"),
-        backend,
-        measured: format!(
-            "{} ({job} of {scale}: {job_secs:.1} s; alone {job_alone_secs:.1} s)",
-            rate(during)
-        ),
-        baseline: rate(alone),
-        ratio: r,
-        target: "≤ 2".into(),
-        verdict: verdict(r.is_some_and(|r| r <= 2.0) && during.errors == 0),
-    });
+    over: usize,
+    run: Duration,
+}
+
+/// One job run beside the load, as reported.
+struct Beside<'a> {
+    job: &'static str,
+    scale: String,
+    /// The job's own rate, e.g. "1234/s".
+    rate: String,
+    secs: f64,
+    /// The same job's largest scale without load (section 4, above).
+    alone_secs: f64,
+    audited: usize,
+    problems: &'a [String],
+}
+
+impl Load<'_> {
+    /// The load alone for the run's length (the baseline), then again
+    /// while `job` (prepared by the caller) runs, stopping when it ends.
+    async fn alone_then_beside<T>(
+        &self,
+        report: &mut Report,
+        tag: &str,
+        job: impl std::future::Future<Output = anyhow::Result<T>>,
+    ) -> anyhow::Result<(Stats, jobs::Alongside<T>)> {
+        let (api, targets) = (self.api, self.targets);
+        let base = consume::api_run(
+            api,
+            targets,
+            self.clients,
+            self.over,
+            self.run,
+            &format!("jl-base-{tag}"),
+        )
+        .await;
+        report.note(format!("- consume alone: {}", base.summary()));
+        let beside = jobs::with_consume_load(
+            job,
+            api,
+            targets,
+            self.clients,
+            self.over,
+            JOB_LOAD_MAX,
+            &format!("jl-{tag}"),
+        )
+        .await?;
+        Ok((base, beside))
+    }
+
+    /// The note and the "consume p99 during a job ÷ without it" row.
+    fn report(
+        &self,
+        report: &mut Report,
+        backend: &'static str,
+        run: Beside<'_>,
+        during: &Stats,
+        alone: &Stats,
+    ) {
+        let Beside {
+            job,
+            scale,
+            rate: job_rate,
+            secs,
+            alone_secs,
+            audited,
+            problems,
+        } = run;
+        report.note(format!(
+            "- consume during {job} of {scale}: {}; the job {secs:.1} s = {job_rate} (alone, above: {alone_secs:.1} s); audit {audited} wallets, {} problems{}",
+            during.summary(),
+            problems.len(),
+            problems.first().map(|p| format!(" (first: {p})")).unwrap_or_default()
+        ));
+        if let Some(e) = &during.first_error {
+            report.note(format!("  - first error: `{}`", truncate(e, 300)));
+        }
+        let (p, p0) = (during.percentile_ms(99.0), alone.percentile_ms(99.0));
+        let r = (p0 > 0.0 && during.requests > 0).then(|| p / p0);
+        report.row(Row {
+            id: "3",
+            measure: format!(
+                "consume p99 during {job} ÷ without it, {} clients",
+                self.clients
+            ),
+            backend,
+            measured: format!(
+                "{} ({job} of {scale}: {secs:.1} s; alone {alone_secs:.1} s)",
+                rate(during)
+            ),
+            baseline: rate(alone),
+            ratio: r,
+            target: "≤ 2".into(),
+            verdict: verdict(r.is_some_and(|r| r <= 2.0) && during.errors == 0),
+        });
+    }
 }
 
 /// Machine, commit and the run's settings, for the results file.

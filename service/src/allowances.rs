@@ -64,6 +64,9 @@ pub struct ResetReport {
     pub transactions: u64,
     /// The longest of them, from holding the write lock to committing.
     pub longest_transaction: Duration,
+    /// The periods that longest transaction granted: few means its time
+    /// was the disk's commit, not the size of its work.
+    pub longest_transaction_periods: u64,
 }
 
 /// Grants every allowance period that has started by now, for at most
@@ -174,7 +177,10 @@ impl ResetReport {
         self.subscriptions += chunk.subscriptions;
         self.periods += chunk.periods;
         self.transactions += 1;
-        self.longest_transaction = self.longest_transaction.max(chunk.took);
+        if chunk.took > self.longest_transaction {
+            self.longest_transaction = chunk.took;
+            self.longest_transaction_periods = chunk.periods;
+        }
     }
 }
 

@@ -19,6 +19,7 @@ use uuid::Uuid;
 use crate::{
     Clock, Db,
     error::{Code, DomainError, Invalid, known},
+    ids::ApiKeyId,
     pagination::{Page, PageRequest},
 };
 
@@ -232,7 +233,7 @@ pub async fn revoke(
     db: &Db,
     clock: &dyn Clock,
     tenant_id: Uuid,
-    key_id: Uuid,
+    key_id: ApiKeyId,
 ) -> Result<ApiKey, Error> {
     let txn = db.begin_write().await?;
     // Lock the tenant row (PostgreSQL) so two revocations can't each see the
@@ -241,7 +242,7 @@ pub async fn revoke(
         .lock_exclusive()
         .one(&txn)
         .await?;
-    let key = api_key::Entity::find_by_id(key_id)
+    let key = api_key::Entity::find_by_id(key_id.uuid())
         .filter(api_key::Column::TenantId.eq(tenant_id))
         .one(&txn)
         .await?

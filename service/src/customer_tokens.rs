@@ -26,6 +26,7 @@ use crate::{
     Clock, Db, api_keys,
     customers::{self, CustomerRef},
     error::{Code, DomainError, Invalid},
+    ids::CustomerId,
     principal::{Credential, CustomerScope, Principal, Role},
     secrets::{self, Slot},
 };
@@ -246,7 +247,7 @@ impl CustomerScope {
         &self,
         conn: &impl ConnectionTrait,
         tenant_id: Uuid,
-        customer_id: Uuid,
+        customer_id: CustomerId,
     ) -> Result<bool, DbErr> {
         if customer_id == self.customer_id {
             return Ok(true);
@@ -254,12 +255,8 @@ impl CustomerScope {
         if !self.include_descendants {
             return Ok(false);
         }
-        Ok(customers::ancestors(
-            conn,
-            tenant_id,
-            crate::ids::CustomerId::from_uuid(customer_id),
-        )
-        .await?
-        .contains(&self.customer_id))
+        Ok(customers::ancestors(conn, tenant_id, customer_id)
+            .await?
+            .contains(&self.customer_id))
     }
 }

@@ -55,6 +55,7 @@ use uuid::Uuid;
 use crate::{
     Clock, Db, DomainError,
     error::{Code, Invalid},
+    ids::OrderId,
     pricing,
     purchases::{self, TopUpOrder},
     secrets::{self, Slot},
@@ -583,26 +584,26 @@ async fn record(
 }
 
 /// An order id as providers carry it: our API id (`ord_…`) or a UUID.
-fn parse_order_ref(value: &str) -> Option<Uuid> {
+fn parse_order_ref(value: &str) -> Option<OrderId> {
     let value = value.trim();
     let hex = value.strip_prefix("ord_").unwrap_or(value);
-    Uuid::try_parse(hex).ok()
+    Uuid::try_parse(hex).ok().map(OrderId::from_uuid)
 }
 
-fn ignored(order_id: Option<Uuid>, detail: impl Into<String>) -> Received {
+fn ignored(order_id: Option<OrderId>, detail: impl Into<String>) -> Received {
     Received {
         outcome: Outcome::Ignored,
         replay: false,
-        order_id,
+        order_id: order_id.map(OrderId::uuid),
         detail: Some(detail.into()),
     }
 }
 
-fn done(outcome: Outcome, order_id: Uuid, detail: Option<String>) -> Received {
+fn done(outcome: Outcome, order_id: OrderId, detail: Option<String>) -> Received {
     Received {
         outcome,
         replay: false,
-        order_id: Some(order_id),
+        order_id: Some(order_id.uuid()),
         detail,
     }
 }
@@ -623,7 +624,7 @@ fn final_or_retry(e: purchases::Error) -> Result<String, IntakeError> {
 async fn order_of(
     db: &Db,
     tenant_id: Uuid,
-    order_id: Uuid,
+    order_id: OrderId,
 ) -> Result<Option<TopUpOrder>, IntakeError> {
     match purchases::get(db, tenant_id, order_id).await {
         Ok(o) => Ok(Some(o)),
@@ -651,7 +652,7 @@ async fn paid(
     db: &Db,
     clock: &dyn Clock,
     tenant_id: Uuid,
-    order_id: Uuid,
+    order_id: OrderId,
     payment: &Payment<'_>,
 ) -> Result<Received, IntakeError> {
     let Payment {
@@ -661,7 +662,10 @@ async fn paid(
         currency,
     } = *payment;
     let Some(order) = order_of(db, tenant_id, order_id).await? else {
-        return Ok(ignored(None, format!("no order {}", order_id.simple())));
+        return Ok(ignored(
+            None,
+            format!("no order {}", order_id.uuid().simple()),
+        ));
     };
     let quote = &order.quote;
     let issue = if !currency.eq_ignore_ascii_case(&quote.currency) || amount != quote.total {
@@ -704,7 +708,7 @@ async fn payment_failed(
     db: &Db,
     clock: &dyn Clock,
     tenant_id: Uuid,
-    order_id: Uuid,
+    order_id: OrderId,
     reason: &str,
 ) -> Result<Received, IntakeError> {
     let reason: String = reason.chars().take(500).collect();
@@ -719,7 +723,7 @@ async fn refunded(
     db: &Db,
     clock: &dyn Clock,
     tenant_id: Uuid,
-    order_id: Uuid,
+    order_id: OrderId,
     provider: Provider,
     event_id: &str,
     share: (Decimal, Decimal),
@@ -838,17 +842,16 @@ pub async fn receive_stripe(
             let order_id = match named_order {
                 Some(id) => Some(id),
                 None => match str_at(object, &["payment_intent"]) {
-                    Some(pi) => {
-                        top_up_order::Entity::find()
-                            .select_only()
-                            .column(top_up_order::Column::Id)
-                            .filter(top_up_order::Column::TenantId.eq(tenant_id))
-                            .filter(top_up_order::Column::Gateway.eq(Provider::Stripe.as_str()))
-                            .filter(top_up_order::Column::PaymentId.eq(pi))
-                            .into_tuple::<Uuid>()
-                            .one(db.reader())
-                            .await?
-                    }
+                    Some(pi) => top_up_order::Entity::find()
+                        .select_only()
+                        .column(top_up_order::Column::Id)
+                        .filter(top_up_order::Column::TenantId.eq(tenant_id))
+                        .filter(top_up_order::Column::Gateway.eq(Provider::Stripe.as_str()))
+                        .filter(top_up_order::Column::PaymentId.eq(pi))
+                        .into_tuple::<Uuid>()
+                        .one(db.reader())
+                        .await?
+                        .map(OrderId::from_uuid),
                     None => None,
                 },
             };

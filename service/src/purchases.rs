@@ -26,7 +26,7 @@ use sea_orm::{
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::ids::{CreditSystemId, CustomerId};
+use crate::ids::{CreditSystemId, CustomerId, OrderId, PlanCreditId};
 use crate::{
     Clock, Db,
     amount::{from_micros, positive_micros, to_micros},
@@ -548,8 +548,8 @@ async fn load(conn: &impl ConnectionTrait, tenant_id: Uuid, id: Uuid) -> Result<
         .try_into()?)
 }
 
-pub async fn get(db: &Db, tenant_id: Uuid, id: Uuid) -> Result<TopUpOrder, Error> {
-    load(db.reader(), tenant_id, id).await
+pub async fn get(db: &Db, tenant_id: Uuid, id: OrderId) -> Result<TopUpOrder, Error> {
+    load(db.reader(), tenant_id, id.uuid()).await
 }
 
 fn parse_ref(value: &str, field: &str) -> Result<String, Invalid> {
@@ -562,7 +562,7 @@ pub async fn confirm_payment(
     db: &Db,
     clock: &dyn Clock,
     tenant_id: Uuid,
-    order_id: Uuid,
+    order_id: OrderId,
     gateway: &str,
     payment_id: &str,
     paid_at: Option<DateTime<Utc>>,
@@ -575,7 +575,7 @@ pub async fn confirm_payment(
         return Err(Invalid::new("paidAt", "can't be in the future").into());
     }
     let txn = db.begin_write().await?;
-    let order = top_up_order::Entity::find_by_id(order_id)
+    let order = top_up_order::Entity::find_by_id(order_id.uuid())
         .filter(top_up_order::Column::TenantId.eq(tenant_id))
         .lock_exclusive()
         .one(&txn)
@@ -600,7 +600,7 @@ pub async fn confirm_payment(
             ));
         }
     }
-    let pc = catalog::plan_credit(db, tenant_id, order.plan_credit_id)
+    let pc = catalog::plan_credit(db, tenant_id, PlanCreditId::from_uuid(order.plan_credit_id))
         .await
         .map_err(|e| Error::Conflict(e.to_string(), "order"))?;
     let expiration = pc.pricing.as_ref().and_then(|p| p.expiration);
@@ -685,13 +685,13 @@ pub async fn fail_payment(
     db: &Db,
     clock: &dyn Clock,
     tenant_id: Uuid,
-    order_id: Uuid,
+    order_id: OrderId,
     reason: &str,
 ) -> Result<TopUpOrder, Error> {
     let reason = crate::input::reason("reason", reason)?;
     let now = clock.now();
     let txn = db.begin_write().await?;
-    let order = top_up_order::Entity::find_by_id(order_id)
+    let order = top_up_order::Entity::find_by_id(order_id.uuid())
         .filter(top_up_order::Column::TenantId.eq(tenant_id))
         .lock_exclusive()
         .one(&txn)
@@ -802,14 +802,14 @@ pub async fn refund_order(
     db: &Db,
     clock: &dyn Clock,
     tenant_id: Uuid,
-    order_id: Uuid,
+    order_id: OrderId,
     quantity: Option<Decimal>,
     reason: &str,
     idempotency_key: &str,
 ) -> Result<RefundOutcome, Error> {
     let key = IdempotencyKey::parse(idempotency_key)?;
     let reason = crate::input::reason("reason", reason)?;
-    let found = load(db.reader(), tenant_id, order_id).await?;
+    let found = load(db.reader(), tenant_id, order_id.uuid()).await?;
     let cs = credit_systems::resolve(
         db.reader(),
         tenant_id,
@@ -822,7 +822,7 @@ pub async fn refund_order(
     let request = Request::new(key, "refundOrder", &(order_id, requested, &reason));
     let now = clock.now();
     let txn = db.begin_write().await?;
-    let order = top_up_order::Entity::find_by_id(order_id)
+    let order = top_up_order::Entity::find_by_id(order_id.uuid())
         .filter(top_up_order::Column::TenantId.eq(tenant_id))
         .lock_exclusive()
         .one(&txn)
@@ -898,7 +898,7 @@ pub async fn refund_order(
         let refund = entity::top_up_refund::ActiveModel {
             id: Set(Uuid::now_v7()),
             tenant_id: Set(tenant_id),
-            order_id: Set(order_id),
+            order_id: Set(order_id.uuid()),
             requested_micros: Set(requested),
             refunded_micros: Set(taken),
             not_refundable_micros: Set(requested - taken),
@@ -960,7 +960,7 @@ pub async fn refund_share(
     db: &Db,
     clock: &dyn Clock,
     tenant_id: Uuid,
-    order_id: Uuid,
+    order_id: OrderId,
     share: (Decimal, Decimal),
     reason: &str,
     idempotency_key: &str,
@@ -969,7 +969,7 @@ pub async fn refund_share(
     if paid <= Decimal::ZERO || refunded <= Decimal::ZERO {
         return Ok(None);
     }
-    let order = load(db.reader(), tenant_id, order_id).await?;
+    let order = load(db.reader(), tenant_id, order_id.uuid()).await?;
     let cs = credit_systems::resolve(
         db.reader(),
         tenant_id,
@@ -1014,13 +1014,13 @@ pub async fn flag_payment(
     db: &Db,
     clock: &dyn Clock,
     tenant_id: Uuid,
-    order_id: Uuid,
+    order_id: OrderId,
     issue: &str,
 ) -> Result<TopUpOrder, Error> {
     let now = clock.now();
     let issue: String = issue.chars().take(1000).collect();
     let txn = db.begin_write().await?;
-    let order = top_up_order::Entity::find_by_id(order_id)
+    let order = top_up_order::Entity::find_by_id(order_id.uuid())
         .filter(top_up_order::Column::TenantId.eq(tenant_id))
         .lock_exclusive()
         .one(&txn)

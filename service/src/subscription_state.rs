@@ -22,6 +22,7 @@ use crate::{
     catalog::{self, BillingInterval, Ref},
     customers,
     error::{Code, DomainError, Invalid},
+    ids::SubscriptionId,
     ledger, periods,
 };
 
@@ -182,8 +183,8 @@ pub(crate) async fn load(
     Ok(Subscription::from_model(m, interval))
 }
 
-pub async fn get(db: &Db, tenant_id: Uuid, id: Uuid) -> Result<Subscription, Error> {
-    load(db.reader(), tenant_id, id).await
+pub async fn get(db: &Db, tenant_id: Uuid, id: SubscriptionId) -> Result<Subscription, Error> {
+    load(db.reader(), tenant_id, id.uuid()).await
 }
 
 /// The subscriptions of these customers, oldest first.

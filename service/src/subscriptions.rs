@@ -23,7 +23,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use crate::ids::{CreditSystemId, CustomerId};
+use crate::ids::{CreditSystemId, CustomerId, SubscriptionId};
 pub use crate::subscription_state::{Error, Subscription, SubscriptionStatus, get, of_customers};
 use crate::{
     Clock, Db,
@@ -252,7 +252,7 @@ pub async fn cancel(
     db: &Db,
     clock: &dyn Clock,
     tenant_id: Uuid,
-    id: Uuid,
+    id: SubscriptionId,
     at: Option<DateTime<Utc>>,
 ) -> Result<Subscription, Error> {
     let now = clock.now();
@@ -261,7 +261,7 @@ pub async fn cancel(
         return Err(Invalid::new("at", "can't cancel in the past").into());
     }
     let txn = db.begin_write().await?;
-    let m = subscription::Entity::find_by_id(id)
+    let m = subscription::Entity::find_by_id(id.uuid())
         .filter(subscription::Column::TenantId.eq(tenant_id))
         .one(&txn)
         .await?

@@ -12,6 +12,7 @@ use service::{
         PlanCreditTerms, PlanPricing, PlanStatus, RecurringPrice, Ref, Rollover,
     },
     credit_systems::CreditSystemRef,
+    ids::PlanCreditId,
     pagination::PageRequest,
     periods::Interval,
     pricing::{Price, PriceModel, PricingType, Tier},
@@ -369,7 +370,12 @@ async fn plan_credits_are_checked_against_the_credit_system_and_each_other() {
     .unwrap();
     assert_eq!(pc.credit_system_id, w.credit_system_id);
     assert_eq!(pc.spend_floor(), Some(d("5")));
-    assert_eq!(catalog::plan_credit(db, t, pc.id).await.unwrap(), pc);
+    assert_eq!(
+        catalog::plan_credit(db, t, PlanCreditId::from_uuid(pc.id))
+            .await
+            .unwrap(),
+        pc
+    );
     assert_eq!(
         refused(attach(with(|_| {})).await),
         (Code::Conflict, "creditSystem".into())
@@ -379,7 +385,7 @@ async fn plan_credits_are_checked_against_the_credit_system_and_each_other() {
         db,
         clock,
         t,
-        pc.id,
+        PlanCreditId::from_uuid(pc.id),
         &PlanCreditTerms {
             included: Some(allowance("20")),
             ..Default::default()

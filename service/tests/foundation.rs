@@ -7,6 +7,7 @@ use sea_orm::{ConnectionTrait, Statement};
 use service::{
     Code, DomainError, FixedClock,
     api_keys::{self, Role},
+    ids::ApiKeyId,
     pagination::PageRequest,
     tenants,
     testing::TestDb,
@@ -113,7 +114,7 @@ async fn keys_authenticate_until_revoked() {
     assert_eq!(err.code(), Code::Unauthenticated);
 
     clock.advance(chrono::Duration::minutes(5));
-    let revoked = api_keys::revoke(&t.db, &clock, tenant.id, reader.key.id)
+    let revoked = api_keys::revoke(&t.db, &clock, tenant.id, ApiKeyId::from_uuid(reader.key.id))
         .await
         .unwrap();
     assert_eq!(revoked.revoked_at, Some(service::Clock::now(&clock)));
@@ -122,13 +123,13 @@ async fn keys_authenticate_until_revoked() {
         .unwrap_err();
     assert_eq!(err.code(), Code::Unauthenticated);
     // Revoking again changes nothing.
-    let again = api_keys::revoke(&t.db, &clock, tenant.id, reader.key.id)
+    let again = api_keys::revoke(&t.db, &clock, tenant.id, ApiKeyId::from_uuid(reader.key.id))
         .await
         .unwrap();
     assert_eq!(again.revoked_at, revoked.revoked_at);
 
     // The last active ADMIN key stays.
-    let err = api_keys::revoke(&t.db, &clock, tenant.id, admin.key.id)
+    let err = api_keys::revoke(&t.db, &clock, tenant.id, ApiKeyId::from_uuid(admin.key.id))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::Conflict);
@@ -159,7 +160,7 @@ async fn tenants_never_see_each_others_keys() {
     );
 
     // B cannot revoke A's key: it does not exist for B.
-    let err = api_keys::revoke(&t.db, &clock, b.id, a_key.key.id)
+    let err = api_keys::revoke(&t.db, &clock, b.id, ApiKeyId::from_uuid(a_key.key.id))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::NotFound);

@@ -55,28 +55,37 @@ fn no_function_takes_more_than_four_parameters_of_one_type() {
 const NOT_CONVERTED_YET: &[(&str, &str)] = &[
     (
         "alert_percents.rs",
-        "from_json's row id (for its error message)",
+        "from_json's row id: of the caller's table (plan_credit or wallet), so its kind is \
+         dynamic; only shown in the error message",
     ),
-    ("api_keys.rs", "revoke"),
-    ("audit_log.rs", "api_id, note_created"),
+    (
+        "audit_log.rs",
+        "api_id, note_created: the id's kind is the `Created` argument's (dynamic)",
+    ),
     (
         "catalog/entitlements.rs",
         "entitlements_of's plan_ids (batched reads)",
     ),
     ("catalog/features.rs", "features_by_ids (batched reads)"),
-    ("catalog/plan_credits.rs", "update_plan_credit, plan_credit"),
+    (
+        "catalog/plan_credits.rs",
+        "plan_credits_of's plan_ids (batched reads: the API's loaders)",
+    ),
     ("catalog/plans.rs", "list_plans"),
     ("catalog/products.rs", "products_by_ids (batched reads)"),
     (
         "credit_systems.rs",
         "by_ids (batched reads: the API's loaders key by Uuid)",
     ),
-    ("customer_tokens.rs", "covers"),
     (
         "customers.rs",
         "by_ids, children_pages (batched reads: the API's loaders)",
     ),
-    ("idempotency.rs", "record's result id (an entry or a grant)"),
+    (
+        "idempotency.rs",
+        "record's result_id: its kind is the operation's (an entry, a grant, an order, a \
+         refund, …), dynamic",
+    ),
     (
         "ledger/book.rs",
         "Book's methods (crate-internal; its maps are keyed by the rows' Uuid)",
@@ -94,13 +103,17 @@ const NOT_CONVERTED_YET: &[(&str, &str)] = &[
         "notifications/email.rs",
         "attempts_of's email_ids (batched reads)",
     ),
-    ("notifications/payloads.rs", "event_id"),
-    ("notifications/webhooks.rs", "endpoints and deliveries"),
+    (
+        "notifications/webhooks.rs",
+        "list_deliveries' endpoint_id filter; attempts_of's delivery_ids (batched reads)",
+    ),
     ("outbox.rs", "event's wallet id"),
-    ("purchases.rs", "orders"),
+    ("purchases.rs", "by_ids (batched reads: the API's loaders)"),
     ("reports.rs", "Customers::of"),
-    ("subscription_state.rs", "get"),
-    ("subscriptions.rs", "cancel"),
+    (
+        "subscription_state.rs",
+        "of_customers' customer_ids (batched reads: the API's loaders)",
+    ),
 ];
 
 /// Where a bare `Uuid` becomes typed: the id types themselves.

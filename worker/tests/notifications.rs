@@ -589,7 +589,7 @@ async fn a_name_resolving_to_loopback_at_delivery_is_refused_unless_private_is_a
             &w.clock,
             TargetPolicy::PublicOnly,
             w.tenant,
-            endpoint.endpoint.id,
+            service::ids::WebhookEndpointId::from_uuid(endpoint.endpoint.id),
             &webhooks::EndpointPatch {
                 url: Some(dev_url.clone()),
                 ..Default::default()
@@ -604,7 +604,7 @@ async fn a_name_resolving_to_loopback_at_delivery_is_refused_unless_private_is_a
         &w.clock,
         TargetPolicy::AllowPrivate,
         w.tenant,
-        endpoint.endpoint.id,
+        service::ids::WebhookEndpointId::from_uuid(endpoint.endpoint.id),
         &webhooks::EndpointPatch {
             url: Some(dev_url),
             ..Default::default()
@@ -692,7 +692,7 @@ async fn a_400_stops_retries_and_repeated_failures_disable_the_endpoint() {
         &w.clock,
         TargetPolicy::AllowPrivate,
         w.tenant,
-        endpoint.endpoint.id,
+        service::ids::WebhookEndpointId::from_uuid(endpoint.endpoint.id),
         &webhooks::EndpointPatch {
             enabled: Some(true),
             ..Default::default()
@@ -704,9 +704,14 @@ async fn a_400_stops_retries_and_repeated_failures_disable_the_endpoint() {
         .await
         .unwrap()
         .items;
-    webhooks::redeliver(&w.t.db, &w.clock, w.tenant, first.last().unwrap().id)
-        .await
-        .unwrap();
+    webhooks::redeliver(
+        &w.t.db,
+        &w.clock,
+        w.tenant,
+        service::ids::WebhookDeliveryId::from_uuid(first.last().unwrap().id),
+    )
+    .await
+    .unwrap();
     let report = webhooks::deliver_due(&w.t.db, &w.clock, &http, 100)
         .await
         .unwrap();

@@ -447,7 +447,7 @@ async fn a_paid_order_sends_a_receipt_with_order_quantity_tax_total_and_payment(
             &w.t.db,
             &w.clock,
             w.tenant,
-            order.id,
+            service::ids::OrderId::from_uuid(order.id),
             "mercadopago",
             &format!("mp-{c}-123"),
             None,

@@ -949,7 +949,7 @@ impl CatalogMutation {
         input: UpdatePlanCreditInput,
     ) -> ApiResult<PlanCreditPayload> {
         let (p, app) = app(ctx)?;
-        let id = ids::decode(Kind::PlanCredit, &input.plan_credit, "planCredit")?;
+        let id = ids::decode_id(&input.plan_credit, "planCredit")?;
         let terms = terms(input.included, input.pricing, input.usage_alert_percents)?;
         let pc = catalog::update_plan_credit(&app.db, app.clock(), p.tenant_id, id, &terms).await?;
         Ok(PlanCreditPayload {

@@ -325,7 +325,7 @@ pub struct CommerceQuery;
 impl CommerceQuery {
     async fn subscription(&self, ctx: &Context<'_>, id: ID) -> ApiResult<Subscription> {
         let (p, app) = app(ctx)?;
-        let id = ids::decode(Kind::Subscription, &id, "id")?;
+        let id = ids::decode_id(&id, "id")?;
         Ok(Subscription(
             subscriptions::get(&app.db, p.tenant_id, id).await?,
         ))
@@ -397,7 +397,7 @@ impl CommerceQuery {
 
     async fn top_up_order(&self, ctx: &Context<'_>, id: ID) -> ApiResult<TopUpOrder> {
         let (p, app) = app(ctx)?;
-        let id = ids::decode(Kind::Order, &id, "id")?;
+        let id = ids::decode_id(&id, "id")?;
         Ok(TopUpOrder(purchases::get(&app.db, p.tenant_id, id).await?))
     }
 
@@ -617,7 +617,7 @@ impl CommerceMutation {
         input: CancelSubscriptionInput,
     ) -> ApiResult<SubscriptionPayload> {
         let (p, app) = app(ctx)?;
-        let id = ids::decode(Kind::Subscription, &input.subscription, "subscription")?;
+        let id = ids::decode_id(&input.subscription, "subscription")?;
         let sub = subscriptions::cancel(&app.db, app.clock(), p.tenant_id, id, input.at).await?;
         Ok(SubscriptionPayload {
             subscription: Subscription(sub),
@@ -689,7 +689,7 @@ impl CommerceMutation {
         input: ConfirmTopUpPaymentInput,
     ) -> ApiResult<TopUpOrderPayload> {
         let (p, app) = app(ctx)?;
-        let id = ids::decode(Kind::Order, &input.order, "order")?;
+        let id = ids::decode_id(&input.order, "order")?;
         let order = purchases::confirm_payment(
             &app.db,
             app.clock(),
@@ -717,7 +717,7 @@ impl CommerceMutation {
         input: RefundTopUpOrderInput,
     ) -> ApiResult<RefundTopUpOrderPayload> {
         let (p, app) = app(ctx)?;
-        let id = ids::decode(Kind::Order, &input.order, "order")?;
+        let id = ids::decode_id(&input.order, "order")?;
         let out = purchases::refund_order(
             &app.db,
             app.clock(),
@@ -766,7 +766,7 @@ impl CommerceMutation {
         input: FailTopUpPaymentInput,
     ) -> ApiResult<TopUpOrderPayload> {
         let (p, app) = app(ctx)?;
-        let id = ids::decode(Kind::Order, &input.order, "order")?;
+        let id = ids::decode_id(&input.order, "order")?;
         let order =
             purchases::fail_payment(&app.db, app.clock(), p.tenant_id, id, &input.reason).await?;
         Ok(TopUpOrderPayload {

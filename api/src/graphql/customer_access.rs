@@ -26,7 +26,7 @@ use async_graphql::{
     Context, ServerResult, Value,
     extensions::{Extension, ExtensionContext, ExtensionFactory, NextResolve, ResolveInfo},
 };
-use service::{Code, api_keys::Principal};
+use service::{Code, api_keys::Principal, ids::CustomerId};
 use uuid::Uuid;
 
 use super::{
@@ -102,7 +102,11 @@ pub async fn ensure_readable(ctx: &Context<'_>, customer_id: Uuid) -> ApiResult<
     let (p, app) = app(ctx)?;
     if let Some(scope) = p.customer_scope()
         && !scope
-            .covers(app.db.reader(), p.tenant_id, customer_id)
+            .covers(
+                app.db.reader(),
+                p.tenant_id,
+                CustomerId::from_uuid(customer_id),
+            )
             .await
             .map_err(|e| ApiError::from(service::ledger::Error::from(e)))?
     {

@@ -25,16 +25,11 @@
 //! the validator are cut to [`MESSAGE_CHARS_MAX`] characters, so an error
 //! never echoes a large input back.
 
-use std::{
-    collections::HashMap,
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
-};
+use std::{collections::HashMap, sync::Arc};
 
 use async_graphql::{
-    Name, Pos, Positioned, Request, ServerError, ServerResult, ValidationResult, Variables,
+    Name, Pos, Positioned, Request, Response, ServerError, ServerResult, ValidationResult,
+    Variables,
     extensions::{
         Extension, ExtensionContext, ExtensionFactory, NextExecute, NextPrepareRequest,
         NextValidation,
@@ -401,19 +396,10 @@ pub fn shorten(message: &mut String) {
     }
 }
 
-/// Set in a request's data when its operation starts executing: errors
-/// raised before that are request errors (no `data` in the response).
-#[derive(Clone, Default)]
-pub struct ExecutionStarted(Arc<AtomicBool>);
-
-impl ExecutionStarted {
-    pub fn get(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
-    }
-}
-
-/// The schema extension that applies these bounds to every request, over
-/// HTTP and WebSocket alike.
+/// The schema extension that applies these bounds to every request. It
+/// serves WebSocket operations and the [`CostProbe`]; an HTTP request is
+/// checked by its handler ([`check_request`]) and its cost by the schema's
+/// own `limit_complexity(COST_MAX)` (see `graphql::operation`).
 pub struct RequestLimits;
 
 impl ExtensionFactory for RequestLimits {
@@ -454,17 +440,37 @@ impl Extension for RequestLimits {
         }
         Ok(result)
     }
+}
 
+/// async-graphql's refusal of a request over a schema's
+/// `limit_complexity`: one error, this message, no path — it does not
+/// say by how much.
+pub fn is_refused_for_cost(response: &Response) -> bool {
+    matches!(response.errors.as_slice(), [e] if e.message == "Query is too complex." && e.path.is_empty())
+}
+
+/// The last extension of the cost probe schema ([`RequestLimits`] before
+/// it): validates a request and never executes it.
+pub struct ValidateOnly;
+
+impl ExtensionFactory for ValidateOnly {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(ValidateOnly)
+    }
+}
+
+#[async_trait::async_trait]
+impl Extension for ValidateOnly {
     async fn execute(
         &self,
-        ctx: &ExtensionContext<'_>,
-        operation_name: Option<&str>,
-        next: NextExecute<'_>,
-    ) -> async_graphql::Response {
-        if let Some(started) = ctx.data_opt::<ExecutionStarted>() {
-            started.0.store(true, Ordering::Relaxed);
-        }
-        next.run(ctx, operation_name).await
+        _ctx: &ExtensionContext<'_>,
+        _operation_name: Option<&str>,
+        _next: NextExecute<'_>,
+    ) -> Response {
+        Response::from_errors(vec![ServerError::new(
+            "the cost probe validates requests and runs none",
+            None,
+        )])
     }
 }
 

@@ -233,6 +233,33 @@ fn groups<K: Clone, G: Eq + std::hash::Hash + Clone>(
     out
 }
 
+/// Keys of the shape (owner id, non-id part): one `read` per group of keys
+/// that share their non-id part, for all of the group's owners at once;
+/// each key gets what `read` found for its owner (absent: not found).
+async fn per_group<K, G, V, E, Fut>(
+    keys: &[K],
+    owner: impl Fn(&K) -> Uuid,
+    group: impl Fn(&K) -> G,
+    read: impl Fn(Vec<Uuid>, G) -> Fut,
+) -> Result<HashMap<K, V>, LoadError>
+where
+    K: Clone + Eq + std::hash::Hash,
+    G: Eq + std::hash::Hash + Clone,
+    E: std::fmt::Display,
+    Fut: std::future::Future<Output = Result<HashMap<Uuid, V>, E>>,
+{
+    let mut out = HashMap::new();
+    for (g, keys) in groups(keys, group) {
+        let mut found = read(ids(&keys, &owner), g).await.map_err(fail)?;
+        for k in keys {
+            if let Some(v) = found.remove(&owner(&k)) {
+                out.insert(k, v);
+            }
+        }
+    }
+    Ok(out)
+}
+
 impl Loader<CustomerKey> for Batch {
     type Value = Customer;
     type Error = LoadError;
@@ -406,25 +433,16 @@ impl Loader<BalanceKey> for Batch {
         &self,
         keys: &[BalanceKey],
     ) -> Result<HashMap<BalanceKey, (Balance, Decimal)>, LoadError> {
-        let mut out = HashMap::new();
-        for (days, keys) in groups(keys, |k| k.1) {
-            let until = days.map(|d| self.now + Duration::days(d));
-            let mut found = read::balances_expiring(
-                &self.db,
-                self.tenant_id,
-                &ids(&keys, |k| k.0),
-                self.now,
-                until,
-            )
-            .await
-            .map_err(fail)?;
-            for k in keys {
-                if let Some(b) = found.remove(&k.0) {
-                    out.insert(k, b);
-                }
-            }
-        }
-        Ok(out)
+        per_group(
+            keys,
+            |k| k.0,
+            |k| k.1,
+            |wallets, days| async move {
+                let until = days.map(|d| self.now + Duration::days(d));
+                read::balances_expiring(&self.db, self.tenant_id, &wallets, self.now, until).await
+            },
+        )
+        .await
     }
 }
 
@@ -501,25 +519,15 @@ impl Loader<GrantPageKey> for Batch {
         &self,
         keys: &[GrantPageKey],
     ) -> Result<HashMap<GrantPageKey, Page<Grant>>, LoadError> {
-        let mut out = HashMap::new();
-        for ((filter, page), keys) in groups(keys, |k| (k.1.clone(), k.2)) {
-            let mut found = read::grant_pages(
-                &self.db,
-                self.tenant_id,
-                &ids(&keys, |k| k.0),
-                &filter,
-                page,
-                self.now,
-            )
-            .await
-            .map_err(fail)?;
-            for k in keys {
-                if let Some(p) = found.remove(&k.0) {
-                    out.insert(k, p);
-                }
-            }
-        }
-        Ok(out)
+        per_group(
+            keys,
+            |k| k.0,
+            |k| (k.1.clone(), k.2),
+            |wallets, (filter, page)| async move {
+                read::grant_pages(&self.db, self.tenant_id, &wallets, &filter, page, self.now).await
+            },
+        )
+        .await
     }
 }
 
@@ -531,24 +539,15 @@ impl Loader<EntryPageKey> for Batch {
         &self,
         keys: &[EntryPageKey],
     ) -> Result<HashMap<EntryPageKey, Page<Entry>>, LoadError> {
-        let mut out = HashMap::new();
-        for ((filter, page), keys) in groups(keys, |k| (k.1.clone(), k.2)) {
-            let mut found = read::entry_pages(
-                &self.db,
-                self.tenant_id,
-                &ids(&keys, |k| k.0),
-                &filter,
-                page,
-            )
-            .await
-            .map_err(fail)?;
-            for k in keys {
-                if let Some(p) = found.remove(&k.0) {
-                    out.insert(k, p);
-                }
-            }
-        }
-        Ok(out)
+        per_group(
+            keys,
+            |k| k.0,
+            |k| (k.1.clone(), k.2),
+            |wallets, (filter, page)| async move {
+                read::entry_pages(&self.db, self.tenant_id, &wallets, &filter, page).await
+            },
+        )
+        .await
     }
 }
 
@@ -560,24 +559,16 @@ impl Loader<EntryPageWithSplitsKey> for Batch {
         &self,
         keys: &[EntryPageWithSplitsKey],
     ) -> Result<HashMap<EntryPageWithSplitsKey, Page<EntryWithSplits>>, LoadError> {
-        let mut out = HashMap::new();
-        for ((filter, page), keys) in groups(keys, |k| (k.1.clone(), k.2)) {
-            let mut found = read::entry_pages_with_splits(
-                &self.db,
-                self.tenant_id,
-                &ids(&keys, |k| k.0),
-                &filter,
-                page,
-            )
-            .await
-            .map_err(fail)?;
-            for k in keys {
-                if let Some(p) = found.remove(&k.0) {
-                    out.insert(k, p);
-                }
-            }
-        }
-        Ok(out)
+        per_group(
+            keys,
+            |k| k.0,
+            |k| (k.1.clone(), k.2),
+            |wallets, (filter, page)| async move {
+                read::entry_pages_with_splits(&self.db, self.tenant_id, &wallets, &filter, page)
+                    .await
+            },
+        )
+        .await
     }
 }
 

@@ -14,6 +14,7 @@ mod customer_access;
 mod customer_tokens;
 mod customers;
 pub mod error;
+pub mod execution;
 pub mod ids;
 mod invoices;
 mod ledger;
@@ -66,43 +67,54 @@ pub type AppMutation = audit_log::Audited<MutationRoot>;
 
 pub type AppSchema = Schema<QueryRoot, AppMutation, live::SubscriptionRoot>;
 
-fn builder() -> SchemaBuilder<QueryRoot, AppMutation, live::SubscriptionRoot> {
-    bare_builder()
-        .extension(limits::RequestLimits)
-        .extension(response_shape::SpecResponse::new(&sdl()))
-        .extension(crate::observe::OperationMetrics)
-}
-
 fn bare_builder() -> SchemaBuilder<QueryRoot, AppMutation, live::SubscriptionRoot> {
     Schema::build(
         QueryRoot::default(),
         audit_log::Audited(MutationRoot::default()),
         live::SubscriptionRoot,
     )
-    // Depth, fields and cost are bounded by `limits::RequestLimits` (with
-    // a separate bound for introspection); these are async-graphql's own
-    // backstops behind it.
+    // Depth, fields and cost are bounded by `limits` (with a separate
+    // bound for introspection); these are async-graphql's own backstops
+    // behind it.
     .limit_recursive_depth(32)
     .limit_directives(limits::DIRECTIVES_MAX)
 }
 
-/// The same schema served two ways: requests with an API key run without
-/// any per-field extension; requests with a customer token (and every
-/// WebSocket, whose credential may only come with `connection_init`) run
-/// with the [`customer_access::CustomerTokenFence`], which wraps every
-/// field's resolution — measured at ~4 % of a nested read's CPU, paid only
-/// where it is needed.
+/// A schema for HTTP: the request-level steps (limits, response shape,
+/// metrics) run around `execute` in the handler ([`execution`]); the cost
+/// bound is async-graphql's own, at the same limit.
+fn http_builder() -> SchemaBuilder<QueryRoot, AppMutation, live::SubscriptionRoot> {
+    bare_builder().limit_complexity(limits::COST_MAX)
+}
+
+/// The same schema served for each transport and credential:
+/// - `api_key`: HTTP with an API key — no extension at all, so
+///   async-graphql resolves every field on its fast path;
+/// - `customer`: HTTP with a customer token — only the
+///   [`customer_access::CustomerTokenFence`], which wraps every field's
+///   resolution (measured at ~4 % of a nested read's CPU, paid only where
+///   it is needed);
+/// - `socket`: every WebSocket (whose credential may only come with
+///   `connection_init`) — the fence, the re-check of the socket's
+///   credential, and the request-level steps as extensions, since the
+///   socket transport executes operations itself;
+/// - `cost_probe`: validates a request an HTTP schema refused as too
+///   costly, to say by how much; it executes nothing.
 #[derive(Clone)]
 pub struct Schemas {
     pub api_key: AppSchema,
-    pub fenced: AppSchema,
+    pub customer: AppSchema,
+    pub socket: AppSchema,
+    pub cost_probe: AppSchema,
+    /// The output types `execution` shapes HTTP responses with.
+    pub types: Arc<response_shape::OutputTypes>,
 }
 
 impl Schemas {
-    /// The schema a request authenticated as `principal` runs on.
+    /// The HTTP schema a request authenticated as `principal` runs on.
     pub fn for_principal(&self, principal: &service::api_keys::Principal) -> &AppSchema {
         match principal.customer_scope() {
-            Some(_) => &self.fenced,
+            Some(_) => &self.customer,
             None => &self.api_key,
         }
     }
@@ -123,15 +135,25 @@ pub fn schemas(
         clock,
         webhook_targets,
     };
+    let types = Arc::new(response_shape::OutputTypes::from_sdl(&sdl()));
     let with =
         |builder: SchemaBuilder<_, _, _>| builder.data(feed.clone()).data(app.clone()).finish();
     Schemas {
-        api_key: with(builder()),
-        fenced: with(
-            builder()
+        api_key: with(http_builder()),
+        customer: with(http_builder().extension(customer_access::CustomerTokenFence)),
+        socket: with(
+            bare_builder()
+                .extension(limits::RequestLimits)
+                .extension(response_shape::SpecResponse::new(types.clone()))
+                .extension(crate::observe::OperationMetrics)
                 .extension(customer_access::CustomerTokenFence)
                 .extension(socket_auth::SocketReauth),
         ),
+        cost_probe: bare_builder()
+            .extension(limits::RequestLimits)
+            .extension(limits::ValidateOnly)
+            .finish(),
+        types,
     }
 }
 

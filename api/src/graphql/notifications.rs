@@ -84,7 +84,9 @@ impl WebhookDelivery {
     }
     /// The event id (`evt_…`: the body's `id` and the `webhook-id` header).
     async fn event_id(&self) -> String {
-        service::notifications::payloads::event_id(self.delivery.event_id)
+        service::notifications::payloads::event_id(service::ids::EventId::from_uuid(
+            self.delivery.event_id,
+        ))
     }
     async fn event_type(&self) -> &str {
         &self.delivery.event_type
@@ -399,7 +401,7 @@ impl NotificationMutation {
         input: UpdateWebhookEndpointInput,
     ) -> ApiResult<WebhookEndpointPayload> {
         let (p, app) = app(ctx)?;
-        let id = ids::decode(Kind::WebhookEndpoint, &input.endpoint, "endpoint")?;
+        let id = ids::decode_id(&input.endpoint, "endpoint")?;
         let endpoint = webhooks::update_endpoint(
             &app.db,
             app.clock(),
@@ -427,7 +429,7 @@ impl NotificationMutation {
         input: WebhookEndpointInput,
     ) -> ApiResult<WebhookEndpointPayload> {
         let (p, app) = app(ctx)?;
-        let id = ids::decode(Kind::WebhookEndpoint, &input.endpoint, "endpoint")?;
+        let id = ids::decode_id(&input.endpoint, "endpoint")?;
         let endpoint = webhooks::delete_endpoint(&app.db, p.tenant_id, id).await?;
         Ok(WebhookEndpointPayload {
             endpoint: WebhookEndpoint(endpoint),
@@ -444,7 +446,7 @@ impl NotificationMutation {
         input: WebhookEndpointInput,
     ) -> ApiResult<WebhookEndpointWithSecretPayload> {
         let (p, app) = app(ctx)?;
-        let id = ids::decode(Kind::WebhookEndpoint, &input.endpoint, "endpoint")?;
+        let id = ids::decode_id(&input.endpoint, "endpoint")?;
         let out = webhooks::rotate_secret(&app.db, app.clock(), p.tenant_id, id).await?;
         Ok(WebhookEndpointWithSecretPayload {
             endpoint: WebhookEndpoint(out.endpoint),
@@ -460,7 +462,7 @@ impl NotificationMutation {
         input: RedeliverWebhookInput,
     ) -> ApiResult<RedeliverWebhookPayload> {
         let (p, app) = app(ctx)?;
-        let id = ids::decode(Kind::WebhookDelivery, &input.delivery, "delivery")?;
+        let id = ids::decode_id(&input.delivery, "delivery")?;
         let delivery = webhooks::redeliver(&app.db, app.clock(), p.tenant_id, id).await?;
         Ok(RedeliverWebhookPayload {
             delivery: WebhookDelivery {

@@ -66,16 +66,34 @@ impl OutputTypes {
     }
 }
 
-/// The schema extension that reshapes every executed response.
+/// What every executed response gets: messages shortened, request-level
+/// codes on errors without one, and `data` in the specification's shape
+/// (given the request's document).
+pub fn finish(
+    response: &mut Response,
+    doc: Option<&ExecutableDocument>,
+    operation_name: Option<&str>,
+    types: &OutputTypes,
+) {
+    for error in &mut response.errors {
+        super::limits::shorten(&mut error.message);
+    }
+    super::error::annotate_request_errors(response);
+    if let Some(doc) = doc {
+        shape(response, doc, operation_name, types);
+    }
+}
+
+/// The schema extension that reshapes every executed response
+/// ([`finish`]), for WebSocket operations; over HTTP the handler calls
+/// [`finish`] itself (see `graphql::operation`).
 pub struct SpecResponse {
     types: Arc<OutputTypes>,
 }
 
 impl SpecResponse {
-    pub fn new(sdl: &str) -> Self {
-        Self {
-            types: Arc::new(OutputTypes::from_sdl(sdl)),
-        }
+    pub fn new(types: Arc<OutputTypes>) -> Self {
+        Self { types }
     }
 }
 
@@ -116,14 +134,8 @@ impl Extension for SpecResponseRun {
         next: NextExecute<'_>,
     ) -> Response {
         let mut response = next.run(ctx, operation_name).await;
-        for error in &mut response.errors {
-            super::limits::shorten(&mut error.message);
-        }
-        super::error::annotate_request_errors(&mut response);
         let doc = self.doc.lock().ok().and_then(|mut slot| slot.take());
-        if let Some(doc) = doc {
-            shape(&mut response, &doc, operation_name, &self.types);
-        }
+        finish(&mut response, doc.as_ref(), operation_name, &self.types);
         response
     }
 }
@@ -148,14 +160,21 @@ pub fn shape(
         types,
         error_paths: response.errors.iter().map(|e| e.path.as_slice()).collect(),
     };
-    let data = std::mem::take(&mut response.data);
     let root_type = Type {
         base: BaseType::Named(Name::new(root)),
         nullable: true,
     };
+    let sets = [&op.node.selection_set.node];
+    if response.errors.is_empty() {
+        // Nothing failed, so nothing is null where it must not be: only
+        // the keys' order can be off (the common case, done in place).
+        walk.order(&mut response.data, &root_type, &sets);
+        return;
+    }
+    let data = std::mem::take(&mut response.data);
     let mut path = Vec::new();
     let shaped = walk
-        .complete(data, &root_type, &[&op.node.selection_set.node], &mut path)
+        .complete(data, &root_type, &sets, &mut path)
         .unwrap_or(Value::Null);
     response.data = shaped;
 }
@@ -173,6 +192,10 @@ pub fn selected_operation<'d>(
         (DocumentOperations::Multiple(_), None) => None,
     }
 }
+
+/// An object's selected fields in query order: (response key, field
+/// name, the field's selection sets).
+type Fields<'s> = Vec<(&'s Name, &'s Name, Vec<&'s SelectionSet>)>;
 
 /// A null reached a non-null position: the parent must become null.
 struct Propagate;
@@ -276,6 +299,80 @@ impl Walk<'_> {
         Ok(Value::Object(out))
     }
 
+    /// [`Walk::complete`] for a response without errors: every object's
+    /// keys put in query order, in place. An object already in order (as
+    /// async-graphql usually answers) is only read; a list's items share
+    /// their fields, collected once.
+    fn order(&self, value: &mut Value, ty: &Type, sets: &[&SelectionSet]) {
+        match (&ty.base, value) {
+            (BaseType::List(item_ty), Value::List(items)) => {
+                let BaseType::Named(name) = &item_ty.base else {
+                    for item in items {
+                        self.order(item, item_ty, sets);
+                    }
+                    return;
+                };
+                if !self.types.is_object(name) {
+                    return;
+                }
+                let fields = self.fields_of(sets);
+                for item in items {
+                    if let Value::Object(map) = item {
+                        self.order_object(map, name, &fields);
+                    }
+                }
+            }
+            (BaseType::Named(name), Value::Object(map)) if self.types.is_object(name) => {
+                let fields = self.fields_of(sets);
+                self.order_object(map, name, &fields);
+            }
+            _ => {}
+        }
+    }
+
+    fn order_object(&self, map: &mut IndexMap<Name, Value>, type_name: &str, fields: &Fields<'_>) {
+        // In order when the map's keys appear among the fields in the same
+        // sequence (a skipped field is simply absent).
+        let mut at = 0;
+        let in_order =
+            map.keys().all(
+                |key| match fields[at..].iter().position(|(k, _, _)| *k == key) {
+                    Some(i) => {
+                        at += i + 1;
+                        true
+                    }
+                    None => false,
+                },
+            );
+        if !in_order {
+            let mut old = std::mem::take(map);
+            for (key, _, _) in fields {
+                if let Some(v) = old.shift_remove(*key) {
+                    map.insert((*key).clone(), v);
+                }
+            }
+            // Anything the selection didn't name keeps its place after.
+            map.extend(old);
+        }
+        for (key, value) in map.iter_mut() {
+            let Some((_, field_name, child_sets)) = fields.iter().find(|(k, _, _)| *k == key)
+            else {
+                continue;
+            };
+            if let Some(field_ty) = self.types.field(type_name, field_name) {
+                self.order(value, field_ty, child_sets);
+            }
+        }
+    }
+
+    fn fields_of<'s>(&'s self, sets: &[&'s SelectionSet]) -> Fields<'s> {
+        let mut fields = Vec::new();
+        for set in sets {
+            self.collect(set, &mut fields, 0);
+        }
+        fields
+    }
+
     /// The fields of `set` in order, fragments expanded, same keys merged.
     /// Recursion is bounded by the document limits (fragments ≤ 100, no
     /// cycles: see `limits`); `depth` guards it regardless.
@@ -371,6 +468,25 @@ mod tests {
         assert_eq!(
             KEY_ORDER.with(|k| k.borrow().clone()),
             r#"{"z":{"role":"R"},"customer":{"name":"n","tags":[]},"a":{"role":"R"}}"#
+        );
+    }
+
+    /// Without errors (the in-place path): every item of a list in query
+    /// order, whether it came in order or not, and a key the selection
+    /// didn't name kept after the rest.
+    #[test]
+    fn list_items_follow_the_query_without_errors() {
+        run(
+            "{ list { v id } customer { name } }",
+            serde_json::json!({
+                "customer": {"name": "n", "extra": 1},
+                "list": [{"id": "a", "v": 1}, {"v": 2, "id": "b"}, {"id": "c", "v": 3}]
+            }),
+            &[],
+        );
+        assert_eq!(
+            KEY_ORDER.with(|k| k.borrow().clone()),
+            r#"{"list":[{"v":1,"id":"a"},{"v":2,"id":"b"},{"v":3,"id":"c"}],"customer":{"name":"n","extra":1}}"#
         );
     }
 

@@ -172,7 +172,7 @@ impl TenancyMutation {
         input: RevokeApiKeyInput,
     ) -> ApiResult<RevokeApiKeyPayload> {
         let (p, app) = app(ctx)?;
-        let key_id = ids::decode(Kind::ApiKey, &input.id, "id")?;
+        let key_id = ids::decode_id(&input.id, "id")?;
         let key = api_keys::revoke(&app.db, app.clock(), p.tenant_id, key_id).await?;
         Ok(RevokeApiKeyPayload {
             api_key: ApiKey(key),

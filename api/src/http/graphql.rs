@@ -31,8 +31,8 @@ use serde_json::{Map, Value};
 use super::{AppState, authenticate, throttle};
 use crate::graphql::{
     error::annotate_request_errors,
-    limits::{self, ExecutionStarted},
-    loaders,
+    execution::{Outcome, Prepared},
+    limits, loaders,
 };
 use crate::observe::Arrived;
 
@@ -440,7 +440,7 @@ async fn execute(
     state: &AppState,
     principal: service::api_keys::Principal,
     arrived: Arrived,
-    request: Request,
+    mut request: Request,
     media: Media,
 ) -> Response {
     let Ok(_permit) = state.admission.admit().await else {
@@ -455,15 +455,14 @@ async fn execute(
             .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         return response;
     };
-    let loaders = loaders::loaders(state.db.clone(), principal.tenant_id, state.clock.now());
     let schema = state.schemas.for_principal(&principal).clone();
-    let started = ExecutionStarted::default();
     let span = crate::observe::operation_span(&principal);
-    let request = request
-        .data(principal)
-        .data(loaders)
-        .data(started.clone())
-        .data(arrived);
+    let prepared = match Prepared::prepare(&mut request, &span) {
+        Ok(p) => p,
+        Err(e) => return errors_response(media, vec![e]),
+    };
+    let loaders = loaders::loaders(state.db.clone(), principal.tenant_id, state.clock.now());
+    let request = request.data(principal).data(loaders);
     let timeout = state.limits.request_timeout;
     // Dropping the execution on timeout drops its database transaction,
     // which rolls it back — unless its COMMIT was already on its way,
@@ -484,11 +483,14 @@ async fn execute(
             ),
         );
     };
-    if !started.get() {
-        return errors_response(media, response.errors);
+    let schemas = &state.schemas;
+    match prepared
+        .finish(response, &schemas.cost_probe, arrived, &schemas.types)
+        .await
+    {
+        Outcome::Executed(response) => respond(media, &response),
+        Outcome::Refused(errors) => errors_response(media, errors),
     }
-    // Executed: the response_shape extension has annotated its errors.
-    respond(media, &response)
 }
 
 /// A request error response from errors raised before execution.

@@ -329,7 +329,7 @@ pub async fn serve(
             })
     };
 
-    let schema = state.schemas.fenced.clone();
+    let schema = state.schemas.socket.clone();
     let on_init = {
         let shared = shared.clone();
         move |payload: serde_json::Value| async move {

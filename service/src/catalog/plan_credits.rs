@@ -17,7 +17,7 @@ use super::{
     Error, Ref, is_unique_violation,
     plans::{Plan, draft},
 };
-use crate::ids::CreditSystemId;
+use crate::ids::{CreditSystemId, PlanCreditId};
 use crate::{
     Clock, Db,
     amount::{from_micros, positive_micros, to_micros},
@@ -436,11 +436,11 @@ pub async fn update_plan_credit(
     db: &Db,
     clock: &dyn Clock,
     tenant_id: Uuid,
-    plan_credit_id: Uuid,
+    plan_credit_id: PlanCreditId,
     terms: &PlanCreditTerms,
 ) -> Result<PlanCredit, Error> {
     let txn = db.begin_write().await?;
-    let existing = plan_credit::Entity::find_by_id(plan_credit_id)
+    let existing = plan_credit::Entity::find_by_id(plan_credit_id.uuid())
         .filter(plan_credit::Column::TenantId.eq(tenant_id))
         .one(&txn)
         .await?
@@ -508,8 +508,8 @@ pub async fn plan_credits_of(
         .collect()
 }
 
-pub async fn plan_credit(db: &Db, tenant_id: Uuid, id: Uuid) -> Result<PlanCredit, Error> {
-    plan_credit::Entity::find_by_id(id)
+pub async fn plan_credit(db: &Db, tenant_id: Uuid, id: PlanCreditId) -> Result<PlanCredit, Error> {
+    plan_credit::Entity::find_by_id(id.uuid())
         .filter(plan_credit::Column::TenantId.eq(tenant_id))
         .one(db.reader())
         .await?

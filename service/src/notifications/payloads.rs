@@ -26,11 +26,11 @@ use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Que
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use crate::ids::{self, Kind};
+use crate::ids::{self, EventId, Kind};
 
 /// The public id of an event: the body's `id` and the `webhook-id` header.
-pub fn event_id(id: Uuid) -> String {
-    ids::encode(Kind::Event, id)
+pub fn event_id(id: EventId) -> String {
+    id.to_string()
 }
 
 /// What an id key names; `None` for keys that are not our ids.
@@ -150,7 +150,7 @@ fn uuid_at(payload: &Value, key: &str) -> Option<Uuid> {
 /// The body a webhook receiver gets for a stored event.
 pub fn body(event: &outbox_event::Model, names: &Names) -> Value {
     serde_json::json!({
-        "id": event_id(event.id),
+        "id": event_id(EventId::from_uuid(event.id)),
         "type": event.event_type,
         "createdAt": event.created_at,
         "tenant": ids::encode(Kind::Tenant, event.tenant_id),

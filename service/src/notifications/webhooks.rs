@@ -55,6 +55,7 @@ use super::{
 use crate::{
     Clock, Db,
     error::Invalid,
+    ids::{EventId, WebhookDeliveryId, WebhookEndpointId},
     outbox::EventType,
     pagination::{Page, PageRequest},
     secrets::{self, Sealer, Slot},
@@ -381,8 +382,12 @@ pub async fn create_endpoint(
     })
 }
 
-async fn find(db: &Db, tenant_id: Uuid, id: Uuid) -> Result<webhook_endpoint::Model, Error> {
-    webhook_endpoint::Entity::find_by_id(id)
+async fn find(
+    db: &Db,
+    tenant_id: Uuid,
+    id: WebhookEndpointId,
+) -> Result<webhook_endpoint::Model, Error> {
+    webhook_endpoint::Entity::find_by_id(id.uuid())
         .filter(webhook_endpoint::Column::TenantId.eq(tenant_id))
         .one(db.writer())
         .await?
@@ -404,7 +409,7 @@ pub async fn update_endpoint(
     clock: &dyn Clock,
     targets: TargetPolicy,
     tenant_id: Uuid,
-    id: Uuid,
+    id: WebhookEndpointId,
     patch: &EndpointPatch,
 ) -> Result<Endpoint, Error> {
     let url = match patch.url.as_deref() {
@@ -450,12 +455,14 @@ pub async fn rotate_secret(
     db: &Db,
     clock: &dyn Clock,
     tenant_id: Uuid,
-    id: Uuid,
+    id: WebhookEndpointId,
 ) -> Result<EndpointWithSecret, Error> {
     let sealer = db.sealer()?;
     let m = find(db, tenant_id, id).await?;
     let secret = new_secret();
     let now = clock.now();
+    // Sealed under the row's id (the secret's associated data).
+    let id = id.uuid();
     // Re-sealed for its new column.
     let previous = sealer.open(Slot::WebhookSecret { endpoint_id: id }, &m.secret)?;
     let previous = sealer.seal(Slot::WebhookPreviousSecret { endpoint_id: id }, &previous);
@@ -474,7 +481,11 @@ pub async fn rotate_secret(
 }
 
 /// Deletes an endpoint with its deliveries and their attempts.
-pub async fn delete_endpoint(db: &Db, tenant_id: Uuid, id: Uuid) -> Result<Endpoint, Error> {
+pub async fn delete_endpoint(
+    db: &Db,
+    tenant_id: Uuid,
+    id: WebhookEndpointId,
+) -> Result<Endpoint, Error> {
     let m = find(db, tenant_id, id).await?;
     let txn = db.begin_write().await?;
     let deliveries: Vec<Uuid> = webhook_delivery::Entity::find()
@@ -496,7 +507,7 @@ pub async fn delete_endpoint(db: &Db, tenant_id: Uuid, id: Uuid) -> Result<Endpo
         .filter(webhook_delivery::Column::EndpointId.eq(id))
         .exec(&txn)
         .await?;
-    webhook_endpoint::Entity::delete_by_id(id)
+    webhook_endpoint::Entity::delete_by_id(id.uuid())
         .exec(&txn)
         .await?;
     txn.commit().await?;
@@ -583,9 +594,9 @@ pub async fn redeliver(
     db: &Db,
     clock: &dyn Clock,
     tenant_id: Uuid,
-    delivery_id: Uuid,
+    delivery_id: WebhookDeliveryId,
 ) -> Result<Delivery, Error> {
-    let d = webhook_delivery::Entity::find_by_id(delivery_id)
+    let d = webhook_delivery::Entity::find_by_id(delivery_id.uuid())
         .filter(webhook_delivery::Column::TenantId.eq(tenant_id))
         .one(db.reader())
         .await?
@@ -617,7 +628,7 @@ fn message_id(d: &webhook_delivery::Model) -> String {
     }
     serde_json::from_str::<Envelope>(&d.body)
         .map(|e| e.id)
-        .unwrap_or_else(|_| super::payloads::event_id(d.event_id))
+        .unwrap_or_else(|_| super::payloads::event_id(EventId::from_uuid(d.event_id)))
 }
 
 pub(crate) fn new_delivery(
@@ -1105,7 +1116,7 @@ mod tests {
             created_at: now,
             finished_at: None,
         };
-        let evt = super::super::payloads::event_id(event_id);
+        let evt = super::super::payloads::event_id(crate::ids::EventId::from_uuid(event_id));
         let body = serde_json::json!({"id": evt, "type": "credits.granted", "data": {}});
         assert_eq!(message_id(&delivery(body.to_string())), evt);
         // Stored before ids were prefixed: the id it was first sent with.
