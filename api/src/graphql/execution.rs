@@ -37,7 +37,8 @@ pub struct Prepared {
 pub enum Outcome {
     /// It ran: `data` (possibly null) and field errors, shaped.
     Executed(Response),
-    /// It was refused before anything ran: request errors.
+    /// It was refused before anything ran: request errors, shortened (the
+    /// handler gives them their codes as it does its own refusals').
     Refused(Vec<ServerError>),
 }
 
@@ -69,7 +70,7 @@ impl Prepared {
             if limits::is_refused_for_cost(&response) {
                 response = self.probe(cost_probe).await.unwrap_or(response);
             }
-            response_shape::finish(&mut response, None, None, types);
+            limits::shorten_all(&mut response.errors);
             return Outcome::Refused(response.errors);
         }
         self.roots.record(&response, arrived.elapsed());

@@ -396,6 +396,13 @@ pub fn shorten(message: &mut String) {
     }
 }
 
+/// Every error's message [shortened](shorten).
+pub fn shorten_all(errors: &mut [ServerError]) {
+    for e in errors {
+        shorten(&mut e.message);
+    }
+}
+
 /// The schema extension that applies these bounds to every request. It
 /// serves WebSocket operations and the [`CostProbe`]; an HTTP request is
 /// checked by its handler ([`check_request`]) and its cost by the schema's
@@ -406,13 +413,6 @@ impl ExtensionFactory for RequestLimits {
     fn create(&self) -> Arc<dyn Extension> {
         Arc::new(RequestLimits)
     }
-}
-
-fn shortened(mut errors: Vec<ServerError>) -> Vec<ServerError> {
-    for e in &mut errors {
-        shorten(&mut e.message);
-    }
-    errors
 }
 
 #[async_trait::async_trait]
@@ -432,7 +432,10 @@ impl Extension for RequestLimits {
         ctx: &ExtensionContext<'_>,
         next: NextValidation<'_>,
     ) -> Result<ValidationResult, Vec<ServerError>> {
-        let result = next.run(ctx).await.map_err(shortened)?;
+        let result = next.run(ctx).await.map_err(|mut errors| {
+            shorten_all(&mut errors);
+            errors
+        })?;
         if result.complexity > COST_MAX {
             return Err(vec![
                 Exceeded::new("cost", result.complexity, COST_MAX, None).into_server_error(),

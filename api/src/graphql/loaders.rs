@@ -470,23 +470,17 @@ impl Loader<ExpiringKey> for Batch {
     type Error = LoadError;
 
     async fn load(&self, keys: &[ExpiringKey]) -> Result<HashMap<ExpiringKey, Decimal>, LoadError> {
-        let mut out = HashMap::new();
-        for (days, keys) in groups(keys, |k| k.1) {
-            let until = self.now + Duration::days(days);
-            let found = read::expiring_between(
-                &self.db,
-                self.tenant_id,
-                &ids(&keys, |k| k.0),
-                self.now,
-                until,
-            )
-            .await
-            .map_err(fail)?;
-            for k in keys {
-                out.insert(k, found.get(&k.0).copied().unwrap_or_default());
-            }
-        }
-        Ok(out)
+        let found = per_group(
+            keys,
+            |k| k.0,
+            |k| k.1,
+            |wallets, days| async move {
+                let until = self.now + Duration::days(days);
+                read::expiring_between(&self.db, self.tenant_id, &wallets, self.now, until).await
+            },
+        )
+        .await?;
+        Ok(or_zero(keys, found))
     }
 }
 
@@ -498,17 +492,29 @@ impl Loader<BalanceAtKey> for Batch {
         &self,
         keys: &[BalanceAtKey],
     ) -> Result<HashMap<BalanceAtKey, Decimal>, LoadError> {
-        let mut out = HashMap::new();
-        for (at, keys) in groups(keys, |k| k.1) {
-            let found = read::balances_at(&self.db, self.tenant_id, &ids(&keys, |k| k.0), at)
-                .await
-                .map_err(fail)?;
-            for k in keys {
-                out.insert(k, found.get(&k.0).copied().unwrap_or_default());
-            }
-        }
-        Ok(out)
+        let found = per_group(
+            keys,
+            |k| k.0,
+            |k| k.1,
+            |wallets, at| async move {
+                read::balances_at(&self.db, self.tenant_id, &wallets, at).await
+            },
+        )
+        .await?;
+        Ok(or_zero(keys, found))
     }
+}
+
+/// `found`, with zero for every key it has nothing for (a wallet without
+/// such credits).
+fn or_zero<K: Copy + Eq + std::hash::Hash>(
+    keys: &[K],
+    mut found: HashMap<K, Decimal>,
+) -> HashMap<K, Decimal> {
+    for k in keys {
+        found.entry(*k).or_default();
+    }
+    found
 }
 
 impl Loader<GrantPageKey> for Batch {

@@ -75,9 +75,7 @@ pub fn finish(
     operation_name: Option<&str>,
     types: &OutputTypes,
 ) {
-    for error in &mut response.errors {
-        super::limits::shorten(&mut error.message);
-    }
+    super::limits::shorten_all(&mut response.errors);
     super::error::annotate_request_errors(response);
     if let Some(doc) = doc {
         shape(response, doc, operation_name, types);
