@@ -492,15 +492,16 @@ impl Loader<BalanceAtKey> for Batch {
         &self,
         keys: &[BalanceAtKey],
     ) -> Result<HashMap<BalanceAtKey, Decimal>, LoadError> {
-        let found = per_group(
-            keys,
-            |k| k.0,
-            |k| k.1,
-            |wallets, at| async move {
-                read::balances_at(&self.db, self.tenant_id, &wallets, at).await
-            },
-        )
-        .await?;
+        let found =
+            per_group(
+                keys,
+                |k| k.0,
+                |k| k.1,
+                |wallets, at| async move {
+                    read::balances_at(&self.db, self.tenant_id, &wallets, at).await
+                },
+            )
+            .await?;
         Ok(or_zero(keys, found))
     }
 }

@@ -26,6 +26,7 @@ pub mod allocations;
 pub mod audit;
 mod book;
 pub mod burn;
+pub(crate) mod columns;
 pub mod invoices;
 pub mod live;
 mod ops;

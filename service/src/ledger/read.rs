@@ -10,7 +10,10 @@ use entity::{credit_grant, credit_hold, entry_split, ledger_entry, wallet};
 use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, Value};
 use uuid::Uuid;
 
-use super::{Balance, Category, Entry, EntryType, Grant, Hold, Split, Wallet, live::GrantSql};
+use super::{
+    Balance, Category, Entry, EntryType, Grant, Hold, Split, Wallet, columns::FromColumns,
+    live::GrantSql,
+};
 use crate::{
     Db,
     amount::from_micros,
@@ -119,16 +122,19 @@ pub(crate) async fn wallet_state(
         lapsed_holds: false,
         limits: PlanLimits::default(),
     };
+    // The grant's columns follow the three above, read by position
+    // (`super::columns`).
+    const GRANT_AT: usize = 3;
     for (i, row) in rows.iter().enumerate() {
         if i == 0 {
             state.limits = plan_limits_of_row(row)?;
             state.lapsed_holds = row.try_get::<i64>("", "lapsed_holds")? > 0;
         }
         // The LEFT JOIN's one row of NULLs: no grant holds credits.
-        if row.try_get::<Option<Uuid>>("g_", "id")?.is_some() {
+        if row.try_get_by_index::<Option<Uuid>>(GRANT_AT)?.is_some() {
             state
                 .grants
-                .push(sea_orm::FromQueryResult::from_query_result(row, "g_")?);
+                .push(credit_grant::Model::from_columns(row, GRANT_AT)?);
         }
     }
     Ok(state)
@@ -608,7 +614,6 @@ pub async fn entry_pages_with_splits(
     filter: &EntryFilter,
     page: PageRequest,
 ) -> Result<HashMap<Uuid, Page<EntryWithSplits>>, DbErr> {
-    use sea_orm::FromQueryResult;
     let Some((pages, mut values)) = entry_pages_sql(tenant_id, wallet_ids, filter, page) else {
         return Ok(wallet_ids
             .iter()
@@ -630,21 +635,25 @@ pub async fn entry_pages_with_splits(
     let rows = conn
         .query_all_raw(statement(conn.get_database_backend(), &sql, values))
         .await?;
+    // Read by position (`super::columns`): the entry's columns, the
+    // split's, the grant's.
+    const SPLIT_AT: usize = ledger_entry::Model::COLUMNS;
+    const GRANT_AT: usize = SPLIT_AT + entry_split::Model::COLUMNS;
     let mut grouped: HashMap<Uuid, Vec<EntryWithSplits>> = HashMap::new();
     for row in rows {
-        let entry_id: Uuid = row.try_get("e_", "id")?;
-        let wallet_id: Uuid = row.try_get("e_", "wallet_id")?;
+        let entry_id: Uuid = row.try_get_by_index(0)?;
+        let wallet_id: Uuid = row.try_get_by_index(2)?;
         let entries = grouped.entry(wallet_id).or_default();
         if entries.last().is_none_or(|(e, _)| e.id != entry_id) {
-            let entry = ledger_entry::Model::from_query_result(&row, "e_")?.try_into()?;
+            let entry = ledger_entry::Model::from_columns(&row, 0)?.try_into()?;
             entries.push((entry, Vec::new()));
         }
         // The LEFT JOIN's NULLs: an entry without splits.
-        if row.try_get::<Option<Uuid>>("s_", "id")?.is_some()
+        if row.try_get_by_index::<Option<Uuid>>(SPLIT_AT)?.is_some()
             && let Some((_, splits)) = entries.last_mut()
         {
-            let split = entry_split::Model::from_query_result(&row, "s_")?.into();
-            let grant = credit_grant::Model::from_query_result(&row, "g_")?.try_into()?;
+            let split = entry_split::Model::from_columns(&row, SPLIT_AT)?.into();
+            let grant = credit_grant::Model::from_columns(&row, GRANT_AT)?.try_into()?;
             splits.push((split, grant));
         }
     }
