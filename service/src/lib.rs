@@ -48,6 +48,7 @@ pub mod entitlements;
 pub mod error;
 pub mod expiry;
 pub mod exports;
+pub mod gauges;
 pub mod idempotency;
 pub mod ids;
 pub mod input;

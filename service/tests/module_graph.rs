@@ -53,13 +53,6 @@ const KNOWN_SERVICE: &[Known] = &[
     },
     Known {
         from: "db",
-        to: "metrics",
-        why: "begin_write and commit record metrics (write_acquired, entries_committed), \
-              and metrics::refresh reads the database (job stats, pool gauges); split \
-              the recording functions (below db) from the gauges that read it (above)",
-    },
-    Known {
-        from: "db",
         to: "secrets",
         why: "Db carries the secrets Sealer, and secrets' start-up work (prepare, \
               check_key, seal_plaintext, scrub_sqlite) runs on Db; move that work to a \

@@ -254,7 +254,7 @@ const SCRAPE_DB_WITHIN: std::time::Duration = std::time::Duration::from_secs(2);
 async fn scrape(State(s): State<Scrape>) -> impl IntoResponse {
     let refreshed = tokio::time::timeout(
         SCRAPE_DB_WITHIN,
-        service::metrics::refresh(&s.db, s.clock.now()),
+        service::gauges::refresh(&s.db, s.clock.now()),
     )
     .await;
     match refreshed {
