@@ -25,6 +25,7 @@ use crate::{
     allowances::{Pacer, WRITE_PAUSE, WRITE_TARGET},
     amount::from_micros,
     db::statement,
+    ids::WalletId,
     ledger,
     outbox::{self, EventType},
 };
@@ -110,7 +111,11 @@ pub async fn sweep(db: &Db, clock: &dyn Clock, limit: u64) -> Result<SweepReport
 /// The predicates are written out, not bound: SQLite uses a partial index
 /// only when the query names the index's terms (`credit_grant_live_expiry`,
 /// `credit_grant_scheduled`).
-async fn due_wallets(db: &Db, now: chrono::DateTime<Utc>, limit: u64) -> Result<Vec<Uuid>, DbErr> {
+async fn due_wallets(
+    db: &Db,
+    now: chrono::DateTime<Utc>,
+    limit: u64,
+) -> Result<Vec<WalletId>, DbErr> {
     let conn = db.reader();
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let sql = format!(
@@ -141,7 +146,7 @@ async fn due_wallets(db: &Db, now: chrono::DateTime<Utc>, limit: u64) -> Result<
     {
         let id: Uuid = row.try_get("", "wallet_id")?;
         if seen.insert(id) {
-            wallets.push(id);
+            wallets.push(WalletId::from_uuid(id));
         }
     }
     // Soonest due first, then in id order: chunks lock in one order.

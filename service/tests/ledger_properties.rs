@@ -294,7 +294,7 @@ async fn run(ops: Vec<Op>) {
         );
         // Rule 2 at every instant: once the wallet is settled (as the next
         // write or the sweep does), the last balance_after is what is live.
-        ledger::settle_wallets(db, &w.clock, &[wallet_id.uuid()])
+        ledger::settle_wallets(db, &w.clock, &[wallet_id])
             .await
             .unwrap();
         w.verify().await;

@@ -91,10 +91,6 @@ const NOT_CONVERTED_YET: &[(&str, &str)] = &[
         "Book's methods (crate-internal; its maps are keyed by the rows' Uuid)",
     ),
     (
-        "ledger/ops/settle.rs",
-        "settle_wallets' wallet_ids (the expiry sweep)",
-    ),
-    (
         "ledger/read.rs",
         "the batched readers' &[Uuid] (the API's loaders)",
     ),

@@ -9,7 +9,11 @@ use super::*;
 /// the sweep never waits while holding locks and can't deadlock with a
 /// writer that locks wallets in its own order; a skipped wallet is settled
 /// by the next pass (reads never wait for it). Returns how many it settled.
-pub async fn settle_wallets(db: &Db, clock: &dyn Clock, wallet_ids: &[Uuid]) -> Result<u64, Error> {
+pub async fn settle_wallets(
+    db: &Db,
+    clock: &dyn Clock,
+    wallet_ids: &[WalletId],
+) -> Result<u64, Error> {
     if wallet_ids.is_empty() {
         return Ok(0);
     }
@@ -20,7 +24,7 @@ pub async fn settle_wallets(db: &Db, clock: &dyn Clock, wallet_ids: &[Uuid]) -> 
     // writes the chunk's books together: a constant number of statements
     // per chunk, not per wallet.
     let locked: Vec<wallet::Model> = wallet::Entity::find()
-        .filter(wallet::Column::Id.is_in(wallet_ids.iter().copied()))
+        .filter(wallet::Column::Id.is_in(wallet_ids.iter().map(|id| id.uuid())))
         .order_by_asc(wallet::Column::Id)
         .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
         .all(&txn)
