@@ -47,16 +47,18 @@
 //! and a trigger on each database refuses `UPDATE` and `DELETE` on the
 //! table. There is no retention yet: rows are kept forever.
 
-use std::sync::{Arc, Mutex, MutexGuard};
-
 use chrono::{DateTime, Utc};
 use entity::audit_log;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseBackend, DbErr, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect, sea_query::Expr,
+    ColumnTrait, ConnectionTrait, DatabaseBackend, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, sea_query::Expr,
 };
 use uuid::Uuid;
 
+pub(crate) use crate::audit_scope::note_replay;
+pub use crate::audit_scope::{
+    Actor, Created, Mutation, OK, Scope, TARGET_LEN_MAX, TARGETS_MAX, note_created,
+};
 use crate::{
     Clock, Db,
     error::{Code, DomainError, Invalid},
@@ -64,54 +66,7 @@ use crate::{
     principal::Role,
 };
 
-/// The outcome of a mutation that succeeded.
-pub const OK: &str = "OK";
-/// At most this many targets per row (the rest are dropped).
-pub const TARGETS_MAX: usize = 32;
-/// A target longer than this is dropped (identifiers are at most 255
-/// characters, and an id less).
-pub const TARGET_LEN_MAX: usize = 300;
-
-tokio::task_local! {
-    static SCOPE: Scope;
-}
-
-/// Who did it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Actor {
-    /// An API key: its API id (`key_…`) and role.
-    ApiKey { id: String, role: Role },
-    /// A customer token: the API id of its customer (`cus_…`).
-    CustomerToken { customer: String },
-    /// The engine itself (bootstrap, the command line).
-    System,
-}
-
 impl Actor {
-    fn kind(&self) -> &'static str {
-        match self {
-            Actor::ApiKey { .. } => "API_KEY",
-            Actor::CustomerToken { .. } => "CUSTOMER_TOKEN",
-            Actor::System => "SYSTEM",
-        }
-    }
-
-    fn id(&self) -> Option<&str> {
-        match self {
-            Actor::ApiKey { id, .. } => Some(id),
-            Actor::CustomerToken { customer } => Some(customer),
-            Actor::System => None,
-        }
-    }
-
-    fn role(&self) -> Option<Role> {
-        match self {
-            Actor::ApiKey { role, .. } => Some(*role),
-            Actor::CustomerToken { .. } => Some(Role::Read),
-            Actor::System => None,
-        }
-    }
-
     fn from_columns(row: &audit_log::Model) -> Result<Self, Error> {
         let corrupt = |what: &str| Error::Corrupt {
             id: row.id,
@@ -138,89 +93,7 @@ impl Actor {
     }
 }
 
-/// What a scope records: a mutation of one tenant by one actor.
-#[derive(Debug, Clone)]
-pub struct Mutation {
-    pub tenant_id: Uuid,
-    pub actor: Actor,
-    /// The operation (the mutation's field name, `grantCredits`).
-    pub operation: String,
-    /// Ids and references named by the request (see [`Scope::new`]).
-    pub targets: Vec<String>,
-    /// When the mutation started.
-    pub at: DateTime<Utc>,
-}
-
-/// What kind of thing a mutation created, for [`note_created`]. Each
-/// kind's prefix is the API's (`api::graphql::ids`; a test there holds
-/// the two equal), so a target reads as the id clients see.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Created {
-    ApiKey,
-    Customer,
-    Grant,
-    Entry,
-    WebhookEndpoint,
-}
-
-impl Created {
-    /// The prefix of this kind's API ids.
-    pub fn prefix(self) -> &'static str {
-        match self {
-            Created::ApiKey => "key",
-            Created::Customer => "cus",
-            Created::Grant => "grt",
-            Created::Entry => "ent",
-            Created::WebhookEndpoint => "whe",
-        }
-    }
-
-    /// The API id of `id`: `key_0193…`.
-    pub fn api_id(self, id: Uuid) -> String {
-        format!("{}_{}", self.prefix(), id.simple())
-    }
-}
-
-/// The audit scope of one mutation (see the module doc). Cheap to clone:
-/// clones share their state.
-#[derive(Debug, Clone)]
-pub struct Scope(Arc<Mutex<State>>);
-
-#[derive(Debug)]
-struct State {
-    mutation: Mutation,
-    created: Vec<String>,
-    replayed: bool,
-    /// A row was committed (by a write transaction or by `finish`).
-    recorded: bool,
-}
-
 impl Scope {
-    /// A scope for `mutation`. Targets are kept only if they look like
-    /// identifiers: 1–[`TARGET_LEN_MAX`] characters, no control characters
-    /// or whitespace, nothing shaped like a credential (an API key, a
-    /// customer token, a webhook secret), at most [`TARGETS_MAX`],
-    /// duplicates once.
-    pub fn new(mut mutation: Mutation) -> Self {
-        let mut targets = Vec::new();
-        for t in std::mem::take(&mut mutation.targets) {
-            push_target(&mut targets, t);
-        }
-        mutation.targets = targets;
-        Self(Arc::new(Mutex::new(State {
-            mutation,
-            created: Vec::new(),
-            replayed: false,
-            recorded: false,
-        })))
-    }
-
-    /// Runs `fut` (the mutation) inside this scope: its write transactions
-    /// record the mutation when they commit.
-    pub async fn run<F: Future>(&self, fut: F) -> F::Output {
-        SCOPE.scope(self.clone(), fut).await
-    }
-
     /// After the mutation: records its outcome (`Err(code)` for an error)
     /// in a transaction of its own, unless a commit already recorded its
     /// success. Call it outside [`Scope::run`].
@@ -241,110 +114,6 @@ impl Scope {
         self.lock().recorded = true;
         Ok(())
     }
-
-    /// The row a commit of this scope writes, if it is the scope's first.
-    fn pending(&self) -> Option<audit_log::ActiveModel> {
-        let state = self.lock();
-        (!state.recorded).then(|| state.row(OK))
-    }
-
-    fn lock(&self) -> MutexGuard<'_, State> {
-        // The lock is never held across an await or a panic-prone call.
-        self.0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-}
-
-impl State {
-    fn row(&self, outcome: &str) -> audit_log::ActiveModel {
-        let m = &self.mutation;
-        let mut targets = m.targets.clone();
-        // What a failure or a replay noted as created was rolled back.
-        if outcome == OK && !self.replayed {
-            for c in &self.created {
-                push_target(&mut targets, c.clone());
-            }
-        }
-        audit_log::ActiveModel {
-            id: Set(Uuid::now_v7()),
-            tenant_id: Set(m.tenant_id),
-            created_at: Set(m.at),
-            actor_kind: Set(m.actor.kind().to_owned()),
-            actor_id: Set(m.actor.id().map(str::to_owned)),
-            actor_role: Set(m.actor.role().map(|r| r.as_str().to_owned())),
-            operation: Set(m.operation.clone()),
-            targets: Set(serde_json::to_string(&targets).unwrap_or_else(|_| "[]".into())),
-            outcome: Set(outcome.to_owned()),
-            replayed: Set(self.replayed && outcome == OK),
-        }
-    }
-}
-
-fn push_target(targets: &mut Vec<String>, t: String) {
-    let shaped = !t.is_empty()
-        && t.chars().count() <= TARGET_LEN_MAX
-        && !t.chars().any(|c| c.is_control() || c.is_whitespace());
-    if shaped && !looks_like_secret(&t) && targets.len() < TARGETS_MAX && !targets.contains(&t) {
-        targets.push(t);
-    }
-}
-
-/// Whether a string has the shape of a credential this engine issues: an
-/// API key (`ck_live_…`), a customer token (`ct_…`) or a webhook signing
-/// secret (`whsec_…`), anywhere in it. (`tests` hold these prefixes to
-/// what is issued.)
-fn looks_like_secret(s: &str) -> bool {
-    let s = s.to_ascii_lowercase();
-    s.contains("ck_live_") || s.contains("whsec_") || s.starts_with("ct_") || s.contains("=ct_")
-}
-
-/// A write transaction's commit hook ([`crate::db::WriteTxn::commit`]):
-/// inserts the current scope's row into `txn` if this is its first commit,
-/// and returns the scope to mark once the commit succeeded.
-pub(crate) async fn before_commit(txn: &impl ConnectionTrait) -> Result<Option<Scope>, DbErr> {
-    let Some((scope, row)) = SCOPE
-        .try_with(|s| s.pending().map(|row| (s.clone(), row)))
-        .ok()
-        .flatten()
-    else {
-        return Ok(None);
-    };
-    audit_log::Entity::insert(row)
-        .exec_without_returning(txn)
-        .await?;
-    Ok(Some(scope))
-}
-
-/// A write transaction began ([`crate::db::Db::begin_write`]): what an
-/// earlier transaction of the scope noted and did not commit (it rolled
-/// back) is forgotten.
-pub(crate) fn on_begin() {
-    let _ = SCOPE.try_with(|s| {
-        let mut state = s.lock();
-        if !state.recorded {
-            state.created.clear();
-            state.replayed = false;
-        }
-    });
-}
-
-/// See [`before_commit`].
-pub(crate) fn after_commit(scope: Option<Scope>) {
-    if let Some(scope) = scope {
-        scope.lock().recorded = true;
-    }
-}
-
-/// Reports that the running mutation created `id` (a target of its row).
-/// Outside a scope (a job) it does nothing.
-pub fn note_created(kind: Created, id: Uuid) {
-    let _ = SCOPE.try_with(|s| s.lock().created.push(kind.api_id(id)));
-}
-
-/// Reports that the running mutation is an idempotent replay.
-pub(crate) fn note_replay() {
-    let _ = SCOPE.try_with(|s| s.lock().replayed = true);
 }
 
 /// Records a change to credentials made outside any request (the
@@ -358,7 +127,7 @@ pub async fn record_system(
     operation: &str,
     targets: Vec<String>,
 ) -> Result<(), DbErr> {
-    if SCOPE.try_with(|_| ()).is_ok() {
+    if crate::audit_scope::in_scope() {
         return Ok(());
     }
     let scope = Scope::new(Mutation {
@@ -510,74 +279,4 @@ pub async fn list(
         .map(Entry::try_from)
         .collect::<Result<Vec<_>, _>>()?;
     Ok(page.finish(rows))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn scope(targets: &[&str]) -> Scope {
-        Scope::new(Mutation {
-            tenant_id: Uuid::nil(),
-            actor: Actor::System,
-            operation: "op".into(),
-            targets: targets.iter().map(|t| (*t).to_owned()).collect(),
-            at: DateTime::<Utc>::UNIX_EPOCH,
-        })
-    }
-
-    #[test]
-    fn targets_keep_identifiers_only() {
-        let long = "x".repeat(TARGET_LEN_MAX + 1);
-        let s = scope(&[
-            "cus_0193",
-            "externalId=acme",
-            "cus_0193",
-            "",
-            "two words",
-            "nul\0",
-            &long,
-            "ck_live_0193_abcd",
-            "whsec_abc",
-            "ct_eyJ0.sig",
-            "token=ct_eyJ0.sig",
-        ]);
-        assert_eq!(s.lock().mutation.targets, ["cus_0193", "externalId=acme"]);
-        let many: Vec<String> = (0..TARGETS_MAX + 5).map(|i| format!("t{i}")).collect();
-        let many: Vec<&str> = many.iter().map(String::as_str).collect();
-        assert_eq!(scope(&many).lock().mutation.targets.len(), TARGETS_MAX);
-    }
-
-    #[test]
-    fn rows_carry_created_ids_only_when_ok_and_new() {
-        let s = scope(&["idempotencyKey=k"]);
-        let id = Uuid::now_v7();
-        s.lock().created.push(Created::Entry.api_id(id));
-        let targets = |row: &audit_log::ActiveModel| -> Vec<String> {
-            serde_json::from_str(row.targets.as_ref()).unwrap()
-        };
-        let row = s.lock().row(OK);
-        assert_eq!(
-            targets(&row),
-            ["idempotencyKey=k".to_owned(), Created::Entry.api_id(id)]
-        );
-        assert_eq!(row.replayed.as_ref(), &false);
-        assert_eq!(row.actor_kind.as_ref(), "SYSTEM");
-        assert_eq!(row.actor_id.as_ref(), &None);
-        let failed = s.lock().row("CONFLICT");
-        assert_eq!(targets(&failed), ["idempotencyKey=k"]);
-        s.lock().replayed = true;
-        let replay = s.lock().row(OK);
-        assert_eq!(targets(&replay), ["idempotencyKey=k"]);
-        assert_eq!(replay.replayed.as_ref(), &true);
-        assert_eq!(s.lock().row("CONFLICT").replayed.as_ref(), &false);
-    }
-
-    #[test]
-    fn pending_is_the_first_commit_only() {
-        let s = scope(&[]);
-        assert!(s.pending().is_some());
-        after_commit(Some(s.clone()));
-        assert!(s.pending().is_none());
-    }
 }

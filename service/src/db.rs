@@ -241,7 +241,7 @@ impl Db {
             .instrument(span.clone())
             .await?;
         crate::metrics::write_acquired(started.elapsed());
-        crate::audit_log::on_begin();
+        crate::audit_scope::on_begin();
         Ok(WriteTxn {
             inner: Some(Box::new(inner)),
             _span: span,
@@ -345,7 +345,7 @@ impl WriteTxn {
 
     /// Writes the scope's audit row (if due), then commits.
     pub async fn commit(mut self) -> Result<(), DbErr> {
-        let audited = crate::audit_log::before_commit(self.txn()).await?;
+        let audited = crate::audit_scope::before_commit(self.txn()).await?;
         let inner = self.inner.take().expect("open until consumed");
         let key = std::ptr::from_ref::<DatabaseTransaction>(&inner) as usize;
         let result = inner.commit().await;
@@ -354,7 +354,7 @@ impl WriteTxn {
             Err(_) => crate::metrics::entries_dropped(key),
         }
         result?;
-        crate::audit_log::after_commit(audited);
+        crate::audit_scope::after_commit(audited);
         Ok(())
     }
 

@@ -36,6 +36,7 @@ pub mod allowances;
 pub mod amount;
 pub mod api_keys;
 pub mod audit_log;
+mod audit_scope;
 pub mod auto_top_up;
 pub mod backup;
 pub mod catalog;
