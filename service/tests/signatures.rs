@@ -59,7 +59,7 @@ const NOT_CONVERTED_YET: &[(&str, &str)] = &[
          dynamic; only shown in the error message",
     ),
     (
-        "audit_log.rs",
+        "audit_scope.rs",
         "api_id, note_created: the id's kind is the `Created` argument's (dynamic)",
     ),
     (
