@@ -117,7 +117,7 @@ impl Arrived {
 ///
 /// The extension serves WebSocket operations; over HTTP the handler does
 /// the same around `Schema::execute` with [`RootFields`] (see
-/// `graphql::operation`).
+/// `graphql::execution`).
 pub struct OperationMetrics;
 
 impl ExtensionFactory for OperationMetrics {

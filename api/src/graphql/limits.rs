@@ -406,7 +406,7 @@ pub fn shorten_all(errors: &mut [ServerError]) {
 /// The schema extension that applies these bounds to every request. It
 /// serves WebSocket operations and the [`CostProbe`]; an HTTP request is
 /// checked by its handler ([`check_request`]) and its cost by the schema's
-/// own `limit_complexity(COST_MAX)` (see `graphql::operation`).
+/// own `limit_complexity(COST_MAX)` (see `graphql::execution`).
 pub struct RequestLimits;
 
 impl ExtensionFactory for RequestLimits {

@@ -84,7 +84,7 @@ pub fn finish(
 
 /// The schema extension that reshapes every executed response
 /// ([`finish`]), for WebSocket operations; over HTTP the handler calls
-/// [`finish`] itself (see `graphql::operation`).
+/// [`finish`] itself (see `graphql::execution`).
 pub struct SpecResponse {
     types: Arc<OutputTypes>,
 }
@@ -266,10 +266,7 @@ impl Walk<'_> {
         sets: &[&SelectionSet],
         path: &mut Vec<PathSegment>,
     ) -> Result<Value, Propagate> {
-        let mut fields: Vec<(&Name, &Name, Vec<&SelectionSet>)> = Vec::new();
-        for set in sets {
-            self.collect(set, &mut fields, 0);
-        }
+        let fields = self.fields_of(sets);
         let mut out = IndexMap::with_capacity(fields.len());
         for (key, field_name, child_sets) in fields {
             path.push(PathSegment::Field(key.to_string()));
