@@ -20,7 +20,7 @@
 //!   item comes from, and to the module it is named through: a re-export
 //!   does not hide a circle;
 //! - references are reduced to *rooms*: the top-level module (`allowances`,
-//!   `ledger`, …) and, inside `ledger/`, `notifications/` and `catalog/`, the
+//!   `ledger`, …) and, inside `ledger/`, `notifications/`, `catalog/` and `secrets/`, the
 //!   child module (`ledger/book`). For `api/src/graphql` every file but
 //!   `mod.rs` (their parent) is a room.
 //!
@@ -43,13 +43,12 @@ use std::path::Path;
 /// circle is gone fails too (delete it then). What this can't see: a new
 /// reference that makes another circle through one of these edges; it shows
 /// once the edge goes.
-const KNOWN_SERVICE: &[Known] = &[Known {
-    from: "db",
-    to: "secrets",
-    why: "Db carries the secrets Sealer, and secrets' start-up work (prepare, \
-              check_key, seal_plaintext, scrub_sqlite) runs on Db; move that work to a \
-              room above db and leave Sealer and Slot below it",
-}];
+///
+/// `service` has none left: the last (`db` ↔ `secrets`) went when the work
+/// done on a database handle at start and in a rotation moved to
+/// `secrets/stored.rs`, above `db`, and the key and the `Sealer` the handle
+/// carries stayed in `secrets/mod.rs`, below it.
+const KNOWN_SERVICE: &[Known] = &[];
 
 /// As [`KNOWN_SERVICE`], for the files of `api/src/graphql`. These three are the schema's own circles: GraphQL types point at each
 /// other, so the files that hold them do; no move removes them short of one
@@ -83,7 +82,11 @@ struct Known {
 fn service_has_no_import_circles() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let files = read_tree(&dir, "");
-    let graph = Graph::build(&files, &[], &["ledger", "notifications", "catalog"]);
+    let graph = Graph::build(
+        &files,
+        &[],
+        &["ledger", "notifications", "catalog", "secrets"],
+    );
     assert!(
         graph.edges.len() > 40,
         "too few edges: is the parser reading the files?"
