@@ -189,10 +189,10 @@ async fn consume_common_path_statements() {
     // The API key (the transport's), then the consume: the wallet locked
     // with its customer and credit system resolved; its grants with lapsed
     // holds and the plans' limits; every write in one statement (grant,
-    // entry, split, event, wallet and the idempotency key: CTEs on
-    // PostgreSQL, one multi-statement call on SQLite); the audit row.
-    // With BEGIN and COMMIT: 6 statements of the consume's own.
-    assert_eq!(counts[..2], [5, 5], "statements per consume");
+    // entry, split, event, wallet, the idempotency key and the audit row:
+    // CTEs on PostgreSQL, one multi-statement call on SQLite).
+    // With BEGIN and COMMIT: 5 statements of the consume's own.
+    assert_eq!(counts[..2], [4, 4], "statements per consume");
     // A replay: the attempt (3 statements, rolled back), the key's record,
     // the entry and its splits.
     assert!(counts[2] <= 9, "a replay: {} statements", counts[2]);

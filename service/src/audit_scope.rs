@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use chrono::{DateTime, Utc};
 use entity::audit_log;
-use sea_orm::{ActiveValue::Set, ConnectionTrait, DbErr, EntityTrait};
+use sea_orm::{ActiveValue::Set, DatabaseTransaction, DbErr, EntityTrait};
 use uuid::Uuid;
 
 use crate::principal::Role;
@@ -122,6 +122,10 @@ pub(crate) struct State {
     replayed: bool,
     /// A row was committed (by a write transaction or by `finish`).
     pub(crate) recorded: bool,
+    /// The open write transaction (by address: [`txn_key`]) whose last
+    /// write carries the row ([`row_with_last_write`]), so its commit does
+    /// not insert it again.
+    written_by: Option<usize>,
 }
 
 impl Scope {
@@ -141,6 +145,7 @@ impl Scope {
             created: Vec::new(),
             replayed: false,
             recorded: false,
+            written_by: None,
         })))
     }
 
@@ -150,10 +155,12 @@ impl Scope {
         SCOPE.scope(self.clone(), fut).await
     }
 
-    /// The row a commit of this scope writes, if it is the scope's first.
-    fn pending(&self) -> Option<audit_log::ActiveModel> {
+    /// The row a commit of transaction `txn` ([`txn_key`]) inserts: the
+    /// scope's, if this is its first commit and the transaction's last
+    /// write did not carry it already.
+    fn pending(&self, txn: usize) -> Option<audit_log::ActiveModel> {
         let state = self.lock();
-        (!state.recorded).then(|| state.row(OK))
+        (!state.recorded && state.written_by != Some(txn)).then(|| state.row(OK))
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
@@ -208,20 +215,54 @@ fn looks_like_secret(s: &str) -> bool {
 }
 
 /// A write transaction's commit hook ([`crate::db::WriteTxn::commit`]):
-/// inserts the current scope's row into `txn` if this is its first commit,
-/// and returns the scope to mark once the commit succeeded.
-pub(crate) async fn before_commit(txn: &impl ConnectionTrait) -> Result<Option<Scope>, DbErr> {
+/// inserts the current scope's row into `txn` if this is its first commit
+/// (and `txn`'s last write did not carry it: [`row_with_last_write`]), and
+/// returns the scope to mark once the commit succeeded.
+pub(crate) async fn before_commit(txn: &DatabaseTransaction) -> Result<Option<Scope>, DbErr> {
     let Some((scope, row)) = SCOPE
-        .try_with(|s| s.pending().map(|row| (s.clone(), row)))
+        .try_with(|s| {
+            let recorded = s.lock().recorded;
+            (!recorded).then(|| (s.clone(), s.pending(txn_key(txn))))
+        })
         .ok()
         .flatten()
     else {
         return Ok(None);
     };
-    audit_log::Entity::insert(row)
-        .exec_without_returning(txn)
-        .await?;
+    if let Some(row) = row {
+        audit_log::Entity::insert(row)
+            .exec_without_returning(txn)
+            .await?;
+    }
     Ok(Some(scope))
+}
+
+/// The scope's row, for the last write of `txn` to carry in the same
+/// statement (the ledger's combined write: one round trip less than an
+/// INSERT of its own at commit); `txn`'s commit then does not insert it.
+/// `None` outside a scope, once recorded, or if a write of this
+/// transaction carries it already. The row is as the scope is now: what
+/// the mutation notes after ([`note_created`]) does not reach it, so the
+/// caller notes first. If `txn` rolls back, the next transaction's commit
+/// (or `Scope::finish`) writes the row as before.
+pub(crate) fn row_with_last_write(txn: &DatabaseTransaction) -> Option<audit_log::ActiveModel> {
+    SCOPE
+        .try_with(|s| {
+            let mut state = s.lock();
+            if state.recorded || state.written_by.is_some() {
+                return None;
+            }
+            state.written_by = Some(txn_key(txn));
+            Some(state.row(OK))
+        })
+        .ok()
+        .flatten()
+}
+
+/// A transaction by its address (boxed by `WriteTxn`, so it stays put while
+/// open; the metrics count its entries by the same key).
+pub(crate) fn txn_key(txn: &DatabaseTransaction) -> usize {
+    std::ptr::from_ref(txn) as usize
 }
 
 /// A write transaction began ([`crate::db::Db::begin_write`]): what an
@@ -233,6 +274,18 @@ pub(crate) fn on_begin() {
         if !state.recorded {
             state.created.clear();
             state.replayed = false;
+        }
+    });
+}
+
+/// Transaction `txn` ([`txn_key`]) ended without committing (rolled back,
+/// dropped, or its COMMIT failed): if a write of it carried the scope's
+/// row, the row is due again, at the next transaction's commit.
+pub(crate) fn not_committed(txn: usize) {
+    let _ = SCOPE.try_with(|s| {
+        let mut state = s.lock();
+        if state.written_by == Some(txn) {
+            state.written_by = None;
         }
     });
 }
@@ -324,8 +377,16 @@ mod tests {
     #[test]
     fn pending_is_the_first_commit_only() {
         let s = scope(&[]);
-        assert!(s.pending().is_some());
+        assert!(s.pending(1).is_some());
         after_commit(Some(s.clone()));
-        assert!(s.pending().is_none());
+        assert!(s.pending(1).is_none());
+    }
+
+    #[test]
+    fn a_row_carried_by_a_write_is_not_pending_for_that_transaction() {
+        let s = scope(&[]);
+        s.lock().written_by = Some(1);
+        assert!(s.pending(1).is_none(), "its own commit does not insert it");
+        assert!(s.pending(2).is_some(), "another transaction's does");
     }
 }

@@ -347,11 +347,14 @@ impl WriteTxn {
     pub async fn commit(mut self) -> Result<(), DbErr> {
         let audited = crate::audit_scope::before_commit(self.txn()).await?;
         let inner = self.inner.take().expect("open until consumed");
-        let key = std::ptr::from_ref::<DatabaseTransaction>(&inner) as usize;
+        let key = crate::audit_scope::txn_key(&inner);
         let result = inner.commit().await;
         match result {
             Ok(()) => crate::metrics::entries_committed(key),
-            Err(_) => crate::metrics::entries_dropped(key),
+            Err(_) => {
+                crate::metrics::entries_dropped(key);
+                crate::audit_scope::not_committed(key);
+            }
         }
         result?;
         crate::audit_scope::after_commit(audited);
@@ -362,7 +365,9 @@ impl WriteTxn {
     /// next use).
     pub async fn rollback(mut self) -> Result<(), DbErr> {
         let inner = self.inner.take().expect("open until consumed");
-        crate::metrics::entries_dropped(std::ptr::from_ref::<DatabaseTransaction>(&inner) as usize);
+        let key = crate::audit_scope::txn_key(&inner);
+        crate::metrics::entries_dropped(key);
+        crate::audit_scope::not_committed(key);
         inner.rollback().await
     }
 }
@@ -370,9 +375,9 @@ impl WriteTxn {
 impl Drop for WriteTxn {
     fn drop(&mut self) {
         if let Some(inner) = &self.inner {
-            crate::metrics::entries_dropped(
-                std::ptr::from_ref::<DatabaseTransaction>(inner) as usize
-            );
+            let key = crate::audit_scope::txn_key(inner);
+            crate::metrics::entries_dropped(key);
+            crate::audit_scope::not_committed(key);
         }
     }
 }

@@ -1069,6 +1069,9 @@ pub(crate) struct Flush {
     /// (customer, credit system) of each wallet here.
     pairs: HashSet<(Uuid, Uuid)>,
     keys: Vec<idempotency_record::Model>,
+    /// The running mutation's audit row, when the caller said this is the
+    /// transaction's last write ([`Session::finish_last`](super::Session::finish_last)).
+    audit: Option<entity::audit_log::ActiveModel>,
 }
 
 /// Rows per multi-row UPDATE (`CASE` by id): bounded so a statement's
@@ -1099,11 +1102,17 @@ impl Flush {
             && self.events.is_empty()
             && self.wallets.is_empty()
             && self.keys.is_empty()
+            && self.audit.is_none()
     }
 
     /// An outbox event to write with the rest.
     fn event(&mut self, event: entity::outbox_event::ActiveModel) {
         self.events.push(event);
+    }
+
+    /// The mutation's audit row, to write with the rest.
+    fn audit(&mut self, row: entity::audit_log::ActiveModel) {
+        self.audit = Some(row);
     }
 
     /// An idempotency key to record with the writes (see [`Flush::write`]).
@@ -1183,6 +1192,7 @@ impl Flush {
         ));
         let events = !self.events.is_empty();
         writes.extend(insert_statements(backend, self.events));
+        writes.extend(insert_statements(backend, self.audit));
         for chunk in self.wallets.chunks(UPDATE_CHUNK) {
             let id = |w: &wallet::Model| wallet::Column::Id.eq(w.id);
             writes.push(

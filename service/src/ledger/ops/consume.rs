@@ -25,7 +25,8 @@ pub struct ConsumeOutcome {
 /// The hot path, in as few statements as the databases allow: the wallet
 /// locked with its customer and credit system resolved (one statement),
 /// its grants with lapsed holds and the plans' limits (one), and every
-/// write with the key's record (one: the [`Session`]'s write). The key is
+/// write with the key's record and the request's audit row (one: the
+/// [`Session`]'s write, [`Session::finish_last`]). The key is
 /// recorded with the writes rather than looked up first
 /// ([`idempotency::replay_after`]): a replay (or any refusal) rolls the
 /// attempt back and answers from the key's record, as if looked up first.
@@ -72,8 +73,8 @@ pub async fn consume(
             .map_err(|r| refused(amount, r))?;
         let splits = book.split_models_of(entry.id);
         session.record_key(request.record_model(tenant_id, entry.id, now));
-        session.finish(book).await?;
         audit_log::note_created(audit_log::Created::Entry, entry.id);
+        session.finish_last(book).await?;
         Ok(ConsumeOutcome {
             entry: entry.try_into()?,
             splits: splits.into_iter().map(Into::into).collect(),
