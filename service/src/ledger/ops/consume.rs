@@ -70,10 +70,10 @@ pub async fn consume(
                 Some(request.key().as_str()),
             )
             .map_err(|r| refused(amount, r))?;
-        let splits = book.split_models_of(entry.id);
+        let splits = book.split_models_of(EntryId::from_uuid(entry.id));
         session.record_key(request.record_model(tenant_id, entry.id, now));
         session.finish(book).await?;
-        audit_log::note_created(audit_log::Created::Entry, entry.id);
+        audit_log::note_created(EntryId::from_uuid(entry.id));
         Ok(ConsumeOutcome {
             entry: entry.try_into()?,
             splits: splits.into_iter().map(Into::into).collect(),
