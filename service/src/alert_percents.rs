@@ -5,9 +5,9 @@
 
 use rust_decimal::Decimal;
 use sea_orm::DbErr;
-use uuid::Uuid;
 
 use crate::error::{Invalid, unknown};
+use crate::ids::TypedId;
 
 /// Thresholds one list holds at most.
 pub const PERCENTS_MAX: usize = 10;
@@ -56,13 +56,16 @@ pub fn to_json(percents: &[Decimal]) -> serde_json::Value {
 }
 
 /// A stored list (`table.column` of row `id`); anything but an array of
-/// decimal strings is a broken invariant.
-pub fn from_json(
+/// decimal strings is a broken invariant. Both a wallet and a plan credit
+/// keep one, so the row's id is of the caller's kind; the error names it
+/// as its column stores it (the bare UUID), as every stored-value error
+/// does.
+pub fn from_json<T: TypedId>(
     table: &'static str,
-    id: Uuid,
+    id: T,
     value: &serde_json::Value,
 ) -> Result<Vec<Decimal>, DbErr> {
-    let bad = || unknown(table, "usage_alert_percents", id, &value.to_string());
+    let bad = || unknown(table, "usage_alert_percents", id.uuid(), &value.to_string());
     value
         .as_array()
         .ok_or_else(bad)?

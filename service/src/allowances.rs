@@ -39,7 +39,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use crate::ids::{CreditSystemId, CustomerId};
+use crate::ids::{CreditSystemId, CustomerId, PlanId};
 use crate::{
     Clock, Db,
     amount::{from_micros, to_micros},
@@ -274,7 +274,9 @@ async fn reset_chunk(
     let mut plans: HashMap<Uuid, PlanInfo> = HashMap::new();
     for sub in &subs {
         if let Entry::Vacant(slot) = plans.entry(sub.plan_id) {
-            let credits = catalog::plan_credits_of(&txn, sub.tenant_id, &[sub.plan_id]).await?;
+            let credits =
+                catalog::plan_credits_of(&txn, sub.tenant_id, &[PlanId::from_uuid(sub.plan_id)])
+                    .await?;
             let plan = catalog::find_plan(&txn, sub.tenant_id, &catalog::Ref::Id(sub.plan_id))
                 .await?
                 .ok_or_else(|| {
@@ -765,7 +767,7 @@ async fn grant_next_period(
     let event = outbox::event(
         sub.tenant_id,
         EventType::AllowanceReset,
-        Some(allowance_grant.wallet_id.uuid()),
+        Some(allowance_grant.wallet_id),
         serde_json::json!({
             "subscriptionId": sub.id,
             "customerId": sub.customer_id,

@@ -154,7 +154,7 @@ pub(crate) async fn insert(
     }
     .insert(conn)
     .await?;
-    crate::audit_log::note_created(crate::audit_log::Created::ApiKey, id);
+    crate::audit_log::note_created(ApiKeyId::from_uuid(id));
     Ok(IssuedKey {
         key: model.try_into()?,
         secret: full,
@@ -175,7 +175,7 @@ pub async fn create(
     let txn = db.begin_write().await?;
     let issued = insert(&txn, clock, tenant_id, role, name).await?;
     // Outside a request (the command line): recorded as SYSTEM.
-    let key_id = crate::audit_log::Created::ApiKey.api_id(issued.key.id);
+    let key_id = ApiKeyId::from_uuid(issued.key.id).to_string();
     crate::audit_log::record_system(&txn, clock, tenant_id, "createApiKey", vec![key_id]).await?;
     txn.commit().await?;
     Ok(issued)

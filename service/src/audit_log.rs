@@ -57,7 +57,7 @@ use uuid::Uuid;
 
 pub(crate) use crate::audit_scope::note_replay;
 pub use crate::audit_scope::{
-    Actor, Created, Mutation, OK, Scope, TARGET_LEN_MAX, TARGETS_MAX, note_created,
+    Actor, Mutation, OK, Scope, TARGET_LEN_MAX, TARGETS_MAX, note_created,
 };
 use crate::{
     Clock, Db,

@@ -16,6 +16,7 @@ use entity::audit_log;
 use sea_orm::{ActiveValue::Set, DatabaseTransaction, DbErr, EntityTrait};
 use uuid::Uuid;
 
+use crate::ids::TypedId;
 use crate::principal::Role;
 
 /// The outcome of a mutation that succeeded.
@@ -78,36 +79,6 @@ pub struct Mutation {
     pub targets: Vec<String>,
     /// When the mutation started.
     pub at: DateTime<Utc>,
-}
-
-/// What kind of thing a mutation created, for [`note_created`]. Each
-/// kind's prefix is the API's (`api::graphql::ids`; a test there holds
-/// the two equal), so a target reads as the id clients see.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Created {
-    ApiKey,
-    Customer,
-    Grant,
-    Entry,
-    WebhookEndpoint,
-}
-
-impl Created {
-    /// The prefix of this kind's API ids.
-    pub fn prefix(self) -> &'static str {
-        match self {
-            Created::ApiKey => "key",
-            Created::Customer => "cus",
-            Created::Grant => "grt",
-            Created::Entry => "ent",
-            Created::WebhookEndpoint => "whe",
-        }
-    }
-
-    /// The API id of `id`: `key_0193…`.
-    pub fn api_id(self, id: Uuid) -> String {
-        format!("{}_{}", self.prefix(), id.simple())
-    }
 }
 
 /// The audit scope of one mutation (see the module doc). Cheap to clone:
@@ -297,10 +268,12 @@ pub(crate) fn after_commit(scope: Option<Scope>) {
     }
 }
 
-/// Reports that the running mutation created `id` (a target of its row).
+/// Reports that the running mutation created `id` (a target of its row,
+/// in its public form, `key_0193…`: the id clients see). Any kind: a
+/// mutation creates a customer, a grant, an entry, a key, an endpoint.
 /// Outside a scope (a job) it does nothing.
-pub fn note_created(kind: Created, id: Uuid) {
-    let _ = SCOPE.try_with(|s| s.lock().created.push(kind.api_id(id)));
+pub fn note_created<T: TypedId>(id: T) {
+    let _ = SCOPE.try_with(|s| s.lock().created.push(id.to_string()));
 }
 
 /// Reports that the running mutation is an idempotent replay.
@@ -316,6 +289,7 @@ pub(crate) fn in_scope() -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ids::EntryId;
 
     fn scope(targets: &[&str]) -> Scope {
         Scope::new(Mutation {
@@ -352,15 +326,15 @@ mod tests {
     #[test]
     fn rows_carry_created_ids_only_when_ok_and_new() {
         let s = scope(&["idempotencyKey=k"]);
-        let id = Uuid::now_v7();
-        s.lock().created.push(Created::Entry.api_id(id));
+        let id = EntryId::new_v7();
+        s.lock().created.push(id.to_string());
         let targets = |row: &audit_log::ActiveModel| -> Vec<String> {
             serde_json::from_str(row.targets.as_ref()).unwrap()
         };
         let row = s.lock().row(OK);
         assert_eq!(
             targets(&row),
-            ["idempotencyKey=k".to_owned(), Created::Entry.api_id(id)]
+            ["idempotencyKey=k".to_owned(), id.to_string()]
         );
         assert_eq!(row.replayed.as_ref(), &false);
         assert_eq!(row.actor_kind.as_ref(), "SYSTEM");

@@ -15,7 +15,7 @@ use entity::top_up_order;
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
 use uuid::Uuid;
 
-use crate::ids::{CreditSystemId, CustomerId};
+use crate::ids::{CreditSystemId, CustomerId, WalletId};
 use crate::{
     Clock, Code, Db, DomainError,
     credit_systems::CreditSystemRef,
@@ -44,10 +44,10 @@ pub(crate) async fn top_up(
     db: &Db,
     clock: &dyn Clock,
     tenant_id: Uuid,
-    wallet_id: Uuid,
+    wallet_id: WalletId,
 ) -> Result<TopUp, Error> {
     let now = clock.now();
-    let Some(wallet) = entity::wallet::Entity::find_by_id(wallet_id)
+    let Some(wallet) = entity::wallet::Entity::find_by_id(wallet_id.uuid())
         .filter(entity::wallet::Column::TenantId.eq(tenant_id))
         .one(db.reader())
         .await?
@@ -91,7 +91,7 @@ pub(crate) async fn top_up(
         Err(e) => return Ok(TopUp::Unpriced(e.to_string())),
     };
     let txn = db.begin_write().await?;
-    entity::wallet::Entity::find_by_id(wallet_id)
+    entity::wallet::Entity::find_by_id(wallet_id.uuid())
         .lock_exclusive()
         .one(&txn)
         .await?;

@@ -392,7 +392,11 @@ pub async fn list(
 }
 
 /// Credit systems by id, for batched reads.
-pub async fn by_ids(db: &Db, tenant_id: Uuid, ids: &[Uuid]) -> Result<Vec<CreditSystem>, Error> {
+pub async fn by_ids(
+    db: &Db,
+    tenant_id: Uuid,
+    ids: &[CreditSystemId],
+) -> Result<Vec<CreditSystem>, Error> {
     Ok(credit_system::Entity::find()
         .filter(credit_system::Column::TenantId.eq(tenant_id))
         .filter(credit_system::Column::Id.is_in(ids.iter().copied()))

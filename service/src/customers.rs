@@ -223,7 +223,7 @@ pub async fn create(
         }
         Err(e) => return Err(e.into()),
     };
-    crate::audit_log::note_created(crate::audit_log::Created::Customer, model.id);
+    crate::audit_log::note_created(CustomerId::from_uuid(model.id));
     txn.commit().await?;
     Ok(model.into())
 }
@@ -312,7 +312,7 @@ pub async fn ancestors(
 /// values, in placeholder order; the caller selects from `subtree` (a
 /// customer may appear twice only in such a cycle: select DISTINCT where
 /// it matters). However deep the tree, it is part of one statement.
-pub(crate) fn subtree_cte(tenant_id: Uuid, roots: &[Uuid]) -> (String, Vec<Value>) {
+pub(crate) fn subtree_cte(tenant_id: Uuid, roots: &[CustomerId]) -> (String, Vec<Value>) {
     let sql = format!(
         "subtree(root_id, id, depth) AS ( \
            SELECT id, id, 0 FROM customer WHERE tenant_id = ? AND id IN ({}) \
@@ -557,7 +557,7 @@ pub async fn list(
 }
 
 /// Customers by id, for batched reads.
-pub async fn by_ids(db: &Db, tenant_id: Uuid, ids: &[Uuid]) -> Result<Vec<Customer>, Error> {
+pub async fn by_ids(db: &Db, tenant_id: Uuid, ids: &[CustomerId]) -> Result<Vec<Customer>, Error> {
     Ok(customer::Entity::find()
         .filter(customer::Column::TenantId.eq(tenant_id))
         .filter(customer::Column::Id.is_in(ids.iter().copied()))
@@ -574,9 +574,9 @@ pub async fn by_ids(db: &Db, tenant_id: Uuid, ids: &[Uuid]) -> Result<Vec<Custom
 pub async fn children_pages(
     db: &Db,
     tenant_id: Uuid,
-    parent_ids: &[Uuid],
+    parent_ids: &[CustomerId],
     page: PageRequest,
-) -> Result<std::collections::HashMap<Uuid, Page<Uuid>>, DbErr> {
+) -> Result<std::collections::HashMap<CustomerId, Page<CustomerId>>, DbErr> {
     if parent_ids.is_empty() {
         return Ok(Default::default());
     }
@@ -596,15 +596,15 @@ pub async fn children_pages(
         vec!["?"; parent_ids.len()].join(", ")
     );
     let conn = db.reader();
-    let mut found: std::collections::HashMap<Uuid, Vec<Uuid>> = Default::default();
+    let mut found: std::collections::HashMap<CustomerId, Vec<CustomerId>> = Default::default();
     for row in conn
         .query_all_raw(statement(conn.get_database_backend(), &sql, values))
         .await?
     {
         found
-            .entry(row.try_get::<Uuid>("", "parent_id")?)
+            .entry(CustomerId::from_uuid(row.try_get("", "parent_id")?))
             .or_default()
-            .push(row.try_get::<Uuid>("", "id")?);
+            .push(CustomerId::from_uuid(row.try_get("", "id")?));
     }
     Ok(parent_ids
         .iter()

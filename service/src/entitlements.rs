@@ -16,7 +16,7 @@ use sea_orm::{ColumnTrait, DbErr, EntityTrait, QueryFilter};
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::ids::{CreditSystemId, CustomerId};
+use crate::ids::{CreditSystemId, CustomerId, PlanId};
 use crate::{
     Clock, Db,
     amount::positive_micros,
@@ -94,6 +94,7 @@ async fn entitlement_for(
     feature_id: Uuid,
     now: DateTime<Utc>,
 ) -> Result<Option<(Subscription, Entitlement, Option<PlanCredit>)>, Error> {
+    let customer_id = CustomerId::from_uuid(customer_id);
     let subs: Vec<Subscription> = subscriptions::of_customers(db, tenant_id, &[customer_id])
         .await?
         .remove(&customer_id)
@@ -104,17 +105,18 @@ async fn entitlement_for(
     if subs.is_empty() {
         return Ok(None);
     }
-    let plan_ids: Vec<Uuid> = subs.iter().map(|s| s.plan_id).collect();
+    let plan_ids: Vec<PlanId> = subs.iter().map(|s| PlanId::from_uuid(s.plan_id)).collect();
     let entitlements = catalog::entitlements_of(db.reader(), tenant_id, &plan_ids).await?;
     for sub in subs {
         if let Some(e) = entitlements
             .iter()
             .find(|e| e.plan_id == sub.plan_id && e.feature_id == feature_id)
         {
-            let pc = catalog::plan_credits_of(db.reader(), tenant_id, &[sub.plan_id])
-                .await?
-                .into_iter()
-                .find(|pc| pc.credit_system_id == e.credit_system_id);
+            let pc =
+                catalog::plan_credits_of(db.reader(), tenant_id, &[PlanId::from_uuid(sub.plan_id)])
+                    .await?
+                    .into_iter()
+                    .find(|pc| pc.credit_system_id == e.credit_system_id);
             return Ok(Some((sub, e.clone(), pc)));
         }
     }
@@ -314,9 +316,9 @@ pub async fn check_entitlement(
     let wallet = read::wallet_of(db, tenant_id, CustomerId::from_uuid(customer.id), cs.id).await?;
     let (available, overage) = match &wallet {
         Some(w) => (
-            read::balances(db, tenant_id, &[w.id.uuid()], now)
+            read::balances(db, tenant_id, &[w.id], now)
                 .await?
-                .remove(&w.id.uuid())
+                .remove(&w.id)
                 .unwrap_or_default()
                 .available,
             w.allow_overage,

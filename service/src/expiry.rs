@@ -202,7 +202,7 @@ async fn expiring_soon(db: &Db, now: chrono::DateTime<Utc>, limit: u64) -> Resul
             outbox::event(
                 g.tenant_id,
                 EventType::CreditsExpiringSoon,
-                Some(g.wallet_id),
+                Some(WalletId::from_uuid(g.wallet_id)),
                 serde_json::json!({
                     "walletId": g.wallet_id,
                     "customerId": w.map(|w| w.customer_id),

@@ -58,7 +58,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::{Clock, error::Invalid};
+use crate::{Clock, error::Invalid, ids::TypedId};
 
 /// A validated idempotency key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,12 +122,12 @@ impl Request {
 
     /// Records the key's first use; see [`record`].
     #[must_use = "a false answer means the caller's writes must be rolled back"]
-    pub async fn record(
+    pub async fn record<T: TypedId>(
         &self,
         conn: &impl ConnectionTrait,
         clock: &dyn Clock,
         tenant_id: Uuid,
-        result_id: Uuid,
+        result_id: T,
     ) -> Result<bool, DbErr> {
         record(
             conn,
@@ -265,22 +265,26 @@ pub async fn check(
 /// Records the key's first use. `false`: another transaction recorded the
 /// key first (a concurrent request that no lock serialized with this one);
 /// the caller must roll back and answer from that record instead.
+///
+/// `result_id` is what the operation made (an entry, an order, a refund, a
+/// subscription, …), so its kind is the caller's: any typed id, stored as
+/// its bare UUID (a replay reads it back as the operation's kind).
 #[must_use = "a false answer means the caller's writes must be rolled back"]
-pub async fn record(
+pub async fn record<T: TypedId>(
     conn: &impl ConnectionTrait,
     clock: &dyn Clock,
     tenant_id: Uuid,
     key: &IdempotencyKey,
     operation: &str,
     request_hash: &str,
-    result_id: Uuid,
+    result_id: T,
 ) -> Result<bool, DbErr> {
     let record = idempotency_record::Model {
         tenant_id,
         key: key.0.clone(),
         operation: operation.to_owned(),
         request_hash: request_hash.to_owned(),
-        result_id,
+        result_id: result_id.uuid(),
         created_at: clock.now(),
     };
     Ok(record_many(conn, vec![record]).await? == 1)

@@ -23,6 +23,8 @@ use sea_orm::{ActiveValue::Set, ConnectionTrait, DatabaseBackend, DbErr};
 use serde::Serialize;
 use uuid::Uuid;
 
+use crate::ids::WalletId;
+
 /// What happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 pub enum EventType {
@@ -89,7 +91,7 @@ impl EventType {
 pub fn event(
     tenant_id: Uuid,
     event_type: EventType,
-    wallet_id: Option<Uuid>,
+    wallet_id: Option<WalletId>,
     payload: serde_json::Value,
     at: DateTime<Utc>,
 ) -> outbox_event::ActiveModel {
@@ -97,7 +99,7 @@ pub fn event(
         id: Set(Uuid::now_v7()),
         tenant_id: Set(tenant_id),
         event_type: Set(event_type.as_str().to_owned()),
-        wallet_id: Set(wallet_id),
+        wallet_id: Set(wallet_id.map(WalletId::uuid)),
         payload: Set(payload),
         created_at: Set(at),
         dispatched_at: Set(None),

@@ -26,7 +26,7 @@ use sea_orm::{
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::ids::{CreditSystemId, CustomerId, OrderId, PlanCreditId};
+use crate::ids::{CreditSystemId, CustomerId, GrantId, OrderId, PlanCreditId, PlanId, RefundId};
 use crate::{
     Clock, Db,
     amount::{from_micros, positive_micros, to_micros},
@@ -220,6 +220,7 @@ pub(crate) async fn selling_plan_credit(
     credit_system_id: Uuid,
     now: DateTime<Utc>,
 ) -> Result<Option<PlanCredit>, Error> {
+    let customer_id = CustomerId::from_uuid(customer_id);
     let subs = subscription_state::of_customers(db, tenant_id, &[customer_id])
         .await?
         .remove(&customer_id)
@@ -228,16 +229,17 @@ pub(crate) async fn selling_plan_credit(
         .iter()
         .filter(|s| s.status_at(now) == SubscriptionStatus::Active)
     {
-        let found = catalog::plan_credits_of(db.reader(), tenant_id, &[sub.plan_id])
-            .await?
-            .into_iter()
-            .find(|pc| {
-                pc.credit_system_id == credit_system_id
-                    && pc
-                        .pricing
-                        .as_ref()
-                        .is_some_and(|p| p.top_up_price.is_some())
-            });
+        let found =
+            catalog::plan_credits_of(db.reader(), tenant_id, &[PlanId::from_uuid(sub.plan_id)])
+                .await?
+                .into_iter()
+                .find(|pc| {
+                    pc.credit_system_id == credit_system_id
+                        && pc
+                            .pricing
+                            .as_ref()
+                            .is_some_and(|p| p.top_up_price.is_some())
+                });
         if found.is_some() {
             return Ok(found);
         }
@@ -472,7 +474,10 @@ pub async fn purchase(
             let model = new_order(tenant_id, &priced, false, now)?
                 .insert(&txn)
                 .await?;
-            if !request.record(&txn, clock, tenant_id, model.id).await? {
+            if !request
+                .record(&txn, clock, tenant_id, OrderId::from_uuid(model.id))
+                .await?
+            {
                 return Err(Error::IdempotencyConflict);
             }
             Ok(model.try_into()?)
@@ -852,6 +857,7 @@ pub async fn refund_order(
         }
         let grant_id = order
             .grant_id
+            .map(GrantId::from_uuid)
             .ok_or_else(|| Error::Conflict("this order has no grant to refund".into(), "order"))?;
         let earlier = entity::top_up_refund::Entity::find()
             .filter(entity::top_up_refund::Column::TenantId.eq(tenant_id))
@@ -938,7 +944,10 @@ pub async fn refund_order(
             );
         }
         outbox::write(&txn, vec![event]).await?;
-        if !request.record(&txn, clock, tenant_id, refund.id).await? {
+        if !request
+            .record(&txn, clock, tenant_id, RefundId::from_uuid(refund.id))
+            .await?
+        {
             return Err(Error::IdempotencyConflict);
         }
         Ok(RefundOutcome {
@@ -1136,7 +1145,7 @@ pub(crate) async fn recurring_order_in(
         &key,
         "recurring",
         &hash,
-        order.id,
+        OrderId::from_uuid(order.id),
     )
     .await?
     {
@@ -1146,7 +1155,7 @@ pub(crate) async fn recurring_order_in(
 }
 
 /// Orders by id, for batched reads.
-pub async fn by_ids(db: &Db, tenant_id: Uuid, ids: &[Uuid]) -> Result<Vec<TopUpOrder>, DbErr> {
+pub async fn by_ids(db: &Db, tenant_id: Uuid, ids: &[OrderId]) -> Result<Vec<TopUpOrder>, DbErr> {
     top_up_order::Entity::find()
         .filter(top_up_order::Column::TenantId.eq(tenant_id))
         .filter(top_up_order::Column::Id.is_in(ids.iter().copied()))

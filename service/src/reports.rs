@@ -38,6 +38,7 @@ use crate::{
     customers,
     db::statement,
     error::{Code, DomainError, Invalid},
+    ids::CustomerId,
     ledger::EntryType,
     tenants,
 };
@@ -84,14 +85,14 @@ pub enum Customers {
     #[default]
     All,
     /// One customer's own wallets.
-    One(Uuid),
+    One(CustomerId),
     /// A customer's wallets and those of every customer below it.
-    Subtree(Uuid),
+    Subtree(CustomerId),
 }
 
 impl Customers {
     /// One customer, with its descendants or not; `None`: the tenant.
-    pub fn of(customer_id: Option<Uuid>, include_descendants: bool) -> Self {
+    pub fn of(customer_id: Option<CustomerId>, include_descendants: bool) -> Self {
         match customer_id {
             None => Customers::All,
             Some(id) if include_descendants => Customers::Subtree(id),

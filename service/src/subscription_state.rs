@@ -22,7 +22,7 @@ use crate::{
     catalog::{self, BillingInterval, Ref},
     customers,
     error::{Code, DomainError, Invalid},
-    ids::SubscriptionId,
+    ids::{CustomerId, PlanId, SubscriptionId},
     ledger, periods,
 };
 
@@ -191,27 +191,27 @@ pub async fn get(db: &Db, tenant_id: Uuid, id: SubscriptionId) -> Result<Subscri
 pub async fn of_customers(
     db: &Db,
     tenant_id: Uuid,
-    customer_ids: &[Uuid],
-) -> Result<HashMap<Uuid, Vec<Subscription>>, Error> {
+    customer_ids: &[CustomerId],
+) -> Result<HashMap<CustomerId, Vec<Subscription>>, Error> {
     let rows = subscription::Entity::find()
         .filter(subscription::Column::TenantId.eq(tenant_id))
         .filter(subscription::Column::CustomerId.is_in(customer_ids.iter().copied()))
         .order_by_asc(subscription::Column::StartedAt)
         .all(db.reader())
         .await?;
-    let plan_ids: Vec<Uuid> = rows.iter().map(|s| s.plan_id).collect();
+    let plan_ids: Vec<PlanId> = rows.iter().map(|s| PlanId::from_uuid(s.plan_id)).collect();
     let intervals: HashMap<Uuid, BillingInterval> = catalog::plans_by_ids(db, tenant_id, &plan_ids)
         .await?
         .into_iter()
         .map(|p| (p.id, p.billing_interval))
         .collect();
-    let mut out: HashMap<Uuid, Vec<Subscription>> = HashMap::new();
+    let mut out: HashMap<CustomerId, Vec<Subscription>> = HashMap::new();
     for s in rows {
         let interval = intervals
             .get(&s.plan_id)
             .copied()
             .ok_or_else(|| missing_plan(s.plan_id))?;
-        out.entry(s.customer_id)
+        out.entry(CustomerId::from_uuid(s.customer_id))
             .or_default()
             .push(Subscription::from_model(s, interval));
     }

@@ -23,7 +23,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use crate::ids::{CreditSystemId, CustomerId, SubscriptionId};
+use crate::ids::{CreditSystemId, CustomerId, PlanId, SubscriptionId};
 pub use crate::subscription_state::{Error, Subscription, SubscriptionStatus, get, of_customers};
 use crate::{
     Clock, Db,
@@ -130,7 +130,8 @@ pub async fn subscribe(
             }
             .insert(&txn)
             .await?;
-            let plan_credits = catalog::plan_credits_of(&txn, tenant_id, &[plan.id]).await?;
+            let plan_credits =
+                catalog::plan_credits_of(&txn, tenant_id, &[PlanId::from_uuid(plan.id)]).await?;
             let mut grants = Vec::new();
             for pc in &plan_credits {
                 ledger::ensure_wallet_in(
@@ -171,7 +172,10 @@ pub async fn subscribe(
             let mut active = model.clone().into_active_model();
             active.next_reset_at = Set(next);
             let model = active.update(&txn).await?;
-            if !request.record(&txn, clock, tenant_id, model.id).await? {
+            if !request
+                .record(&txn, clock, tenant_id, SubscriptionId::from_uuid(model.id))
+                .await?
+            {
                 return Err(Error::IdempotencyConflict);
             }
             let mut subscription = Subscription::from_model(model, plan.billing_interval);
@@ -226,7 +230,9 @@ async fn replay(
         .order_by_asc(allowance_period::Column::PeriodStart)
         .all(conn)
         .await?;
-    let plan_credits = catalog::plan_credits_of(conn, tenant_id, &[subscription.plan_id]).await?;
+    let plan_credits =
+        catalog::plan_credits_of(conn, tenant_id, &[PlanId::from_uuid(subscription.plan_id)])
+            .await?;
     let mut grants = Vec::new();
     for pc in &plan_credits {
         let Some(first) = periods.iter().find(|p| p.plan_credit_id == pc.id) else {

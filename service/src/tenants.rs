@@ -234,7 +234,7 @@ pub async fn bootstrap(db: &Db, clock: &dyn Clock) -> Result<Option<(Tenant, Iss
         Err(e) => return Err(e),
     };
     let key = api_keys::insert(&txn, clock, tenant.id, Role::Admin, "bootstrap").await?;
-    let key_id = crate::audit_log::Created::ApiKey.api_id(key.key.id);
+    let key_id = crate::ids::ApiKeyId::from_uuid(key.key.id).to_string();
     crate::audit_log::record_system(&txn, clock, tenant.id, "bootstrap", vec![key_id]).await?;
     txn.commit().await?;
     Ok(Some((tenant, key)))

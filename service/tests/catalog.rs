@@ -5,6 +5,7 @@
 mod common;
 
 use common::{World, d};
+use service::ids::{FeatureId, PlanId, ProductId};
 use service::{
     Clock, Code, DomainError,
     catalog::{
@@ -131,7 +132,7 @@ async fn products_are_created_once_by_key_and_listed_in_pages() {
     .await
     .unwrap();
     assert_eq!((rest.items.len(), rest.has_next_page), (1, false));
-    let ids = [p.id, rest.items[0].id];
+    let ids = [p.id, rest.items[0].id].map(ProductId::from_uuid);
     assert_eq!(
         catalog::products_by_ids(db, t, &ids).await.unwrap().len(),
         2
@@ -171,7 +172,9 @@ async fn features_are_created_once_by_key() {
         .unwrap();
     assert_eq!(page.items, vec![f.clone()]);
     assert_eq!(
-        catalog::features_by_ids(db, t, &[f.id]).await.unwrap(),
+        catalog::features_by_ids(db, t, &[FeatureId::from_uuid(f.id)])
+            .await
+            .unwrap(),
         vec![f]
     );
 }
@@ -282,7 +285,7 @@ async fn plans_move_from_draft_to_published_to_archived() {
         catalog::list_plans(
             db,
             t,
-            Some(plan.product_id),
+            Some(ProductId::from_uuid(plan.product_id)),
             Some(s),
             PageRequest::new(None, None).unwrap(),
         )
@@ -293,7 +296,10 @@ async fn plans_move_from_draft_to_published_to_archived() {
     );
     assert!(by_status(PlanStatus::Draft).await.unwrap().items.is_empty());
     assert_eq!(
-        catalog::plans_by_ids(db, t, &[plan.id]).await.unwrap()[0].status,
+        catalog::plans_by_ids(db, t, &[PlanId::from_uuid(plan.id)])
+            .await
+            .unwrap()[0]
+            .status,
         PlanStatus::Archived
     );
 }
@@ -398,7 +404,7 @@ async fn plan_credits_are_checked_against_the_credit_system_and_each_other() {
     assert_eq!(updated.spend_floor(), None);
     let plan = catalog::get_plan(db, t, &key("pro")).await.unwrap();
     assert_eq!(
-        catalog::plan_credits_of(db.reader(), t, &[plan.id])
+        catalog::plan_credits_of(db.reader(), t, &[PlanId::from_uuid(plan.id)])
             .await
             .unwrap(),
         vec![updated]
@@ -471,7 +477,7 @@ async fn entitlements_price_features_in_an_attached_credit_system() {
     );
     let plan = catalog::get_plan(db, t, &key("pro")).await.unwrap();
     assert_eq!(
-        catalog::entitlements_of(db.reader(), t, &[plan.id])
+        catalog::entitlements_of(db.reader(), t, &[PlanId::from_uuid(plan.id)])
             .await
             .unwrap(),
         vec![second.clone()]
@@ -488,14 +494,14 @@ async fn entitlements_price_features_in_an_attached_credit_system() {
         (copy.status, copy.copied_from_plan_id),
         (PlanStatus::Draft, Some(plan.id))
     );
-    let copied = catalog::entitlements_of(db.reader(), t, &[copy.id])
+    let copied = catalog::entitlements_of(db.reader(), t, &[PlanId::from_uuid(copy.id)])
         .await
         .unwrap();
     assert_eq!(copied.len(), 1);
     assert_eq!(copied[0].credit_cost, d("2.5"));
     assert_ne!(copied[0].id, second.id);
     assert_eq!(
-        catalog::plan_credits_of(db.reader(), t, &[copy.id])
+        catalog::plan_credits_of(db.reader(), t, &[PlanId::from_uuid(copy.id)])
             .await
             .unwrap()
             .len(),
@@ -511,7 +517,7 @@ async fn entitlements_price_features_in_an_attached_credit_system() {
         .await
         .unwrap();
     assert!(
-        catalog::entitlements_of(db.reader(), t, &[copy.id])
+        catalog::entitlements_of(db.reader(), t, &[PlanId::from_uuid(copy.id)])
             .await
             .unwrap()
             .is_empty()

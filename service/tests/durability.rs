@@ -32,7 +32,6 @@ use service::{
     db::DbConfig,
     ledger::{self, Entry, audit},
 };
-use uuid::Uuid;
 
 /// The file-size limit below is per process: the tests of this file take
 /// turns.
@@ -108,7 +107,7 @@ impl Op {
 struct Run<'a> {
     w: &'a World,
     db: Db,
-    wallet_id: Uuid,
+    wallet_id: service::ids::WalletId,
     balance: Decimal,
     sent: Vec<Sent>,
 }
@@ -119,7 +118,7 @@ impl<'a> Run<'a> {
         Self {
             w,
             db: w.t.db.clone(),
-            wallet_id: w.wallet_id().await.uuid(),
+            wallet_id: w.wallet_id().await,
             balance: d(SEED),
             sent: Vec::new(),
         }
@@ -197,7 +196,7 @@ impl<'a> Run<'a> {
         let stored = ledger::read::entries_by_ids(
             &db,
             w.tenant_id,
-            &ok.iter().map(|e| e.id.uuid()).collect::<Vec<_>>(),
+            &ok.iter().map(|e| e.id).collect::<Vec<_>>(),
         )
         .await
         .unwrap();
@@ -272,14 +271,10 @@ impl<'a> Run<'a> {
     }
 }
 
-async fn verify(db: &Db, w: &World, wallet_id: Uuid) {
-    let problems = audit::verify_wallet(
-        db.reader(),
-        w.tenant_id,
-        service::ids::WalletId::from_uuid(wallet_id),
-    )
-    .await
-    .unwrap();
+async fn verify(db: &Db, w: &World, wallet_id: service::ids::WalletId) {
+    let problems = audit::verify_wallet(db.reader(), w.tenant_id, wallet_id)
+        .await
+        .unwrap();
     assert!(
         problems.is_empty(),
         "ledger invariants broken: {problems:#?}"

@@ -127,10 +127,10 @@ async fn balance_of(w: &World, customer: CustomerId) -> ledger::Balance {
         .await
         .unwrap()
         .unwrap();
-    ledger::read::balances(&w.t.db, w.tenant_id, &[wallet.id.uuid()], w.clock.now())
+    ledger::read::balances(&w.t.db, w.tenant_id, &[wallet.id], w.clock.now())
         .await
         .unwrap()
-        .remove(&wallet.id.uuid())
+        .remove(&wallet.id)
         .unwrap()
 }
 

@@ -77,13 +77,13 @@ async fn an_expired_grant_is_never_spent_and_the_next_write_books_its_expiry() {
     let page = read::entry_pages(
         &w.t.db,
         w.tenant_id,
-        &[wallet_id.uuid()],
+        &[wallet_id],
         &read::EntryFilter::default(),
         PageRequest::new(Some(10), None).unwrap(),
     )
     .await
     .unwrap()
-    .remove(&wallet_id.uuid())
+    .remove(&wallet_id)
     .unwrap();
     let kinds: Vec<_> = page
         .items
@@ -108,13 +108,13 @@ async fn entries(w: &World) -> Vec<(EntryType, rust_decimal::Decimal, rust_decim
     read::entry_pages(
         &w.t.db,
         w.tenant_id,
-        &[wallet_id.uuid()],
+        &[wallet_id],
         &read::EntryFilter::default(),
         PageRequest::new(Some(50), None).unwrap(),
     )
     .await
     .unwrap()
-    .remove(&wallet_id.uuid())
+    .remove(&wallet_id)
     .map(|p| {
         p.items
             .iter()
@@ -602,7 +602,7 @@ async fn concurrent_consumers_never_overdraw() {
     let usage = read::entry_pages(
         &w.t.db,
         w.tenant_id,
-        &[wallet_id.uuid()],
+        &[wallet_id],
         &read::EntryFilter {
             types: Some(vec![EntryType::Usage]),
             ..Default::default()
@@ -611,7 +611,7 @@ async fn concurrent_consumers_never_overdraw() {
     )
     .await
     .unwrap()
-    .remove(&wallet_id.uuid())
+    .remove(&wallet_id)
     .unwrap();
     assert_eq!(usage.items.len(), 20);
     w.verify().await;
@@ -730,13 +730,11 @@ async fn one_key_raced_on_two_wallets_is_a_conflict_not_an_error() {
     let theirs = read::balances(
         &w.t.db,
         w.tenant_id,
-        &[
-            read::wallet_of(&w.t.db, w.tenant_id, other.id, w.credit_system_id)
-                .await
-                .unwrap()
-                .map(|wallet| wallet.id.uuid())
-                .unwrap_or_default(),
-        ],
+        read::wallet_of(&w.t.db, w.tenant_id, other.id, w.credit_system_id)
+            .await
+            .unwrap()
+            .map(|wallet| wallet.id)
+            .as_slice(),
         service::Clock::now(&w.clock),
     )
     .await

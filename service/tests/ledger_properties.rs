@@ -13,6 +13,7 @@ use proptest::prelude::*;
 use rust_decimal::Decimal;
 use service::{
     Clock, Code, DomainError,
+    ids::WalletId,
     ledger::{self, Attribution, Category, EntryType, HoldStatus, read},
     pagination::PageRequest,
 };
@@ -88,7 +89,7 @@ fn pick<T: Copy>(items: &[T], i: usize) -> Option<T> {
     (!items.is_empty()).then(|| items[i % items.len()])
 }
 
-async fn entries_total(w: &World, wallet_id: Uuid, types: Vec<EntryType>) -> Decimal {
+async fn entries_total(w: &World, wallet_id: WalletId, types: Vec<EntryType>) -> Decimal {
     let mut total = Decimal::ZERO;
     let mut after = None;
     loop {
@@ -273,19 +274,9 @@ async fn run(ops: Vec<Op>) {
         // Nothing created or lost: what was granted is what is booked, spent,
         // held, expired or voided.
         let wallet_id = w.wallet_id().await;
-        let booked = entries_total(&w, wallet_id.uuid(), EntryType::ALL.to_vec()).await;
-        let gone = -entries_total(
-            &w,
-            wallet_id.uuid(),
-            vec![EntryType::Expiry, EntryType::Void],
-        )
-        .await;
-        let held = -entries_total(
-            &w,
-            wallet_id.uuid(),
-            vec![EntryType::Hold, EntryType::Release],
-        )
-        .await;
+        let booked = entries_total(&w, wallet_id, EntryType::ALL.to_vec()).await;
+        let gone = -entries_total(&w, wallet_id, vec![EntryType::Expiry, EntryType::Void]).await;
+        let held = -entries_total(&w, wallet_id, vec![EntryType::Hold, EntryType::Release]).await;
         let scheduled = scheduled_total(&w, wallet_id.uuid()).await;
         assert_eq!(
             granted - spent,
@@ -302,13 +293,13 @@ async fn run(ops: Vec<Op>) {
         let last = read::entry_pages(
             db,
             w.tenant_id,
-            &[wallet_id.uuid()],
+            &[wallet_id],
             &read::EntryFilter::default(),
             PageRequest::new(Some(1), None).unwrap(),
         )
         .await
         .unwrap()
-        .remove(&wallet_id.uuid())
+        .remove(&wallet_id)
         .and_then(|p| p.items.into_iter().next());
         let last_balance = last.map(|e| e.balance_after).unwrap_or_default();
         assert_eq!(

@@ -219,18 +219,11 @@ async fn sql_selects_exactly_the_grants_rust_calls_live() {
                 live: Some(wanted),
                 categories: None,
             };
-            let listed = read::grant_pages(
-                &w.t.db,
-                w.tenant_id,
-                &[wallet_id.uuid()],
-                &filter,
-                page,
-                now,
-            )
-            .await
-            .unwrap()
-            .remove(&wallet_id.uuid())
-            .unwrap();
+            let listed = read::grant_pages(&w.t.db, w.tenant_id, &[wallet_id], &filter, page, now)
+                .await
+                .unwrap()
+                .remove(&wallet_id)
+                .unwrap();
             assert!(!listed.has_next_page);
             let listed: BTreeSet<String> = listed.items.into_iter().map(|g| g.reason).collect();
             let expected = if wanted {
@@ -240,10 +233,10 @@ async fn sql_selects_exactly_the_grants_rust_calls_live() {
             };
             assert_eq!(listed, expected, "grants live={wanted} at {now}");
         }
-        let balance = read::balances(&w.t.db, w.tenant_id, &[wallet_id.uuid()], now)
+        let balance = read::balances(&w.t.db, w.tenant_id, &[wallet_id], now)
             .await
             .unwrap()
-            .remove(&wallet_id.uuid())
+            .remove(&wallet_id)
             .unwrap();
         assert_eq!(
             balance.available,
@@ -256,12 +249,11 @@ async fn sql_selects_exactly_the_grants_rust_calls_live() {
             "scheduled at {now}"
         );
         let until = now + us(1);
-        let expiring =
-            read::expiring_between(&w.t.db, w.tenant_id, &[wallet_id.uuid()], now, until)
-                .await
-                .unwrap()
-                .remove(&wallet_id.uuid())
-                .unwrap_or_default();
+        let expiring = read::expiring_between(&w.t.db, w.tenant_id, &[wallet_id], now, until)
+            .await
+            .unwrap()
+            .remove(&wallet_id)
+            .unwrap_or_default();
         let expected = micros_sum(
             live.iter()
                 .copied()

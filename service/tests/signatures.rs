@@ -47,71 +47,6 @@ fn no_function_takes_more_than_four_parameters_of_one_type() {
     );
 }
 
-/// Modules whose `pub fn`s still take a bare `Uuid` (or `&[Uuid]`) for an
-/// id (see [`public_functions_take_typed_ids`]), and what is left in each:
-/// convert one, then remove it here. The test fails both ways — a module
-/// not listed that takes a bare id, and a listed one that no longer does —
-/// so this list only shrinks.
-const NOT_CONVERTED_YET: &[(&str, &str)] = &[
-    (
-        "alert_percents.rs",
-        "from_json's row id: of the caller's table (plan_credit or wallet), so its kind is \
-         dynamic; only shown in the error message",
-    ),
-    (
-        "audit_scope.rs",
-        "api_id, note_created: the id's kind is the `Created` argument's (dynamic)",
-    ),
-    (
-        "catalog/entitlements.rs",
-        "entitlements_of's plan_ids (batched reads)",
-    ),
-    ("catalog/features.rs", "features_by_ids (batched reads)"),
-    (
-        "catalog/plan_credits.rs",
-        "plan_credits_of's plan_ids (batched reads: the API's loaders)",
-    ),
-    ("catalog/plans.rs", "list_plans"),
-    ("catalog/products.rs", "products_by_ids (batched reads)"),
-    (
-        "credit_systems.rs",
-        "by_ids (batched reads: the API's loaders key by Uuid)",
-    ),
-    (
-        "customers.rs",
-        "by_ids, children_pages (batched reads: the API's loaders)",
-    ),
-    (
-        "idempotency.rs",
-        "record's result_id: its kind is the operation's (an entry, a grant, an order, a \
-         refund, …), dynamic",
-    ),
-    (
-        "ledger/book.rs",
-        "Book's methods (crate-internal; its maps are keyed by the rows' Uuid)",
-    ),
-    (
-        "ledger/read.rs",
-        "the batched readers' &[Uuid] (the API's loaders)",
-    ),
-    ("ledger/tree.rs", "summaries' customer_ids"),
-    (
-        "notifications/email.rs",
-        "attempts_of's email_ids (batched reads)",
-    ),
-    (
-        "notifications/webhooks.rs",
-        "list_deliveries' endpoint_id filter; attempts_of's delivery_ids (batched reads)",
-    ),
-    ("outbox.rs", "event's wallet id"),
-    ("purchases.rs", "by_ids (batched reads: the API's loaders)"),
-    ("reports.rs", "Customers::of"),
-    (
-        "subscription_state.rs",
-        "of_customers' customer_ids (batched reads: the API's loaders)",
-    ),
-];
-
 /// Where a bare `Uuid` becomes typed: the id types themselves.
 const BOUNDARY: &[&str] = &["ids.rs"];
 
@@ -143,30 +78,18 @@ fn public_functions_take_typed_ids() {
     }
     assert!(checked > 300, "only {checked} pub fns read");
     let module = |file: &str| file.trim_start_matches("src/").to_owned();
-    let listed = |f: &str| {
-        NOT_CONVERTED_YET.iter().any(|(m, _)| *m == module(f))
-            || BOUNDARY.contains(&module(f).as_str())
-    };
-    let mut unlisted: Vec<String> = offenders
+    let mut found: Vec<String> = offenders
         .iter()
-        .filter(|(f, _)| !listed(f))
+        .filter(|(f, _)| !BOUNDARY.contains(&module(f).as_str()))
         .map(|(f, o)| format!("{f}: {o}"))
         .collect();
-    unlisted.dedup();
+    found.dedup();
     assert!(
-        unlisted.is_empty(),
-        "bare Uuid ids in a converted module (take `CustomerId`, `WalletId`, … from \
-         service::ids; `X::from_uuid(model.id)` at the entity boundary):\n{}",
-        unlisted.join("\n")
-    );
-    let done: Vec<&str> = NOT_CONVERTED_YET
-        .iter()
-        .map(|(m, _)| *m)
-        .filter(|m| !offenders.iter().any(|(f, _)| module(f) == *m))
-        .collect();
-    assert!(
-        done.is_empty(),
-        "converted: remove these from NOT_CONVERTED_YET: {done:?}"
+        found.is_empty(),
+        "bare Uuid ids (take `CustomerId`, `WalletId`, … from service::ids; \
+         `X::from_uuid(model.id)` at the entity boundary; an id whose kind is the \
+         caller's: generic over `T: TypedId`):\n{}",
+        found.join("\n")
     );
 }
 

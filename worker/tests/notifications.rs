@@ -20,6 +20,7 @@ use base64::{Engine as _, engine::general_purpose::STANDARD};
 use chrono::{Duration, TimeZone, Utc};
 use hmac::{Hmac, KeyInit, Mac};
 use rust_decimal::Decimal;
+use service::ids::{WebhookDeliveryId, WebhookEndpointId};
 use service::{
     Clock, FixedClock,
     credit_systems::{self, CreditSystemRef, Kind, NewCreditSystem},
@@ -493,15 +494,24 @@ async fn webhooks_retry_500_timeout_and_429_then_deliver_signed() {
     ));
 
     let page = service::pagination::PageRequest::new(Some(10), None).unwrap();
-    let deliveries =
-        webhooks::list_deliveries(&w.t.db, w.tenant, Some(endpoint.endpoint.id), None, page)
-            .await
-            .unwrap();
+    let deliveries = webhooks::list_deliveries(
+        &w.t.db,
+        w.tenant,
+        Some(WebhookEndpointId::from_uuid(endpoint.endpoint.id)),
+        None,
+        page,
+    )
+    .await
+    .unwrap();
     assert_eq!(deliveries.items.len(), 1);
     assert_eq!(deliveries.items[0].status, "DELIVERED");
-    let attempts = webhooks::attempts_of(&w.t.db, w.tenant, &[deliveries.items[0].id])
-        .await
-        .unwrap();
+    let attempts = webhooks::attempts_of(
+        &w.t.db,
+        w.tenant,
+        &[WebhookDeliveryId::from_uuid(deliveries.items[0].id)],
+    )
+    .await
+    .unwrap();
     let logged: Vec<_> = attempts
         .iter()
         .map(|(_, a)| (a.status_code, a.error.clone()))
@@ -564,13 +574,22 @@ async fn a_name_resolving_to_loopback_at_delivery_is_refused_unless_private_is_a
         "nothing reached the receiver"
     );
     let page = service::pagination::PageRequest::new(Some(10), None).unwrap();
-    let deliveries =
-        webhooks::list_deliveries(&w.t.db, w.tenant, Some(endpoint.endpoint.id), None, page)
-            .await
-            .unwrap();
-    let attempts = webhooks::attempts_of(&w.t.db, w.tenant, &[deliveries.items[0].id])
-        .await
-        .unwrap();
+    let deliveries = webhooks::list_deliveries(
+        &w.t.db,
+        w.tenant,
+        Some(WebhookEndpointId::from_uuid(endpoint.endpoint.id)),
+        None,
+        page,
+    )
+    .await
+    .unwrap();
+    let attempts = webhooks::attempts_of(
+        &w.t.db,
+        w.tenant,
+        &[WebhookDeliveryId::from_uuid(deliveries.items[0].id)],
+    )
+    .await
+    .unwrap();
     let error = attempts[0].1.error.clone().unwrap();
     assert_eq!(error, "refused: the target is not a public address");
 

@@ -13,6 +13,7 @@ use axum::{Router, routing::post};
 use chrono::{TimeZone, Utc};
 use rust_decimal::Decimal;
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+use service::ids::WalletId;
 use service::{
     Clock, FixedClock,
     credit_systems::{self, CreditSystemRef, Kind, NewCreditSystem},
@@ -197,7 +198,7 @@ impl World {
             events.push(outbox::event(
                 self.tenant,
                 EventType::CreditsConsumed,
-                Some(self.wallet_id),
+                Some(WalletId::from_uuid(self.wallet_id)),
                 serde_json::json!({
                     "walletId": self.wallet_id,
                     "amount": "1",
@@ -211,7 +212,7 @@ impl World {
             events.push(outbox::event(
                 self.tenant,
                 EventType::CreditsGranted,
-                Some(self.wallet_id),
+                Some(WalletId::from_uuid(self.wallet_id)),
                 serde_json::json!({"walletId": self.wallet_id, "amount": "1", "n": i}),
                 now,
             ));

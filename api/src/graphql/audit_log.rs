@@ -322,22 +322,7 @@ impl AuditLogQuery {
 mod tests {
     use super::*;
     use async_graphql::Number;
-    use service::audit_log::Created;
     use uuid::Uuid;
-
-    #[test]
-    fn created_ids_read_as_api_ids() {
-        let id = Uuid::now_v7();
-        for (created, kind) in [
-            (Created::ApiKey, Kind::ApiKey),
-            (Created::Customer, Kind::Customer),
-            (Created::Grant, Kind::Grant),
-            (Created::Entry, Kind::Entry),
-            (Created::WebhookEndpoint, Kind::WebhookEndpoint),
-        ] {
-            assert_eq!(created.api_id(id), ids::encode(kind, id).0);
-        }
-    }
 
     #[test]
     fn targets_are_ids_and_references_only() {

@@ -2,6 +2,7 @@
 
 use async_graphql::{Context, Enum, ID, InputObject, Json, Object, SimpleObject};
 use chrono::{DateTime, Utc};
+use service::ids::{CreditSystemId, CustomerId, EntryId, GrantId, PlanId};
 use service::{
     api_keys::Role,
     entitlements, payments, pricing,
@@ -78,10 +79,12 @@ impl Subscription {
         ids::encode(Kind::Subscription, self.0.id)
     }
     async fn customer(&self, ctx: &Context<'_>) -> ApiResult<Option<Customer>> {
-        customers::customer(ctx, self.0.customer_id).await
+        customers::customer(ctx, CustomerId::from_uuid(self.0.customer_id)).await
     }
     async fn plan(&self, ctx: &Context<'_>) -> ApiResult<Option<Plan>> {
-        Ok(load(ctx, PlanKey(self.0.plan_id)).await?.map(Plan))
+        Ok(load(ctx, PlanKey(PlanId::from_uuid(self.0.plan_id)))
+            .await?
+            .map(Plan))
     }
     /// As of now (in a `subscribe` or `cancelSubscription` payload: as of
     /// the write, i.e. what a read right after says).
@@ -165,10 +168,10 @@ impl TopUpOrder {
         ids::encode(Kind::Order, self.0.id)
     }
     async fn customer(&self, ctx: &Context<'_>) -> ApiResult<Option<Customer>> {
-        customers::customer(ctx, self.0.customer_id).await
+        customers::customer(ctx, CustomerId::from_uuid(self.0.customer_id)).await
     }
     async fn credit_system(&self, ctx: &Context<'_>) -> ApiResult<Option<CreditSystem>> {
-        credit_systems::credit_system(ctx, self.0.credit_system_id).await
+        credit_systems::credit_system(ctx, CreditSystemId::from_uuid(self.0.credit_system_id)).await
     }
     async fn quantity(&self) -> Credits {
         Credits(self.0.quantity)
@@ -195,7 +198,9 @@ impl TopUpOrder {
     /// The PURCHASED grant a paid order made.
     async fn grant(&self, ctx: &Context<'_>) -> ApiResult<Option<Grant>> {
         match self.0.grant_id {
-            Some(id) => Ok(load(ctx, GrantKey(id)).await?.map(Grant)),
+            Some(id) => Ok(load(ctx, GrantKey(GrantId::from_uuid(id)))
+                .await?
+                .map(Grant)),
             None => Ok(None),
         }
     }
@@ -261,7 +266,9 @@ impl TopUpRefund {
     /// The VOID entry that took the credits back; null when none could be.
     async fn entry(&self, ctx: &Context<'_>) -> ApiResult<Option<LedgerEntry>> {
         match self.0.entry_id {
-            Some(id) => Ok(load(ctx, EntryKey(id)).await?.map(LedgerEntry)),
+            Some(id) => Ok(load(ctx, EntryKey(EntryId::from_uuid(id)))
+                .await?
+                .map(LedgerEntry)),
             None => Ok(None),
         }
     }
@@ -447,7 +454,7 @@ impl CommerceQuery {
         )
         .await?;
         let credit_system = match check.credit_system_id {
-            Some(id) => credit_systems::credit_system(ctx, id).await?,
+            Some(id) => credit_systems::credit_system(ctx, CreditSystemId::from_uuid(id)).await?,
             None => None,
         };
         Ok(EntitlementCheck {

@@ -211,6 +211,9 @@ impl CreditSystemMutation {
 }
 
 /// Loads a credit system for a nested field.
-pub async fn credit_system(ctx: &Context<'_>, id: uuid::Uuid) -> ApiResult<Option<CreditSystem>> {
+pub async fn credit_system(
+    ctx: &Context<'_>,
+    id: service::ids::CreditSystemId,
+) -> ApiResult<Option<CreditSystem>> {
     Ok(load(ctx, CreditSystemKey(id)).await?.map(CreditSystem))
 }

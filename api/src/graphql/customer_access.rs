@@ -27,7 +27,6 @@ use async_graphql::{
     extensions::{Extension, ExtensionContext, ExtensionFactory, NextResolve, ResolveInfo},
 };
 use service::{Code, api_keys::Principal, ids::CustomerId};
-use uuid::Uuid;
 
 use super::{
     context::app,
@@ -98,15 +97,11 @@ impl Extension for CustomerTokenFence {
 }
 
 /// Refuses, for a customer token, a customer outside its scope.
-pub async fn ensure_readable(ctx: &Context<'_>, customer_id: Uuid) -> ApiResult<()> {
+pub async fn ensure_readable(ctx: &Context<'_>, customer_id: CustomerId) -> ApiResult<()> {
     let (p, app) = app(ctx)?;
     if let Some(scope) = p.customer_scope()
         && !scope
-            .covers(
-                app.db.reader(),
-                p.tenant_id,
-                CustomerId::from_uuid(customer_id),
-            )
+            .covers(app.db.reader(), p.tenant_id, customer_id)
             .await
             .map_err(|e| ApiError::from(service::ledger::Error::from(e)))?
     {
@@ -129,7 +124,7 @@ pub fn ensure_descendants_readable(ctx: &Context<'_>) -> ApiResult<()> {
 /// or includes descendants the token does not include.
 pub async fn ensure_report_readable(
     ctx: &Context<'_>,
-    customer_id: Option<Uuid>,
+    customer_id: Option<CustomerId>,
     include_descendants: bool,
 ) -> ApiResult<()> {
     let (p, _) = app(ctx)?;

@@ -3,6 +3,7 @@
 
 use async_graphql::{Context, Object};
 use chrono::{DateTime, Utc};
+use service::ids::CustomerId;
 use service::{api_keys::Role, customer_tokens};
 
 use super::{
@@ -23,7 +24,7 @@ impl CustomerToken {
         &self.0.token
     }
     async fn customer(&self, ctx: &Context<'_>) -> ApiResult<Option<Customer>> {
-        customers::customer(ctx, self.0.scope.customer_id).await
+        customers::customer(ctx, CustomerId::from_uuid(self.0.scope.customer_id)).await
     }
     /// Whether it can also read the customer's descendants.
     async fn include_descendants(&self) -> bool {

@@ -2,7 +2,9 @@
 
 use async_graphql::{Context, ID, InputObject, Json, MaybeUndefined, Object, SimpleObject};
 use chrono::{DateTime, Utc};
-use service::{api_keys::Role, credit_systems::CreditSystemRef, customers, ledger::tree};
+use service::{
+    api_keys::Role, credit_systems::CreditSystemRef, customers, ids::CustomerId, ledger::tree,
+};
 
 use super::{
     context::{RoleGuard, app, load},
@@ -43,7 +45,7 @@ impl Customer {
     /// The customer above this one (partner → client → event).
     async fn parent(&self, ctx: &Context<'_>) -> ApiResult<Option<Customer>> {
         match self.0.parent_id {
-            Some(id) => customer(ctx, id.uuid()).await,
+            Some(id) => customer(ctx, id).await,
             None => Ok(None),
         }
     }
@@ -52,14 +54,14 @@ impl Customer {
     async fn wallets(&self, ctx: &Context<'_>) -> ApiResult<Vec<Wallet>> {
         if ctx.look_ahead().field("creditSystem").exists() {
             // Each with its credit system, in the same statement.
-            return Ok(load(ctx, WalletsWithCreditSystems(self.0.id.uuid()))
+            return Ok(load(ctx, WalletsWithCreditSystems(self.0.id))
                 .await?
                 .unwrap_or_default()
                 .into_iter()
                 .map(|(w, cs)| Wallet(w, Some(cs)))
                 .collect());
         }
-        Ok(load(ctx, WalletsOfCustomer(self.0.id.uuid()))
+        Ok(load(ctx, WalletsOfCustomer(self.0.id))
             .await?
             .unwrap_or_default()
             .into_iter()
@@ -72,11 +74,11 @@ impl Customer {
         ctx: &Context<'_>,
         credit_system: CreditSystemRefInput,
     ) -> ApiResult<Option<Wallet>> {
-        let wallets = load(ctx, WalletsOfCustomer(self.0.id.uuid()))
+        let wallets = load(ctx, WalletsOfCustomer(self.0.id))
             .await?
             .unwrap_or_default();
         for w in wallets {
-            let cs = load(ctx, CreditSystemKey(w.credit_system_id.uuid())).await?;
+            let cs = load(ctx, CreditSystemKey(w.credit_system_id)).await?;
             let matches = match (&credit_system, cs) {
                 (CreditSystemRefInput::Id(id), _) => {
                     ids::decode(Kind::CreditSystem, id, "creditSystem")? == w.credit_system_id
@@ -116,14 +118,14 @@ impl Customer {
             &app.db,
             p.tenant_id,
             cs.id,
-            &[self.0.id.uuid()],
+            &[self.0.id],
             include_descendants,
             now,
         )
         .await?;
-        Ok(TreeSummary(found.remove(&self.0.id.uuid()).ok_or_else(
-            || ApiError::new(service::Code::Internal, "internal error", None),
-        )?))
+        Ok(TreeSummary(found.remove(&self.0.id).ok_or_else(|| {
+            ApiError::new(service::Code::Internal, "internal error", None)
+        })?))
     }
 
     /// Its direct children (oldest first), each with what was allocated to
@@ -145,7 +147,7 @@ impl Customer {
         // the number of parents in it (loaders `ChildrenKey`).
         let which = credit_system.parse("creditSystem")?;
         let cs = match &which {
-            CreditSystemRef::Id(id) => load(ctx, CreditSystemKey(id.uuid())).await?,
+            CreditSystemRef::Id(id) => load(ctx, CreditSystemKey(*id)).await?,
             CreditSystemRef::Key(key) => load(ctx, CreditSystemByKey(key.clone())).await?,
         };
         let cs = match cs {
@@ -153,10 +155,14 @@ impl Customer {
             // Not found: the lookup's own error, as a direct read gives it.
             None => service::credit_systems::get(&app.db, p.tenant_id, &which).await?,
         };
-        let page = load(ctx, ChildrenKey(self.0.id.uuid(), cs.id.uuid(), page))
+        let page = load(ctx, ChildrenKey(self.0.id, cs.id, page))
             .await?
             .unwrap_or_else(|| page.finish(Vec::new()));
-        Ok(pagination::connection(page, |s| s.customer_id, TreeSummary))
+        Ok(pagination::connection(
+            page,
+            |s| s.customer_id.uuid(),
+            TreeSummary,
+        ))
     }
 
     /// The customer's subscriptions, oldest first.
@@ -165,15 +171,14 @@ impl Customer {
         &self,
         ctx: &Context<'_>,
     ) -> ApiResult<Vec<super::commerce::Subscription>> {
-        Ok(load(
-            ctx,
-            super::loaders::SubscriptionsOfCustomer(self.0.id.uuid()),
+        Ok(
+            load(ctx, super::loaders::SubscriptionsOfCustomer(self.0.id))
+                .await?
+                .unwrap_or_default()
+                .into_iter()
+                .map(super::commerce::Subscription)
+                .collect(),
         )
-        .await?
-        .unwrap_or_default()
-        .into_iter()
-        .map(super::commerce::Subscription)
-        .collect())
     }
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
@@ -208,7 +213,7 @@ impl CustomerQuery {
         }
         .parse("id")?;
         let found = customers::get(&app.db, p.tenant_id, &which).await?;
-        customer_access::ensure_readable(ctx, found.id.uuid()).await?;
+        customer_access::ensure_readable(ctx, found.id).await?;
         Ok(Customer(found))
     }
 
@@ -379,7 +384,7 @@ impl TreeSummary {
 
 /// Loads a customer for a nested field.
 /// Refuses, for a customer token, one outside its scope.
-pub async fn customer(ctx: &Context<'_>, id: uuid::Uuid) -> ApiResult<Option<Customer>> {
+pub async fn customer(ctx: &Context<'_>, id: CustomerId) -> ApiResult<Option<Customer>> {
     customer_access::ensure_readable(ctx, id).await?;
     Ok(load(ctx, CustomerKey(id)).await?.map(Customer))
 }

@@ -4,6 +4,7 @@
 use async_graphql::{Context, Enum, ID, InputObject, Json, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
+use service::ids::{EntryId, GrantId, HoldId, OrderId, WalletId};
 use service::{
     api_keys::Role,
     input,
@@ -16,7 +17,7 @@ use super::{
     credit_systems::{self, CreditSystem},
     customers::{self, Customer},
     error::{ApiError, ApiResult},
-    ids::{self, Kind},
+    ids,
     loaders::{
         BalanceAtKey, BalanceKey, CounterpartyKey, EntryKey, EntryPageKey, EntryPageWithSplitsKey,
         ExpiringKey, GrantKey, GrantPageKey, HoldKey, InheritedUsageAlertsKey, SplitsKey,
@@ -138,12 +139,12 @@ impl Wallet {
         ids::encode_id(self.0.id)
     }
     async fn customer(&self, ctx: &Context<'_>) -> ApiResult<Option<Customer>> {
-        customers::customer(ctx, self.0.customer_id.uuid()).await
+        customers::customer(ctx, self.0.customer_id).await
     }
     async fn credit_system(&self, ctx: &Context<'_>) -> ApiResult<Option<CreditSystem>> {
         match &self.1 {
             Some(cs) => Ok(Some(CreditSystem(cs.clone()))),
-            None => credit_systems::credit_system(ctx, self.0.credit_system_id.uuid()).await,
+            None => credit_systems::credit_system(ctx, self.0.credit_system_id).await,
         }
     }
     /// Whether spending may go below zero (the next grant repays it first).
@@ -184,11 +185,11 @@ impl Wallet {
         // `expiringSoon` is read with the balance when the query asks it
         // for one valid number of days (else by its own loader).
         let days = expiring_days(ctx);
-        let (balance, expiring) = load(ctx, BalanceKey(self.0.id.uuid(), days))
+        let (balance, expiring) = load(ctx, BalanceKey(self.0.id, days))
             .await?
             .unwrap_or_default();
         Ok(Balance::new(
-            self.0.id.uuid(),
+            self.0.id,
             balance,
             days.map(|d| (d, expiring)),
         ))
@@ -198,7 +199,7 @@ impl Wallet {
     async fn balance_at(&self, ctx: &Context<'_>, at: DateTime<Utc>) -> ApiResult<Credits> {
         let at = input::time("at", at)?;
         Ok(credits(
-            load(ctx, BalanceAtKey(self.0.id.uuid(), at))
+            load(ctx, BalanceAtKey(self.0.id, at))
                 .await?
                 .unwrap_or_default(),
         ))
@@ -221,7 +222,7 @@ impl Wallet {
                     .map(|c| c.into_iter().map(Into::into).collect()),
             })
             .unwrap_or_default();
-        let found = load(ctx, GrantPageKey(self.0.id.uuid(), filter, page))
+        let found = load(ctx, GrantPageKey(self.0.id, filter, page))
             .await?
             .unwrap_or_else(|| page.finish(Vec::new()));
         Ok(pagination::connection(found, |g| g.id.uuid(), Grant))
@@ -246,13 +247,13 @@ impl Wallet {
             .field("node")
             .field("splits");
         if !splits.exists() {
-            let found = load(ctx, EntryPageKey(self.0.id.uuid(), filter, page))
+            let found = load(ctx, EntryPageKey(self.0.id, filter, page))
                 .await?
                 .unwrap_or_else(|| page.finish(Vec::new()));
             return Ok(pagination::connection(found, |e| e.id.uuid(), LedgerEntry));
         }
         // The splits and their grants in the page's statement.
-        let found = load(ctx, EntryPageWithSplitsKey(self.0.id.uuid(), filter, page))
+        let found = load(ctx, EntryPageWithSplitsKey(self.0.id, filter, page))
             .await?
             .unwrap_or_else(|| page.finish(Vec::new()));
         let loaders = loaders(ctx)?;
@@ -358,14 +359,14 @@ pub struct Balance {
     /// the parts to give `available`.
     debt: Credits,
     #[graphql(skip)]
-    wallet_id: uuid::Uuid,
+    wallet_id: WalletId,
     /// `expiringSoon` for these days, read with the balance.
     #[graphql(skip)]
     expiring: Option<(i64, Decimal)>,
 }
 
 impl Balance {
-    fn new(wallet_id: uuid::Uuid, b: ledger::Balance, expiring: Option<(i64, Decimal)>) -> Self {
+    fn new(wallet_id: WalletId, b: ledger::Balance, expiring: Option<(i64, Decimal)>) -> Self {
         Self {
             available: credits(b.available),
             pending: credits(b.pending),
@@ -437,7 +438,7 @@ impl Grant {
         ids::encode_id(self.0.id)
     }
     async fn wallet(&self, ctx: &Context<'_>) -> ApiResult<Option<Wallet>> {
-        Ok(load(ctx, WalletKey(self.0.wallet_id.uuid()))
+        Ok(load(ctx, WalletKey(self.0.wallet_id))
             .await?
             .map(Wallet::new))
     }
@@ -500,7 +501,7 @@ impl Grant {
     /// For PURCHASED grants: the top-up order (gateway, payment id).
     async fn order(&self, ctx: &Context<'_>) -> ApiResult<Option<super::commerce::TopUpOrder>> {
         let order_id = match (self.0.source_kind.as_deref(), self.0.source_id.as_deref()) {
-            (Some("order"), Some(id)) => uuid::Uuid::try_parse(id).ok(),
+            (Some("order"), Some(id)) => uuid::Uuid::try_parse(id).ok().map(OrderId::from_uuid),
             _ => None,
         };
         match order_id {
@@ -530,7 +531,7 @@ impl LedgerEntry {
         ids::encode_id(self.0.id)
     }
     async fn wallet(&self, ctx: &Context<'_>) -> ApiResult<Option<Wallet>> {
-        Ok(load(ctx, WalletKey(self.0.wallet_id.uuid()))
+        Ok(load(ctx, WalletKey(self.0.wallet_id))
             .await?
             .map(Wallet::new))
     }
@@ -575,13 +576,13 @@ impl LedgerEntry {
     /// The grant a GRANT, ADJUSTMENT, EXPIRY or VOID entry is about.
     async fn grant(&self, ctx: &Context<'_>) -> ApiResult<Option<Grant>> {
         match self.0.grant_id {
-            Some(id) => Ok(load(ctx, GrantKey(id.uuid())).await?.map(Grant)),
+            Some(id) => Ok(load(ctx, GrantKey(id)).await?.map(Grant)),
             None => Ok(None),
         }
     }
     async fn hold(&self, ctx: &Context<'_>) -> ApiResult<Option<Hold>> {
         match self.0.hold_id {
-            Some(id) => Ok(load(ctx, HoldKey(id.uuid())).await?.map(Hold)),
+            Some(id) => Ok(load(ctx, HoldKey(id)).await?.map(Hold)),
             None => Ok(None),
         }
     }
@@ -592,13 +593,13 @@ impl LedgerEntry {
         let Some(id) = self.0.refund_of_entry_id else {
             return Ok(None);
         };
-        let Some(entry) = load(ctx, EntryKey(id.uuid())).await? else {
+        let Some(entry) = load(ctx, EntryKey(id)).await? else {
             return Ok(None);
         };
         if entry.wallet_id != self.0.wallet_id
-            && let Some(wallet) = load(ctx, WalletKey(entry.wallet_id.uuid())).await?
+            && let Some(wallet) = load(ctx, WalletKey(entry.wallet_id)).await?
         {
-            super::customer_access::ensure_readable(ctx, wallet.customer_id.uuid()).await?;
+            super::customer_access::ensure_readable(ctx, wallet.customer_id).await?;
         }
         Ok(Some(LedgerEntry(entry)))
     }
@@ -613,7 +614,7 @@ impl LedgerEntry {
         ) {
             return Ok(None);
         }
-        match load(ctx, CounterpartyKey(self.0.id.uuid())).await? {
+        match load(ctx, CounterpartyKey(self.0.id)).await? {
             Some(customer_id) => customers::customer(ctx, customer_id).await,
             None => Ok(None),
         }
@@ -627,7 +628,7 @@ impl LedgerEntry {
                 .map(|(split, grant)| Split(split, Some(grant)))
                 .collect());
         }
-        Ok(load(ctx, SplitsKey(self.0.id.uuid()))
+        Ok(load(ctx, SplitsKey(self.0.id))
             .await?
             .unwrap_or_default()
             .into_iter()
@@ -646,9 +647,7 @@ impl Split {
         if let Some(grant) = &self.1 {
             return Ok(Some(Grant(grant.clone())));
         }
-        Ok(load(ctx, GrantKey(self.0.grant_id.uuid()))
-            .await?
-            .map(Grant))
+        Ok(load(ctx, GrantKey(self.0.grant_id)).await?.map(Grant))
     }
     async fn amount(&self) -> Credits {
         credits(self.0.amount)
@@ -666,7 +665,7 @@ impl Hold {
         ids::encode_id(self.0.id)
     }
     async fn wallet(&self, ctx: &Context<'_>) -> ApiResult<Option<Wallet>> {
-        Ok(load(ctx, WalletKey(self.0.wallet_id.uuid()))
+        Ok(load(ctx, WalletKey(self.0.wallet_id))
             .await?
             .map(Wallet::new))
     }
@@ -719,28 +718,28 @@ fn not_found(what: &str) -> ApiError {
 #[Object]
 impl LedgerQuery {
     async fn wallet(&self, ctx: &Context<'_>, id: ID) -> ApiResult<Wallet> {
-        let id = ids::decode(Kind::Wallet, &id, "id")?;
+        let id = ids::decode_id::<WalletId>(&id, "id")?;
         load(ctx, WalletKey(id))
             .await?
             .map(Wallet::new)
             .ok_or_else(|| not_found("wallet"))
     }
     async fn grant(&self, ctx: &Context<'_>, id: ID) -> ApiResult<Grant> {
-        let id = ids::decode(Kind::Grant, &id, "id")?;
+        let id = ids::decode_id::<GrantId>(&id, "id")?;
         load(ctx, GrantKey(id))
             .await?
             .map(Grant)
             .ok_or_else(|| not_found("grant"))
     }
     async fn entry(&self, ctx: &Context<'_>, id: ID) -> ApiResult<LedgerEntry> {
-        let id = ids::decode(Kind::Entry, &id, "id")?;
+        let id = ids::decode_id::<EntryId>(&id, "id")?;
         load(ctx, EntryKey(id))
             .await?
             .map(LedgerEntry)
             .ok_or_else(|| not_found("entry"))
     }
     async fn hold(&self, ctx: &Context<'_>, id: ID) -> ApiResult<Hold> {
-        let id = ids::decode(Kind::Hold, &id, "id")?;
+        let id = ids::decode_id::<HoldId>(&id, "id")?;
         load(ctx, HoldKey(id))
             .await?
             .map(Hold)

@@ -70,7 +70,7 @@ async fn wallet_updates(
     let (p, app) = app(ctx)?;
     let tenant_id = p.tenant_id;
     let found = service::customers::get(&app.db, tenant_id, &customer.parse("customer")?).await?;
-    customer_access::ensure_readable(ctx, found.id.uuid()).await?;
+    customer_access::ensure_readable(ctx, found.id).await?;
     let credit_system_id = match credit_system {
         Some(r) => Some(
             service::credit_systems::get(&app.db, tenant_id, &r.parse("creditSystem")?)
@@ -88,10 +88,10 @@ async fn wallet_updates(
     // in between.
     let rx = feed.subscribe();
     let first: VecDeque<WalletChange> =
-        service::ledger::read::wallets_of_customers(&app.db, tenant_id, &[found.id.uuid()])
+        service::ledger::read::wallets_of_customers(&app.db, tenant_id, &[found.id])
             .await
             .map_err(|e| ApiError::from(service::ledger::Error::from(e)))?
-            .remove(&found.id.uuid())
+            .remove(&found.id)
             .unwrap_or_default()
             .into_iter()
             .filter(|w| credit_system_id.is_none_or(|id| id == w.credit_system_id))
@@ -164,16 +164,21 @@ impl Watch {
     /// failed; the client reconnects).
     async fn read(&self, c: &WalletChange) -> Option<WalletUpdate> {
         let now = self.clock.now();
-        let balance =
-            match service::ledger::read::balances(&self.db, self.tenant_id, &[c.wallet_id], now)
-                .await
-            {
-                Ok(mut b) => b.remove(&c.wallet_id)?,
-                Err(e) => {
-                    tracing::warn!(error = %e, "walletUpdated: reading a balance failed");
-                    return None;
-                }
-            };
+        let wallet_id = service::ids::WalletId::from_uuid(c.wallet_id);
+        let balance = match service::ledger::read::balances(
+            &self.db,
+            self.tenant_id,
+            &[wallet_id],
+            now,
+        )
+        .await
+        {
+            Ok(mut b) => b.remove(&wallet_id)?,
+            Err(e) => {
+                tracing::warn!(error = %e, "walletUpdated: reading a balance failed");
+                return None;
+            }
+        };
         Some(WalletUpdate {
             wallet_id: ids::encode(Kind::Wallet, c.wallet_id),
             customer_id: ids::encode(Kind::Customer, c.customer_id),

@@ -18,6 +18,10 @@ use service::{
     catalog::{self, Entitlement, Feature, Plan, PlanCredit, Product},
     credit_systems::{self, CreditSystem},
     customers::{self, Customer},
+    ids::{
+        CreditSystemId, CustomerId, EntryId, FeatureId, GrantId, HoldId, OrderId, PlanId,
+        ProductId, WalletId,
+    },
     ledger::{
         Balance, Entry, Grant, Hold, Split, Wallet,
         read::{self, EntryFilter, EntryWithSplits, GrantFilter},
@@ -153,71 +157,71 @@ fn fail(e: impl std::fmt::Display) -> LoadError {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct CustomerKey(pub Uuid);
+pub struct CustomerKey(pub CustomerId);
 /// The usage-% alert thresholds a wallet without its own inherits:
 /// (customer, credit system).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct InheritedUsageAlertsKey(pub Uuid, pub Uuid);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct CreditSystemKey(pub Uuid);
+pub struct CreditSystemKey(pub CreditSystemId);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct WalletsOfCustomer(pub Uuid);
+pub struct WalletsOfCustomer(pub CustomerId);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct WalletKey(pub Uuid);
+pub struct WalletKey(pub WalletId);
 /// A customer's wallets, each with its credit system (one statement).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct WalletsWithCreditSystems(pub Uuid);
+pub struct WalletsWithCreditSystems(pub CustomerId);
 /// A wallet's balance and, for `Some(days)`, its live credits expiring
 /// within that many days (one statement: [`read::balances_expiring`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct BalanceKey(pub Uuid, pub Option<i64>);
+pub struct BalanceKey(pub WalletId, pub Option<i64>);
 /// Wallet and days ahead.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ExpiringKey(pub Uuid, pub i64);
+pub struct ExpiringKey(pub WalletId, pub i64);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct BalanceAtKey(pub Uuid, pub DateTime<Utc>);
+pub struct BalanceAtKey(pub WalletId, pub DateTime<Utc>);
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct GrantPageKey(pub Uuid, pub GrantFilter, pub PageRequest);
+pub struct GrantPageKey(pub WalletId, pub GrantFilter, pub PageRequest);
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct EntryPageKey(pub Uuid, pub EntryFilter, pub PageRequest);
+pub struct EntryPageKey(pub WalletId, pub EntryFilter, pub PageRequest);
 /// [`EntryPageKey`] with each entry's splits and their grants (one
 /// statement: [`read::entry_pages_with_splits`]).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct EntryPageWithSplitsKey(pub Uuid, pub EntryFilter, pub PageRequest);
+pub struct EntryPageWithSplitsKey(pub WalletId, pub EntryFilter, pub PageRequest);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct SplitsKey(pub Uuid);
+pub struct SplitsKey(pub EntryId);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct GrantKey(pub Uuid);
+pub struct GrantKey(pub GrantId);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct EntryKey(pub Uuid);
+pub struct EntryKey(pub EntryId);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct HoldKey(pub Uuid);
+pub struct HoldKey(pub HoldId);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ProductKey(pub Uuid);
+pub struct ProductKey(pub ProductId);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct PlanKey(pub Uuid);
+pub struct PlanKey(pub PlanId);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct FeatureKey(pub Uuid);
+pub struct FeatureKey(pub FeatureId);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct PlanCreditsOfPlan(pub Uuid);
+pub struct PlanCreditsOfPlan(pub PlanId);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct EntitlementsOfPlan(pub Uuid);
+pub struct EntitlementsOfPlan(pub PlanId);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct SubscriptionsOfCustomer(pub Uuid);
+pub struct SubscriptionsOfCustomer(pub CustomerId);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct OrderKey(pub Uuid);
+pub struct OrderKey(pub OrderId);
 /// A transfer entry's id → the customer on the other side.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct CounterpartyKey(pub Uuid);
+pub struct CounterpartyKey(pub EntryId);
 /// A credit system by key (by id: [`CreditSystemKey`]).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct CreditSystemByKey(pub String);
 /// A page of a customer's children, each summed up in one credit system:
 /// (parent, credit system, page).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ChildrenKey(pub Uuid, pub Uuid, pub PageRequest);
+pub struct ChildrenKey(pub CustomerId, pub CreditSystemId, pub PageRequest);
 
-fn ids<K>(keys: &[K], id: impl Fn(&K) -> Uuid) -> Vec<Uuid> {
+fn ids<K, I>(keys: &[K], id: impl Fn(&K) -> I) -> Vec<I> {
     keys.iter().map(id).collect()
 }
 
@@ -236,17 +240,18 @@ fn groups<K: Clone, G: Eq + std::hash::Hash + Clone>(
 /// Keys of the shape (owner id, non-id part): one `read` per group of keys
 /// that share their non-id part, for all of the group's owners at once;
 /// each key gets what `read` found for its owner (absent: not found).
-async fn per_group<K, G, V, E, Fut>(
+async fn per_group<K, I, G, V, E, Fut>(
     keys: &[K],
-    owner: impl Fn(&K) -> Uuid,
+    owner: impl Fn(&K) -> I,
     group: impl Fn(&K) -> G,
-    read: impl Fn(Vec<Uuid>, G) -> Fut,
+    read: impl Fn(Vec<I>, G) -> Fut,
 ) -> Result<HashMap<K, V>, LoadError>
 where
     K: Clone + Eq + std::hash::Hash,
+    I: Eq + std::hash::Hash,
     G: Eq + std::hash::Hash + Clone,
     E: std::fmt::Display,
-    Fut: std::future::Future<Output = Result<HashMap<Uuid, V>, E>>,
+    Fut: std::future::Future<Output = Result<HashMap<I, V>, E>>,
 {
     let mut out = HashMap::new();
     for (g, keys) in groups(keys, group) {
@@ -271,10 +276,7 @@ impl Loader<CustomerKey> for Batch {
         let rows = customers::by_ids(&self.db, self.tenant_id, &ids(keys, |k| k.0))
             .await
             .map_err(fail)?;
-        Ok(rows
-            .into_iter()
-            .map(|c| (CustomerKey(c.id.uuid()), c))
-            .collect())
+        Ok(rows.into_iter().map(|c| (CustomerKey(c.id), c)).collect())
     }
 }
 
@@ -311,7 +313,7 @@ impl Loader<CreditSystemKey> for Batch {
             .map_err(fail)?;
         Ok(rows
             .into_iter()
-            .map(|c| (CreditSystemKey(c.id.uuid()), c))
+            .map(|c| (CreditSystemKey(c.id), c))
             .collect())
     }
 }
@@ -359,14 +361,14 @@ impl Loader<ChildrenKey> for Batch {
                 customers::children_pages(&self.db, self.tenant_id, &ids(&keys, |k| k.0), page)
                     .await
                     .map_err(fail)?;
-            let children: Vec<Uuid> = pages
+            let children: Vec<CustomerId> = pages
                 .values()
                 .flat_map(|p| p.items.iter().copied())
                 .collect();
             let mut found = tree::summaries(
                 &self.db,
                 self.tenant_id,
-                service::ids::CreditSystemId::from_uuid(credit_system_id),
+                credit_system_id,
                 &children,
                 true,
                 self.now,
@@ -416,10 +418,7 @@ impl Loader<WalletKey> for Batch {
         let rows = read::wallets_by_ids(&self.db, self.tenant_id, &ids(keys, |k| k.0))
             .await
             .map_err(fail)?;
-        Ok(rows
-            .into_iter()
-            .map(|w| (WalletKey(w.id.uuid()), w))
-            .collect())
+        Ok(rows.into_iter().map(|w| (WalletKey(w.id), w)).collect())
     }
 }
 
@@ -602,10 +601,7 @@ impl Loader<GrantKey> for Batch {
         let rows = read::grants_by_ids(&self.db, self.tenant_id, &ids(keys, |k| k.0))
             .await
             .map_err(fail)?;
-        Ok(rows
-            .into_iter()
-            .map(|g| (GrantKey(g.id.uuid()), g))
-            .collect())
+        Ok(rows.into_iter().map(|g| (GrantKey(g.id), g)).collect())
     }
 }
 
@@ -617,10 +613,7 @@ impl Loader<EntryKey> for Batch {
         let rows = read::entries_by_ids(&self.db, self.tenant_id, &ids(keys, |k| k.0))
             .await
             .map_err(fail)?;
-        Ok(rows
-            .into_iter()
-            .map(|e| (EntryKey(e.id.uuid()), e))
-            .collect())
+        Ok(rows.into_iter().map(|e| (EntryKey(e.id), e)).collect())
     }
 }
 
@@ -632,10 +625,7 @@ impl Loader<HoldKey> for Batch {
         let rows = read::holds_by_ids(&self.db, self.tenant_id, &ids(keys, |k| k.0))
             .await
             .map_err(fail)?;
-        Ok(rows
-            .into_iter()
-            .map(|h| (HoldKey(h.id.uuid()), h))
-            .collect())
+        Ok(rows.into_iter().map(|h| (HoldKey(h.id), h)).collect())
     }
 }
 
@@ -647,7 +637,10 @@ impl Loader<ProductKey> for Batch {
         let rows = catalog::products_by_ids(&self.db, self.tenant_id, &ids(keys, |k| k.0))
             .await
             .map_err(fail)?;
-        Ok(rows.into_iter().map(|p| (ProductKey(p.id), p)).collect())
+        Ok(rows
+            .into_iter()
+            .map(|p| (ProductKey(ProductId::from_uuid(p.id)), p))
+            .collect())
     }
 }
 
@@ -659,7 +652,10 @@ impl Loader<PlanKey> for Batch {
         let rows = catalog::plans_by_ids(&self.db, self.tenant_id, &ids(keys, |k| k.0))
             .await
             .map_err(fail)?;
-        Ok(rows.into_iter().map(|p| (PlanKey(p.id), p)).collect())
+        Ok(rows
+            .into_iter()
+            .map(|p| (PlanKey(PlanId::from_uuid(p.id)), p))
+            .collect())
     }
 }
 
@@ -671,7 +667,10 @@ impl Loader<FeatureKey> for Batch {
         let rows = catalog::features_by_ids(&self.db, self.tenant_id, &ids(keys, |k| k.0))
             .await
             .map_err(fail)?;
-        Ok(rows.into_iter().map(|f| (FeatureKey(f.id), f)).collect())
+        Ok(rows
+            .into_iter()
+            .map(|f| (FeatureKey(FeatureId::from_uuid(f.id)), f))
+            .collect())
     }
 }
 
@@ -689,7 +688,7 @@ impl Loader<PlanCreditsOfPlan> for Batch {
         let mut out: HashMap<PlanCreditsOfPlan, Vec<PlanCredit>> =
             keys.iter().map(|k| (*k, Vec::new())).collect();
         for pc in rows {
-            out.entry(PlanCreditsOfPlan(pc.plan_id))
+            out.entry(PlanCreditsOfPlan(PlanId::from_uuid(pc.plan_id)))
                 .or_default()
                 .push(pc);
         }
@@ -711,7 +710,7 @@ impl Loader<EntitlementsOfPlan> for Batch {
         let mut out: HashMap<EntitlementsOfPlan, Vec<Entitlement>> =
             keys.iter().map(|k| (*k, Vec::new())).collect();
         for e in rows {
-            out.entry(EntitlementsOfPlan(e.plan_id))
+            out.entry(EntitlementsOfPlan(PlanId::from_uuid(e.plan_id)))
                 .or_default()
                 .push(e);
         }
@@ -745,18 +744,21 @@ impl Loader<OrderKey> for Batch {
         let rows = purchases::by_ids(&self.db, self.tenant_id, &ids(keys, |k| k.0))
             .await
             .map_err(fail)?;
-        Ok(rows.into_iter().map(|o| (OrderKey(o.id), o)).collect())
+        Ok(rows
+            .into_iter()
+            .map(|o| (OrderKey(OrderId::from_uuid(o.id)), o))
+            .collect())
     }
 }
 
 impl Loader<CounterpartyKey> for Batch {
-    type Value = Uuid;
+    type Value = CustomerId;
     type Error = LoadError;
 
     async fn load(
         &self,
         keys: &[CounterpartyKey],
-    ) -> Result<HashMap<CounterpartyKey, Uuid>, LoadError> {
+    ) -> Result<HashMap<CounterpartyKey, CustomerId>, LoadError> {
         let found = read::counterparties(&self.db, self.tenant_id, &ids(keys, |k| k.0))
             .await
             .map_err(fail)?;

@@ -1,6 +1,7 @@
 //! Webhook endpoints and deliveries, emails, and where operator notices go.
 //! All ADMIN.
 
+use service::ids::{EmailId, WebhookDeliveryId, WebhookEndpointId};
 use std::collections::HashMap;
 
 use async_graphql::{Context, ID, InputObject, Object, SimpleObject};
@@ -223,12 +224,16 @@ impl NotificationQuery {
         let (p, app) = app(ctx)?;
         let page = pagination::page_request(first, after)?;
         let endpoint = endpoint
-            .map(|e| ids::decode(Kind::WebhookEndpoint, &e, "endpoint"))
+            .map(|e| ids::decode_id::<WebhookEndpointId>(&e, "endpoint"))
             .transpose()?;
         let found =
             webhooks::list_deliveries(&app.db, p.tenant_id, endpoint, status.as_deref(), page)
                 .await?;
-        let ids: Vec<_> = found.items.iter().map(|d| d.id).collect();
+        let ids: Vec<_> = found
+            .items
+            .iter()
+            .map(|d| WebhookDeliveryId::from_uuid(d.id))
+            .collect();
         let mut attempts: HashMap<_, Vec<webhooks::Attempt>> = HashMap::new();
         for (delivery, attempt) in webhooks::attempts_of(&app.db, p.tenant_id, &ids).await? {
             attempts.entry(delivery).or_default().push(attempt);
@@ -237,7 +242,9 @@ impl NotificationQuery {
             found,
             |d| d.id,
             |d| WebhookDelivery {
-                attempts: attempts.remove(&d.id).unwrap_or_default(),
+                attempts: attempts
+                    .remove(&WebhookDeliveryId::from_uuid(d.id))
+                    .unwrap_or_default(),
                 delivery: d,
             },
         ))
@@ -258,7 +265,11 @@ impl NotificationQuery {
         let (p, app) = app(ctx)?;
         let page = pagination::page_request(first, after)?;
         let found = email::list(&app.db, p.tenant_id, status.as_deref(), page).await?;
-        let ids: Vec<_> = found.items.iter().map(|e| e.id).collect();
+        let ids: Vec<_> = found
+            .items
+            .iter()
+            .map(|e| EmailId::from_uuid(e.id))
+            .collect();
         let mut attempts: HashMap<_, Vec<email::EmailAttempt>> = HashMap::new();
         for (email_id, attempt) in email::attempts_of(&app.db, p.tenant_id, &ids).await? {
             attempts.entry(email_id).or_default().push(attempt);
@@ -267,7 +278,9 @@ impl NotificationQuery {
             found,
             |e| e.id,
             |e| EmailDelivery {
-                attempt_log: attempts.remove(&e.id).unwrap_or_default(),
+                attempt_log: attempts
+                    .remove(&EmailId::from_uuid(e.id))
+                    .unwrap_or_default(),
                 email: e,
             },
         ))

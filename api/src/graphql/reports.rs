@@ -78,8 +78,7 @@ async fn scope(
         Some(c) => Some(
             customers::get(&app.db, p.tenant_id, &c.parse("customer")?)
                 .await?
-                .id
-                .uuid(),
+                .id,
         ),
         None => None,
     };

@@ -442,7 +442,7 @@ async fn export_entries_as(
         )
         .await
         {
-            Ok(c) => Some(c.id.uuid()),
+            Ok(c) => Some(c.id),
             Err(e) => return domain_error(&e),
         },
         None => None,

@@ -21,6 +21,7 @@ use crate::{
     amount::{from_micros, positive_micros},
     credit_systems::CreditSystemRef,
     error::Invalid,
+    ids::PlanId,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,7 +137,7 @@ pub async fn remove_entitlement(
 pub async fn entitlements_of(
     conn: &impl ConnectionTrait,
     tenant_id: Uuid,
-    plan_ids: &[Uuid],
+    plan_ids: &[PlanId],
 ) -> Result<Vec<Entitlement>, DbErr> {
     Ok(entitlement::Entity::find()
         .filter(entitlement::Column::TenantId.eq(tenant_id))

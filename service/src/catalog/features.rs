@@ -14,6 +14,7 @@ use super::{Error, Ref, describe, is_unique_violation};
 use crate::{
     Clock, Db,
     credit_systems::{parse_key, parse_label},
+    ids::FeatureId,
     pagination::{Page, PageRequest},
 };
 
@@ -129,7 +130,7 @@ pub async fn list_features(
 pub async fn features_by_ids(
     db: &Db,
     tenant_id: Uuid,
-    ids: &[Uuid],
+    ids: &[FeatureId],
 ) -> Result<Vec<Feature>, DbErr> {
     Ok(feature::Entity::find()
         .filter(feature::Column::TenantId.eq(tenant_id))

@@ -17,7 +17,7 @@ use super::{
     Error, Ref, is_unique_violation,
     plans::{Plan, draft},
 };
-use crate::ids::{CreditSystemId, PlanCreditId};
+use crate::ids::{CreditSystemId, PlanCreditId, PlanId};
 use crate::{
     Clock, Db,
     amount::{from_micros, positive_micros, to_micros},
@@ -217,7 +217,9 @@ impl PlanCredit {
         let usage_alert_percents = m
             .usage_alert_percents
             .as_ref()
-            .map(|v| crate::alert_percents::from_json("plan_credit", id, v))
+            .map(|v| {
+                crate::alert_percents::from_json("plan_credit", PlanCreditId::from_uuid(id), v)
+            })
             .transpose()?;
         Ok(Self {
             id: m.id,
@@ -495,7 +497,7 @@ pub async fn detach_credit_system(
 pub async fn plan_credits_of(
     conn: &impl ConnectionTrait,
     tenant_id: Uuid,
-    plan_ids: &[Uuid],
+    plan_ids: &[PlanId],
 ) -> Result<Vec<PlanCredit>, DbErr> {
     plan_credit::Entity::find()
         .filter(plan_credit::Column::TenantId.eq(tenant_id))

@@ -17,6 +17,7 @@ use crate::{
     Clock, Db,
     credit_systems::{parse_key, parse_label},
     error::known,
+    ids::{PlanId, ProductId},
     input,
     pagination::{Page, PageRequest},
     periods::Interval,
@@ -318,7 +319,7 @@ pub async fn get_plan(db: &Db, tenant_id: Uuid, which: &Ref) -> Result<Plan, Err
 pub async fn list_plans(
     db: &Db,
     tenant_id: Uuid,
-    product_id: Option<Uuid>,
+    product_id: Option<ProductId>,
     status: Option<PlanStatus>,
     page: PageRequest,
 ) -> Result<Page<Plan>, Error> {
@@ -501,7 +502,7 @@ pub async fn duplicate_plan(
 }
 
 /// Plans, products and features by id, for batched reads.
-pub async fn plans_by_ids(db: &Db, tenant_id: Uuid, ids: &[Uuid]) -> Result<Vec<Plan>, DbErr> {
+pub async fn plans_by_ids(db: &Db, tenant_id: Uuid, ids: &[PlanId]) -> Result<Vec<Plan>, DbErr> {
     plan::Entity::find()
         .filter(plan::Column::TenantId.eq(tenant_id))
         .filter(plan::Column::Id.is_in(ids.iter().copied()))

@@ -12,6 +12,7 @@ use super::{Error, Ref, describe, is_unique_violation};
 use crate::{
     Clock, Db,
     credit_systems::{parse_key, parse_label},
+    ids::ProductId,
     input,
     pagination::{Page, PageRequest},
 };
@@ -130,7 +131,7 @@ pub async fn list_products(
 pub async fn products_by_ids(
     db: &Db,
     tenant_id: Uuid,
-    ids: &[Uuid],
+    ids: &[ProductId],
 ) -> Result<Vec<Product>, DbErr> {
     Ok(product::Entity::find()
         .filter(product::Column::TenantId.eq(tenant_id))

@@ -17,7 +17,7 @@ use crate::{
     customers::{self, CustomerRef},
     error::Invalid,
     idempotency::{self, IdempotencyKey, Request},
-    ids::{CreditSystemId, CustomerId},
+    ids::{CreditSystemId, CustomerId, EntryId, GrantId},
     ledger::{
         Attribution, Category, Entry, EntryType, Error, Grant,
         book::{Links, NewGrant, Session},
@@ -145,7 +145,7 @@ pub async fn allocate(
                 )
                 .map_err(|r| super::ops::refused(amount, r))?;
             let mut splits = Vec::new();
-            for (grant_id, part) in source.splits_of(out.id) {
+            for (grant_id, part) in source.splits_of(EntryId::from_uuid(out.id)) {
                 let Some(origin) = source.grant(grant_id).cloned() else {
                     continue;
                 };
@@ -180,7 +180,12 @@ pub async fn allocate(
             target.book_time();
             let grants: Vec<Grant> = splits
                 .iter()
-                .filter_map(|(id, _)| target.grant(*id).cloned().map(Grant::try_from))
+                .filter_map(|(id, _)| {
+                    target
+                        .grant(GrantId::from_uuid(*id))
+                        .cloned()
+                        .map(Grant::try_from)
+                })
                 .collect::<Result<_, _>>()?;
             session.record_key(request.record_model(tenant_id, out.id, now));
             session.finish(source).await?;

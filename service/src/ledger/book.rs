@@ -35,7 +35,7 @@ use crate::{
     customers::CustomerRef,
     db::{by_id, columns_as, insert_statements, statement},
     error::Invalid,
-    ids::{CreditSystemId, CustomerId, WalletId},
+    ids::{CreditSystemId, CustomerId, EntryId, GrantId, InvoiceId, WalletId},
     outbox::{self, EventType},
 };
 
@@ -346,11 +346,11 @@ impl<'t> Book<'t> {
 
     /// Makes sure these grants (of this wallet) are in memory, e.g. spent
     /// ones a hold or refund gives back to.
-    pub async fn load_grants(&mut self, ids: &[Uuid]) -> Result<(), DbErr> {
+    pub async fn load_grants(&mut self, ids: &[GrantId]) -> Result<(), DbErr> {
         let missing: Vec<Uuid> = ids
             .iter()
+            .map(|id| id.uuid())
             .filter(|id| !self.grants.contains_key(id))
-            .copied()
             .collect();
         if missing.is_empty() {
             return Ok(());
@@ -366,16 +366,16 @@ impl<'t> Book<'t> {
     }
 
     /// The splits appended so far for one entry (signed).
-    pub fn splits_of(&self, entry_id: Uuid) -> Vec<(Uuid, i64)> {
+    pub fn splits_of(&self, entry_id: EntryId) -> Vec<(GrantId, i64)> {
         self.splits
             .iter()
-            .filter(|s| s.entry_id == entry_id)
-            .map(|s| (s.grant_id, s.amount_micros))
+            .filter(|s| entry_id == s.entry_id)
+            .map(|s| (GrantId::from_uuid(s.grant_id), s.amount_micros))
             .collect()
     }
 
-    pub fn grant(&self, id: Uuid) -> Option<&credit_grant::Model> {
-        self.grants.get(&id)
+    pub fn grant(&self, id: GrantId) -> Option<&credit_grant::Model> {
+        self.grants.get(&id.uuid())
     }
 
     /// The booked grants, as spending sees them (a scheduled grant is
@@ -718,7 +718,7 @@ impl<'t> Book<'t> {
         floor: Option<i64>,
         attribution: &Attribution,
         idempotency_key: Option<&str>,
-        invoice_id: Option<Uuid>,
+        invoice_id: Option<InvoiceId>,
     ) -> Result<Result<(credit_hold::Model, ledger_entry::Model), Refusal>, DbErr> {
         let available = self.available();
         if let Some(floor) = floor
@@ -747,7 +747,7 @@ impl<'t> Book<'t> {
             description: Set(attribution.description.clone()),
             created_at: Set(self.now),
             settled_at: Set(None),
-            invoice_id: Set(invoice_id),
+            invoice_id: Set(invoice_id.map(InvoiceId::uuid)),
         }
         .insert(self.txn)
         .await?;
@@ -803,7 +803,10 @@ impl<'t> Book<'t> {
             .into_iter()
             .map(|s| (s.grant_id, s.amount_micros))
             .collect();
-        let ids: Vec<Uuid> = parts.iter().map(|(id, _)| *id).collect();
+        let ids: Vec<GrantId> = parts
+            .iter()
+            .map(|(id, _)| GrantId::from_uuid(*id))
+            .collect();
         self.load_grants(&ids).await?;
         let attribution = Attribution {
             feature: hold.feature.clone(),
@@ -865,10 +868,11 @@ impl<'t> Book<'t> {
     /// Marks a grant voided and writes its VOID entry for what remains.
     pub fn void(
         &mut self,
-        grant_id: Uuid,
+        grant_id: GrantId,
         reason: &str,
         idempotency_key: Option<&str>,
     ) -> Option<ledger_entry::Model> {
+        let grant_id = grant_id.uuid();
         let now = self.now;
         if !self.grants.get(&grant_id)?.booked {
             // Scheduled: its GRANT entry first, so the VOID entry takes back
@@ -916,7 +920,7 @@ impl<'t> Book<'t> {
                 Some(outbox::event(
                     e.tenant_id,
                     kind,
-                    Some(e.wallet_id),
+                    Some(WalletId::from_uuid(e.wallet_id)),
                     serde_json::json!({
                         "walletId": e.wallet_id,
                         "customerId": self.wallet.customer_id,
@@ -983,10 +987,10 @@ impl<'t> Book<'t> {
     }
 
     /// The splits appended so far for one entry, as they will be stored.
-    pub fn split_models_of(&self, entry_id: Uuid) -> Vec<entry_split::Model> {
+    pub fn split_models_of(&self, entry_id: EntryId) -> Vec<entry_split::Model> {
         self.splits
             .iter()
-            .filter(|s| s.entry_id == entry_id)
+            .filter(|s| entry_id == s.entry_id)
             .cloned()
             .collect()
     }
@@ -1012,7 +1016,7 @@ impl<'t> Book<'t> {
                 flush.events.push(outbox::event(
                     self.wallet.tenant_id,
                     kind,
-                    Some(self.wallet.id),
+                    Some(WalletId::from_uuid(self.wallet.id)),
                     serde_json::json!({
                         "walletId": self.wallet.id,
                         "customerId": self.wallet.customer_id,

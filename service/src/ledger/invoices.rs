@@ -43,7 +43,7 @@ use crate::{
     customers::{self, CustomerRef},
     error::{Invalid, known},
     idempotency::{self, IdempotencyKey},
-    ids::WalletId,
+    ids::{InvoiceId, WalletId},
     pagination::{Page, PageRequest},
     pricing::minor_units,
 };
@@ -308,7 +308,7 @@ async fn apply_first(
 
     let shares = shares(&books, &units, subtotal, now);
     let applied: i64 = shares.iter().sum();
-    let invoice_id = Uuid::now_v7();
+    let invoice_id = InvoiceId::new_v7();
     let holds_until = now + HOLD_DURATION_MAX;
     let attribution = Attribution {
         description: Some(format!("invoice {external_id}")),
@@ -354,7 +354,7 @@ async fn apply_first(
         }
     });
     let model = invoice::ActiveModel {
-        id: Set(invoice_id),
+        id: Set(invoice_id.uuid()),
         tenant_id: Set(tenant_id),
         customer_id: Set(customer_id),
         external_id: Set(external_id.to_owned()),

@@ -256,7 +256,7 @@ impl Wallet {
     pub fn usage_alert_percents(&self) -> Result<Option<Vec<Decimal>>, DbErr> {
         self.usage_alert_percents
             .as_ref()
-            .map(|v| crate::alert_percents::from_json("wallet", self.id.uuid(), v))
+            .map(|v| crate::alert_percents::from_json("wallet", self.id, v))
             .transpose()
     }
 }

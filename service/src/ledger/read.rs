@@ -17,8 +17,10 @@ use super::{
 use crate::{
     Db,
     amount::from_micros,
+    credit_systems::CreditSystem,
     db::{columns_as, statement},
     error::known,
+    ids::{CreditSystemId, CustomerId, EntryId, GrantId, HoldId, TypedId, WalletId},
     pagination::{Page, PageRequest},
 };
 
@@ -35,8 +37,8 @@ fn list(n: usize) -> String {
     vec!["?"; n].join(", ")
 }
 
-fn uuids(ids: &[Uuid]) -> impl Iterator<Item = Value> + '_ {
-    ids.iter().map(|id| Value::from(*id))
+fn uuids<T: TypedId>(ids: &[T]) -> impl Iterator<Item = Value> + '_ {
+    ids.iter().map(|id| Value::from(id.uuid()))
 }
 
 /// The highest `lowCreditLimit` among the customer's subscriptions active
@@ -180,7 +182,7 @@ pub(crate) async fn plans_low_credit_limits_of(
                 list(chunk.len())
             );
             let mut values: Vec<Value> = vec![tenant_id.into(), now.into(), now.into()];
-            values.extend(uuids(chunk));
+            values.extend(chunk.iter().map(|id| Value::from(*id)));
             let rows = conn
                 .query_all_raw(statement(conn.get_database_backend(), &sql, values))
                 .await?;
@@ -202,17 +204,18 @@ pub(crate) async fn plans_low_credit_limits_of(
 pub async fn wallets_of_customers(
     db: &Db,
     tenant_id: Uuid,
-    customer_ids: &[Uuid],
-) -> Result<HashMap<Uuid, Vec<Wallet>>, DbErr> {
+    customer_ids: &[CustomerId],
+) -> Result<HashMap<CustomerId, Vec<Wallet>>, DbErr> {
     let rows = wallet::Entity::find()
         .filter(wallet::Column::TenantId.eq(tenant_id))
-        .filter(wallet::Column::CustomerId.is_in(customer_ids.iter().copied()))
+        .filter(wallet::Column::CustomerId.is_in(uuids(customer_ids)))
         .order_by_asc(wallet::Column::Id)
         .all(db.reader())
         .await?;
-    let mut out: HashMap<Uuid, Vec<Wallet>> = HashMap::new();
+    let mut out: HashMap<CustomerId, Vec<Wallet>> = HashMap::new();
     for w in rows {
-        out.entry(w.customer_id).or_default().push(w.into());
+        let w = Wallet::from(w);
+        out.entry(w.customer_id).or_default().push(w);
     }
     Ok(out)
 }
@@ -222,8 +225,8 @@ pub async fn wallets_of_customers(
 pub async fn wallets_with_credit_systems(
     db: &Db,
     tenant_id: Uuid,
-    customer_ids: &[Uuid],
-) -> Result<HashMap<Uuid, Vec<(Wallet, crate::credit_systems::CreditSystem)>>, DbErr> {
+    customer_ids: &[CustomerId],
+) -> Result<HashMap<CustomerId, Vec<(Wallet, CreditSystem)>>, DbErr> {
     use entity::credit_system;
     if customer_ids.is_empty() {
         return Ok(HashMap::new());
@@ -239,7 +242,7 @@ pub async fn wallets_with_credit_systems(
     );
     let mut values: Vec<Value> = vec![tenant_id.into()];
     values.extend(uuids(customer_ids));
-    let mut out: HashMap<Uuid, Vec<_>> = HashMap::new();
+    let mut out: HashMap<CustomerId, Vec<_>> = HashMap::new();
     for row in conn
         .query_all_raw(statement(conn.get_database_backend(), &sql, values))
         .await?
@@ -247,7 +250,7 @@ pub async fn wallets_with_credit_systems(
         use sea_orm::FromQueryResult;
         let w = Wallet::from(wallet::Model::from_query_result(&row, "w_")?);
         let cs = credit_system::Model::from_query_result(&row, "cs_")?.try_into()?;
-        out.entry(w.customer_id.uuid()).or_default().push((w, cs));
+        out.entry(w.customer_id).or_default().push((w, cs));
     }
     Ok(out)
 }
@@ -256,9 +259,9 @@ pub async fn wallets_with_credit_systems(
 pub async fn balances(
     db: &Db,
     tenant_id: Uuid,
-    wallet_ids: &[Uuid],
+    wallet_ids: &[WalletId],
     now: DateTime<Utc>,
-) -> Result<HashMap<Uuid, Balance>, DbErr> {
+) -> Result<HashMap<WalletId, Balance>, DbErr> {
     Ok(balances_expiring(db, tenant_id, wallet_ids, now, None)
         .await?
         .into_iter()
@@ -273,10 +276,10 @@ pub async fn balances(
 pub async fn balances_expiring(
     db: &Db,
     tenant_id: Uuid,
-    wallet_ids: &[Uuid],
+    wallet_ids: &[WalletId],
     now: DateTime<Utc>,
     until: Option<DateTime<Utc>>,
-) -> Result<HashMap<Uuid, (Balance, rust_decimal::Decimal)>, DbErr> {
+) -> Result<HashMap<WalletId, (Balance, rust_decimal::Decimal)>, DbErr> {
     if wallet_ids.is_empty() {
         return Ok(HashMap::new());
     }
@@ -341,10 +344,10 @@ pub async fn balances_expiring(
     let rows = conn.query_all_raw(statement(backend, &sql, values)).await?;
     let mut parts = Vec::with_capacity(rows.len());
     // The balance and its available micros (live − debt) so far.
-    let mut out: HashMap<Uuid, (Balance, i64, rust_decimal::Decimal)> = HashMap::new();
+    let mut out: HashMap<WalletId, (Balance, i64, rust_decimal::Decimal)> = HashMap::new();
     for row in rows {
         let kind: String = row.try_get("", "kind")?;
-        let wallet_id: Uuid = row.try_get("", "wallet_id")?;
+        let wallet_id = WalletId::from_uuid(row.try_get("", "wallet_id")?);
         let a: i64 = row.try_get("", "a")?;
         let b: i64 = row.try_get("", "b")?;
         match kind.as_str() {
@@ -399,7 +402,7 @@ pub async fn balances_expiring(
 async fn grant_category(
     conn: &impl ConnectionTrait,
     tenant_id: Uuid,
-    wallet_id: Uuid,
+    wallet_id: WalletId,
     stored: &str,
 ) -> Result<Category, DbErr> {
     if let Some(category) = Category::parse(stored) {
@@ -422,10 +425,10 @@ async fn grant_category(
 pub async fn expiring_between(
     db: &Db,
     tenant_id: Uuid,
-    wallet_ids: &[Uuid],
+    wallet_ids: &[WalletId],
     now: DateTime<Utc>,
     until: DateTime<Utc>,
-) -> Result<HashMap<Uuid, rust_decimal::Decimal>, DbErr> {
+) -> Result<HashMap<WalletId, rust_decimal::Decimal>, DbErr> {
     if wallet_ids.is_empty() {
         return Ok(HashMap::new());
     }
@@ -447,7 +450,7 @@ pub async fn expiring_between(
         .await?
     {
         out.insert(
-            row.try_get::<Uuid>("", "wallet_id")?,
+            WalletId::from_uuid(row.try_get("", "wallet_id")?),
             from_micros(row.try_get("", "amount")?),
         );
     }
@@ -458,9 +461,9 @@ pub async fn expiring_between(
 pub async fn balances_at(
     db: &Db,
     tenant_id: Uuid,
-    wallet_ids: &[Uuid],
+    wallet_ids: &[WalletId],
     at: DateTime<Utc>,
-) -> Result<HashMap<Uuid, rust_decimal::Decimal>, DbErr> {
+) -> Result<HashMap<WalletId, rust_decimal::Decimal>, DbErr> {
     if wallet_ids.is_empty() {
         return Ok(HashMap::new());
     }
@@ -476,7 +479,7 @@ pub async fn balances_at(
     let mut values: Vec<Value> = vec![tenant_id.into()];
     values.extend(uuids(wallet_ids));
     values.push(at.into());
-    let mut out: HashMap<Uuid, rust_decimal::Decimal> = wallet_ids
+    let mut out: HashMap<WalletId, rust_decimal::Decimal> = wallet_ids
         .iter()
         .map(|id| (*id, rust_decimal::Decimal::ZERO))
         .collect();
@@ -485,7 +488,7 @@ pub async fn balances_at(
         .await?
     {
         out.insert(
-            row.try_get("", "wallet_id")?,
+            WalletId::from_uuid(row.try_get("", "wallet_id")?),
             from_micros(row.try_get("", "balance_after_micros")?),
         );
     }
@@ -506,11 +509,11 @@ pub struct GrantFilter {
 pub async fn grant_pages(
     db: &Db,
     tenant_id: Uuid,
-    wallet_ids: &[Uuid],
+    wallet_ids: &[WalletId],
     filter: &GrantFilter,
     page: PageRequest,
     now: DateTime<Utc>,
-) -> Result<HashMap<Uuid, Page<Grant>>, DbErr> {
+) -> Result<HashMap<WalletId, Page<Grant>>, DbErr> {
     if wallet_ids.is_empty() {
         return Ok(HashMap::new());
     }
@@ -549,9 +552,10 @@ pub async fn grant_pages(
         .from_raw_sql(statement(conn.get_database_backend(), &sql, values))
         .all(conn)
         .await?;
-    let mut grouped: HashMap<Uuid, Vec<Grant>> = HashMap::new();
+    let mut grouped: HashMap<WalletId, Vec<Grant>> = HashMap::new();
     for g in rows {
-        grouped.entry(g.wallet_id).or_default().push(g.try_into()?);
+        let g = Grant::try_from(g)?;
+        grouped.entry(g.wallet_id).or_default().push(g);
     }
     Ok(wallet_ids
         .iter()
@@ -575,10 +579,10 @@ pub struct EntryFilter {
 pub async fn entry_pages(
     db: &Db,
     tenant_id: Uuid,
-    wallet_ids: &[Uuid],
+    wallet_ids: &[WalletId],
     filter: &EntryFilter,
     page: PageRequest,
-) -> Result<HashMap<Uuid, Page<Entry>>, DbErr> {
+) -> Result<HashMap<WalletId, Page<Entry>>, DbErr> {
     let Some((sql, values)) = entry_pages_sql(tenant_id, wallet_ids, filter, page) else {
         return Ok(wallet_ids
             .iter()
@@ -590,9 +594,10 @@ pub async fn entry_pages(
         .from_raw_sql(statement(conn.get_database_backend(), &sql, values))
         .all(conn)
         .await?;
-    let mut grouped: HashMap<Uuid, Vec<Entry>> = HashMap::new();
+    let mut grouped: HashMap<WalletId, Vec<Entry>> = HashMap::new();
     for e in rows {
-        grouped.entry(e.wallet_id).or_default().push(e.try_into()?);
+        let e = Entry::try_from(e)?;
+        grouped.entry(e.wallet_id).or_default().push(e);
     }
     Ok(wallet_ids
         .iter()
@@ -610,10 +615,10 @@ pub type EntryWithSplits = (Entry, Vec<(Split, Grant)>);
 pub async fn entry_pages_with_splits(
     db: &Db,
     tenant_id: Uuid,
-    wallet_ids: &[Uuid],
+    wallet_ids: &[WalletId],
     filter: &EntryFilter,
     page: PageRequest,
-) -> Result<HashMap<Uuid, Page<EntryWithSplits>>, DbErr> {
+) -> Result<HashMap<WalletId, Page<EntryWithSplits>>, DbErr> {
     let Some((pages, mut values)) = entry_pages_sql(tenant_id, wallet_ids, filter, page) else {
         return Ok(wallet_ids
             .iter()
@@ -639,10 +644,10 @@ pub async fn entry_pages_with_splits(
     // split's, the grant's.
     const SPLIT_AT: usize = ledger_entry::Model::COLUMNS;
     const GRANT_AT: usize = SPLIT_AT + entry_split::Model::COLUMNS;
-    let mut grouped: HashMap<Uuid, Vec<EntryWithSplits>> = HashMap::new();
+    let mut grouped: HashMap<WalletId, Vec<EntryWithSplits>> = HashMap::new();
     for row in rows {
-        let entry_id: Uuid = row.try_get_by_index(0)?;
-        let wallet_id: Uuid = row.try_get_by_index(2)?;
+        let entry_id = EntryId::from_uuid(row.try_get_by_index(0)?);
+        let wallet_id = WalletId::from_uuid(row.try_get_by_index(2)?);
         let entries = grouped.entry(wallet_id).or_default();
         if entries.last().is_none_or(|(e, _)| e.id != entry_id) {
             let entry = ledger_entry::Model::from_columns(&row, 0)?.try_into()?;
@@ -667,7 +672,7 @@ pub async fn entry_pages_with_splits(
 /// admits no entry (an empty `types` list).
 fn entry_pages_sql(
     tenant_id: Uuid,
-    wallet_ids: &[Uuid],
+    wallet_ids: &[WalletId],
     filter: &EntryFilter,
     page: PageRequest,
 ) -> Option<(String, Vec<Value>)> {
@@ -724,17 +729,19 @@ fn entry_pages_sql(
 pub async fn splits_of_entries(
     db: &Db,
     tenant_id: Uuid,
-    entry_ids: &[Uuid],
-) -> Result<HashMap<Uuid, Vec<Split>>, DbErr> {
+    entry_ids: &[EntryId],
+) -> Result<HashMap<EntryId, Vec<Split>>, DbErr> {
     let rows = entry_split::Entity::find()
         .filter(entry_split::Column::TenantId.eq(tenant_id))
-        .filter(entry_split::Column::EntryId.is_in(entry_ids.iter().copied()))
+        .filter(entry_split::Column::EntryId.is_in(uuids(entry_ids)))
         .order_by_asc(entry_split::Column::Id)
         .all(db.reader())
         .await?;
-    let mut out: HashMap<Uuid, Vec<Split>> = HashMap::new();
+    let mut out: HashMap<EntryId, Vec<Split>> = HashMap::new();
     for s in rows {
-        out.entry(s.entry_id).or_default().push(s.into());
+        out.entry(EntryId::from_uuid(s.entry_id))
+            .or_default()
+            .push(s.into());
     }
     Ok(out)
 }
@@ -746,8 +753,8 @@ pub async fn splits_of_entries(
 pub async fn counterparties(
     db: &Db,
     tenant_id: Uuid,
-    entry_ids: &[Uuid],
-) -> Result<HashMap<Uuid, Uuid>, DbErr> {
+    entry_ids: &[EntryId],
+) -> Result<HashMap<EntryId, CustomerId>, DbErr> {
     if entry_ids.is_empty() {
         return Ok(HashMap::new());
     }
@@ -774,17 +781,17 @@ pub async fn counterparties(
         .await?
     {
         out.insert(
-            row.try_get::<Uuid>("", "entry_id")?,
-            row.try_get::<Uuid>("", "customer_id")?,
+            EntryId::from_uuid(row.try_get("", "entry_id")?),
+            CustomerId::from_uuid(row.try_get("", "customer_id")?),
         );
     }
     Ok(out)
 }
 
-pub async fn grants_by_ids(db: &Db, tenant_id: Uuid, ids: &[Uuid]) -> Result<Vec<Grant>, DbErr> {
+pub async fn grants_by_ids(db: &Db, tenant_id: Uuid, ids: &[GrantId]) -> Result<Vec<Grant>, DbErr> {
     credit_grant::Entity::find()
         .filter(credit_grant::Column::TenantId.eq(tenant_id))
-        .filter(credit_grant::Column::Id.is_in(ids.iter().copied()))
+        .filter(credit_grant::Column::Id.is_in(uuids(ids)))
         .all(db.reader())
         .await?
         .into_iter()
@@ -792,10 +799,14 @@ pub async fn grants_by_ids(db: &Db, tenant_id: Uuid, ids: &[Uuid]) -> Result<Vec
         .collect()
 }
 
-pub async fn wallets_by_ids(db: &Db, tenant_id: Uuid, ids: &[Uuid]) -> Result<Vec<Wallet>, DbErr> {
+pub async fn wallets_by_ids(
+    db: &Db,
+    tenant_id: Uuid,
+    ids: &[WalletId],
+) -> Result<Vec<Wallet>, DbErr> {
     Ok(wallet::Entity::find()
         .filter(wallet::Column::TenantId.eq(tenant_id))
-        .filter(wallet::Column::Id.is_in(ids.iter().copied()))
+        .filter(wallet::Column::Id.is_in(uuids(ids)))
         .all(db.reader())
         .await?
         .into_iter()
@@ -803,10 +814,14 @@ pub async fn wallets_by_ids(db: &Db, tenant_id: Uuid, ids: &[Uuid]) -> Result<Ve
         .collect())
 }
 
-pub async fn entries_by_ids(db: &Db, tenant_id: Uuid, ids: &[Uuid]) -> Result<Vec<Entry>, DbErr> {
+pub async fn entries_by_ids(
+    db: &Db,
+    tenant_id: Uuid,
+    ids: &[EntryId],
+) -> Result<Vec<Entry>, DbErr> {
     ledger_entry::Entity::find()
         .filter(ledger_entry::Column::TenantId.eq(tenant_id))
-        .filter(ledger_entry::Column::Id.is_in(ids.iter().copied()))
+        .filter(ledger_entry::Column::Id.is_in(uuids(ids)))
         .all(db.reader())
         .await?
         .into_iter()
@@ -814,10 +829,10 @@ pub async fn entries_by_ids(db: &Db, tenant_id: Uuid, ids: &[Uuid]) -> Result<Ve
         .collect()
 }
 
-pub async fn holds_by_ids(db: &Db, tenant_id: Uuid, ids: &[Uuid]) -> Result<Vec<Hold>, DbErr> {
+pub async fn holds_by_ids(db: &Db, tenant_id: Uuid, ids: &[HoldId]) -> Result<Vec<Hold>, DbErr> {
     credit_hold::Entity::find()
         .filter(credit_hold::Column::TenantId.eq(tenant_id))
-        .filter(credit_hold::Column::Id.is_in(ids.iter().copied()))
+        .filter(credit_hold::Column::Id.is_in(uuids(ids)))
         .all(db.reader())
         .await?
         .into_iter()
@@ -829,8 +844,8 @@ pub async fn holds_by_ids(db: &Db, tenant_id: Uuid, ids: &[Uuid]) -> Result<Vec<
 pub async fn wallet_of(
     db: &Db,
     tenant_id: Uuid,
-    customer_id: crate::ids::CustomerId,
-    credit_system_id: crate::ids::CreditSystemId,
+    customer_id: CustomerId,
+    credit_system_id: CreditSystemId,
 ) -> Result<Option<Wallet>, DbErr> {
     Ok(wallet::Entity::find()
         .filter(wallet::Column::TenantId.eq(tenant_id))

@@ -26,7 +26,12 @@ use uuid::Uuid;
 
 use super::read;
 use crate::db::statement;
-use crate::{Db, amount::from_micros, error::Invalid};
+use crate::{
+    Db,
+    amount::from_micros,
+    error::Invalid,
+    ids::{CreditSystemId, CustomerId, WalletId},
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum Health {
@@ -85,7 +90,7 @@ pub fn usage_percent(used: Decimal, allocated: Decimal) -> Decimal {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TreeSummary {
-    pub customer_id: Uuid,
+    pub customer_id: CustomerId,
     pub allocated: Decimal,
     pub allocated_out: Decimal,
     /// By the customer and, when the summary includes them, its
@@ -120,11 +125,11 @@ pub async fn thresholds(db: &Db, tenant_id: Uuid) -> Result<Thresholds, DbErr> {
 pub async fn summaries(
     db: &Db,
     tenant_id: Uuid,
-    credit_system_id: crate::ids::CreditSystemId,
-    customer_ids: &[Uuid],
+    credit_system_id: CreditSystemId,
+    customer_ids: &[CustomerId],
     include_descendants: bool,
     now: DateTime<Utc>,
-) -> Result<HashMap<Uuid, TreeSummary>, super::Error> {
+) -> Result<HashMap<CustomerId, TreeSummary>, super::Error> {
     if customer_ids.is_empty() {
         return Ok(HashMap::new());
     }
@@ -148,23 +153,23 @@ pub async fn summaries(
     let mut sums = Vec::new();
     for row in rows {
         sums.push((
-            row.try_get::<Uuid>("", "customer_id")?,
-            row.try_get::<Uuid>("", "wallet_id")?,
+            CustomerId::from_uuid(row.try_get("", "customer_id")?),
+            WalletId::from_uuid(row.try_get("", "wallet_id")?),
             row.try_get::<i64>("", "allocated")?,
             row.try_get::<i64>("", "allocated_out")?,
             row.try_get::<i64>("", "used")?,
             row.try_get::<i64>("", "purchased")?,
         ));
     }
-    let wallet_ids: Vec<Uuid> = sums.iter().map(|s| s.1).collect();
+    let wallet_ids: Vec<WalletId> = sums.iter().map(|s| s.1).collect();
     let balances = read::balances(db, tenant_id, &wallet_ids, now).await?;
     let thresholds = thresholds(db, tenant_id).await?;
     let subtree_used = if include_descendants {
-        Some(subtrees_used(db, tenant_id, credit_system_id.uuid(), customer_ids).await?)
+        Some(subtrees_used(db, tenant_id, credit_system_id, customer_ids).await?)
     } else {
         None
     };
-    let mut out: HashMap<Uuid, TreeSummary> = customer_ids
+    let mut out: HashMap<CustomerId, TreeSummary> = customer_ids
         .iter()
         .map(|id| (*id, empty(*id, &thresholds)))
         .collect();
@@ -210,9 +215,9 @@ pub async fn summaries(
 async fn subtrees_used(
     db: &Db,
     tenant_id: Uuid,
-    credit_system_id: Uuid,
-    roots: &[Uuid],
-) -> Result<HashMap<Uuid, Decimal>, DbErr> {
+    credit_system_id: CreditSystemId,
+    roots: &[CustomerId],
+) -> Result<HashMap<CustomerId, Decimal>, DbErr> {
     let (cte, mut values) = crate::customers::subtree_cte(tenant_id, roots);
     let sql = format!(
         "WITH RECURSIVE {cte} \
@@ -230,14 +235,14 @@ async fn subtrees_used(
         .await?
     {
         out.insert(
-            row.try_get::<Uuid>("", "root_id")?,
+            CustomerId::from_uuid(row.try_get("", "root_id")?),
             from_micros(row.try_get::<i64>("", "used")?),
         );
     }
     Ok(out)
 }
 
-fn empty(customer_id: Uuid, thresholds: &Thresholds) -> TreeSummary {
+fn empty(customer_id: CustomerId, thresholds: &Thresholds) -> TreeSummary {
     TreeSummary {
         customer_id,
         allocated: Decimal::ZERO,

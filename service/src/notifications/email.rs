@@ -23,6 +23,7 @@ use super::{
 use crate::{
     Clock, Db,
     credit_systems::CreditSystem,
+    ids::EmailId,
     outbox::EventType,
     pagination::{Page, PageRequest},
 };
@@ -529,8 +530,8 @@ pub struct EmailAttempt {
 pub async fn attempts_of(
     db: &Db,
     tenant_id: Uuid,
-    email_ids: &[Uuid],
-) -> Result<Vec<(Uuid, EmailAttempt)>, Error> {
+    email_ids: &[EmailId],
+) -> Result<Vec<(EmailId, EmailAttempt)>, Error> {
     Ok(email_attempt::Entity::find()
         .filter(email_attempt::Column::TenantId.eq(tenant_id))
         .filter(email_attempt::Column::EmailId.is_in(email_ids.iter().copied()))
@@ -540,7 +541,7 @@ pub async fn attempts_of(
         .into_iter()
         .map(|a| {
             (
-                a.email_id,
+                EmailId::from_uuid(a.email_id),
                 EmailAttempt {
                     number: a.number,
                     attempted_at: a.attempted_at,

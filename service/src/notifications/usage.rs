@@ -46,6 +46,7 @@ use uuid::Uuid;
 use crate::{
     Clock, Db,
     amount::from_micros,
+    ids::{PlanCreditId, WalletId},
     outbox::{self, EventType},
 };
 
@@ -259,7 +260,7 @@ async fn plan_lists(
             if let Some(v) = &pc.usage_alert_percents {
                 out.entry((s.customer_id, pc.credit_system_id))
                     .or_default()
-                    .push(from_json("plan_credit", pc.id, v)?);
+                    .push(from_json("plan_credit", PlanCreditId::from_uuid(pc.id), v)?);
             }
         }
     }
@@ -327,7 +328,7 @@ async fn evaluate_tenant(
         let own = w
             .usage_alert_percents
             .as_ref()
-            .map(|v| from_json("wallet", w.id, v))
+            .map(|v| from_json("wallet", WalletId::from_uuid(w.id), v))
             .transpose()?;
         let settings = effective(
             own,
@@ -402,7 +403,7 @@ async fn tell(
         vec![outbox::event(
             w.tenant_id,
             EventType::UsageThresholdCrossed,
-            Some(w.id),
+            Some(WalletId::from_uuid(w.id)),
             serde_json::json!({
                 "walletId": w.id,
                 "customerId": w.customer_id,
@@ -588,10 +589,17 @@ mod tests {
         let json = to_json(&ds(&["75", "90.5"]));
         assert_eq!(json, serde_json::json!(["75", "90.5"]));
         assert_eq!(
-            from_json("wallet", Uuid::nil(), &json).unwrap(),
+            from_json("wallet", WalletId::from_uuid(Uuid::nil()), &json).unwrap(),
             ds(&["75", "90.5"])
         );
-        assert!(from_json("wallet", Uuid::nil(), &serde_json::json!([75])).is_err());
+        assert!(
+            from_json(
+                "wallet",
+                WalletId::from_uuid(Uuid::nil()),
+                &serde_json::json!([75])
+            )
+            .is_err()
+        );
         assert_eq!(percent_micros(d("92.5")), 92_500_000);
     }
 }

@@ -40,6 +40,7 @@ use super::{retry, usage};
 use crate::{
     Clock, Db,
     auto_top_up::{TopUp, top_up},
+    ids::WalletId,
     purchases::Error,
 };
 
@@ -148,7 +149,7 @@ pub async fn run_due(db: &Db, clock: &dyn Clock, limit: u64) -> Result<Ran, DbEr
             async move {
                 let fate = Fate::of(
                     usage_error,
-                    top_up(db, clock, c.tenant_id, c.wallet_id).await,
+                    top_up(db, clock, c.tenant_id, WalletId::from_uuid(c.wallet_id)).await,
                 );
                 if let Some(error) = fate.error() {
                     tracing::warn!(%error, wallet_id = %c.wallet_id, "wallet check failed");

@@ -374,7 +374,7 @@ pub async fn create_endpoint(
     }
     .insert(&txn)
     .await?;
-    crate::audit_log::note_created(crate::audit_log::Created::WebhookEndpoint, m.id);
+    crate::audit_log::note_created(WebhookEndpointId::from_uuid(m.id));
     txn.commit().await?;
     Ok(EndpointWithSecret {
         endpoint: m.into(),
@@ -536,7 +536,7 @@ pub async fn list_endpoints(
 pub async fn list_deliveries(
     db: &Db,
     tenant_id: Uuid,
-    endpoint_id: Option<Uuid>,
+    endpoint_id: Option<WebhookEndpointId>,
     status: Option<&str>,
     page: PageRequest,
 ) -> Result<Page<Delivery>, Error> {
@@ -564,8 +564,8 @@ pub async fn list_deliveries(
 pub async fn attempts_of(
     db: &Db,
     tenant_id: Uuid,
-    delivery_ids: &[Uuid],
-) -> Result<Vec<(Uuid, Attempt)>, Error> {
+    delivery_ids: &[WebhookDeliveryId],
+) -> Result<Vec<(WebhookDeliveryId, Attempt)>, Error> {
     Ok(webhook_attempt::Entity::find()
         .filter(webhook_attempt::Column::TenantId.eq(tenant_id))
         .filter(webhook_attempt::Column::DeliveryId.is_in(delivery_ids.iter().copied()))
@@ -575,7 +575,7 @@ pub async fn attempts_of(
         .into_iter()
         .map(|a| {
             (
-                a.delivery_id,
+                WebhookDeliveryId::from_uuid(a.delivery_id),
                 Attempt {
                     number: a.number,
                     attempted_at: a.attempted_at,

@@ -180,10 +180,10 @@ impl World {
 
     pub async fn balance(&self) -> ledger::Balance {
         let id = self.wallet_id().await;
-        ledger::read::balances(&self.t.db, self.tenant_id, &[id.uuid()], self.clock.now())
+        ledger::read::balances(&self.t.db, self.tenant_id, &[id], self.clock.now())
             .await
             .unwrap()
-            .remove(&id.uuid())
+            .remove(&id)
             .unwrap()
     }
 

@@ -106,7 +106,7 @@ pub async fn adjust(
                 .map_err(|r| refused(-amount, r))?;
             (entry, None)
         };
-        let grant = grant_id.and_then(|id| book.grant(id).cloned());
+        let grant = grant_id.and_then(|id| book.grant(GrantId::from_uuid(id)).cloned());
         session.record_key(request.record_model(tenant_id, entry.id, now));
         session.finish(book).await?;
         Ok(AdjustOutcome {

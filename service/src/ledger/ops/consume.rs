@@ -71,9 +71,9 @@ pub async fn consume(
                 Some(request.key().as_str()),
             )
             .map_err(|r| refused(amount, r))?;
-        let splits = book.split_models_of(entry.id);
+        let splits = book.split_models_of(EntryId::from_uuid(entry.id));
         session.record_key(request.record_model(tenant_id, entry.id, now));
-        audit_log::note_created(audit_log::Created::Entry, entry.id);
+        audit_log::note_created(EntryId::from_uuid(entry.id));
         session.finish_last(book).await?;
         Ok(ConsumeOutcome {
             entry: entry.try_into()?,

@@ -169,11 +169,11 @@ pub(crate) async fn grant_in(
                     .await?;
                 (grant_id, Some(entry))
             };
-            let grant = book.grant(grant_id).cloned();
-            audit_log::note_created(audit_log::Created::Grant, grant_id);
+            let grant = book.grant(GrantId::from_uuid(grant_id)).cloned();
+            audit_log::note_created(GrantId::from_uuid(grant_id));
             let result_id = match &entry {
                 Some(entry) => {
-                    audit_log::note_created(audit_log::Created::Entry, entry.id);
+                    audit_log::note_created(EntryId::from_uuid(entry.id));
                     entry.id
                 }
                 None => grant_id,

@@ -91,7 +91,10 @@ pub async fn refund_usage(
             .into_iter()
             .map(|s| (s.grant_id, -s.amount_micros))
             .collect();
-        let sources: Vec<Uuid> = draws.iter().map(|(id, _)| *id).collect();
+        let sources: Vec<GrantId> = draws
+            .iter()
+            .map(|(id, _)| GrantId::from_uuid(*id))
+            .collect();
         book.load_grants(&sources).await?;
         let mut portions: Vec<(Option<Uuid>, i64)> = burn::refund_portions(&draws, already, amount)
             .into_iter()
@@ -105,7 +108,7 @@ pub async fn refund_usage(
         }
         let mut splits = Vec::new();
         for (source, part) in portions {
-            let source = source.and_then(|id| book.grant(id).cloned());
+            let source = source.and_then(|id| book.grant(GrantId::from_uuid(id)).cloned());
             let grant_id = book.insert_grant(NewGrant {
                 category: Category::Refund,
                 amount: part,
@@ -137,7 +140,11 @@ pub async fn refund_usage(
         book.book_time();
         let grants: Vec<Grant> = splits
             .iter()
-            .filter_map(|(id, _)| book.grant(*id).cloned().map(Grant::try_from))
+            .filter_map(|(id, _)| {
+                book.grant(GrantId::from_uuid(*id))
+                    .cloned()
+                    .map(Grant::try_from)
+            })
             .collect::<Result<_, _>>()?;
         session.record_key(request.record_model(tenant_id, entry.id, now));
         session.finish(book).await?;

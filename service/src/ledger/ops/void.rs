@@ -55,11 +55,11 @@ pub async fn void_grant(
                 ));
             }
             book.settle().await?;
-            book.load_grants(&[grant_id.uuid()]).await?;
+            book.load_grants(&[grant_id]).await?;
             let entry = book
-                .void(grant_id.uuid(), &reason, Some(request.key().as_str()))
+                .void(grant_id, &reason, Some(request.key().as_str()))
                 .ok_or(Error::Missing("grant", "grant"))?;
-            let grant = book.grant(grant_id.uuid()).cloned();
+            let grant = book.grant(grant_id).cloned();
             session.record_key(request.record_model(tenant_id, entry.id, now));
             session.finish(book).await?;
             Ok(VoidOutcome {
@@ -83,13 +83,13 @@ pub(crate) async fn take_back_in(
     txn: &DatabaseTransaction,
     clock: &dyn Clock,
     tenant_id: Uuid,
-    grant_id: Uuid,
+    grant_id: GrantId,
     amount: i64,
     reason: &str,
     idempotency_key: &str,
 ) -> Result<(i64, Option<Entry>), Error> {
     let now = clock.now();
-    let grant = load_grant(txn, tenant_id, GrantId::from_uuid(grant_id)).await?;
+    let grant = load_grant(txn, tenant_id, grant_id).await?;
     let mut session = Session::new(txn);
     let mut book = session
         .open_by_id(tenant_id, WalletId::from_uuid(grant.wallet_id), now)
@@ -111,7 +111,7 @@ pub(crate) async fn take_back_in(
             EntryType::Void,
             -taken,
             Links {
-                grant_id: Some(grant_id),
+                grant_id: Some(grant_id.uuid()),
                 ..Links::default()
             },
             &Attribution {
@@ -119,11 +119,11 @@ pub(crate) async fn take_back_in(
                 ..Attribution::default()
             },
             Some(idempotency_key),
-            &[(grant_id, -taken)],
+            &[(grant_id.uuid(), -taken)],
         ))
     };
     if let Some(e) = &entry {
-        audit_log::note_created(audit_log::Created::Entry, e.id);
+        audit_log::note_created(EntryId::from_uuid(e.id));
     }
     session.finish(book).await?;
     Ok((taken, entry.map(Entry::try_from).transpose()?))
