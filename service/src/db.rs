@@ -139,7 +139,7 @@ pub struct Db {
     read: DatabaseConnection,
     write: DatabaseConnection,
     /// Seals and opens secrets at rest ([`Db::with_sealer`]).
-    sealer: Option<crate::secrets::Sealer>,
+    sealer: Option<crate::sealing::Sealer>,
 }
 
 impl Db {
@@ -260,15 +260,15 @@ impl Db {
 
     /// This handle, sealing and opening secrets at rest with `sealer`
     /// (the process's secrets key: see [`crate::secrets`]).
-    pub fn with_sealer(mut self, sealer: crate::secrets::Sealer) -> Self {
+    pub fn with_sealer(mut self, sealer: crate::sealing::Sealer) -> Self {
         self.sealer = Some(sealer);
         self
     }
 
     /// What seals and opens secrets at rest; an error if this handle was
     /// made without a key.
-    pub fn sealer(&self) -> Result<&crate::secrets::Sealer, crate::secrets::Error> {
-        self.sealer.as_ref().ok_or(crate::secrets::Error::NoKey)
+    pub fn sealer(&self) -> Result<&crate::sealing::Sealer, crate::sealing::Error> {
+        self.sealer.as_ref().ok_or(crate::sealing::Error::NoKey)
     }
 
     pub fn backend(&self) -> DatabaseBackend {

@@ -327,13 +327,9 @@ mod tests {
         assert_eq!(expired().await.len(), 3);
         assert_eq!(sweep(&t.db, &clock, 2).await.unwrap().wallets, 0);
         for g in &grants {
-            let problems = audit::verify_wallet(
-                t.db.reader(),
-                tenant.id,
-                crate::ids::WalletId::from_uuid(g.wallet_id.uuid()),
-            )
-            .await
-            .unwrap();
+            let problems = audit::verify_wallet(t.db.reader(), tenant.id, g.wallet_id)
+                .await
+                .unwrap();
             assert!(problems.is_empty(), "{problems:#?}");
         }
     }

@@ -68,6 +68,7 @@ pub mod principal;
 pub mod purchases;
 pub mod reports;
 pub mod revocations;
+pub mod sealing;
 pub mod secrets;
 mod subscription_state;
 pub mod subscriptions;

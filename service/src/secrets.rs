@@ -1,10 +1,20 @@
-//! The secrets stored in the database, as a whole: the start-up pass
-//! ([`prepare`]: the key check, sealing what is still in the clear,
-//! refusing values under another key) and the rotation ([`rotate`]).
+//! Secrets sealed at rest: webhook signing secrets, each tenant's
+//! customer-token signing secret and the payment providers' secrets are
+//! stored encrypted under a key the database does not hold, so a copy of
+//! the database (a dump, a backup, a disk) does not give them away. API
+//! keys need no key: only their hashes are stored.
 //!
-//! Above [`crate::db`]: this is work done *on* a database handle, while
-//! the key and the [`Sealer`] it carries live below it, in the parent
-//! module.
+//! Two rooms: how one value is sealed and the key that seals it
+//! ([`crate::sealing`], below `db`, whose handle carries the [`Sealer`];
+//! its names are re-exported here), and, here, the work over the stored
+//! secrets as a whole, done on a database handle:
+//!
+//! - at every start, [`prepare`]: the key check, sealing what is still in
+//!   the clear, refusing values under another key;
+//! - [`rotate`] re-seals every value under a new key, one transaction per
+//!   tenant (its token secret and its endpoints' secrets), the key check
+//!   last; values already under the new key are left alone, so a rotation
+//!   cut short is finished by running it again with the same two keys.
 
 use entity::{payment_intake, secrets_key_check, tenant, webhook_endpoint};
 use sea_orm::{
@@ -14,8 +24,15 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::{Error, KEY_CHECK_ID, SEALED_PREFIX, Sealer, SecretsKey, Slot, key_id_of, reseal};
-use crate::{Clock, Db};
+pub use crate::sealing::{
+    Error, KEY_LEN, KeyOrigin, ResolvedKey, SEALED_PREFIX, Sealer, SecretsKey, Slot,
+    create_key_file, is_sealed, key_file_for, key_id_of, read_key_file, replace_key_file,
+    resolve_key,
+};
+use crate::{
+    Clock, Db,
+    sealing::{KEY_CHECK_ID, reseal},
+};
 
 /// What the key-check row holds, sealed.
 const KEY_CHECK_TEXT: &str = "credits secrets key check";

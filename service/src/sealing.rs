@@ -1,8 +1,9 @@
-//! Secrets sealed at rest: webhook signing secrets and each tenant's
-//! customer-token signing secret are stored encrypted under a key the
-//! database does not hold, so a copy of the database (a dump, a backup, a
-//! disk) does not give them away. API keys need no key: only their hashes
-//! are stored.
+//! How one secret is sealed at rest, and the key that seals it: the
+//! format, the key and its file, the [`Slot`] a value belongs to, and the
+//! [`Sealer`]. Below [`crate::db`]: a `Db` handle carries the process's
+//! `Sealer`. The work over the stored secrets as a whole — the start-up
+//! pass and the rotation — is in [`crate::secrets`], above `db`, which
+//! re-exports these names (callers say `secrets::Sealer`).
 //!
 //! # Format
 //! A sealed value reads `sealed:v1:<key id>:<base64url(nonce ‖ ciphertext ‖ tag)>`:
@@ -13,7 +14,7 @@
 //! guessed. The associated data names the column and the row
 //! ([`Slot`]), so a sealed value copied to another row or column does not
 //! open. A value without the prefix is plaintext: written before this
-//! version, and sealed by the next start ([`prepare`]).
+//! version, and sealed by the next start ([`crate::secrets::prepare`]).
 //!
 //! # The key
 //! `SECRETS_KEY`: the base64 of 32 random bytes (`openssl rand -base64 32`).
@@ -21,14 +22,9 @@
 //! (`credits.db.secrets-key`, mode 0600), created on first start
 //! ([`resolve_key`]); an in-memory one a key of its own; PostgreSQL
 //! refuses to start without it (every replica and worker must share it).
-//! The database keeps one sealed known text ([`prepare`]'s key check), so
-//! a process with another key refuses to start instead of failing later.
-//!
-//! # Rotation
-//! [`rotate`] re-seals every value under a new key, one transaction per
-//! tenant (its token secret and its endpoints' secrets), the key check
-//! last; values already under the new key are left alone, so a rotation
-//! cut short is finished by running it again with the same two keys.
+//! The database keeps one sealed known text (the start-up pass's key
+//! check), so a process with another key refuses to start instead of
+//! failing later.
 
 use std::{
     fmt,
@@ -51,15 +47,12 @@ use sea_orm::DbErr;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-mod stored;
-pub use stored::{Prepared, RotateReport, prepare, rotate};
-
 /// Bytes in a key.
 pub const KEY_LEN: usize = 32;
 /// What every sealed value starts with.
 pub const SEALED_PREFIX: &str = "sealed:v1:";
 /// The key-check row's id (its slot names it).
-const KEY_CHECK_ID: i32 = 1;
+pub(crate) const KEY_CHECK_ID: i32 = 1;
 const NONCE_LEN: usize = 24;
 const TAG_LEN: usize = 16;
 
@@ -473,7 +466,7 @@ impl Sealer {
 }
 
 /// `stored` under the sealer's key: `None` if it is already.
-fn reseal(sealer: &Sealer, slot: Slot, stored: &str) -> Result<Option<String>, Error> {
+pub(crate) fn reseal(sealer: &Sealer, slot: Slot, stored: &str) -> Result<Option<String>, Error> {
     if key_id_of(stored) == Some(sealer.key_id()) {
         return Ok(None);
     }
