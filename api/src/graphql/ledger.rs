@@ -172,8 +172,7 @@ impl Wallet {
         if let Some(own) = self.0.usage_alert_percents().map_err(ledger::Error::from)? {
             return Ok(UsageAlerts::from(usage::effective(Some(own), &[])));
         }
-        let key =
-            InheritedUsageAlertsKey(self.0.customer_id.uuid(), self.0.credit_system_id.uuid());
+        let key = InheritedUsageAlertsKey(self.0.customer_id, self.0.credit_system_id);
         let settings = load(ctx, key)
             .await?
             .unwrap_or_else(|| usage::effective(None, &[]));

@@ -161,7 +161,7 @@ pub struct CustomerKey(pub CustomerId);
 /// The usage-% alert thresholds a wallet without its own inherits:
 /// (customer, credit system).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct InheritedUsageAlertsKey(pub Uuid, pub Uuid);
+pub struct InheritedUsageAlertsKey(pub CustomerId, pub CreditSystemId);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct CreditSystemKey(pub CreditSystemId);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -288,7 +288,7 @@ impl Loader<InheritedUsageAlertsKey> for Batch {
         &self,
         keys: &[InheritedUsageAlertsKey],
     ) -> Result<HashMap<InheritedUsageAlertsKey, Self::Value>, LoadError> {
-        let pairs: Vec<(Uuid, Uuid)> = keys.iter().map(|k| (k.0, k.1)).collect();
+        let pairs: Vec<(CustomerId, CreditSystemId)> = keys.iter().map(|k| (k.0, k.1)).collect();
         let found =
             service::notifications::usage::inherited(&self.db, self.tenant_id, &pairs, self.now)
                 .await

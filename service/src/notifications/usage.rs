@@ -46,7 +46,7 @@ use uuid::Uuid;
 use crate::{
     Clock, Db,
     amount::from_micros,
-    ids::{PlanCreditId, WalletId},
+    ids::{CreditSystemId, CustomerId, PlanCreditId, WalletId},
     outbox::{self, EventType},
 };
 
@@ -273,15 +273,19 @@ async fn plan_lists(
 pub async fn inherited(
     db: &Db,
     tenant_id: Uuid,
-    pairs: &[(Uuid, Uuid)],
+    pairs: &[(CustomerId, CreditSystemId)],
     now: DateTime<Utc>,
-) -> Result<HashMap<(Uuid, Uuid), Settings>, DbErr> {
-    let plans = plan_lists(db.reader(), tenant_id, pairs, now).await?;
+) -> Result<HashMap<(CustomerId, CreditSystemId), Settings>, DbErr> {
+    let columns: Vec<(Uuid, Uuid)> = pairs.iter().map(|(c, cs)| (c.uuid(), cs.uuid())).collect();
+    let plans = plan_lists(db.reader(), tenant_id, &columns, now).await?;
     Ok(pairs
         .iter()
-        .map(|pair| {
-            let lists = plans.get(pair).map(Vec::as_slice).unwrap_or_default();
-            (*pair, effective(None, lists))
+        .map(|&(customer, cs)| {
+            let lists = plans
+                .get(&(customer.uuid(), cs.uuid()))
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            ((customer, cs), effective(None, lists))
         })
         .collect())
 }
