@@ -28,6 +28,12 @@
 //! created ([`note_created`]) and whether a keyed write was a replay (in
 //! [`crate::idempotency::replay_or`]).
 //!
+//! The hot path saves that INSERT's round trip: `consumeCredits` hands the
+//! row to the ledger's combined write
+//! ([`Session::finish_last`](crate::ledger::Session::finish_last)), and
+//! its transaction's commit then inserts none; if that transaction does
+//! not commit, the row is due again as if never written.
+//!
 //! - A mutation that commits several transactions gets one row, written by
 //!   its first commit; later commits add none.
 //! - A mutation that fails writes one row with the error's code in a small
