@@ -126,12 +126,24 @@ impl Scope {
         SCOPE.scope(self.clone(), fut).await
     }
 
-    /// The row a commit of transaction `txn` ([`txn_key`]) inserts: the
-    /// scope's, if this is its first commit and the transaction's last
-    /// write did not carry it already.
-    fn pending(&self, txn: usize) -> Option<audit_log::ActiveModel> {
+    /// What the commit of transaction `txn` ([`txn_key`]) does for the
+    /// scope's row (see [`Commit`]).
+    fn at_commit(&self, txn: usize) -> Commit {
         let state = self.lock();
-        (!state.recorded && state.written_by != Some(txn)).then(|| state.row(OK))
+        match state.written_by {
+            _ if state.recorded => Commit::Nothing,
+            None => Commit::Insert(Box::new(state.row(OK))),
+            Some(carrier) if carrier == txn => Commit::Carried,
+            Some(_) => Commit::Nothing,
+        }
+    }
+
+    /// See [`not_committed`].
+    fn not_committed(&self, txn: usize) {
+        let mut state = self.lock();
+        if state.written_by == Some(txn) {
+            state.written_by = None;
+        }
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
@@ -185,27 +197,41 @@ fn looks_like_secret(s: &str) -> bool {
     s.contains("ck_live_") || s.contains("whsec_") || s.starts_with("ct_") || s.contains("=ct_")
 }
 
+/// What a transaction's commit does for the scope's row.
+#[derive(Debug)]
+enum Commit {
+    /// Insert it: the scope's first commit, and no write carried it.
+    Insert(Box<audit_log::ActiveModel>),
+    /// A write of this transaction carried it ([`row_with_last_write`]):
+    /// mark it recorded once the commit succeeds.
+    Carried,
+    /// Recorded already, or another open transaction carries it: that
+    /// one's commit records it, or, if it does not commit, the next commit
+    /// or `Scope::finish` does. (Nothing inserts it twice.)
+    Nothing,
+}
+
 /// A write transaction's commit hook ([`crate::db::WriteTxn::commit`]):
 /// inserts the current scope's row into `txn` if this is its first commit
-/// (and `txn`'s last write did not carry it: [`row_with_last_write`]), and
-/// returns the scope to mark once the commit succeeded.
+/// and no write carried it ([`row_with_last_write`]), and returns the
+/// scope to mark once the commit succeeded.
 pub(crate) async fn before_commit(txn: &DatabaseTransaction) -> Result<Option<Scope>, DbErr> {
-    let Some((scope, row)) = SCOPE
-        .try_with(|s| {
-            let recorded = s.lock().recorded;
-            (!recorded).then(|| (s.clone(), s.pending(txn_key(txn))))
-        })
+    let Some((scope, commit)) = SCOPE
+        .try_with(|s| (s.clone(), s.at_commit(txn_key(txn))))
         .ok()
-        .flatten()
     else {
         return Ok(None);
     };
-    if let Some(row) = row {
-        audit_log::Entity::insert(row)
-            .exec_without_returning(txn)
-            .await?;
+    match commit {
+        Commit::Insert(row) => {
+            audit_log::Entity::insert(*row)
+                .exec_without_returning(txn)
+                .await?;
+            Ok(Some(scope))
+        }
+        Commit::Carried => Ok(Some(scope)),
+        Commit::Nothing => Ok(None),
     }
-    Ok(Some(scope))
 }
 
 /// The scope's row, for the last write of `txn` to carry in the same
@@ -253,12 +279,7 @@ pub(crate) fn on_begin() {
 /// dropped, or its COMMIT failed): if a write of it carried the scope's
 /// row, the row is due again, at the next transaction's commit.
 pub(crate) fn not_committed(txn: usize) {
-    let _ = SCOPE.try_with(|s| {
-        let mut state = s.lock();
-        if state.written_by == Some(txn) {
-            state.written_by = None;
-        }
-    });
+    let _ = SCOPE.try_with(|s| s.not_committed(txn));
 }
 
 /// See [`before_commit`].
@@ -349,18 +370,28 @@ mod tests {
     }
 
     #[test]
-    fn pending_is_the_first_commit_only() {
+    fn the_first_commit_inserts_the_row_and_later_ones_nothing() {
         let s = scope(&[]);
-        assert!(s.pending(1).is_some());
+        assert!(matches!(s.at_commit(1), Commit::Insert(_)));
         after_commit(Some(s.clone()));
-        assert!(s.pending(1).is_none());
+        assert!(matches!(s.at_commit(1), Commit::Nothing));
     }
 
     #[test]
-    fn a_row_carried_by_a_write_is_not_pending_for_that_transaction() {
+    fn a_row_carried_by_a_write_is_inserted_by_no_commit() {
         let s = scope(&[]);
         s.lock().written_by = Some(1);
-        assert!(s.pending(1).is_none(), "its own commit does not insert it");
-        assert!(s.pending(2).is_some(), "another transaction's does");
+        assert!(
+            matches!(s.at_commit(1), Commit::Carried),
+            "its own commit marks it"
+        );
+        assert!(
+            matches!(s.at_commit(2), Commit::Nothing),
+            "another open transaction's commit leaves it to the carrier"
+        );
+        s.not_committed(2);
+        assert!(matches!(s.at_commit(2), Commit::Nothing), "not the carrier");
+        s.not_committed(1);
+        assert!(matches!(s.at_commit(2), Commit::Insert(_)), "due again");
     }
 }
