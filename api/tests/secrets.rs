@@ -333,18 +333,13 @@ async fn seed(t: &TestDb, clock: &FixedClock, receiver: &str) -> Seeded {
     )
     .await
     .unwrap();
-    let rotated = webhooks::rotate_secret(
-        &t.db,
-        clock,
-        tenant_id,
-        service::ids::WebhookEndpointId::from_uuid(created.endpoint.id),
-    )
-    .await
-    .unwrap();
+    let rotated = webhooks::rotate_secret(&t.db, clock, tenant_id, created.endpoint.id)
+        .await
+        .unwrap();
     Seeded {
         tenant_id,
         token,
-        endpoint_id: created.endpoint.id,
+        endpoint_id: created.endpoint.id.uuid(),
         old_secret: created.secret,
         secret: rotated.secret,
     }

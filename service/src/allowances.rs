@@ -39,7 +39,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use crate::ids::{CreditSystemId, CustomerId, PlanId};
+use crate::ids::{CustomerId, PlanId};
 use crate::{
     Clock, Db,
     amount::{from_micros, to_micros},
@@ -312,13 +312,9 @@ async fn reset_chunk(
     }
     for sub in &subs {
         for pc in &plans[&sub.plan_id].credits {
-            let key = (sub.customer_id, pc.credit_system_id);
+            let key = (sub.customer_id, pc.credit_system_id.uuid());
             let found = limits.get(&key).copied().unwrap_or_default();
-            session.knows_plan_limits(
-                CustomerId::from_uuid(key.0),
-                CreditSystemId::from_uuid(key.1),
-                found,
-            );
+            session.knows_plan_limits(CustomerId::from_uuid(key.0), pc.credit_system_id, found);
         }
     }
 
@@ -346,7 +342,7 @@ async fn reset_chunk(
             let Some(allowance) = &pc.included else {
                 continue;
             };
-            wallets.push((sub.tenant_id, sub.customer_id, pc.credit_system_id));
+            wallets.push((sub.tenant_id, sub.customer_id, pc.credit_system_id.uuid()));
             if let Some(start) = next_start(sub, allowance.reset_interval, last.as_ref(), now) {
                 for what in ["allowance", "rollover"] {
                     keys.push((sub.tenant_id, period_key(what, sub, pc, start)));
@@ -456,10 +452,10 @@ async fn reset_one(
     let mut whole = true;
     let mut last_ends = Vec::new();
     for (pc, mut last) in plan.credits.iter().zip(known) {
-        if pc.included.is_none() || !plan.systems.contains_key(&pc.credit_system_id) {
+        if pc.included.is_none() || !plan.systems.contains_key(&pc.credit_system_id.uuid()) {
             continue;
         }
-        let count = limits.run.entry((sub.id, pc.id)).or_default();
+        let count = limits.run.entry((sub.id, pc.id.uuid())).or_default();
         while *count < PERIODS_PER_RUN_MAX {
             if *limits.budget == 0 {
                 // Perhaps nothing more is due: the next transaction tells.
@@ -608,7 +604,7 @@ pub(crate) async fn grant_period(
     let grant = |amount: Decimal, reason: String, idempotency_key: String| ledger::GrantInput {
         wallet: WalletRef {
             customer: CustomerRef::Id(CustomerId::from_uuid(sub.customer_id)),
-            credit_system: CreditSystemRef::Id(CreditSystemId::from_uuid(pc.credit_system_id)),
+            credit_system: CreditSystemRef::Id(pc.credit_system_id),
         },
         amount,
         category: Category::Included,
@@ -666,7 +662,7 @@ pub(crate) async fn grant_period(
         id: Uuid::now_v7(),
         tenant_id: sub.tenant_id,
         subscription_id: sub.id,
-        plan_credit_id: pc.id,
+        plan_credit_id: pc.id.uuid(),
         period_start: start,
         period_end: end,
         grant_id: allowance_grant.id.uuid(),
@@ -696,7 +692,7 @@ fn period_key(
     format!(
         "{what}:{}:{}:{}",
         sub.id.simple(),
-        pc.id.simple(),
+        pc.id.uuid().simple(),
         start.timestamp_micros()
     )
 }

@@ -16,7 +16,7 @@ use sea_orm::{ColumnTrait, DbErr, EntityTrait, QueryFilter};
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::ids::{CreditSystemId, CustomerId, PlanId};
+use crate::ids::{CustomerId, PlanId};
 use crate::{
     Clock, Db,
     amount::positive_micros,
@@ -105,18 +105,17 @@ async fn entitlement_for(
     if subs.is_empty() {
         return Ok(None);
     }
-    let plan_ids: Vec<PlanId> = subs.iter().map(|s| PlanId::from_uuid(s.plan_id)).collect();
+    let plan_ids: Vec<PlanId> = subs.iter().map(|s| s.plan_id).collect();
     let entitlements = catalog::entitlements_of(db.reader(), tenant_id, &plan_ids).await?;
     for sub in subs {
         if let Some(e) = entitlements
             .iter()
             .find(|e| e.plan_id == sub.plan_id && e.feature_id == feature_id)
         {
-            let pc =
-                catalog::plan_credits_of(db.reader(), tenant_id, &[PlanId::from_uuid(sub.plan_id)])
-                    .await?
-                    .into_iter()
-                    .find(|pc| pc.credit_system_id == e.credit_system_id);
+            let pc = catalog::plan_credits_of(db.reader(), tenant_id, &[sub.plan_id])
+                .await?
+                .into_iter()
+                .find(|pc| pc.credit_system_id == e.credit_system_id);
             return Ok(Some((sub, e.clone(), pc)));
         }
     }
@@ -233,7 +232,7 @@ pub async fn track_usage(
     let cs = crate::credit_systems::get(
         db,
         tenant_id,
-        &CreditSystemRef::Id(CreditSystemId::from_uuid(entitlement.credit_system_id)),
+        &CreditSystemRef::Id(entitlement.credit_system_id),
     )
     .await
     .map_err(catalog::Error::from)?;
@@ -308,7 +307,7 @@ pub async fn check_entitlement(
     let cs = crate::credit_systems::get(
         db,
         tenant_id,
-        &CreditSystemRef::Id(CreditSystemId::from_uuid(entitlement.credit_system_id)),
+        &CreditSystemRef::Id(entitlement.credit_system_id),
     )
     .await
     .map_err(catalog::Error::from)?;

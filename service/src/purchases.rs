@@ -26,7 +26,7 @@ use sea_orm::{
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::ids::{CreditSystemId, CustomerId, GrantId, OrderId, PlanCreditId, PlanId, RefundId};
+use crate::ids::{CreditSystemId, CustomerId, GrantId, OrderId, PlanCreditId, RefundId};
 use crate::{
     Clock, Db,
     amount::{from_micros, positive_micros, to_micros},
@@ -85,10 +85,10 @@ impl OrderStatus {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct TopUpOrder {
-    pub id: Uuid,
-    pub customer_id: Uuid,
-    pub credit_system_id: Uuid,
-    pub plan_credit_id: Uuid,
+    pub id: OrderId,
+    pub customer_id: CustomerId,
+    pub credit_system_id: CreditSystemId,
+    pub plan_credit_id: PlanCreditId,
     pub quantity: Decimal,
     pub quote: Quote,
     /// As stored; see [`TopUpOrder::status_at`].
@@ -97,7 +97,7 @@ pub struct TopUpOrder {
     pub payment_id: Option<String>,
     pub paid_at: Option<DateTime<Utc>>,
     pub failure_reason: Option<String>,
-    pub grant_id: Option<Uuid>,
+    pub grant_id: Option<GrantId>,
     pub automatic: bool,
     pub expires_at: DateTime<Utc>,
     pub created_at: DateTime<Utc>,
@@ -126,10 +126,10 @@ impl TryFrom<top_up_order::Model> for TopUpOrder {
         let quote: Quote = serde_json::from_value(m.quote)
             .map_err(|e| DbErr::Custom(format!("order {} has an unreadable quote: {e}", m.id)))?;
         Ok(Self {
-            id: m.id,
-            customer_id: m.customer_id,
-            credit_system_id: m.credit_system_id,
-            plan_credit_id: m.plan_credit_id,
+            id: OrderId::from_uuid(m.id),
+            customer_id: CustomerId::from_uuid(m.customer_id),
+            credit_system_id: CreditSystemId::from_uuid(m.credit_system_id),
+            plan_credit_id: PlanCreditId::from_uuid(m.plan_credit_id),
             quantity: from_micros(m.quantity_micros),
             quote,
             status: known(
@@ -143,7 +143,7 @@ impl TryFrom<top_up_order::Model> for TopUpOrder {
             payment_id: m.payment_id,
             paid_at: m.paid_at,
             failure_reason: m.failure_reason,
-            grant_id: m.grant_id,
+            grant_id: m.grant_id.map(GrantId::from_uuid),
             automatic: m.automatic,
             expires_at: m.expires_at,
             created_at: m.created_at,
@@ -229,17 +229,16 @@ pub(crate) async fn selling_plan_credit(
         .iter()
         .filter(|s| s.status_at(now) == SubscriptionStatus::Active)
     {
-        let found =
-            catalog::plan_credits_of(db.reader(), tenant_id, &[PlanId::from_uuid(sub.plan_id)])
-                .await?
-                .into_iter()
-                .find(|pc| {
-                    pc.credit_system_id == credit_system_id
-                        && pc
-                            .pricing
-                            .as_ref()
-                            .is_some_and(|p| p.top_up_price.is_some())
-                });
+        let found = catalog::plan_credits_of(db.reader(), tenant_id, &[sub.plan_id])
+            .await?
+            .into_iter()
+            .find(|pc| {
+                pc.credit_system_id == credit_system_id
+                    && pc
+                        .pricing
+                        .as_ref()
+                        .is_some_and(|p| p.top_up_price.is_some())
+            });
         if found.is_some() {
             return Ok(found);
         }
@@ -521,7 +520,7 @@ pub(crate) fn new_order(
         tenant_id: Set(tenant_id),
         customer_id: Set(priced.customer_id),
         credit_system_id: Set(priced.credit_system_id),
-        plan_credit_id: Set(priced.plan_credit.id),
+        plan_credit_id: Set(priced.plan_credit.id.uuid()),
         quantity_micros: Set(priced.quantity_micros),
         currency: Set(priced.quote.currency.clone()),
         subtotal_micros: Set(money(priced.quote.subtotal)?),
@@ -818,7 +817,7 @@ pub async fn refund_order(
     let cs = credit_systems::resolve(
         db.reader(),
         tenant_id,
-        &CreditSystemRef::Id(CreditSystemId::from_uuid(found.credit_system_id)),
+        &CreditSystemRef::Id(found.credit_system_id),
     )
     .await?;
     let requested = quantity
@@ -982,7 +981,7 @@ pub async fn refund_share(
     let cs = credit_systems::resolve(
         db.reader(),
         tenant_id,
-        &CreditSystemRef::Id(CreditSystemId::from_uuid(order.credit_system_id)),
+        &CreditSystemRef::Id(order.credit_system_id),
     )
     .await?;
     let share = if refunded >= paid {
@@ -1109,7 +1108,7 @@ pub(crate) async fn recurring_order_in(
     let key = IdempotencyKey::parse(&format!(
         "recurring:{}:{}:{}",
         sub.id.simple(),
-        pc.id.simple(),
+        pc.id.uuid().simple(),
         period_start.timestamp_micros()
     ))?;
     let hash = fingerprint(&(sub.id, pc.id, period_start));
@@ -1121,7 +1120,7 @@ pub(crate) async fn recurring_order_in(
     let quote = pricing::quote(&recurring.price, recurring.quantity)?;
     let priced = Priced {
         customer_id: sub.customer_id,
-        credit_system_id: pc.credit_system_id,
+        credit_system_id: pc.credit_system_id.uuid(),
         plan_credit: pc.clone(),
         quantity_micros: to_micros(recurring.quantity, 6, "quantity")?,
         quote,

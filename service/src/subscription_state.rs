@@ -36,9 +36,9 @@ pub enum SubscriptionStatus {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Subscription {
-    pub id: Uuid,
-    pub customer_id: Uuid,
-    pub plan_id: Uuid,
+    pub id: SubscriptionId,
+    pub customer_id: CustomerId,
+    pub plan_id: PlanId,
     pub billing_anchor: DateTime<Utc>,
     pub started_at: DateTime<Utc>,
     pub cancel_at: Option<DateTime<Utc>>,
@@ -54,9 +54,9 @@ pub struct Subscription {
 impl Subscription {
     pub(crate) fn from_model(m: subscription::Model, billing_interval: BillingInterval) -> Self {
         Self {
-            id: m.id,
-            customer_id: m.customer_id,
-            plan_id: m.plan_id,
+            id: SubscriptionId::from_uuid(m.id),
+            customer_id: CustomerId::from_uuid(m.customer_id),
+            plan_id: PlanId::from_uuid(m.plan_id),
             billing_anchor: m.billing_anchor,
             started_at: m.started_at,
             cancel_at: m.cancel_at,
@@ -200,15 +200,16 @@ pub async fn of_customers(
         .all(db.reader())
         .await?;
     let plan_ids: Vec<PlanId> = rows.iter().map(|s| PlanId::from_uuid(s.plan_id)).collect();
-    let intervals: HashMap<Uuid, BillingInterval> = catalog::plans_by_ids(db, tenant_id, &plan_ids)
-        .await?
-        .into_iter()
-        .map(|p| (p.id, p.billing_interval))
-        .collect();
+    let intervals: HashMap<PlanId, BillingInterval> =
+        catalog::plans_by_ids(db, tenant_id, &plan_ids)
+            .await?
+            .into_iter()
+            .map(|p| (p.id, p.billing_interval))
+            .collect();
     let mut out: HashMap<CustomerId, Vec<Subscription>> = HashMap::new();
     for s in rows {
         let interval = intervals
-            .get(&s.plan_id)
+            .get(&PlanId::from_uuid(s.plan_id))
             .copied()
             .ok_or_else(|| missing_plan(s.plan_id))?;
         out.entry(CustomerId::from_uuid(s.customer_id))

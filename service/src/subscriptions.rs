@@ -23,7 +23,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use crate::ids::{CreditSystemId, CustomerId, PlanId, SubscriptionId};
+use crate::ids::{CustomerId, SubscriptionId};
 pub use crate::subscription_state::{Error, Subscription, SubscriptionStatus, get, of_customers};
 use crate::{
     Clock, Db,
@@ -118,7 +118,7 @@ pub async fn subscribe(
                 id: Set(Uuid::now_v7()),
                 tenant_id: Set(tenant_id),
                 customer_id: Set(customer.id),
-                plan_id: Set(plan.id),
+                plan_id: Set(plan.id.uuid()),
                 billing_anchor: Set(start),
                 started_at: Set(start),
                 current_period_start: Set(period_start),
@@ -130,15 +130,14 @@ pub async fn subscribe(
             }
             .insert(&txn)
             .await?;
-            let plan_credits =
-                catalog::plan_credits_of(&txn, tenant_id, &[PlanId::from_uuid(plan.id)]).await?;
+            let plan_credits = catalog::plan_credits_of(&txn, tenant_id, &[plan.id]).await?;
             let mut grants = Vec::new();
             for pc in &plan_credits {
                 ledger::ensure_wallet_in(
                     &txn,
                     tenant_id,
                     CustomerId::from_uuid(customer.id),
-                    CreditSystemId::from_uuid(pc.credit_system_id),
+                    pc.credit_system_id,
                     now,
                 )
                 .await?;
@@ -230,9 +229,7 @@ async fn replay(
         .order_by_asc(allowance_period::Column::PeriodStart)
         .all(conn)
         .await?;
-    let plan_credits =
-        catalog::plan_credits_of(conn, tenant_id, &[PlanId::from_uuid(subscription.plan_id)])
-            .await?;
+    let plan_credits = catalog::plan_credits_of(conn, tenant_id, &[subscription.plan_id]).await?;
     let mut grants = Vec::new();
     for pc in &plan_credits {
         let Some(first) = periods.iter().find(|p| p.plan_credit_id == pc.id) else {

@@ -5,7 +5,6 @@
 mod common;
 
 use common::{World, d};
-use service::ids::{FeatureId, PlanId, ProductId};
 use service::{
     Clock, Code, DomainError,
     catalog::{
@@ -13,7 +12,6 @@ use service::{
         PlanCreditTerms, PlanPricing, PlanStatus, RecurringPrice, Ref, Rollover,
     },
     credit_systems::CreditSystemRef,
-    ids::PlanCreditId,
     pagination::PageRequest,
     periods::Interval,
     pricing::{Price, PriceModel, PricingType, Tier},
@@ -106,7 +104,9 @@ async fn products_are_created_once_by_key_and_listed_in_pages() {
         (Code::Validation, "key".into())
     );
     assert_eq!(
-        catalog::get_product(db, t, &Ref::Id(p.id)).await.unwrap(),
+        catalog::get_product(db, t, &Ref::Id(p.id.uuid()))
+            .await
+            .unwrap(),
         p
     );
     // A key the input rules refuse is simply not found.
@@ -127,12 +127,12 @@ async fn products_are_created_once_by_key_and_listed_in_pages() {
     let rest = catalog::list_products(
         db,
         t,
-        PageRequest::new(Some(2), Some(first.items[1].id)).unwrap(),
+        PageRequest::new(Some(2), Some(first.items[1].id.uuid())).unwrap(),
     )
     .await
     .unwrap();
     assert_eq!((rest.items.len(), rest.has_next_page), (1, false));
-    let ids = [p.id, rest.items[0].id].map(ProductId::from_uuid);
+    let ids = [p.id, rest.items[0].id];
     assert_eq!(
         catalog::products_by_ids(db, t, &ids).await.unwrap().len(),
         2
@@ -172,9 +172,7 @@ async fn features_are_created_once_by_key() {
         .unwrap();
     assert_eq!(page.items, vec![f.clone()]);
     assert_eq!(
-        catalog::features_by_ids(db, t, &[FeatureId::from_uuid(f.id)])
-            .await
-            .unwrap(),
+        catalog::features_by_ids(db, t, &[f.id]).await.unwrap(),
         vec![f]
     );
 }
@@ -285,7 +283,7 @@ async fn plans_move_from_draft_to_published_to_archived() {
         catalog::list_plans(
             db,
             t,
-            Some(ProductId::from_uuid(plan.product_id)),
+            Some(plan.product_id),
             Some(s),
             PageRequest::new(None, None).unwrap(),
         )
@@ -296,10 +294,7 @@ async fn plans_move_from_draft_to_published_to_archived() {
     );
     assert!(by_status(PlanStatus::Draft).await.unwrap().items.is_empty());
     assert_eq!(
-        catalog::plans_by_ids(db, t, &[PlanId::from_uuid(plan.id)])
-            .await
-            .unwrap()[0]
-            .status,
+        catalog::plans_by_ids(db, t, &[plan.id]).await.unwrap()[0].status,
         PlanStatus::Archived
     );
 }
@@ -376,12 +371,7 @@ async fn plan_credits_are_checked_against_the_credit_system_and_each_other() {
     .unwrap();
     assert_eq!(pc.credit_system_id, w.credit_system_id);
     assert_eq!(pc.spend_floor(), Some(d("5")));
-    assert_eq!(
-        catalog::plan_credit(db, t, PlanCreditId::from_uuid(pc.id))
-            .await
-            .unwrap(),
-        pc
-    );
+    assert_eq!(catalog::plan_credit(db, t, pc.id).await.unwrap(), pc);
     assert_eq!(
         refused(attach(with(|_| {})).await),
         (Code::Conflict, "creditSystem".into())
@@ -391,7 +381,7 @@ async fn plan_credits_are_checked_against_the_credit_system_and_each_other() {
         db,
         clock,
         t,
-        PlanCreditId::from_uuid(pc.id),
+        pc.id,
         &PlanCreditTerms {
             included: Some(allowance("20")),
             ..Default::default()
@@ -404,7 +394,7 @@ async fn plan_credits_are_checked_against_the_credit_system_and_each_other() {
     assert_eq!(updated.spend_floor(), None);
     let plan = catalog::get_plan(db, t, &key("pro")).await.unwrap();
     assert_eq!(
-        catalog::plan_credits_of(db.reader(), t, &[PlanId::from_uuid(plan.id)])
+        catalog::plan_credits_of(db.reader(), t, &[plan.id])
             .await
             .unwrap(),
         vec![updated]
@@ -477,7 +467,7 @@ async fn entitlements_price_features_in_an_attached_credit_system() {
     );
     let plan = catalog::get_plan(db, t, &key("pro")).await.unwrap();
     assert_eq!(
-        catalog::entitlements_of(db.reader(), t, &[PlanId::from_uuid(plan.id)])
+        catalog::entitlements_of(db.reader(), t, &[plan.id])
             .await
             .unwrap(),
         vec![second.clone()]
@@ -494,14 +484,14 @@ async fn entitlements_price_features_in_an_attached_credit_system() {
         (copy.status, copy.copied_from_plan_id),
         (PlanStatus::Draft, Some(plan.id))
     );
-    let copied = catalog::entitlements_of(db.reader(), t, &[PlanId::from_uuid(copy.id)])
+    let copied = catalog::entitlements_of(db.reader(), t, &[copy.id])
         .await
         .unwrap();
     assert_eq!(copied.len(), 1);
     assert_eq!(copied[0].credit_cost, d("2.5"));
     assert_ne!(copied[0].id, second.id);
     assert_eq!(
-        catalog::plan_credits_of(db.reader(), t, &[PlanId::from_uuid(copy.id)])
+        catalog::plan_credits_of(db.reader(), t, &[copy.id])
             .await
             .unwrap()
             .len(),
@@ -517,7 +507,7 @@ async fn entitlements_price_features_in_an_attached_credit_system() {
         .await
         .unwrap();
     assert!(
-        catalog::entitlements_of(db.reader(), t, &[PlanId::from_uuid(copy.id)])
+        catalog::entitlements_of(db.reader(), t, &[copy.id])
             .await
             .unwrap()
             .is_empty()

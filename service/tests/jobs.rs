@@ -8,7 +8,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use common::{World, d};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
-use service::ids::CustomerId;
+use service::ids::{CustomerId, SubscriptionId};
 use service::{
     Clock, allowances,
     catalog::{self, Allowance, BillingInterval, PlanCreditTerms, Ref, Rollover},
@@ -20,7 +20,6 @@ use service::{
     periods::Interval,
     subscriptions::{self, SubscribeInput},
 };
-use uuid::Uuid;
 
 fn jan31() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2027, 1, 31, 10, 0, 0).unwrap()
@@ -66,7 +65,7 @@ async fn plan(w: &World, key: &str, rollover: Rollover) {
         .unwrap();
 }
 
-async fn subscribe(w: &World, customer: CustomerId, key: &str) -> Uuid {
+async fn subscribe(w: &World, customer: CustomerId, key: &str) -> SubscriptionId {
     subscriptions::subscribe(
         &w.t.db,
         &w.clock,

@@ -20,7 +20,6 @@ use base64::{Engine as _, engine::general_purpose::STANDARD};
 use chrono::{Duration, TimeZone, Utc};
 use hmac::{Hmac, KeyInit, Mac};
 use rust_decimal::Decimal;
-use service::ids::{WebhookDeliveryId, WebhookEndpointId};
 use service::{
     Clock, FixedClock,
     credit_systems::{self, CreditSystemRef, Kind, NewCreditSystem},
@@ -494,24 +493,15 @@ async fn webhooks_retry_500_timeout_and_429_then_deliver_signed() {
     ));
 
     let page = service::pagination::PageRequest::new(Some(10), None).unwrap();
-    let deliveries = webhooks::list_deliveries(
-        &w.t.db,
-        w.tenant,
-        Some(WebhookEndpointId::from_uuid(endpoint.endpoint.id)),
-        None,
-        page,
-    )
-    .await
-    .unwrap();
+    let deliveries =
+        webhooks::list_deliveries(&w.t.db, w.tenant, Some(endpoint.endpoint.id), None, page)
+            .await
+            .unwrap();
     assert_eq!(deliveries.items.len(), 1);
     assert_eq!(deliveries.items[0].status, "DELIVERED");
-    let attempts = webhooks::attempts_of(
-        &w.t.db,
-        w.tenant,
-        &[WebhookDeliveryId::from_uuid(deliveries.items[0].id)],
-    )
-    .await
-    .unwrap();
+    let attempts = webhooks::attempts_of(&w.t.db, w.tenant, &[deliveries.items[0].id])
+        .await
+        .unwrap();
     let logged: Vec<_> = attempts
         .iter()
         .map(|(_, a)| (a.status_code, a.error.clone()))
@@ -574,22 +564,13 @@ async fn a_name_resolving_to_loopback_at_delivery_is_refused_unless_private_is_a
         "nothing reached the receiver"
     );
     let page = service::pagination::PageRequest::new(Some(10), None).unwrap();
-    let deliveries = webhooks::list_deliveries(
-        &w.t.db,
-        w.tenant,
-        Some(WebhookEndpointId::from_uuid(endpoint.endpoint.id)),
-        None,
-        page,
-    )
-    .await
-    .unwrap();
-    let attempts = webhooks::attempts_of(
-        &w.t.db,
-        w.tenant,
-        &[WebhookDeliveryId::from_uuid(deliveries.items[0].id)],
-    )
-    .await
-    .unwrap();
+    let deliveries =
+        webhooks::list_deliveries(&w.t.db, w.tenant, Some(endpoint.endpoint.id), None, page)
+            .await
+            .unwrap();
+    let attempts = webhooks::attempts_of(&w.t.db, w.tenant, &[deliveries.items[0].id])
+        .await
+        .unwrap();
     let error = attempts[0].1.error.clone().unwrap();
     assert_eq!(error, "refused: the target is not a public address");
 
@@ -608,7 +589,7 @@ async fn a_name_resolving_to_loopback_at_delivery_is_refused_unless_private_is_a
             &w.clock,
             TargetPolicy::PublicOnly,
             w.tenant,
-            service::ids::WebhookEndpointId::from_uuid(endpoint.endpoint.id),
+            endpoint.endpoint.id,
             &webhooks::EndpointPatch {
                 url: Some(dev_url.clone()),
                 ..Default::default()
@@ -623,7 +604,7 @@ async fn a_name_resolving_to_loopback_at_delivery_is_refused_unless_private_is_a
         &w.clock,
         TargetPolicy::AllowPrivate,
         w.tenant,
-        service::ids::WebhookEndpointId::from_uuid(endpoint.endpoint.id),
+        endpoint.endpoint.id,
         &webhooks::EndpointPatch {
             url: Some(dev_url),
             ..Default::default()
@@ -711,7 +692,7 @@ async fn a_400_stops_retries_and_repeated_failures_disable_the_endpoint() {
         &w.clock,
         TargetPolicy::AllowPrivate,
         w.tenant,
-        service::ids::WebhookEndpointId::from_uuid(endpoint.endpoint.id),
+        endpoint.endpoint.id,
         &webhooks::EndpointPatch {
             enabled: Some(true),
             ..Default::default()
@@ -723,14 +704,9 @@ async fn a_400_stops_retries_and_repeated_failures_disable_the_endpoint() {
         .await
         .unwrap()
         .items;
-    webhooks::redeliver(
-        &w.t.db,
-        &w.clock,
-        w.tenant,
-        service::ids::WebhookDeliveryId::from_uuid(first.last().unwrap().id),
-    )
-    .await
-    .unwrap();
+    webhooks::redeliver(&w.t.db, &w.clock, w.tenant, first.last().unwrap().id)
+        .await
+        .unwrap();
     let report = webhooks::deliver_due(&w.t.db, &w.clock, &http, 100)
         .await
         .unwrap();

@@ -346,14 +346,9 @@ async fn deliveries_verify_with_the_reference_library_across_a_rotation() {
     // 2. Rotated: for 24 h every delivery is signed by the new secret and
     // by the one it replaced.
     w.clock.advance(Duration::minutes(1));
-    let rotated = webhooks::rotate_secret(
-        &w.t.db,
-        &w.clock,
-        w.tenant,
-        service::ids::WebhookEndpointId::from_uuid(created.endpoint.id),
-    )
-    .await
-    .unwrap();
+    let rotated = webhooks::rotate_secret(&w.t.db, &w.clock, w.tenant, created.endpoint.id)
+        .await
+        .unwrap();
     let new = rotated.secret;
     let rotated_at = w.clock.now();
     assert_eq!(
@@ -421,14 +416,9 @@ async fn deliveries_verify_with_the_reference_library_across_a_rotation() {
         .unwrap()
         .items;
     let oldest = deliveries.last().unwrap();
-    webhooks::redeliver(
-        &w.t.db,
-        &w.clock,
-        w.tenant,
-        service::ids::WebhookDeliveryId::from_uuid(oldest.id),
-    )
-    .await
-    .unwrap();
+    webhooks::redeliver(&w.t.db, &w.clock, w.tenant, oldest.id)
+        .await
+        .unwrap();
     assert_eq!(w.deliver().await, 1);
     let again = hits.lock().unwrap()[5].clone();
     assert_eq!(again.header("webhook-id"), first.header("webhook-id"));
@@ -455,7 +445,7 @@ async fn an_endpoint_with_an_old_hex_secret_verifies_with_the_reference_library(
     .await
     .unwrap();
     let hex_secret = format!("whsec_{}", "0123456789abcdef".repeat(4));
-    set_raw_secret(&w.t, created.endpoint.id, &hex_secret).await;
+    set_raw_secret(&w.t, created.endpoint.id.uuid(), &hex_secret).await;
     let prepared = service::secrets::prepare(&w.t.db, &w.clock).await.unwrap();
     assert_eq!(prepared.sealed_now, 1);
     w.grant("1").await;

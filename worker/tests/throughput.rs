@@ -135,7 +135,7 @@ impl World {
         .unwrap();
     }
 
-    async fn endpoint(&self, url: &str, events: &[&str]) -> Uuid {
+    async fn endpoint(&self, url: &str, events: &[&str]) -> service::ids::WebhookEndpointId {
         let events: Vec<String> = events.iter().map(|e| (*e).to_owned()).collect();
         webhooks::create_endpoint(
             &self.t.db,

@@ -447,7 +447,7 @@ async fn a_paid_order_sends_a_receipt_with_order_quantity_tax_total_and_payment(
             &w.t.db,
             &w.clock,
             w.tenant,
-            service::ids::OrderId::from_uuid(order.id),
+            order.id,
             "mercadopago",
             &format!("mp-{c}-123"),
             None,
@@ -461,7 +461,7 @@ async fn a_paid_order_sends_a_receipt_with_order_quantity_tax_total_and_payment(
     assert_eq!(mails.len(), 1, "{mails:?}");
     let m = &mails[0];
     assert_eq!(m.rcpt, vec!["billing@org.test".to_owned()]);
-    let order_id = service::ids::encode(service::ids::Kind::Order, orders[0].id);
+    let order_id = orders[0].id.to_string();
     assert_eq!(
         m.subject(),
         format!("Your receipt for 10000 tokens of AI tokens ({order_id})")

@@ -3,7 +3,6 @@
 
 use async_graphql::{Context, Enum, ID, InputObject, Object, OneofObject, SimpleObject};
 use chrono::{DateTime, Utc};
-use service::ids::{CreditSystemId, FeatureId, PlanId, ProductId};
 use service::{
     api_keys::Role,
     catalog::{self, Ref},
@@ -131,7 +130,7 @@ pub struct Product(pub catalog::Product);
 #[Object]
 impl Product {
     async fn id(&self) -> ID {
-        ids::encode(Kind::Product, self.0.id)
+        ids::encode_id(self.0.id)
     }
     async fn key(&self) -> &str {
         &self.0.key
@@ -151,15 +150,8 @@ impl Product {
     ) -> ApiResult<Conn<Plan>> {
         let (p, app) = app(ctx)?;
         let page = pagination::page_request(first, after)?;
-        let found = catalog::list_plans(
-            &app.db,
-            p.tenant_id,
-            Some(ProductId::from_uuid(self.0.id)),
-            None,
-            page,
-        )
-        .await?;
-        Ok(pagination::connection(found, |p| p.id, Plan))
+        let found = catalog::list_plans(&app.db, p.tenant_id, Some(self.0.id), None, page).await?;
+        Ok(pagination::connection(found, |p| p.id.uuid(), Plan))
     }
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
@@ -171,7 +163,7 @@ pub struct Plan(pub catalog::Plan);
 #[Object]
 impl Plan {
     async fn id(&self) -> ID {
-        ids::encode(Kind::Plan, self.0.id)
+        ids::encode_id(self.0.id)
     }
     async fn key(&self) -> &str {
         &self.0.key
@@ -190,23 +182,19 @@ impl Plan {
         self.0.status.into()
     }
     async fn product(&self, ctx: &Context<'_>) -> ApiResult<Option<Product>> {
-        Ok(
-            load(ctx, ProductKey(ProductId::from_uuid(self.0.product_id)))
-                .await?
-                .map(Product),
-        )
+        Ok(load(ctx, ProductKey(self.0.product_id)).await?.map(Product))
     }
     /// The plan this draft was copied from.
     async fn copied_from(&self, ctx: &Context<'_>) -> ApiResult<Option<Plan>> {
         match self.0.copied_from_plan_id {
-            Some(id) => Ok(load(ctx, PlanKey(PlanId::from_uuid(id))).await?.map(Plan)),
+            Some(id) => Ok(load(ctx, PlanKey(id)).await?.map(Plan)),
             None => Ok(None),
         }
     }
     /// The credit systems the plan includes or sells.
     #[graphql(complexity = "crate::graphql::limits::unpaged_list_cost(child_complexity)")]
     async fn credits(&self, ctx: &Context<'_>) -> ApiResult<Vec<PlanCredit>> {
-        Ok(load(ctx, PlanCreditsOfPlan(PlanId::from_uuid(self.0.id)))
+        Ok(load(ctx, PlanCreditsOfPlan(self.0.id))
             .await?
             .unwrap_or_default()
             .into_iter()
@@ -216,7 +204,7 @@ impl Plan {
     /// What each feature costs in credits.
     #[graphql(complexity = "crate::graphql::limits::unpaged_list_cost(child_complexity)")]
     async fn entitlements(&self, ctx: &Context<'_>) -> ApiResult<Vec<Entitlement>> {
-        Ok(load(ctx, EntitlementsOfPlan(PlanId::from_uuid(self.0.id)))
+        Ok(load(ctx, EntitlementsOfPlan(self.0.id))
             .await?
             .unwrap_or_default()
             .into_iter()
@@ -236,7 +224,7 @@ pub struct Feature(pub catalog::Feature);
 #[Object]
 impl Feature {
     async fn id(&self) -> ID {
-        ids::encode(Kind::Feature, self.0.id)
+        ids::encode_id(self.0.id)
     }
     /// E.g. `image.generate`.
     async fn key(&self) -> &str {
@@ -349,15 +337,13 @@ pub struct PlanCredit(pub catalog::PlanCredit);
 #[Object]
 impl PlanCredit {
     async fn id(&self) -> ID {
-        ids::encode(Kind::PlanCredit, self.0.id)
+        ids::encode_id(self.0.id)
     }
     async fn plan(&self, ctx: &Context<'_>) -> ApiResult<Option<Plan>> {
-        Ok(load(ctx, PlanKey(PlanId::from_uuid(self.0.plan_id)))
-            .await?
-            .map(Plan))
+        Ok(load(ctx, PlanKey(self.0.plan_id)).await?.map(Plan))
     }
     async fn credit_system(&self, ctx: &Context<'_>) -> ApiResult<Option<CreditSystem>> {
-        credit_systems::credit_system(ctx, CreditSystemId::from_uuid(self.0.credit_system_id)).await
+        credit_systems::credit_system(ctx, self.0.credit_system_id).await
     }
     async fn included(&self) -> Option<IncludedAllowance> {
         self.0.included.as_ref().map(|a| IncludedAllowance {
@@ -405,17 +391,13 @@ pub struct Entitlement(pub catalog::Entitlement);
 #[Object]
 impl Entitlement {
     async fn id(&self) -> ID {
-        ids::encode(Kind::Entitlement, self.0.id)
+        ids::encode_id(self.0.id)
     }
     async fn feature(&self, ctx: &Context<'_>) -> ApiResult<Option<Feature>> {
-        Ok(
-            load(ctx, FeatureKey(FeatureId::from_uuid(self.0.feature_id)))
-                .await?
-                .map(Feature),
-        )
+        Ok(load(ctx, FeatureKey(self.0.feature_id)).await?.map(Feature))
     }
     async fn credit_system(&self, ctx: &Context<'_>) -> ApiResult<Option<CreditSystem>> {
-        credit_systems::credit_system(ctx, CreditSystemId::from_uuid(self.0.credit_system_id)).await
+        credit_systems::credit_system(ctx, self.0.credit_system_id).await
     }
     async fn credit_cost(&self) -> Credits {
         Credits(self.0.credit_cost)
@@ -451,7 +433,7 @@ impl CatalogQuery {
         let (p, app) = app(ctx)?;
         let page = pagination::page_request(first, after)?;
         let found = catalog::list_products(&app.db, p.tenant_id, page).await?;
-        Ok(pagination::connection(found, |p| p.id, Product))
+        Ok(pagination::connection(found, |p| p.id.uuid(), Product))
     }
     async fn plan(
         &self,
@@ -475,7 +457,7 @@ impl CatalogQuery {
         let page = pagination::page_request(first, after)?;
         let found =
             catalog::list_plans(&app.db, p.tenant_id, None, status.map(Into::into), page).await?;
-        Ok(pagination::connection(found, |p| p.id, Plan))
+        Ok(pagination::connection(found, |p| p.id.uuid(), Plan))
     }
     async fn feature(
         &self,
@@ -499,7 +481,7 @@ impl CatalogQuery {
         let (p, app) = app(ctx)?;
         let page = pagination::page_request(first, after)?;
         let found = catalog::list_features(&app.db, p.tenant_id, page).await?;
-        Ok(pagination::connection(found, |f| f.id, Feature))
+        Ok(pagination::connection(found, |f| f.id.uuid(), Feature))
     }
 }
 

@@ -2,7 +2,7 @@
 
 use async_graphql::{Context, Enum, ID, InputObject, Json, Object, SimpleObject};
 use chrono::{DateTime, Utc};
-use service::ids::{CreditSystemId, CustomerId, EntryId, GrantId, PlanId};
+use service::ids::{CreditSystemId, EntryId};
 use service::{
     api_keys::Role,
     entitlements, payments, pricing,
@@ -76,15 +76,13 @@ impl Subscription {
 #[Object]
 impl Subscription {
     async fn id(&self) -> ID {
-        ids::encode(Kind::Subscription, self.0.id)
+        ids::encode_id(self.0.id)
     }
     async fn customer(&self, ctx: &Context<'_>) -> ApiResult<Option<Customer>> {
-        customers::customer(ctx, CustomerId::from_uuid(self.0.customer_id)).await
+        customers::customer(ctx, self.0.customer_id).await
     }
     async fn plan(&self, ctx: &Context<'_>) -> ApiResult<Option<Plan>> {
-        Ok(load(ctx, PlanKey(PlanId::from_uuid(self.0.plan_id)))
-            .await?
-            .map(Plan))
+        Ok(load(ctx, PlanKey(self.0.plan_id)).await?.map(Plan))
     }
     /// As of now (in a `subscribe` or `cancelSubscription` payload: as of
     /// the write, i.e. what a read right after says).
@@ -165,13 +163,13 @@ pub struct TopUpOrder(pub Order);
 #[Object]
 impl TopUpOrder {
     async fn id(&self) -> ID {
-        ids::encode(Kind::Order, self.0.id)
+        ids::encode_id(self.0.id)
     }
     async fn customer(&self, ctx: &Context<'_>) -> ApiResult<Option<Customer>> {
-        customers::customer(ctx, CustomerId::from_uuid(self.0.customer_id)).await
+        customers::customer(ctx, self.0.customer_id).await
     }
     async fn credit_system(&self, ctx: &Context<'_>) -> ApiResult<Option<CreditSystem>> {
-        credit_systems::credit_system(ctx, CreditSystemId::from_uuid(self.0.credit_system_id)).await
+        credit_systems::credit_system(ctx, self.0.credit_system_id).await
     }
     async fn quantity(&self) -> Credits {
         Credits(self.0.quantity)
@@ -198,9 +196,7 @@ impl TopUpOrder {
     /// The PURCHASED grant a paid order made.
     async fn grant(&self, ctx: &Context<'_>) -> ApiResult<Option<Grant>> {
         match self.0.grant_id {
-            Some(id) => Ok(load(ctx, GrantKey(GrantId::from_uuid(id)))
-                .await?
-                .map(Grant)),
+            Some(id) => Ok(load(ctx, GrantKey(id)).await?.map(Grant)),
             None => Ok(None),
         }
     }
@@ -430,7 +426,7 @@ impl CommerceQuery {
             page,
         )
         .await?;
-        Ok(pagination::connection(found, |o| o.id, TopUpOrder))
+        Ok(pagination::connection(found, |o| o.id.uuid(), TopUpOrder))
     }
 
     /// Whether `quantity` units of a feature could be used now, and at

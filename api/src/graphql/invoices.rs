@@ -3,7 +3,6 @@
 
 use async_graphql::{Context, Enum, ID, InputObject, Object};
 use chrono::{DateTime, Utc};
-use service::ids::CustomerId;
 use service::{
     api_keys::Role,
     ledger::invoices::{self, ApplyInput},
@@ -43,7 +42,7 @@ impl Invoice {
         &self.0.external_id
     }
     async fn customer(&self, ctx: &Context<'_>) -> ApiResult<Option<Customer>> {
-        customers::customer(ctx, CustomerId::from_uuid(self.0.customer_id)).await
+        customers::customer(ctx, self.0.customer_id).await
     }
     async fn currency(&self) -> &str {
         &self.0.currency

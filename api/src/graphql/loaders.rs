@@ -637,10 +637,7 @@ impl Loader<ProductKey> for Batch {
         let rows = catalog::products_by_ids(&self.db, self.tenant_id, &ids(keys, |k| k.0))
             .await
             .map_err(fail)?;
-        Ok(rows
-            .into_iter()
-            .map(|p| (ProductKey(ProductId::from_uuid(p.id)), p))
-            .collect())
+        Ok(rows.into_iter().map(|p| (ProductKey(p.id), p)).collect())
     }
 }
 
@@ -652,10 +649,7 @@ impl Loader<PlanKey> for Batch {
         let rows = catalog::plans_by_ids(&self.db, self.tenant_id, &ids(keys, |k| k.0))
             .await
             .map_err(fail)?;
-        Ok(rows
-            .into_iter()
-            .map(|p| (PlanKey(PlanId::from_uuid(p.id)), p))
-            .collect())
+        Ok(rows.into_iter().map(|p| (PlanKey(p.id), p)).collect())
     }
 }
 
@@ -667,10 +661,7 @@ impl Loader<FeatureKey> for Batch {
         let rows = catalog::features_by_ids(&self.db, self.tenant_id, &ids(keys, |k| k.0))
             .await
             .map_err(fail)?;
-        Ok(rows
-            .into_iter()
-            .map(|f| (FeatureKey(FeatureId::from_uuid(f.id)), f))
-            .collect())
+        Ok(rows.into_iter().map(|f| (FeatureKey(f.id), f)).collect())
     }
 }
 
@@ -688,7 +679,7 @@ impl Loader<PlanCreditsOfPlan> for Batch {
         let mut out: HashMap<PlanCreditsOfPlan, Vec<PlanCredit>> =
             keys.iter().map(|k| (*k, Vec::new())).collect();
         for pc in rows {
-            out.entry(PlanCreditsOfPlan(PlanId::from_uuid(pc.plan_id)))
+            out.entry(PlanCreditsOfPlan(pc.plan_id))
                 .or_default()
                 .push(pc);
         }
@@ -710,7 +701,7 @@ impl Loader<EntitlementsOfPlan> for Batch {
         let mut out: HashMap<EntitlementsOfPlan, Vec<Entitlement>> =
             keys.iter().map(|k| (*k, Vec::new())).collect();
         for e in rows {
-            out.entry(EntitlementsOfPlan(PlanId::from_uuid(e.plan_id)))
+            out.entry(EntitlementsOfPlan(e.plan_id))
                 .or_default()
                 .push(e);
         }
@@ -744,10 +735,7 @@ impl Loader<OrderKey> for Batch {
         let rows = purchases::by_ids(&self.db, self.tenant_id, &ids(keys, |k| k.0))
             .await
             .map_err(fail)?;
-        Ok(rows
-            .into_iter()
-            .map(|o| (OrderKey(OrderId::from_uuid(o.id)), o))
-            .collect())
+        Ok(rows.into_iter().map(|o| (OrderKey(o.id), o)).collect())
     }
 }
 

@@ -1,7 +1,7 @@
 //! Webhook endpoints and deliveries, emails, and where operator notices go.
 //! All ADMIN.
 
-use service::ids::{EmailId, WebhookDeliveryId, WebhookEndpointId};
+use service::ids::WebhookEndpointId;
 use std::collections::HashMap;
 
 use async_graphql::{Context, ID, InputObject, Object, SimpleObject};
@@ -15,7 +15,7 @@ use service::{
 use super::{
     context::{RoleGuard, app},
     error::ApiResult,
-    ids::{self, Kind},
+    ids,
     pagination::{self, Conn},
 };
 
@@ -25,7 +25,7 @@ pub struct WebhookEndpoint(webhooks::Endpoint);
 #[Object]
 impl WebhookEndpoint {
     async fn id(&self) -> ID {
-        ids::encode(Kind::WebhookEndpoint, self.0.id)
+        ids::encode_id(self.0.id)
     }
     async fn url(&self) -> &str {
         &self.0.url
@@ -81,13 +81,11 @@ pub struct WebhookDelivery {
 #[Object]
 impl WebhookDelivery {
     async fn id(&self) -> ID {
-        ids::encode(Kind::WebhookDelivery, self.delivery.id)
+        ids::encode_id(self.delivery.id)
     }
     /// The event id (`evt_…`: the body's `id` and the `webhook-id` header).
     async fn event_id(&self) -> String {
-        service::notifications::payloads::event_id(service::ids::EventId::from_uuid(
-            self.delivery.event_id,
-        ))
+        service::notifications::payloads::event_id(self.delivery.event_id)
     }
     async fn event_type(&self) -> &str {
         &self.delivery.event_type
@@ -143,7 +141,7 @@ pub struct EmailDelivery {
 #[Object]
 impl EmailDelivery {
     async fn id(&self) -> ID {
-        ids::encode(Kind::Email, self.email.id)
+        ids::encode_id(self.email.id)
     }
     /// The template it was written from: `balance_low`,
     /// `balance_depleted`, `receipt`, `usage_threshold`, `endpoint_disabled`.
@@ -205,7 +203,11 @@ impl NotificationQuery {
         let (p, app) = app(ctx)?;
         let page = pagination::page_request(first, after)?;
         let found = webhooks::list_endpoints(&app.db, p.tenant_id, page).await?;
-        Ok(pagination::connection(found, |e| e.id, WebhookEndpoint))
+        Ok(pagination::connection(
+            found,
+            |e| e.id.uuid(),
+            WebhookEndpoint,
+        ))
     }
 
     /// Deliveries, newest first, with every attempt.
@@ -229,22 +231,16 @@ impl NotificationQuery {
         let found =
             webhooks::list_deliveries(&app.db, p.tenant_id, endpoint, status.as_deref(), page)
                 .await?;
-        let ids: Vec<_> = found
-            .items
-            .iter()
-            .map(|d| WebhookDeliveryId::from_uuid(d.id))
-            .collect();
+        let ids: Vec<_> = found.items.iter().map(|d| d.id).collect();
         let mut attempts: HashMap<_, Vec<webhooks::Attempt>> = HashMap::new();
         for (delivery, attempt) in webhooks::attempts_of(&app.db, p.tenant_id, &ids).await? {
             attempts.entry(delivery).or_default().push(attempt);
         }
         Ok(pagination::connection(
             found,
-            |d| d.id,
+            |d| d.id.uuid(),
             |d| WebhookDelivery {
-                attempts: attempts
-                    .remove(&WebhookDeliveryId::from_uuid(d.id))
-                    .unwrap_or_default(),
+                attempts: attempts.remove(&d.id).unwrap_or_default(),
                 delivery: d,
             },
         ))
@@ -265,22 +261,16 @@ impl NotificationQuery {
         let (p, app) = app(ctx)?;
         let page = pagination::page_request(first, after)?;
         let found = email::list(&app.db, p.tenant_id, status.as_deref(), page).await?;
-        let ids: Vec<_> = found
-            .items
-            .iter()
-            .map(|e| EmailId::from_uuid(e.id))
-            .collect();
+        let ids: Vec<_> = found.items.iter().map(|e| e.id).collect();
         let mut attempts: HashMap<_, Vec<email::EmailAttempt>> = HashMap::new();
         for (email_id, attempt) in email::attempts_of(&app.db, p.tenant_id, &ids).await? {
             attempts.entry(email_id).or_default().push(attempt);
         }
         Ok(pagination::connection(
             found,
-            |e| e.id,
+            |e| e.id.uuid(),
             |e| EmailDelivery {
-                attempt_log: attempts
-                    .remove(&EmailId::from_uuid(e.id))
-                    .unwrap_or_default(),
+                attempt_log: attempts.remove(&e.id).unwrap_or_default(),
                 email: e,
             },
         ))

@@ -21,15 +21,15 @@ use crate::{
     amount::{from_micros, positive_micros},
     credit_systems::CreditSystemRef,
     error::Invalid,
-    ids::PlanId,
+    ids::{CreditSystemId, EntitlementId, FeatureId, PlanId},
 };
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entitlement {
-    pub id: Uuid,
-    pub plan_id: Uuid,
-    pub feature_id: Uuid,
-    pub credit_system_id: Uuid,
+    pub id: EntitlementId,
+    pub plan_id: PlanId,
+    pub feature_id: FeatureId,
+    pub credit_system_id: CreditSystemId,
     /// Credits one unit of the feature costs.
     pub credit_cost: Decimal,
 }
@@ -37,10 +37,10 @@ pub struct Entitlement {
 impl From<entitlement::Model> for Entitlement {
     fn from(m: entitlement::Model) -> Self {
         Self {
-            id: m.id,
-            plan_id: m.plan_id,
-            feature_id: m.feature_id,
-            credit_system_id: m.credit_system_id,
+            id: EntitlementId::from_uuid(m.id),
+            plan_id: PlanId::from_uuid(m.plan_id),
+            feature_id: FeatureId::from_uuid(m.feature_id),
+            credit_system_id: CreditSystemId::from_uuid(m.credit_system_id),
             credit_cost: from_micros(m.credit_cost_micros),
         }
     }

@@ -20,7 +20,7 @@ use crate::{
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Feature {
-    pub id: Uuid,
+    pub id: FeatureId,
     pub key: String,
     pub name: String,
     pub unit: String,
@@ -30,7 +30,7 @@ pub struct Feature {
 impl From<feature::Model> for Feature {
     fn from(m: feature::Model) -> Self {
         Self {
-            id: m.id,
+            id: FeatureId::from_uuid(m.id),
             key: m.key,
             name: m.name,
             unit: m.unit,

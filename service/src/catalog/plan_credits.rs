@@ -109,9 +109,9 @@ pub struct AutoTopUp {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlanCredit {
-    pub id: Uuid,
-    pub plan_id: Uuid,
-    pub credit_system_id: Uuid,
+    pub id: PlanCreditId,
+    pub plan_id: PlanId,
+    pub credit_system_id: CreditSystemId,
     pub included: Option<Allowance>,
     pub pricing: Option<PlanPricing>,
     /// Usage-% alert thresholds for subscribers' wallets (`Some([])`:
@@ -222,9 +222,9 @@ impl PlanCredit {
             })
             .transpose()?;
         Ok(Self {
-            id: m.id,
-            plan_id: m.plan_id,
-            credit_system_id: m.credit_system_id,
+            id: PlanCreditId::from_uuid(m.id),
+            plan_id: PlanId::from_uuid(m.plan_id),
+            credit_system_id: CreditSystemId::from_uuid(m.credit_system_id),
             included,
             pricing,
             usage_alert_percents,

@@ -98,15 +98,15 @@ impl BillingInterval {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
-    pub id: Uuid,
-    pub product_id: Uuid,
+    pub id: PlanId,
+    pub product_id: ProductId,
     pub key: String,
     pub name: String,
     /// What the plan offers, for people ("" when none was given).
     pub description: String,
     pub billing_interval: BillingInterval,
     pub status: PlanStatus,
-    pub copied_from_plan_id: Option<Uuid>,
+    pub copied_from_plan_id: Option<PlanId>,
     pub created_at: DateTime<Utc>,
     pub published_at: Option<DateTime<Utc>>,
 }
@@ -119,12 +119,12 @@ impl TryFrom<plan::Model> for Plan {
         Ok(Self {
             billing_interval: BillingInterval::of(&m)?,
             status: PlanStatus::of(&m)?,
-            id: m.id,
-            product_id: m.product_id,
+            id: PlanId::from_uuid(m.id),
+            product_id: ProductId::from_uuid(m.product_id),
             key: m.key,
             name: m.name,
             description: m.description,
-            copied_from_plan_id: m.copied_from_plan_id,
+            copied_from_plan_id: m.copied_from_plan_id.map(PlanId::from_uuid),
             created_at: m.created_at,
             published_at: m.published_at,
         })

@@ -19,7 +19,7 @@ use crate::{
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Product {
-    pub id: Uuid,
+    pub id: ProductId,
     pub key: String,
     pub name: String,
     pub description: String,
@@ -29,7 +29,7 @@ pub struct Product {
 impl From<product::Model> for Product {
     fn from(m: product::Model) -> Self {
         Self {
-            id: m.id,
+            id: ProductId::from_uuid(m.id),
             key: m.key,
             name: m.name,
             description: m.description,

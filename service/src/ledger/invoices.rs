@@ -43,7 +43,7 @@ use crate::{
     customers::{self, CustomerRef},
     error::{Invalid, known},
     idempotency::{self, IdempotencyKey},
-    ids::{InvoiceId, WalletId},
+    ids::{CustomerId, InvoiceId, WalletId},
     pagination::{Page, PageRequest},
     pricing::minor_units,
 };
@@ -87,7 +87,7 @@ impl InvoiceStatus {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Invoice {
     pub id: Uuid,
-    pub customer_id: Uuid,
+    pub customer_id: CustomerId,
     pub external_id: String,
     pub currency: String,
     pub subtotal: Decimal,
@@ -108,7 +108,7 @@ impl TryFrom<invoice::Model> for Invoice {
         let status = InvoiceStatus::of(&m)?;
         Ok(Invoice {
             id: m.id,
-            customer_id: m.customer_id,
+            customer_id: CustomerId::from_uuid(m.customer_id),
             external_id: m.external_id,
             currency: m.currency,
             subtotal: from_micros(m.subtotal_micros),

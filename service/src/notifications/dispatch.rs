@@ -111,7 +111,7 @@ pub async fn dispatch_batch(db: &Db, clock: &dyn Clock, limit: u64) -> Result<u6
             if endpoint.events.contains(&kind) {
                 deliveries.push(webhooks::new_delivery(
                     event.tenant_id,
-                    endpoint.id,
+                    endpoint.id.uuid(),
                     event.id,
                     &event.event_type,
                     body.clone(),
@@ -295,15 +295,16 @@ async fn receipt_email(
     let Some(paid_at) = order.paid_at else {
         return Ok(None);
     };
-    let Some((customer, to)) = addressee(txn, event, Some(order.customer_id)).await? else {
+    let Some((customer, to)) = addressee(txn, event, Some(order.customer_id.uuid())).await? else {
         return Ok(None);
     };
-    let Some(cs) = credit_system_of(txn, event.tenant_id, order.credit_system_id).await? else {
+    let Some(cs) = credit_system_of(txn, event.tenant_id, order.credit_system_id.uuid()).await?
+    else {
         return Ok(None);
     };
     let q = &order.quote;
     let facts = email::ReceiptFacts {
-        order_id: crate::ids::encode(crate::ids::Kind::Order, order.id),
+        order_id: order.id.to_string(),
         quantity: order.quantity,
         unit_price: Some(q.unit_price).filter(|p| *p > Decimal::ZERO),
         subtotal: q.subtotal,

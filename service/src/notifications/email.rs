@@ -32,7 +32,7 @@ const LEASE: Duration = Duration::minutes(2);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EmailDelivery {
-    pub id: Uuid,
+    pub id: EmailId,
     pub kind: String,
     pub to: String,
     pub subject: String,
@@ -47,7 +47,7 @@ pub struct EmailDelivery {
 impl From<email_delivery::Model> for EmailDelivery {
     fn from(m: email_delivery::Model) -> Self {
         Self {
-            id: m.id,
+            id: EmailId::from_uuid(m.id),
             kind: m.kind,
             to: m.to_address,
             subject: m.subject,

@@ -80,7 +80,7 @@ pub const SECRET_PREFIX: &str = "whsec_";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
-    pub id: Uuid,
+    pub id: WebhookEndpointId,
     pub url: String,
     pub description: String,
     pub events: Vec<EventType>,
@@ -104,7 +104,7 @@ impl From<webhook_endpoint::Model> for Endpoint {
             })
             .unwrap_or_default();
         Self {
-            id: m.id,
+            id: WebhookEndpointId::from_uuid(m.id),
             url: m.url,
             description: m.description,
             events,
@@ -136,9 +136,9 @@ pub struct Attempt {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivery {
-    pub id: Uuid,
-    pub endpoint_id: Uuid,
-    pub event_id: Uuid,
+    pub id: WebhookDeliveryId,
+    pub endpoint_id: WebhookEndpointId,
+    pub event_id: EventId,
     pub event_type: String,
     pub body: String,
     pub status: String,
@@ -152,9 +152,9 @@ pub struct Delivery {
 impl From<webhook_delivery::Model> for Delivery {
     fn from(m: webhook_delivery::Model) -> Self {
         Self {
-            id: m.id,
-            endpoint_id: m.endpoint_id,
-            event_id: m.event_id,
+            id: WebhookDeliveryId::from_uuid(m.id),
+            endpoint_id: WebhookEndpointId::from_uuid(m.endpoint_id),
+            event_id: EventId::from_uuid(m.event_id),
             event_type: m.event_type,
             body: m.body,
             status: m.status,
