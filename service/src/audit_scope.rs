@@ -17,6 +17,7 @@ use sea_orm::{ActiveValue::Set, DatabaseTransaction, DbErr, EntityTrait};
 use uuid::Uuid;
 
 use crate::ids::TypedId;
+use crate::metrics::txn_key;
 use crate::principal::Role;
 
 /// The outcome of a mutation that succeeded.
@@ -254,12 +255,6 @@ pub(crate) fn row_with_last_write(txn: &DatabaseTransaction) -> Option<audit_log
         })
         .ok()
         .flatten()
-}
-
-/// A transaction by its address (boxed by `WriteTxn`, so it stays put while
-/// open; the metrics count its entries by the same key).
-pub(crate) fn txn_key(txn: &DatabaseTransaction) -> usize {
-    std::ptr::from_ref(txn) as usize
 }
 
 /// A write transaction began ([`crate::db::Db::begin_write`]): what an

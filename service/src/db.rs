@@ -347,7 +347,7 @@ impl WriteTxn {
     pub async fn commit(mut self) -> Result<(), DbErr> {
         let audited = crate::audit_scope::before_commit(self.txn()).await?;
         let inner = self.inner.take().expect("open until consumed");
-        let key = crate::audit_scope::txn_key(&inner);
+        let key = crate::metrics::txn_key(&inner);
         let result = inner.commit().await;
         match result {
             Ok(()) => crate::metrics::entries_committed(key),
@@ -365,7 +365,7 @@ impl WriteTxn {
     /// next use).
     pub async fn rollback(mut self) -> Result<(), DbErr> {
         let inner = self.inner.take().expect("open until consumed");
-        let key = crate::audit_scope::txn_key(&inner);
+        let key = crate::metrics::txn_key(&inner);
         crate::metrics::entries_dropped(key);
         crate::audit_scope::not_committed(key);
         inner.rollback().await
@@ -375,7 +375,7 @@ impl WriteTxn {
 impl Drop for WriteTxn {
     fn drop(&mut self) {
         if let Some(inner) = &self.inner {
-            let key = crate::audit_scope::txn_key(inner);
+            let key = crate::metrics::txn_key(inner);
             crate::metrics::entries_dropped(key);
             crate::audit_scope::not_committed(key);
         }

@@ -171,7 +171,10 @@ pub(crate) fn write_acquired(took: Duration) {
 type Pending = HashMap<usize, Vec<(String, u64)>>;
 static PENDING_ENTRIES: LazyLock<Mutex<Pending>> = LazyLock::new(Default::default);
 
-fn key_of(txn: &DatabaseTransaction) -> usize {
+/// An open write transaction by its address: stable while it is open
+/// ([`crate::db::WriteTxn`] boxes it). The entries counted here and the
+/// audit row a write carries ([`crate::audit_scope`]) name it by this key.
+pub(crate) fn txn_key(txn: &DatabaseTransaction) -> usize {
     std::ptr::from_ref(txn) as usize
 }
 
@@ -181,7 +184,7 @@ pub(crate) fn entries_written<'a>(
     types: impl IntoIterator<Item = &'a str>,
 ) {
     let mut pending = PENDING_ENTRIES.lock().unwrap_or_else(|e| e.into_inner());
-    let counts = pending.entry(key_of(txn)).or_default();
+    let counts = pending.entry(txn_key(txn)).or_default();
     for t in types {
         match counts.iter_mut().find(|(k, _)| k == t) {
             Some((_, n)) => *n += 1,
