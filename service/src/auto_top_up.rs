@@ -57,8 +57,8 @@ pub(crate) async fn top_up(
     let Some(pc) = purchases::selling_plan_credit(
         db,
         tenant_id,
-        wallet.customer_id,
-        wallet.credit_system_id,
+        CustomerId::from_uuid(wallet.customer_id),
+        CreditSystemId::from_uuid(wallet.credit_system_id),
         now,
     )
     .await?

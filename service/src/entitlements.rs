@@ -16,7 +16,7 @@ use sea_orm::{ColumnTrait, DbErr, EntityTrait, QueryFilter};
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::ids::{CustomerId, PlanId};
+use crate::ids::{CustomerId, FeatureId, PlanId};
 use crate::{
     Clock, Db,
     amount::positive_micros,
@@ -90,11 +90,10 @@ impl DomainError for Error {
 async fn entitlement_for(
     db: &Db,
     tenant_id: Uuid,
-    customer_id: Uuid,
-    feature_id: Uuid,
+    customer_id: CustomerId,
+    feature_id: FeatureId,
     now: DateTime<Utc>,
 ) -> Result<Option<(Subscription, Entitlement, Option<PlanCredit>)>, Error> {
-    let customer_id = CustomerId::from_uuid(customer_id);
     let subs: Vec<Subscription> = subscriptions::of_customers(db, tenant_id, &[customer_id])
         .await?
         .remove(&customer_id)
@@ -223,9 +222,15 @@ pub async fn track_usage(
     {
         return Ok(original);
     }
-    let (sub, entitlement, pc) = entitlement_for(db, tenant_id, customer.id, feature.id, now)
-        .await?
-        .ok_or_else(|| Error::NotEntitled(feature.key.clone()))?;
+    let (sub, entitlement, pc) = entitlement_for(
+        db,
+        tenant_id,
+        CustomerId::from_uuid(customer.id),
+        FeatureId::from_uuid(feature.id),
+        now,
+    )
+    .await?
+    .ok_or_else(|| Error::NotEntitled(feature.key.clone()))?;
     if purchase_owed(db, tenant_id, &sub, pc.as_ref()).await? {
         return Err(Error::PurchaseRequired(feature.key));
     }
@@ -299,8 +304,14 @@ pub async fn check_entitlement(
         available: None,
         reason: Some(reason),
     };
-    let Some((sub, entitlement, pc)) =
-        entitlement_for(db, tenant_id, customer.id, feature.id, now).await?
+    let Some((sub, entitlement, pc)) = entitlement_for(
+        db,
+        tenant_id,
+        CustomerId::from_uuid(customer.id),
+        FeatureId::from_uuid(feature.id),
+        now,
+    )
+    .await?
     else {
         return Ok(denied(DenyReason::NotEntitled));
     };

@@ -216,11 +216,10 @@ impl DomainError for Error {
 pub(crate) async fn selling_plan_credit(
     db: &Db,
     tenant_id: Uuid,
-    customer_id: Uuid,
-    credit_system_id: Uuid,
+    customer_id: CustomerId,
+    credit_system_id: CreditSystemId,
     now: DateTime<Utc>,
 ) -> Result<Option<PlanCredit>, Error> {
-    let customer_id = CustomerId::from_uuid(customer_id);
     let subs = subscription_state::of_customers(db, tenant_id, &[customer_id])
         .await?
         .remove(&customer_id)
@@ -306,14 +305,20 @@ async fn price_named(
         quantity,
         quantity_micros,
     } = named;
-    let plan_credit = selling_plan_credit(db, tenant_id, customer_id, cs.id, now)
-        .await?
-        .ok_or_else(|| {
-            Invalid::new(
-                "creditSystem",
-                format!("no active plan of this customer sells {:?} top-ups", cs.key),
-            )
-        })?;
+    let plan_credit = selling_plan_credit(
+        db,
+        tenant_id,
+        CustomerId::from_uuid(customer_id),
+        CreditSystemId::from_uuid(cs.id),
+        now,
+    )
+    .await?
+    .ok_or_else(|| {
+        Invalid::new(
+            "creditSystem",
+            format!("no active plan of this customer sells {:?} top-ups", cs.key),
+        )
+    })?;
     let pricing = plan_credit
         .pricing
         .as_ref()
